@@ -1,0 +1,36 @@
+# Kondge billing. `make run` and `make test` are all a new user needs.
+SHELL := /bin/bash
+VENV := .venv
+KONDGE := $(VENV)/bin/kondge
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: setup run start stop status test test-unit bench psql clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(KONDGE) server run
+
+start: setup
+	$(KONDGE) server start
+
+stop:
+	@if [ -x $(KONDGE) ]; then $(KONDGE) server stop; fi
+
+status:
+	$(KONDGE) server status
+
+# The whole suite: unit, database (a private cluster of its own under
+# var/test) and end to end (real FreeRADIUS on other ports). Leaves nothing running.
+test: setup
+	$(PYTEST) tests $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+psql:
+	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"
+
+clean: stop
+	rm -rf var/pg var/radius var/log var/test

@@ -1,0 +1,56 @@
+"""Accounting: call legs, CDRs and the call charges. Owns their SQL."""
+
+from .rating import prefixes_of
+
+# The rate of a stopped call: the card named by the billed leg (or, if that
+# leg carries none, by the other leg of the same call) and its tariff's
+# longest-prefix rate for the destination. One round trip.
+RATE_FOR_STOP = """
+WITH card_number AS (
+    SELECT coalesce(%(number)s,
+                    (SELECT user_name FROM kondge.call_leg
+                      WHERE gateway_id = %(gateway_id)s AND call_id = %(call_id)s
+                        AND user_name ~ '^[0-9]{4,20}$' LIMIT 1)) AS number)
+SELECT n.number, c.currency, t.id AS tariff_id, t.currency AS tariff_currency, t.decimals,
+       t.rounding, t.connect_charge, t.initial_block, t.increment, r.prefix, r.price_per_minute
+  FROM card_number n
+  LEFT JOIN kondge.card c ON c.number = n.number
+  LEFT JOIN kondge.tariff t
+         ON t.id = coalesce(c.tariff_id, (SELECT id FROM kondge.tariff WHERE is_default))
+  LEFT JOIN LATERAL (
+        SELECT prefix, price_per_minute FROM kondge.rate
+         WHERE tariff_id = t.id AND prefix = ANY(%(prefixes)s)
+         ORDER BY length(prefix) DESC LIMIT 1) r ON true
+"""
+
+
+def rate_for_stop(cur, gateway_id: int, call_id: str, number: str | None,
+                  destination: str | None) -> dict:
+    cur.execute(RATE_FOR_STOP, {"number": number, "gateway_id": gateway_id,
+                                "call_id": call_id,
+                                "prefixes": prefixes_of(destination or "")})
+    return cur.fetchone()
+
+
+def record_leg(cur, **values) -> dict:
+    """kondge.record_leg(): the leg, and for the billed Stop the CDR and charge."""
+    cur.execute(
+        """SELECT * FROM kondge.record_leg(
+               %(status)s, %(gateway_id)s, %(call_id)s, %(leg)s, %(acct_session_id)s,
+               %(user_name)s, %(caller)s, %(called)s, %(setup)s, %(connect)s, %(disconnect)s,
+               %(session_time)s, %(cause)s, %(flags)s, %(bill)s, %(card_number)s,
+               %(destination)s, %(cost)s, %(currency)s, %(tariff_id)s, %(rate_prefix)s,
+               %(price)s)""", values)
+    return cur.fetchone()
+
+
+def list_cdrs(cur, card_number: str | None = None, limit: int = 100) -> list[dict]:
+    cur.execute(
+        """SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, d.caller,
+                  d.destination, d.connect_time, d.disconnect_time, d.duration,
+                  d.disconnect_cause, d.rate_prefix, d.price_per_minute, d.cost, d.charge,
+                  d.uncollected, d.currency, d.flags
+             FROM kondge.cdr d JOIN kondge.gateway g ON g.id = d.gateway_id
+            WHERE %(card)s::text IS NULL OR d.card_number = %(card)s
+            ORDER BY d.id DESC LIMIT %(limit)s""", {"card": card_number, "limit": limit})
+    return cur.fetchall()

@@ -1,0 +1,126 @@
+"""Cards: issue, look up, show. Owns the card table's SQL."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from .money import ZERO, to_decimal
+from .pins import pin_hash
+from .request import CARD_NUMBER, PIN
+from .rating import Rate, prefixes_of
+
+
+class CardError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CallCard:
+    """What the call path needs of a card, with the rate of the number dialled."""
+
+    id: int
+    number: str
+    pin_hash: str
+    balance: Decimal
+    currency: str
+    status: str
+    expires_at: datetime | None
+    language: str
+    rate: Rate | None                   # for Called-Station-Id, if it has one
+    tariff_currency: str | None
+    called_is_access_number: bool
+
+
+# One round trip: the card, its tariff, the longest-prefix rate of the number
+# dialled, and whether that number is one of our access numbers.
+CALL_LOOKUP = """
+SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at, c.language,
+       t.id AS tariff_id, t.currency AS tariff_currency, t.decimals, t.rounding,
+       t.connect_charge, t.initial_block, t.increment,
+       r.prefix, r.price_per_minute,
+       EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = %(called)s)
+           AS called_is_access_number
+  FROM kondge.card c
+  LEFT JOIN kondge.tariff t
+         ON t.id = coalesce(c.tariff_id, (SELECT id FROM kondge.tariff WHERE is_default))
+  LEFT JOIN LATERAL (
+        SELECT prefix, price_per_minute FROM kondge.rate
+         WHERE tariff_id = t.id AND prefix = ANY(%(prefixes)s)
+         ORDER BY length(prefix) DESC LIMIT 1) r ON true
+ WHERE c.number = %(number)s
+"""
+
+
+def rate_from_row(row) -> Rate | None:
+    if row.get("prefix") is None:
+        return None
+    return Rate(tariff_id=row["tariff_id"], prefix=row["prefix"],
+                price_per_minute=row["price_per_minute"],
+                connect_charge=row["connect_charge"], initial_block=row["initial_block"],
+                increment=row["increment"], currency=row["tariff_currency"],
+                decimals=row["decimals"], rounding=row["rounding"])
+
+
+def for_call(cur, number: str, called: str | None) -> CallCard | None:
+    cur.execute(CALL_LOOKUP, {"number": number, "called": called or "",
+                              "prefixes": prefixes_of(called or "")})
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return CallCard(id=row["id"], number=row["number"], pin_hash=row["pin_hash"],
+                    balance=row["balance"], currency=row["currency"], status=row["status"],
+                    expires_at=row["expires_at"], language=row["language"],
+                    rate=rate_from_row(row), tariff_currency=row["tariff_currency"],
+                    called_is_access_number=row["called_is_access_number"])
+
+
+def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
+        category: str = "standard", language: str = "en",
+        expires_at: datetime | None = None) -> dict:
+    """Issue one card; its opening balance is the card's first ledger entry."""
+    problems = []
+    if not CARD_NUMBER.match(number or ""):
+        problems.append("card number: 4 to 20 digits")
+    if not PIN.match(pin or ""):
+        problems.append("PIN: 1 to 16 digits")
+    try:
+        amount = to_decimal(balance)
+        if amount < 0:
+            problems.append("balance: must not be negative")
+    except ValueError as exc:
+        problems.append(f"balance: {exc}")
+        amount = ZERO
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+        problems.append("currency: a three-letter ISO 4217 code such as USD")
+    if not (language.isalpha() and language.islower() and 2 <= len(language) <= 3):
+        problems.append("language: a two- or three-letter code such as en")
+    if problems:
+        raise CardError("; ".join(problems))
+    cur.execute("SELECT 1 FROM kondge.card WHERE number = %s", (number,))
+    if cur.fetchone():
+        raise CardError(f"card {number} exists already")
+    cur.execute(
+        """WITH c AS (
+               INSERT INTO kondge.card (number, pin_hash, balance, currency, category,
+                                        language, expires_at)
+               VALUES (%(number)s, %(hash)s, %(amount)s, %(currency)s, %(category)s,
+                       %(language)s, %(expires)s)
+               RETURNING id, balance)
+           INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+           SELECT id, balance, 'issue', 'issue:' || %(number)s, balance, 'card issued' FROM c
+           RETURNING card_id""",
+        {"number": number, "hash": pin_hash(key, number, pin), "amount": amount,
+         "currency": currency.upper(), "category": category, "language": language,
+         "expires": expires_at})
+    return show(cur, number)
+
+
+def show(cur, number: str) -> dict | None:
+    cur.execute(
+        """SELECT c.number, c.balance, c.currency, c.status, c.category, c.language,
+                  c.expires_at, c.created_at,
+                  (SELECT count(*) FROM kondge.cdr WHERE card_id = c.id) AS calls,
+                  (SELECT coalesce(sum(amount), 0) FROM kondge.ledger_entry
+                    WHERE card_id = c.id) AS ledger_sum
+             FROM kondge.card c WHERE c.number = %s""", (number,))
+    return cur.fetchone()

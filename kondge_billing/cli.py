@@ -1,0 +1,276 @@
+"""kondge: the operator's command-line tool.
+
+Exit status: 0 done; 1 refused (bad value, not found, already exists);
+2 wrong usage; 3 the database or the service is not available.
+"""
+
+import argparse
+import json
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg2.extras
+
+from . import calls, cards, config, gateways, stack
+from .db import Database
+from .errors import Unavailable
+from .pins import PinKeyError, load_key
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class Refused(Exception):
+    """An operator request that cannot be done as asked (exit 1)."""
+
+
+def _plain(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def emit(args, data, text_lines):
+    if args.json:
+        print(json.dumps(_plain(data), indent=2))
+    else:
+        for line in text_lines:
+            print(line)
+
+
+def table(rows, columns) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    cells = [[str(_plain(row.get(c)) if row.get(c) is not None else "") for c in columns]
+             for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*columns), fmt.format(*("-" * w for w in widths))] + [
+        fmt.format(*r) for r in cells]
+
+
+def _db(settings) -> Database:
+    return Database(settings.dsn, timeout_ms=60000, application_name="kondge-cli")
+
+
+def _in_transaction(settings, work):
+    """Run work(cur) in one transaction (the CLI's changes are all-or-nothing)."""
+    db = _db(settings)
+    try:
+        conn = db.connection()
+        conn.autocommit = False
+        with conn:
+            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                return work(cur)
+    finally:
+        db.close()
+
+
+# --- server ------------------------------------------------------------------
+
+def cmd_server_run(args, s):
+    return stack.run_foreground(s, Path(args.ready_file) if args.ready_file else None)
+
+
+def cmd_server_start(args, s):
+    return stack.start_background(s)
+
+
+def cmd_server_stop(args, s):
+    return stack.stop_background(s)
+
+
+def cmd_server_status(args, s):
+    st = stack.status(s)
+    up = bool(st["supervisor_pid"] and st["postgresql"] and st["freeradius_pid"])
+    emit(args, st, [
+        f"supervisor: {'pid ' + str(st['supervisor_pid']) if st['supervisor_pid'] else 'not running'}",
+        f"PostgreSQL: {'running' if st['postgresql'] else 'not running'}",
+        f"FreeRADIUS: {'pid ' + str(st['freeradius_pid']) if st['freeradius_pid'] else 'not running'}"
+        f" ({st['listen']} auth {st['auth_port']}, acct {st['acct_port']})"])
+    return EXIT_OK if up else EXIT_UNAVAILABLE
+
+
+# --- gateways ------------------------------------------------------------------
+
+def cmd_gateways_add(args, s):
+    def work(cur):
+        try:
+            return gateways.add(cur, args.name, args.address, args.secret, args.dialect,
+                                args.message_authenticator, args.billed_leg,
+                                args.prepaid_billing_model)
+        except gateways.GatewayError as exc:
+            raise Refused(str(exc)) from None
+    gw = _in_transaction(s, work)
+    emit(args, gw.public(), [
+        f"gateway {gw.name} added: {gw.address}, dialect {gw.dialect}, "
+        f"message authenticator {gw.message_authenticator}, billed leg {gw.billed_leg}",
+        f"a running server serves it within {s.gateway_sync_seconds:g} s"])
+    return EXIT_OK
+
+
+def cmd_gateways_list(args, s):
+    rows = [gw.public() for gw in _in_transaction(s, gateways.all_gateways)]
+    emit(args, rows, table(rows, ["name", "address", "dialect", "message_authenticator",
+                                  "billed_leg", "prepaid_billing_model"]))
+    return EXIT_OK
+
+
+def cmd_gateways_remove(args, s):
+    if not _in_transaction(s, lambda cur: gateways.remove(cur, args.name)):
+        raise Refused(f"no gateway named {args.name}; see 'kondge gateways list'")
+    emit(args, {"removed": args.name}, [
+        f"gateway {args.name} removed; a running server stops answering it within "
+        f"{s.gateway_sync_seconds:g} s (plus a FreeRADIUS restart of about a second)"])
+    return EXIT_OK
+
+
+# --- cards -----------------------------------------------------------------------
+
+def cmd_cards_add(args, s):
+    try:
+        key = load_key(s.pin_key_file)
+    except PinKeyError as exc:
+        raise Refused(str(exc)) from None
+
+    def work(cur):
+        try:
+            return cards.add(cur, key, args.number, args.pin, args.balance, args.currency,
+                             category=args.category, language=args.language,
+                             expires_at=args.expires)
+        except cards.CardError as exc:
+            raise Refused(str(exc)) from None
+    card = _in_transaction(s, work)
+    emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
+                      f"category {card['category']}, language {card['language']}"])
+    return EXIT_OK
+
+
+def cmd_cards_show(args, s):
+    card = _in_transaction(s, lambda cur: cards.show(cur, args.number))
+    if card is None:
+        raise Refused(f"no card {args.number}")
+    emit(args, card, [f"{k}: {_plain(v) if v is not None else ''}" for k, v in card.items()])
+    return EXIT_OK
+
+
+# --- CDRs ------------------------------------------------------------------------
+
+def cmd_cdrs_list(args, s):
+    rows = _in_transaction(s, lambda cur: calls.list_cdrs(cur, args.card, args.limit))
+    emit(args, rows, table(rows, ["id", "connect_time", "gateway", "card_number", "caller",
+                                  "destination", "duration", "charge", "currency", "flags"]))
+    return EXIT_OK
+
+
+# --- parser ------------------------------------------------------------------------
+
+def _datetime(text):
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date/time like 2027-12-31 "
+                                         "or 2027-12-31T23:59+00:00") from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(
+        prog="kondge", parents=[json_flag],
+        description="Kondge billing: prepaid calling cards behind FreeRADIUS.",
+        epilog="Exit status: 0 done, 1 refused, 2 wrong usage, 3 database or service "
+               "unavailable. Settings come from KONDGE_* environment variables (README).")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    def group(name, help_text):
+        p = groups.add_parser(name, help=help_text, description=help_text)
+        return p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def command(sub, name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[json_flag])
+        p.set_defaults(func=func)
+        return p
+
+    server = group("server", "run, start, stop the service (PostgreSQL + FreeRADIUS)")
+    p = command(server, "run", cmd_server_run, "run in the foreground; Ctrl-C stops everything")
+    p.add_argument("--ready-file", help=argparse.SUPPRESS)
+    command(server, "start", cmd_server_start, "start in the background (idempotent)")
+    command(server, "stop", cmd_server_stop, "stop the background service")
+    command(server, "status", cmd_server_status,
+            "report what runs; exit 0 if everything runs, 3 if not")
+
+    gws = group("gateways", "the voice gateways (RADIUS clients)")
+    p = command(gws, "add", cmd_gateways_add, "add a gateway")
+    p.add_argument("--name", required=True, help="a short unique name, e.g. ny-cisco-1")
+    p.add_argument("--address", required=True, help="the gateway's source IP address")
+    p.add_argument("--secret", required=True, help="the RADIUS shared secret")
+    p.add_argument("--dialect", required=True, choices=["cisco", "quintum", "generic"],
+                   help="which attributes it speaks")
+    p.add_argument("--message-authenticator", choices=["required", "optional"],
+                   default="optional",
+                   help="require Message-Authenticator in its Access-Requests "
+                        "(default optional: older voice gateways do not send it)")
+    p.add_argument("--billed-leg", choices=["originate", "answer"], default="originate",
+                   help="the accounting leg that is charged (default originate)")
+    p.add_argument("--prepaid-billing-model", type=int, choices=[0, 1], default=1,
+                   help="h323-billing-model value meaning prepaid to this gateway "
+                        "(default 1, as Cisco and Quintum)")
+    command(gws, "list", cmd_gateways_list, "list the gateways (secrets are not shown)")
+    p = command(gws, "remove", cmd_gateways_remove, "remove a gateway (its call records stay)")
+    p.add_argument("name")
+
+    crd = group("cards", "calling cards")
+    p = command(crd, "add", cmd_cards_add, "add one card")
+    p.add_argument("--number", required=True, help="4 to 20 digits")
+    p.add_argument("--pin", required=True, help="1 to 16 digits; stored only as a keyed hash")
+    p.add_argument("--balance", required=True, help="opening balance, e.g. 10.00")
+    p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
+    p.add_argument("--category", default="standard", help="card category (default standard)")
+    p.add_argument("--language", default="en", help="prompt language (default en)")
+    p.add_argument("--expires", type=_datetime, help="expiry date/time (ISO 8601)")
+    p = command(crd, "show", cmd_cards_show, "show one card")
+    p.add_argument("number")
+
+    cdr = group("cdrs", "call detail records")
+    p = command(cdr, "list", cmd_cdrs_list, "list the latest call records")
+    p.add_argument("--card", help="only this card's calls")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = config.load()
+    try:
+        return args.func(args, settings)
+    except Refused as exc:
+        print(f"kondge: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except Unavailable as exc:
+        print(f"kondge: {exc}\nkondge: is the service running? 'make start' starts it",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except stack.StackError as exc:
+        print(f"kondge: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except psycopg2.OperationalError as exc:
+        print(f"kondge: database unavailable: {str(exc).strip()}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except psycopg2.Error as exc:
+        print(f"kondge: the database refused: {str(exc).strip()}", file=sys.stderr)
+        return EXIT_REFUSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

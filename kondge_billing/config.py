@@ -1,0 +1,93 @@
+"""Settings, read once from the environment, with local defaults.
+
+Every path defaults to a place inside the project folder, so a fresh
+checkout runs without configuration. A test or a second instance sets
+KONDGE_VAR (and the ports) to run beside the first.
+
+| variable                 | default                      | meaning |
+|--------------------------|------------------------------|---------|
+| KONDGE_HOME              | the project folder           | where freeradius/ and mods-config/ are |
+| KONDGE_VAR               | $KONDGE_HOME/var             | runtime state: database cluster, logs, pids |
+| KONDGE_PG_PORT           | 5433                         | port of the private PostgreSQL cluster |
+| KONDGE_DSN               | the private cluster's socket | libpq connection string of the database |
+| KONDGE_LISTEN            | 127.0.0.1                    | address FreeRADIUS listens on |
+| KONDGE_AUTH_PORT         | 1812                         | RADIUS authentication port |
+| KONDGE_ACCT_PORT         | 1813                         | RADIUS accounting port |
+| KONDGE_PIN_KEY           | $KONDGE_HOME/var/secrets/pin.key | key of the PIN hashes |
+| KONDGE_GATEWAY_SYNC      | 2                            | seconds between gateway-table checks |
+| KONDGE_MAX_CREDIT_TIME   | 86400                        | upper bound of a granted call, seconds |
+| KONDGE_DB_TIMEOUT_MS     | 2000                         | statement timeout on the call path |
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_HOME = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    var: Path
+    pg_port: int
+    dsn: str
+    listen: str
+    auth_port: int
+    acct_port: int
+    pin_key_file: Path
+    gateway_sync_seconds: float
+    max_credit_time: int
+    db_timeout_ms: int
+
+    @property
+    def pg_data(self) -> Path:
+        return self.var / "pg" / "data"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.var / "pg" / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var / "log"
+
+    @property
+    def radius_run_dir(self) -> Path:
+        return self.var / "radius"
+
+    @property
+    def supervisor_pid_file(self) -> Path:
+        return self.var / "supervisor.pid"
+
+
+def _int(env, name, default):
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a whole number; fix or unset it") from None
+
+
+def load(env=None) -> Settings:
+    env = os.environ if env is None else env
+    home = Path(env.get("KONDGE_HOME") or PROJECT_HOME).resolve()
+    var = Path(env.get("KONDGE_VAR") or home / "var").resolve()
+    pg_port = _int(env, "KONDGE_PG_PORT", 5433)
+    dsn = env.get("KONDGE_DSN") or (
+        f"host={var / 'pg' / 'run'} port={pg_port} dbname=kondge user=kondge")
+    return Settings(
+        home=home,
+        var=var,
+        pg_port=pg_port,
+        dsn=dsn,
+        listen=env.get("KONDGE_LISTEN") or "127.0.0.1",
+        auth_port=_int(env, "KONDGE_AUTH_PORT", 1812),
+        acct_port=_int(env, "KONDGE_ACCT_PORT", 1813),
+        pin_key_file=Path(env.get("KONDGE_PIN_KEY") or home / "var" / "secrets" / "pin.key"),
+        gateway_sync_seconds=float(env.get("KONDGE_GATEWAY_SYNC") or 2),
+        max_credit_time=_int(env, "KONDGE_MAX_CREDIT_TIME", 86400),
+        db_timeout_ms=_int(env, "KONDGE_DB_TIMEOUT_MS", 2000),
+    )

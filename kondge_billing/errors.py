@@ -1,0 +1,74 @@
+"""Named outcomes of the call path and the h323 return code each maps to.
+
+A Refusal is a billing answer ("no, because ..."): the hook turns it into an
+Access-Reject carrying h323-return-code and a Reply-Message. Infrastructure
+trouble is not a refusal: it raises Unavailable, and the gateway gets no
+answer so that it retries or turns to its second server.
+"""
+
+
+class Refusal(Exception):
+    """A call the card may not make. `code` is Cisco's h323-return-code."""
+
+    code = 11
+    message = "invalid argument"
+
+    def __init__(self, detail: str = ""):
+        super().__init__(detail or self.message)
+        self.detail = detail or self.message
+
+
+class UnknownCard(Refusal):
+    code, message = 1, "unknown card"
+
+
+class WrongPin(Refusal):
+    code, message = 2, "wrong PIN"
+
+
+class CardInUse(Refusal):
+    code, message = 3, "card in use"
+
+
+class ZeroBalance(Refusal):
+    code, message = 4, "zero balance"
+
+
+class CardExpired(Refusal):
+    code, message = 5, "card expired"
+
+
+class CreditLimitReached(Refusal):
+    code, message = 6, "credit limit reached"
+
+
+class CardSuspended(Refusal):
+    code, message = 7, "card suspended"
+
+
+class ServiceUnavailable(Refusal):
+    code, message = 8, "service not available"
+
+
+class DestinationBlocked(Refusal):
+    code, message = 9, "destination not allowed"
+
+
+class InvalidArgument(Refusal):
+    code, message = 11, "invalid argument"
+
+
+class InsufficientBalance(Refusal):
+    code, message = 12, "insufficient balance for this destination"
+
+
+class MalformedCardNumber(Refusal):
+    code, message = 14, "malformed card number"
+
+
+class Unavailable(Exception):
+    """The database cannot be reached: answer nothing, the gateway retries."""
+
+
+class UnknownGateway(Exception):
+    """A packet from an address that is no (longer a) gateway."""

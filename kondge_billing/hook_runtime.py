@@ -1,0 +1,37 @@
+"""The process-wide state of the hook inside FreeRADIUS.
+
+Built once at instantiate: settings, the PIN key, the database handle (one
+connection per worker thread, opened lazily so that `freeradius -C` and a
+start with the database down both work) and the gateway directory.
+"""
+
+from . import config, gateways
+from .db import Database
+from .pins import load_key
+from .radius_edge import handle_accounting, handle_authorize
+from .service import Billing
+
+_billing: Billing | None = None
+
+
+def start(log):
+    global _billing
+    settings = config.load()
+    db = Database(settings.dsn, settings.db_timeout_ms, application_name="kondge-radius")
+    directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
+    _billing = Billing(db, load_key(settings.pin_key_file), directory,
+                       max_credit_time=settings.max_credit_time)
+    log("info", f"ready (database {settings.dsn})")
+
+
+def stop():
+    if _billing is not None:
+        _billing.db.close()
+
+
+def authorize(pairs, log):
+    return handle_authorize(_billing, pairs, log)
+
+
+def accounting(pairs, log):
+    return handle_accounting(_billing, pairs, log)

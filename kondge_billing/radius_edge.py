@@ -1,0 +1,98 @@
+"""The RADIUS edge: pairs in, (result, reply pairs, control pairs) out.
+
+The hook in mods-config/python calls these two functions and maps the
+result name to radiusd's integer code. This is the one place that turns
+outcomes into answers:
+
+| outcome                         | result   | what the gateway gets |
+|---------------------------------|----------|-----------------------|
+| Login / Grant                   | ok       | Access-Accept with the dialect's credit pairs |
+| Refusal (a billing "no")        | reject   | Access-Reject + return code + Reply-Message, no credit |
+| record stored, or a repeat      | ok       | Accounting-Response |
+| database unreachable            | fail     | nothing: the gateway retries / tries its second server |
+| unknown gateway address         | fail     | nothing (the packet is dropped) |
+| unexpected exception            | fail     | nothing; the traceback is logged |
+"""
+
+import traceback
+from datetime import datetime, timezone
+
+from . import attrs
+from .errors import Refusal, Unavailable, UnknownGateway
+from .money import format_amount
+from .request import access_request, accounting_record
+from .service import Grant, Login
+
+ACCEPT_CONTROL = ((attrs.AUTH_TYPE, ":=", "Accept"),)
+
+
+def balance_text(amount, currency) -> str:
+    return f"Balance {format_amount(amount)} {currency}"
+
+
+def accept_pairs(gateway, outcome) -> tuple:
+    dialect = gateway.dialect
+    if dialect == "generic":
+        pairs = [(attrs.REPLY_MESSAGE, balance_text(outcome.balance, outcome.currency))]
+        if isinstance(outcome, Grant):
+            pairs.append((attrs.SESSION_TIMEOUT, str(outcome.seconds)))
+        return tuple(pairs)
+    pairs = [attrs.h323_pair(dialect, attrs.RETURN_CODE, 0)]
+    if isinstance(outcome, Grant):
+        pairs.append(attrs.h323_pair(dialect, attrs.CREDIT_TIME, outcome.seconds))
+    else:
+        pairs += [
+            attrs.h323_pair(dialect, attrs.CREDIT_AMOUNT, format_amount(outcome.balance)),
+            attrs.h323_pair(dialect, attrs.CURRENCY, outcome.currency),
+            attrs.h323_pair(dialect, attrs.PREFERRED_LANG, outcome.language),
+            attrs.h323_pair(dialect, attrs.BILLING_MODEL, gateway.prepaid_billing_model),
+        ]
+    return tuple(pairs)
+
+
+def reject_pairs(gateway, refusal: Refusal) -> tuple:
+    message = (attrs.REPLY_MESSAGE, refusal.message)
+    if gateway is None or gateway.dialect == "generic":
+        return (message,)
+    return (attrs.h323_pair(gateway.dialect, attrs.RETURN_CODE, refusal.code), message)
+
+
+def handle_authorize(billing, pairs, log) -> tuple:
+    """-> ("ok" | "reject" | "fail", reply pairs, control pairs)."""
+    gateway = None
+    try:
+        req = access_request(pairs)
+        gateway = billing.gateways.get(req.gateway_address)
+        outcome = billing.authorize(req)
+        return "ok", accept_pairs(gateway, outcome), ACCEPT_CONTROL
+    except Refusal as refusal:
+        log("info", f"reject code {refusal.code}: {refusal.detail}")
+        return "reject", reject_pairs(gateway, refusal), ()
+    except (Unavailable, UnknownGateway) as exc:
+        log("error", f"no answer: {exc}")
+        return "fail", (), ()
+    except Exception:  # noqa: BLE001 - the hook must never raise
+        log("error", "unexpected error in authorize: " + traceback.format_exc())
+        return "fail", (), ()
+
+
+def handle_accounting(billing, pairs, log) -> str:
+    """-> "ok" (answered: stored or a repeat) or "fail" (not answered)."""
+    try:
+        rec = accounting_record(pairs, datetime.now(timezone.utc))
+        gateway = billing.gateways.get(rec.gateway_address)
+        result = billing.account(gateway, rec)
+        if result.outcome == "ignored":
+            log("info", f"accounting {rec.status} from {gateway.name}: nothing to record")
+        elif result.outcome == "duplicate":
+            log("info", f"repeated accounting record of call {result.call_id} "
+                        f"leg {result.leg}: answered, nothing changed")
+        if rec.flags:
+            log("info", f"accounting record flagged {','.join(rec.flags)}")
+        return "ok"
+    except (Unavailable, UnknownGateway) as exc:
+        log("error", f"accounting not stored, not answered: {exc}")
+        return "fail"
+    except Exception:  # noqa: BLE001 - the hook must never raise
+        log("error", "unexpected error in accounting: " + traceback.format_exc())
+        return "fail"

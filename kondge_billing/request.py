@@ -1,0 +1,255 @@
+"""Turning RADIUS pairs into plain requests, at the edge.
+
+Nothing here trusts the packet: every value is checked for shape and
+length, and what does not fit becomes a refusal (Access-Request) or a flag
+on the record (accounting), never an exception out of the hook.
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from . import attrs
+
+MAX_VALUE = 253          # a RADIUS attribute cannot carry more
+DIGITS = re.compile(r"^[0-9]{1,32}$")
+CARD_NUMBER = re.compile(r"^[0-9]{4,20}$")
+PIN = re.compile(r"^[0-9]{1,16}$")
+
+
+def collect(pairs) -> dict[str, list[str]]:
+    """Pairs as FreeRADIUS hands them over -> {name: [values]}."""
+    result: dict[str, list[str]] = {}
+    for item in pairs or ():
+        if not isinstance(item, tuple) or len(item) < 2:
+            continue
+        name, value = item[0], item[-1]
+        if isinstance(name, str) and isinstance(value, str):
+            result.setdefault(name, []).append(value)
+    return result
+
+
+def _first(values: dict, name: str) -> str | None:
+    found = values.get(name)
+    return found[0] if found else None
+
+
+def h323_value(values: dict, h323_name: str) -> str | None:
+    """An h323 attribute from either vendor, without its "name=" lead."""
+    for name in (h323_name, "Quintum-" + h323_name):
+        raw = _first(values, name)
+        if raw is not None:
+            prefix = h323_name + "="
+            return raw[len(prefix):] if raw.startswith(prefix) else raw
+    return None
+
+
+def avpairs(values: dict) -> dict[str, list[str]]:
+    """Cisco-AVPair / Quintum-AVPair "key=value" items, by key."""
+    result: dict[str, list[str]] = {}
+    for name in ("Cisco-AVPair", "Quintum-AVPair"):
+        for item in values.get(name, ()):
+            key, sep, value = item.partition("=")
+            if sep:
+                result.setdefault(key.strip(), []).append(value.strip())
+    return result
+
+
+def phone_number(raw: str | None) -> str | None:
+    """A caller or called number: digits, an optional leading '+' dropped.
+
+    Anything else (letters, a SIP URI, over 32 digits) is not a number.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if text.startswith("+"):
+        text = text[1:]
+    return text if DIGITS.match(text) else None
+
+
+def conf_id(raw: str | None) -> str | None:
+    """h323-conf-id in one spelling: upper-case hex words, single spaces."""
+    if raw is None:
+        return None
+    words = raw.upper().split()
+    text = " ".join(words)
+    if not text or len(text) > 64 or not re.fullmatch(r"[0-9A-F ]+", text):
+        return None
+    return text
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    gateway_address: str
+    user_name: str | None
+    pin: str | None
+    caller: str | None
+    called: str | None
+    called_raw: str | None
+    conf_id: str | None
+    service_type: str | None
+    ivr_out: tuple[str, ...] = ()
+
+
+def access_request(pairs) -> AccessRequest:
+    values = collect(pairs)
+    called_raw = _first(values, attrs.CALLED_STATION_ID)
+    return AccessRequest(
+        gateway_address=_first(values, attrs.GATEWAY_ADDRESS) or "",
+        user_name=_first(values, attrs.USER_NAME),
+        pin=_first(values, attrs.USER_PASSWORD),
+        caller=phone_number(_first(values, attrs.CALLING_STATION_ID)),
+        called=phone_number(called_raw),
+        called_raw=called_raw,
+        conf_id=conf_id(h323_value(values, attrs.CONF_ID)),
+        service_type=_first(values, attrs.SERVICE_TYPE),
+        ivr_out=tuple(avpairs(values).get(attrs.IVR_OUT, ())),
+    )
+
+
+# --- h323 times --------------------------------------------------------------
+
+_H323_TIME = re.compile(
+    r"^(?P<sync>[*.])?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<ms>\d{1,3}))?"
+    r"\s+(?P<tz>[A-Za-z]{1,5})\s+(?:[A-Za-z]{3}\s+)?(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2})"
+    r"\s+(?P<year>\d{4})$")
+_MONTHS = {m: i for i, m in enumerate(
+    "jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
+# Abbreviations the gateways use; hours east of UTC.
+_ZONES = {"GMT": 0, "UTC": 0, "UT": 0, "Z": 0, "WET": 0, "BST": 1, "CET": 1, "MET": 1,
+          "CEST": 2, "MEST": 2, "EET": 2, "EEST": 3, "MSK": 3, "IST": 5.5, "HKT": 8,
+          "SGT": 8, "JST": 9, "KST": 9, "AEST": 10, "EST": -5, "EDT": -4, "CST": -6,
+          "CDT": -5, "MST": -7, "MDT": -6, "PST": -8, "PDT": -7}
+
+
+@dataclass(frozen=True)
+class ParsedTime:
+    value: datetime | None
+    flags: tuple[str, ...] = ()
+
+
+def h323_time(raw: str | None) -> ParsedTime:
+    """`hh:mm:ss.mmm TZ Ddd Mmm dd yyyy`, optionally led by '*' or '.'."""
+    if raw is None or not raw.strip():
+        return ParsedTime(None)
+    match = _H323_TIME.match(raw.strip())
+    if not match:
+        return ParsedTime(None, ("time-unparsed",))
+    flags = []
+    if match["sync"] == "*":
+        flags.append("clock-unsynchronised")
+    elif match["sync"] == ".":
+        flags.append("clock-untrusted")
+    zone = _ZONES.get(match["tz"].upper())
+    if zone is None:
+        return ParsedTime(None, tuple(flags) + ("time-zone-unknown",))
+    month = _MONTHS.get(match["mon"].lower())
+    try:
+        value = datetime(int(match["year"]), month or 0, int(match["day"]), int(match["h"]),
+                         int(match["m"]), int(match["s"]),
+                         int((match["ms"] or "0").ljust(3, "0")) * 1000,
+                         tzinfo=timezone(timedelta(hours=zone)))
+    except (ValueError, TypeError):
+        return ParsedTime(None, tuple(flags) + ("time-unparsed",))
+    return ParsedTime(value.astimezone(timezone.utc), tuple(flags))
+
+
+# --- accounting --------------------------------------------------------------
+
+STATUS = {"Start": "start", "Stop": "stop", "Interim-Update": "interim",
+          "Alive": "interim", "Accounting-On": "on", "Accounting-Off": "off",
+          "1": "start", "2": "stop", "3": "interim", "7": "on", "8": "off"}
+
+
+@dataclass(frozen=True)
+class AccountingRecord:
+    gateway_address: str
+    status: str                     # start | stop | interim | on | off | unknown
+    acct_session_id: str | None
+    unique_session_id: str | None
+    conf_id: str | None
+    call_origin: str | None         # answer | originate | None
+    user_name: str | None
+    caller: str | None
+    called: str | None
+    session_time: int | None
+    setup_time: datetime | None
+    connect_time: datetime | None
+    disconnect_time: datetime | None
+    disconnect_cause: str | None
+    flags: tuple[str, ...] = field(default=())
+
+
+def _short(raw: str | None, limit: int = 64) -> str | None:
+    if raw is None:
+        return None
+    text = raw.strip()
+    return text[:limit] if text else None
+
+
+def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
+    values = collect(pairs)
+    flags: list[str] = []
+
+    raw_time = _first(values, attrs.ACCT_SESSION_TIME)
+    session_time = None
+    if raw_time is not None:
+        if raw_time.strip().isdigit() and int(raw_time) < 10 ** 7:
+            session_time = int(raw_time)
+        else:
+            flags.append("session-time-invalid")
+
+    times = {}
+    for key, name in (("setup", attrs.SETUP_TIME), ("connect", attrs.CONNECT_TIME),
+                      ("disconnect", attrs.DISCONNECT_TIME)):
+        parsed = h323_time(h323_value(values, name))
+        times[key] = parsed.value
+        flags.extend(f for f in parsed.flags if f not in flags)
+
+    status = STATUS.get((_first(values, attrs.ACCT_STATUS_TYPE) or "").strip(), "unknown")
+    if status == "stop":
+        # Times the gateway did not give, or gave unreadably: take the
+        # server's receive time (and the talk time back from it) and flag it.
+        if times["disconnect"] is None:
+            times["disconnect"] = received_at
+            flags.append("disconnect-time-from-server")
+        if times["connect"] is None and session_time:
+            times["connect"] = times["disconnect"] - timedelta(seconds=session_time)
+            flags.append("connect-time-from-server")
+
+    origin = (h323_value(values, attrs.CALL_ORIGIN) or "").strip().lower() or None
+    if origin not in (None, "answer", "originate"):
+        flags.append("call-origin-unknown")
+        origin = None
+    raw_conf = h323_value(values, attrs.CONF_ID)
+    cid = conf_id(raw_conf)
+    if raw_conf is not None and cid is None:
+        flags.append("conf-id-invalid")
+    caller_raw = _first(values, attrs.CALLING_STATION_ID)
+    caller = phone_number(caller_raw)
+    if caller_raw and caller is None:
+        flags.append("caller-invalid")
+    called_raw = _first(values, attrs.CALLED_STATION_ID)
+    called = phone_number(called_raw)
+    if called_raw and called is None:
+        flags.append("called-invalid")
+    cause = (h323_value(values, attrs.DISCONNECT_CAUSE) or "").strip()[:8] or None
+
+    return AccountingRecord(
+        gateway_address=_first(values, attrs.GATEWAY_ADDRESS) or "",
+        status=status,
+        acct_session_id=_short(_first(values, attrs.ACCT_SESSION_ID)),
+        unique_session_id=_short(_first(values, attrs.ACCT_UNIQUE_SESSION_ID)),
+        conf_id=cid,
+        call_origin=origin,
+        user_name=_short(_first(values, attrs.USER_NAME), 32),
+        caller=caller,
+        called=called,
+        session_time=session_time,
+        setup_time=times["setup"],
+        connect_time=times["connect"],
+        disconnect_time=times["disconnect"],
+        disconnect_cause=cause if cause and re.fullmatch(r"[0-9A-Fa-f]{1,8}", cause) else None,
+        flags=tuple(flags),
+    )
