@@ -48,8 +48,13 @@ def emit(args, data, text_lines):
 def table(rows, columns) -> list[str]:
     if not rows:
         return ["(none)"]
-    cells = [[str(_plain(row.get(c)) if row.get(c) is not None else "") for c in columns]
-             for row in rows]
+    def cell(value):
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return str(_plain(value))
+    cells = [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*columns), fmt.format(*("-" * w for w in widths))] + [
@@ -182,14 +187,18 @@ def _datetime(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --json is accepted before or after the command; SUPPRESS keeps the
+    # subcommand's default from overriding a --json given before it.
     json_flag = argparse.ArgumentParser(add_help=False)
-    json_flag.add_argument("--json", action="store_true", help="print JSON for scripts")
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                           help="print JSON for scripts")
 
     parser = argparse.ArgumentParser(
-        prog="kondge", parents=[json_flag],
+        prog="kondge",
         description="Kondge billing: prepaid calling cards behind FreeRADIUS.",
         epilog="Exit status: 0 done, 1 refused, 2 wrong usage, 3 database or service "
                "unavailable. Settings come from KONDGE_* environment variables (README).")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def group(name, help_text):

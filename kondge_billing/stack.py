@@ -205,26 +205,41 @@ class Radius:
         self.s = s
         self.proc: subprocess.Popen | None = None
 
-    def _kill_leftover(self):
-        pid_file = self.s.radius_run_dir / "radiusd.pid"
+    @property
+    def pid_file(self) -> Path:
+        return self.s.radius_run_dir / "radiusd.pid"
+
+    def running_pid(self) -> int | None:
+        """The pid in our pid file if it is a live FreeRADIUS (not a reused number)."""
         try:
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, 0)
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
+            return None
+        return pid if b"freeradius" in cmdline else None
+
+    def _kill_leftover(self):
+        pid = self.running_pid()
+        if pid is None:
             return
         _say(f"stopping a FreeRADIUS left over from an earlier run (pid {pid})")
         _terminate(pid)
+        self.pid_file.unlink(missing_ok=True)
 
     def start(self, timeout: float = 30.0):
         s = self.s
         self._kill_leftover()
         s.log_dir.mkdir(parents=True, exist_ok=True)
+        s.radius_run_dir.mkdir(parents=True, exist_ok=True)
         log = s.log_dir / "radius.log"
         offset = log.stat().st_size if log.exists() else 0
         self.proc = subprocess.Popen(
             [FREERADIUS, "-f", "-d", str(s.home / "freeradius")], env=radius_env(s),
             stdin=subprocess.DEVNULL, stdout=open(s.log_dir / "radius.out", "ab"),
             stderr=subprocess.STDOUT)
+        # In the foreground FreeRADIUS writes no pid file: we keep it, for
+        # `status` and for stopping a server a dead supervisor left behind.
+        self.pid_file.write_text(str(self.proc.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -243,6 +258,7 @@ class Radius:
         if self.proc is not None and self.proc.poll() is None:
             _terminate(self.proc.pid, self.proc)
         self.proc = None
+        self.pid_file.unlink(missing_ok=True)
 
 
 def _terminate(pid: int, proc: subprocess.Popen | None = None, grace: float = 5.0):
@@ -437,12 +453,6 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
 
 
 def status(s: config.Settings) -> dict:
-    radius_pid = None
-    try:
-        radius_pid = int((s.radius_run_dir / "radiusd.pid").read_text().strip())
-        os.kill(radius_pid, 0)
-    except (OSError, ValueError):
-        radius_pid = None
     return {"supervisor_pid": supervisor_pid(s), "postgresql": pg_running(s),
-            "freeradius_pid": radius_pid, "listen": s.listen, "auth_port": s.auth_port,
+            "freeradius_pid": Radius(s).running_pid(), "listen": s.listen, "auth_port": s.auth_port,
             "acct_port": s.acct_port, "var": str(s.var)}

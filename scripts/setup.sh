@@ -48,10 +48,15 @@ fi
 stamp=.venv/.requirements
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt "$stamp" || [ pyproject.toml -nt "$stamp" ]; then
     echo "setup: building .venv from /usr/bin/python3"
-    /usr/bin/python3 -m venv .venv
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -r requirements.txt
-    .venv/bin/pip install -q --no-deps -e .
+    mkdir -p var/log
+    pip_log=var/log/setup-pip.log
+    if ! { /usr/bin/python3 -m venv .venv &&
+           .venv/bin/pip install -r requirements.txt &&
+           .venv/bin/pip install --no-deps -e . ; } >"$pip_log" 2>&1; then
+        tail -20 "$pip_log" >&2
+        echo "setup: building .venv failed; the whole log is in $pip_log" >&2
+        exit 1
+    fi
     cp requirements.txt "$stamp"
 fi
 

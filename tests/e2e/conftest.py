@@ -1,0 +1,48 @@
+import time
+
+import pytest
+
+from kondge_billing import cards
+
+
+@pytest.fixture(scope="session")
+def stack_ready(service):
+    """The demo set plus a gateway of each dialect, added through the CLI."""
+    for args in (
+        ["gateways", "add", "--name", "quintum-1", "--address", "127.0.0.2",
+         "--secret", "q-secret", "--dialect", "quintum"],
+        ["gateways", "add", "--name", "lucent-1", "--address", "127.0.0.3",
+         "--secret", "l-secret", "--dialect", "generic"],
+        ["gateways", "add", "--name", "cisco-ma", "--address", "127.0.0.4",
+         "--secret", "ma-secret", "--dialect", "cisco", "--message-authenticator", "required"],
+        ["cards", "add", "--number", "2000000001", "--pin", "1111", "--balance", "5",
+         "--currency", "USD", "--expires", "2020-01-01T00:00+00:00"],
+        ["cards", "add", "--number", "2000000002", "--pin", "2222", "--balance", "0.10",
+         "--currency", "USD"],
+    ):
+        result = service.kondge(*args)
+        assert result.returncode == 0, result.stderr
+    wait_until_served(service, "127.0.0.4", "ma-secret", message_authenticator=True)
+    return service
+
+
+def wait_until_served(service, source, secret, message_authenticator=False, served=True,
+                      timeout=15.0):
+    """Poll until the running server answers (or stops answering) a gateway."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client = service.client(secret, source=source, timeout=0.5)
+        try:
+            reply = client.access([("User-Name", "1000000001"), ("User-Password", "1234")],
+                                  message_authenticator=message_authenticator)
+        finally:
+            client.close()
+        if (reply is not None) == served:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{source} {'not served' if served else 'still served'} "
+                         f"after {timeout} s")
+
+
+def balance(service, number):
+    return service.db.run(lambda cur: cards.show(cur, number))["balance"]

@@ -1,0 +1,72 @@
+"""The kondge tool as an operator and a script use it."""
+
+import json
+
+import pytest
+
+
+def test_gateway_lifecycle_and_json(service):
+    r = service.kondge("gateways", "add", "--name", "cli-gw", "--address", "127.0.0.20",
+                       "--secret", "s3cret", "--dialect", "quintum")
+    assert r.returncode == 0 and "cli-gw" in r.stdout
+    listed = json.loads(service.kondge("gateways", "list", "--json").stdout)
+    mine = [g for g in listed if g["name"] == "cli-gw"]
+    assert mine and mine[0]["dialect"] == "quintum" and mine[0]["secret"] == "********"
+    assert "s3cret" not in service.kondge("gateways", "list").stdout
+    again = service.kondge("gateways", "add", "--name", "cli-gw", "--address", "127.0.0.21",
+                           "--secret", "x", "--dialect", "cisco")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert service.kondge("gateways", "remove", "cli-gw").returncode == 0
+    missing = service.kondge("gateways", "remove", "cli-gw")
+    assert missing.returncode == 1 and "no gateway named cli-gw" in missing.stderr
+
+
+def test_bad_gateway_reports_every_problem(service):
+    r = service.kondge("gateways", "add", "--name=-bad", "--address", "300.1.1.1",
+                       "--secret", 'has"quote', "--dialect", "cisco")
+    assert r.returncode == 1
+    for word in ("name:", "address:", "secret:"):
+        assert word in r.stderr
+
+
+def test_card_add_show_and_refusals(service):
+    r = service.kondge("cards", "add", "--number", "3000000001", "--pin", "4321",
+                       "--balance", "7.25", "--currency", "EUR", "--language", "fr", "--json")
+    assert r.returncode == 0, r.stderr
+    card = json.loads(r.stdout)
+    assert card["balance"] == "7.25" and card["currency"] == "EUR" and card["ledger_sum"] == "7.25"
+    assert "pin" not in json.dumps(card).lower()
+    shown = json.loads(service.kondge("cards", "show", "3000000001", "--json").stdout)
+    assert shown["language"] == "fr"
+    bad = service.kondge("cards", "add", "--number", "12", "--pin", "x", "--balance", "-1",
+                         "--currency", "EUR")
+    assert bad.returncode == 1
+    for word in ("card number", "PIN", "balance"):
+        assert word in bad.stderr
+    assert service.kondge("cards", "show", "3999999999").returncode == 1
+
+
+def test_database_unavailable_exits_3(service):
+    env = dict(service.env, KONDGE_DSN="host=/nonexistent port=1 dbname=x user=x")
+    r = service.kondge("cards", "show", "3000000001", env=env)
+    assert r.returncode == 3 and "make start" in r.stderr
+
+
+def test_usage_errors_exit_2(service):
+    assert service.kondge("cards", "add", "--number", "1").returncode == 2
+    assert service.kondge("gateways", "add", "--name", "x", "--address", "127.0.0.1",
+                          "--secret", "s", "--dialect", "nortel").returncode == 2
+
+
+@pytest.mark.parametrize("args", [
+    [], ["server"], ["server", "run"], ["gateways", "add"], ["gateways", "list"],
+    ["gateways", "remove"], ["cards", "add"], ["cards", "show"], ["cdrs", "list"]])
+def test_every_command_has_help(service, args):
+    r = service.kondge(*args, "--help")
+    assert r.returncode == 0 and "usage: kondge" in r.stdout
+
+
+def test_status_reports_running_service(service):
+    r = service.kondge("server", "status", "--json")
+    st = json.loads(r.stdout)
+    assert r.returncode == 0 and st["postgresql"] and st["freeradius_pid"]

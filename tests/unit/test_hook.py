@@ -1,0 +1,68 @@
+"""The hook's contract with rlm_python3, without a database.
+
+Exact int codes and tuples of string pairs, and never an exception out of
+the hook, whatever the packet holds.
+"""
+
+from kondge_billing.gateways import Gateway, GatewayDirectory
+from kondge_billing.service import Billing
+from tests.support.hook import load_hook
+
+CISCO = Gateway(1, "gw", "127.0.0.1", "s", "cisco", "optional", "originate", 1)
+
+
+class NoDatabase:
+    """Fails the test if the code under test reaches for the database."""
+
+    def run(self, work):
+        raise AssertionError("the database must not be touched")
+
+
+class BrokenDatabase:
+    def run(self, work):
+        raise RuntimeError("boom")
+
+
+def billing(db):
+    return Billing(db, b"k" * 32, GatewayDirectory(lambda: [CISCO]))
+
+
+def test_malformed_card_number_is_refused_without_the_database():
+    hook, radiusd, _ = load_hook(billing(NoDatabase()))
+    for name in ("12ab", "1" * 21, "", "\x00\x01", "1" * 4000):
+        result = hook.authorize((("User-Name", name), ("User-Password", "1"),
+                                 ("Kondge-Gateway-Address", "127.0.0.1")))
+        assert type(result) is tuple and len(result) == 3
+        code, reply, control = result
+        assert type(code) is int and code == radiusd.RLM_MODULE_REJECT
+        assert reply == (("h323-return-code", "h323-return-code=14"),
+                         ("Reply-Message", "malformed card number"))
+        assert control == ()
+        assert all(type(v) is str for pair in reply for v in pair)
+
+
+def test_unknown_gateway_gets_no_answer():
+    hook, radiusd, logged = load_hook(billing(NoDatabase()))
+    code, reply, control = hook.authorize((("User-Name", "1000000001"),
+                                           ("Kondge-Gateway-Address", "10.9.9.9")))
+    assert code == radiusd.RLM_MODULE_FAIL and reply == () and control == ()
+    assert any("10.9.9.9" in m for _, m in logged)
+
+
+def test_unexpected_error_is_logged_and_fails_without_raising():
+    hook, radiusd, logged = load_hook(billing(BrokenDatabase()))
+    code, _, _ = hook.authorize((("User-Name", "1000000001"), ("User-Password", "1"),
+                                 ("Kondge-Gateway-Address", "127.0.0.1")))
+    assert code == radiusd.RLM_MODULE_FAIL
+    assert any("Traceback" in m and "boom" in m for _, m in logged)
+    assert hook.accounting((("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "x"),
+                            ("Kondge-Gateway-Address", "127.0.0.1"))) == radiusd.RLM_MODULE_FAIL
+
+
+def test_garbage_pairs_do_not_crash():
+    hook, radiusd, _ = load_hook(billing(NoDatabase()))
+    code, _, _ = hook.authorize(None)
+    assert code == radiusd.RLM_MODULE_FAIL        # no gateway address: dropped
+    code = hook.accounting((("Acct-Status-Type", "Accounting-On"), 42, ("x",),
+                            ("Kondge-Gateway-Address", "127.0.0.1")))
+    assert code == radiusd.RLM_MODULE_OK          # nothing to store, answered
