@@ -24,7 +24,9 @@ status:
 # The whole suite: unit, database (a private cluster of its own under
 # var/test) and end to end (real FreeRADIUS on other ports). Leaves nothing running.
 test: setup
-	$(PYTEST) tests $(PYTEST_ARGS)
+	@$(PYTEST) tests $(PYTEST_ARGS); rc=$$?; \
+	KONDGE_VAR=$(CURDIR)/var/test KONDGE_PG_PORT=5499 $(KONDGE) server stop >/dev/null 2>&1; \
+	exit $$rc
 
 test-unit: setup
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
