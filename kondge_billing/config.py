@@ -14,12 +14,13 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_AUTH_PORT         | 1812                         | RADIUS authentication port |
 | KONDGE_ACCT_PORT         | 1813                         | RADIUS accounting port |
 | KONDGE_PIN_KEY           | $KONDGE_HOME/var/secrets/pin.key | key of the PIN hashes |
-| KONDGE_GATEWAY_SYNC      | 2                            | seconds between gateway-table checks |
+| KONDGE_GATEWAY_SYNC      | 2                            | seconds between gateway-table checks (0.5 allowed) |
 | KONDGE_MAX_CREDIT_TIME   | 86400                        | upper bound of a granted call, seconds |
 | KONDGE_DB_TIMEOUT_MS     | 2000                         | statement timeout on the call path |
 """
 
 import os
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,13 @@ class Settings:
     auth_port: int
     acct_port: int
     pin_key_file: Path
-    gateway_sync_seconds: float
+    gateway_sync_ms: int
     max_credit_time: int
     db_timeout_ms: int
+
+    @property
+    def gateway_sync_seconds(self):
+        return self.gateway_sync_ms / 1000
 
     @property
     def pg_data(self) -> Path:
@@ -71,6 +76,16 @@ def _int(env, name, default):
         raise SystemExit(f"{name}={raw!r} is not a whole number; fix or unset it") from None
 
 
+def _milliseconds(env, name, default):
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(Decimal(raw) * 1000)
+    except InvalidOperation:
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds; fix or unset it") from None
+
+
 def load(env=None) -> Settings:
     env = os.environ if env is None else env
     home = Path(env.get("KONDGE_HOME") or PROJECT_HOME).resolve()
@@ -87,7 +102,7 @@ def load(env=None) -> Settings:
         auth_port=_int(env, "KONDGE_AUTH_PORT", 1812),
         acct_port=_int(env, "KONDGE_ACCT_PORT", 1813),
         pin_key_file=Path(env.get("KONDGE_PIN_KEY") or home / "var" / "secrets" / "pin.key"),
-        gateway_sync_seconds=float(env.get("KONDGE_GATEWAY_SYNC") or 2),
+        gateway_sync_ms=_milliseconds(env, "KONDGE_GATEWAY_SYNC", 2000),
         max_credit_time=_int(env, "KONDGE_MAX_CREDIT_TIME", 86400),
         db_timeout_ms=_int(env, "KONDGE_DB_TIMEOUT_MS", 2000),
     )

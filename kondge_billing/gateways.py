@@ -125,7 +125,7 @@ class GatewayDirectory:
         self._loader = loader
         self._max_age = max_age
         self._by_address: dict[str, Gateway] = {}
-        self._loaded_at = float("-inf")
+        self._loaded_at: float | None = None
         self._lock = threading.Lock()
 
     def _refresh(self):
@@ -134,6 +134,9 @@ class GatewayDirectory:
         self._loaded_at = time.monotonic()
 
     def get(self, address: str) -> Gateway:
+        if self._loaded_at is None:
+            with self._lock:
+                self._refresh()
         age = time.monotonic() - self._loaded_at
         if age > self._max_age or (address not in self._by_address and age > 1.0):
             with self._lock:
