@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from .money import ZERO, to_decimal
 from .pins import pin_hash
-from .request import CARD_NUMBER, PIN
+from .request import PIN, card_number_problem
 from .rating import Rate, prefixes_of
 
 
@@ -76,11 +76,12 @@ def for_call(cur, number: str, called: str | None) -> CallCard | None:
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
         category: str = "standard", language: str = "en",
-        expires_at: datetime | None = None) -> dict:
+        expires_at: datetime | None = None, check_digit: str = "luhn") -> dict:
     """Issue one card; its opening balance is the card's first ledger entry."""
     problems = []
-    if not CARD_NUMBER.match(number or ""):
-        problems.append("card number: 4 to 20 digits")
+    problem = card_number_problem(number or "", check_digit)
+    if problem:
+        problems.append(problem)
     if not PIN.match(pin or ""):
         problems.append("PIN: 1 to 16 digits")
     try:

@@ -149,7 +149,7 @@ def cmd_cards_add(args, s):
         try:
             return cards.add(cur, key, args.number, args.pin, args.balance, args.currency,
                              category=args.category, language=args.language,
-                             expires_at=args.expires)
+                             expires_at=args.expires, check_digit=s.card_check_digit)
         except cards.CardError as exc:
             raise Refused(str(exc)) from None
     card = _in_transaction(s, work)
@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     crd = group("cards", "calling cards")
     p = command(crd, "add", cmd_cards_add, "add one card")
-    p.add_argument("--number", required=True, help="4 to 20 digits")
+    p.add_argument("--number", required=True,
+                   help="4 to 20 digits, the last a Luhn check digit (unless "
+                        "KONDGE_CARD_CHECK_DIGIT=none)")
     p.add_argument("--pin", required=True, help="1 to 16 digits; stored only as a keyed hash")
     p.add_argument("--balance", required=True, help="opening balance, e.g. 10.00")
     p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")

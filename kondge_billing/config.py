@@ -17,6 +17,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_GATEWAY_SYNC      | 2                            | seconds between gateway-table checks (0.5 allowed) |
 | KONDGE_MAX_CREDIT_TIME   | 86400                        | upper bound of a granted call, seconds |
 | KONDGE_DB_TIMEOUT_MS     | 2000                         | statement timeout on the call path |
+| KONDGE_CARD_CHECK_DIGIT  | luhn                         | luhn: a card number's last digit is its Luhn check digit; none: no check |
 """
 
 import os
@@ -40,6 +41,7 @@ class Settings:
     gateway_sync_ms: int
     max_credit_time: int
     db_timeout_ms: int
+    card_check_digit: str
 
     @property
     def gateway_sync_seconds(self):
@@ -76,6 +78,13 @@ def _int(env, name, default):
         raise SystemExit(f"{name}={raw!r} is not a whole number; fix or unset it") from None
 
 
+def _choice(env, name, choices):
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise SystemExit(f"{name}={raw!r}: use one of {', '.join(choices)}")
+    return raw
+
+
 def _milliseconds(env, name, default):
     raw = env.get(name, "")
     if not raw:
@@ -105,4 +114,5 @@ def load(env=None) -> Settings:
         gateway_sync_ms=_milliseconds(env, "KONDGE_GATEWAY_SYNC", 2000),
         max_credit_time=_int(env, "KONDGE_MAX_CREDIT_TIME", 86400),
         db_timeout_ms=_int(env, "KONDGE_DB_TIMEOUT_MS", 2000),
+        card_check_digit=_choice(env, "KONDGE_CARD_CHECK_DIGIT", ("luhn", "none")),
     )

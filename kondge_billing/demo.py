@@ -12,10 +12,10 @@ DEMO_RATES = [("1", Decimal("0.02")), ("44", Decimal("0.05"))] + [
 DEMO_ACCESS_NUMBERS = [("18005550100", "demo toll-free access number"),
                        ("4420799990000", "demo London local access number")]
 # number, PIN, balance, status, language
-DEMO_CARDS = [("1000000001", "1234", Decimal("10.00"), "active", "en"),
-              ("1000000002", "2345", Decimal("0.50"), "active", "es"),
-              ("1000000003", "3456", Decimal("0.00"), "active", "en"),
-              ("1000000004", "4567", Decimal("5.00"), "suspended", "fr")]
+DEMO_CARDS = [("1000000008", "1234", Decimal("10.00"), "active", "en"),
+              ("1000000016", "2345", Decimal("0.50"), "active", "es"),
+              ("1000000024", "3456", Decimal("0.00"), "active", "en"),
+              ("1000000032", "4567", Decimal("5.00"), "suspended", "fr")]
 
 
 def is_empty(cur) -> bool:

@@ -20,7 +20,8 @@ def start(log):
     db = Database(settings.dsn, settings.db_timeout_ms, application_name="kondge-radius")
     directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
     _billing = Billing(db, load_key(settings.pin_key_file), directory,
-                       max_credit_time=settings.max_credit_time)
+                       max_credit_time=settings.max_credit_time,
+                       check_digit=settings.card_check_digit)
     log("info", f"ready (database {settings.dsn})")
 
 

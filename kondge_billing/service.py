@@ -17,7 +17,8 @@ from .gateways import Gateway
 from .money import ZERO
 from .pins import pin_matches
 from .rating import allowed_seconds, call_cost
-from .request import CARD_NUMBER, PIN, AccessRequest, AccountingRecord
+from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
+                      card_number_problem)
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,20 @@ class Billing:
     """The service the hook, the CLI and the tests call."""
 
     def __init__(self, db, pin_key: bytes, gateways, max_credit_time: int = 86400,
-                 clock=lambda: datetime.now(timezone.utc)):
+                 check_digit: str = "luhn", clock=lambda: datetime.now(timezone.utc)):
         self.db = db
         self.pin_key = pin_key
         self.gateways = gateways
         self.max_credit_time = max_credit_time
+        self.check_digit = check_digit
         self.clock = clock
 
     # --- Access-Request --------------------------------------------------
     def authorize(self, req: AccessRequest) -> Login | Grant:
         number = (req.user_name or "").strip()
-        if not CARD_NUMBER.match(number):
-            raise MalformedCardNumber(f"card number {number[:24]!r} is not 4 to 20 digits")
+        problem = card_number_problem(number, self.check_digit)
+        if problem:
+            raise MalformedCardNumber(problem)
         card = self.db.run(lambda cur: cards.for_call(cur, number, req.called))
         if card is None:
             raise UnknownCard(f"no card {number}")

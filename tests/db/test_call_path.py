@@ -22,9 +22,9 @@ CONF = "h323-conf-id=AAAA0001 0F4411D6 AB5591F0 CBF3D765"
 def world(db, pin_key):
     def setup(cur):
         demo.load(cur, pin_key)
-        cards.add(cur, pin_key, "2000000001", "1111", "1.00", "USD",
+        cards.add(cur, pin_key, "2000000006", "1111", "1.00", "USD",
                   expires_at=NOW - timedelta(days=1))
-        cards.add(cur, pin_key, "2000000002", "2222", "0.10", "USD")
+        cards.add(cur, pin_key, "2000000014", "2222", "0.10", "USD")
         gateways.add(cur, "quintum-1", "127.0.0.2", "q-secret", "quintum")
         gateways.add(cur, "lucent-1", "127.0.0.3", "l-secret", "generic")
     db.run(setup)
@@ -44,20 +44,20 @@ def balance(db, number):
 
 
 def test_stage_one_announces_the_balance(world, billing):
-    outcome = billing.authorize(login("1000000001", "1234"))
+    outcome = billing.authorize(login("1000000008", "1234"))
     assert outcome == Login(Decimal("10.00"), "USD", "en")
 
 
 @pytest.mark.parametrize("number, pin, called, error", [
-    ("1999999999", "1234", "18005550100", UnknownCard),
-    ("1000000001", "1235", "18005550100", WrongPin),
-    ("1000000001", "12x4", "18005550100", WrongPin),
-    ("1000000003", "3456", "18005550100", ZeroBalance),
-    ("1000000004", "4567", "18005550100", CardSuspended),
-    ("2000000001", "1111", "18005550100", CardExpired),
-    ("1000000001", "1234", "33123456", DestinationBlocked),
-    ("2000000002", "2222", "447911123456", InsufficientBalance),
-    ("1000000001", "1234", "sip:bob@example.com", InvalidArgument),
+    ("1999999996", "1234", "18005550100", UnknownCard),
+    ("1000000008", "1235", "18005550100", WrongPin),
+    ("1000000008", "12x4", "18005550100", WrongPin),
+    ("1000000024", "3456", "18005550100", ZeroBalance),
+    ("1000000032", "4567", "18005550100", CardSuspended),
+    ("2000000006", "1111", "18005550100", CardExpired),
+    ("1000000008", "1234", "33123456", DestinationBlocked),
+    ("2000000014", "2222", "447911123456", InsufficientBalance),
+    ("1000000008", "1234", "sip:bob@example.com", InvalidArgument),
 ])
 def test_refusals(world, billing, number, pin, called, error):
     with pytest.raises(error):
@@ -65,19 +65,19 @@ def test_refusals(world, billing, number, pin, called, error):
 
 
 def test_stage_two_grants_the_largest_affordable_time(world, billing):
-    grant = billing.authorize(login("1000000001", "1234", "447911123456"))
+    grant = billing.authorize(login("1000000008", "1234", "447911123456"))
     assert isinstance(grant, Grant) and grant.seconds == 3996 and grant.rate_prefix == "4479"
     # 0.50 at 0.05/min to the UK: 600 s
-    assert billing.authorize(login("1000000002", "2345", "442071234567")).seconds == 600
+    assert billing.authorize(login("1000000016", "2345", "442071234567")).seconds == 600
 
 
 def test_repeated_balance_queries_charge_nothing(world, billing):
     for _ in range(3):
-        billing.authorize(login("1000000001", "1234"))
-    assert balance(world, "1000000001") == Decimal("10.00")
+        billing.authorize(login("1000000008", "1234"))
+    assert balance(world, "1000000008") == Decimal("10.00")
 
 
-def acct(status, origin, seconds=None, number="1000000001", dest="447911123456",
+def acct(status, origin, seconds=None, number="1000000008", dest="447911123456",
          conf=CONF, gw="127.0.0.1", delay="0", **extra):
     pairs = {"Acct-Status-Type": status, "Acct-Session-Id": "000B5571",
              "User-Name": number, "Calling-Station-Id": "15551234567",
@@ -105,8 +105,8 @@ def test_a_call_is_charged_once_on_its_billed_leg(world, billing):
     for rec in (acct("Start", "answer"), acct("Start", "originate"),
                 acct("Stop", "originate", 125), acct("Stop", "answer", 150)):
         account(billing, rec)
-    assert balance(world, "1000000001") == Decimal("9.6850")     # 126 s at 0.15
-    entries = ledger(world, "1000000001")
+    assert balance(world, "1000000008") == Decimal("9.6850")     # 126 s at 0.15
+    entries = ledger(world, "1000000008")
     assert [(e["kind"], e["amount"]) for e in entries] == [
         ("issue", Decimal("10.00")), ("call", Decimal("-0.3150"))]
     cdrs = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchall())[1])
@@ -121,34 +121,34 @@ def test_retransmitted_stop_changes_nothing(world, billing):
     first = account(billing, acct("Stop", "originate", 125))
     again = account(billing, acct("Stop", "originate", 125, delay="5"))
     assert (first.outcome, again.outcome) == ("charged", "duplicate")
-    assert balance(world, "1000000001") == Decimal("9.6850")
+    assert balance(world, "1000000008") == Decimal("9.6850")
 
 
 def test_stop_before_start_and_start_after_stop(world, billing):
     assert account(billing, acct("Stop", "originate", 60)).outcome == "charged"
     assert account(billing, acct("Start", "originate")).outcome == "recorded"
     assert account(billing, acct("Start", "originate")).outcome == "duplicate"
-    assert balance(world, "1000000001") == Decimal("9.8500")
+    assert balance(world, "1000000008") == Decimal("9.8500")
 
 
 def test_billed_leg_without_user_name_takes_the_card_from_the_other_leg(world, billing):
     account(billing, acct("Start", "answer"))
     account(billing, acct("Stop", "originate", 60, number=None))
-    assert balance(world, "1000000001") == Decimal("9.8500")
+    assert balance(world, "1000000008") == Decimal("9.8500")
 
 
 def test_overrun_never_takes_a_prepaid_card_below_zero(world, billing):
     # 0.50 at 0.15/min allows 198 s; the gateway let the call run 400 s.
-    out = account(billing, acct("Stop", "originate", 400, number="1000000002"))
+    out = account(billing, acct("Stop", "originate", 400, number="1000000016"))
     assert out.charge == Decimal("0.50")
-    assert balance(world, "1000000002") == Decimal("0.00")
+    assert balance(world, "1000000016") == Decimal("0.00")
     cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
     assert cdr["cost"] == Decimal("1.0050") and cdr["uncollected"] == Decimal("0.5050")
     assert "overrun" in cdr["flags"]
 
 
 def test_stop_for_unknown_card_is_recorded_flagged_and_charges_nothing(world, billing):
-    out = account(billing, acct("Stop", "originate", 60, number="1999999999"))
+    out = account(billing, acct("Stop", "originate", 60, number="1999999996"))
     assert out.outcome == "charged" and out.charge == 0
     cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
     assert "unknown-card" in cdr["flags"]
@@ -156,12 +156,12 @@ def test_stop_for_unknown_card_is_recorded_flagged_and_charges_nothing(world, bi
 
 def test_generic_gateway_bills_by_session_id(world, billing):
     rec = accounting_record((("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "lucent-77"),
-                             ("Acct-Session-Time", "61"), ("User-Name", "1000000001"),
+                             ("Acct-Session-Time", "61"), ("User-Name", "1000000008"),
                              ("Called-Station-Id", "15551230000"),
                              ("Kondge-Gateway-Address", "127.0.0.3")), NOW)
     assert account(billing, rec).outcome == "charged"
     assert account(billing, rec).outcome == "duplicate"
-    assert balance(world, "1000000001") == Decimal("9.9780")   # 66 s at 0.02 = 0.0220
+    assert balance(world, "1000000008") == Decimal("9.9780")   # 66 s at 0.02 = 0.0220
 
 
 def test_ledger_and_balances_reconcile(world, billing):
@@ -174,7 +174,7 @@ def test_ledger_and_balances_reconcile(world, billing):
 def test_hook_answers_with_exact_types(world, billing):
     hook, radiusd, _ = load_hook(billing)
     code, reply, control = hook.authorize(tuple(
-        (k, v) for k, v in [("User-Name", "1000000001"), ("User-Password", "1234"),
+        (k, v) for k, v in [("User-Name", "1000000008"), ("User-Password", "1234"),
                             ("Called-Station-Id", "18005550100"),
                             ("Kondge-Gateway-Address", "127.0.0.2")]))
     assert code == radiusd.RLM_MODULE_OK and type(code) is int
@@ -194,7 +194,7 @@ def test_dead_database_is_unavailable_not_a_refusal(pin_key):
     gw = Gateway(1, "gw", "127.0.0.1", "s", "cisco", "optional", "originate", 1)
     b = Billing(dead, pin_key, GatewayDirectory(lambda: [gw]))
     with pytest.raises(Unavailable):
-        b.authorize(login("1000000001", "1234"))
+        b.authorize(login("1000000008", "1234"))
     hook, radiusd, _ = load_hook(b)
     assert hook.accounting((
         ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "s"), ("Acct-Session-Time", "5"),

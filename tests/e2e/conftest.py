@@ -15,9 +15,9 @@ def stack_ready(service):
          "--secret", "l-secret", "--dialect", "generic"],
         ["gateways", "add", "--name", "cisco-ma", "--address", "127.0.0.4",
          "--secret", "ma-secret", "--dialect", "cisco", "--message-authenticator", "required"],
-        ["cards", "add", "--number", "2000000001", "--pin", "1111", "--balance", "5",
+        ["cards", "add", "--number", "2000000006", "--pin", "1111", "--balance", "5",
          "--currency", "USD", "--expires", "2020-01-01T00:00+00:00"],
-        ["cards", "add", "--number", "2000000002", "--pin", "2222", "--balance", "0.10",
+        ["cards", "add", "--number", "2000000014", "--pin", "2222", "--balance", "0.10",
          "--currency", "USD"],
     ):
         result = service.kondge(*args)
@@ -33,7 +33,7 @@ def wait_until_served(service, source, secret, message_authenticator=False, serv
     while time.monotonic() < deadline:
         client = service.client(secret, source=source, timeout=0.5)
         try:
-            reply = client.access([("User-Name", "1000000001"), ("User-Password", "1234")],
+            reply = client.access([("User-Name", "1000000008"), ("User-Password", "1234")],
                                   message_authenticator=message_authenticator)
         finally:
             client.close()

@@ -30,13 +30,13 @@ def test_bad_gateway_reports_every_problem(service):
 
 
 def test_card_add_show_and_refusals(service):
-    r = service.kondge("cards", "add", "--number", "3000000001", "--pin", "4321",
+    r = service.kondge("cards", "add", "--number", "3000000004", "--pin", "4321",
                        "--balance", "7.25", "--currency", "EUR", "--language", "fr", "--json")
     assert r.returncode == 0, r.stderr
     card = json.loads(r.stdout)
     assert card["balance"] == "7.25" and card["currency"] == "EUR" and card["ledger_sum"] == "7.25"
     assert "pin" not in json.dumps(card).lower()
-    shown = json.loads(service.kondge("cards", "show", "3000000001", "--json").stdout)
+    shown = json.loads(service.kondge("cards", "show", "3000000004", "--json").stdout)
     assert shown["language"] == "fr"
     bad = service.kondge("cards", "add", "--number", "12", "--pin", "x", "--balance", "-1",
                          "--currency", "EUR")
@@ -48,7 +48,7 @@ def test_card_add_show_and_refusals(service):
 
 def test_database_unavailable_exits_3(service):
     env = dict(service.env, KONDGE_DSN="host=/nonexistent port=1 dbname=x user=x")
-    r = service.kondge("cards", "show", "3000000001", env=env)
+    r = service.kondge("cards", "show", "3000000004", env=env)
     assert r.returncode == 3 and "make start" in r.stderr
 
 

@@ -37,15 +37,16 @@ def cisco(stack_ready):
 
 
 @pytest.mark.parametrize("number, pin, called, code", [
-    ("1999999999", "1234", "18005550100", 1),    # unknown card
-    ("1000000001", "9999", "18005550100", 2),    # wrong PIN
-    ("1000000003", "3456", "18005550100", 4),    # zero balance
-    ("2000000001", "1111", "18005550100", 5),    # expired
-    ("1000000004", "4567", "18005550100", 7),    # suspended
-    ("1000000001", "1234", "33123456", 9),       # no rate for the destination
-    ("1000000001", "1234", "dial-me", 11),       # destination is not a number
-    ("2000000002", "2222", "447911123456", 12),  # below the first block's cost
+    ("1999999996", "1234", "18005550100", 1),    # unknown card
+    ("1000000008", "9999", "18005550100", 2),    # wrong PIN
+    ("1000000024", "3456", "18005550100", 4),    # zero balance
+    ("2000000006", "1111", "18005550100", 5),    # expired
+    ("1000000032", "4567", "18005550100", 7),    # suspended
+    ("1000000008", "1234", "33123456", 9),       # no rate for the destination
+    ("1000000008", "1234", "dial-me", 11),       # destination is not a number
+    ("2000000014", "2222", "447911123456", 12),  # below the first block's cost
     ("10000x0001", "1234", "18005550100", 14),   # malformed card number
+    ("1000000001", "1234", "18005550100", 14),   # a mistyped digit: the Luhn check fails
 ])
 def test_refusals_carry_the_return_code_and_no_credit(cisco, number, pin, called, code):
     reply = access(cisco, number, pin, called)
@@ -57,48 +58,48 @@ def test_refusals_carry_the_return_code_and_no_credit(cisco, number, pin, called
 
 def test_cisco_login_and_destination(cisco):
     conf = conf_id()
-    login = access(cisco, "1000000001", "1234", conf=conf)
+    login = access(cisco, "1000000008", "1234", conf=conf)
     assert login.accepted
     assert login.h323("h323-return-code") == "0"
     assert login.h323("h323-credit-amount") == "10.00"
     assert login.h323("h323-currency") == "USD"
     assert login.h323("h323-preferred-lang") == "en"
     assert login.h323("h323-billing-model") == "1"
-    grant = access(cisco, "1000000001", "1234", "447911123456", conf=conf)
+    grant = access(cisco, "1000000008", "1234", "447911123456", conf=conf)
     assert grant.accepted and grant.h323("h323-credit-time") == "3996"
 
 
 def test_language_follows_the_card(cisco):
-    assert access(cisco, "1000000002", "2345").h323("h323-preferred-lang") == "es"
+    assert access(cisco, "1000000016", "2345").h323("h323-preferred-lang") == "es"
 
 
 def test_quintum_dialect(stack_ready):
     client = stack_ready.client("q-secret", source="127.0.0.2")
-    login = access(client, "1000000001", "1234")
+    login = access(client, "1000000008", "1234")
     assert login.accepted
     assert login.h323("h323-credit-amount", "Quintum-") == "10.00"
     assert login.h323("h323-currency", "Quintum-") == "USD"
     assert "h323-credit-amount" not in login.pairs
-    grant = access(client, "1000000001", "1234", "15551230000")
+    grant = access(client, "1000000008", "1234", "15551230000")
     assert grant.h323("h323-credit-time", "Quintum-") == "30000"     # 10.00 at 0.02/min
-    refused = access(client, "1000000001", "0000")
+    refused = access(client, "1000000008", "0000")
     assert refused.h323("h323-return-code", "Quintum-") == "2"
     client.close()
 
 
 def test_generic_dialect(stack_ready):
     client = stack_ready.client("l-secret", source="127.0.0.3")
-    login = access(client, "1000000001", "1234")
+    login = access(client, "1000000008", "1234")
     assert login.accepted and login.get("Reply-Message") == "Balance 10.00 USD"
-    grant = access(client, "1000000001", "1234", "442071234567")
+    grant = access(client, "1000000008", "1234", "442071234567")
     assert grant.accepted and grant.get("Session-Timeout") == 12000   # 10.00 at 0.05/min
-    refused = access(client, "1000000001", "0000")
+    refused = access(client, "1000000008", "0000")
     assert not refused.accepted and "Session-Timeout" not in refused.pairs
     assert refused.get("Reply-Message") == "wrong PIN"
     client.close()
 
 
-def leg(client, status, origin, conf, seconds=None, delay=0, number="1000000005",
+def leg(client, status, origin, conf, seconds=None, delay=0, number="1000000040",
         dest="447911123456"):
     pairs = [("Acct-Status-Type", status), ("Acct-Session-Id", "000B5571"),
              ("User-Name", number), ("Calling-Station-Id", "15551234567"),
@@ -115,12 +116,12 @@ def leg(client, status, origin, conf, seconds=None, delay=0, number="1000000005"
 
 
 def test_call_is_charged_once_and_retransmissions_change_nothing(stack_ready, cisco):
-    assert stack_ready.kondge("cards", "add", "--number", "1000000005", "--pin", "5555",
+    assert stack_ready.kondge("cards", "add", "--number", "1000000040", "--pin", "5555",
                               "--balance", "3.00", "--currency", "USD").returncode == 0
     conf = conf_id()
     for _ in range(3):                                   # balance queries: free
-        assert access(cisco, "1000000005", "5555", conf=conf).accepted
-    assert access(cisco, "1000000005", "5555", "447911123456", conf=conf).accepted
+        assert access(cisco, "1000000040", "5555", conf=conf).accepted
+    assert access(cisco, "1000000040", "5555", "447911123456", conf=conf).accepted
     assert leg(cisco, "Start", "answer", conf) is not None
     assert leg(cisco, "Start", "originate", conf) is not None
     assert leg(cisco, "Stop", "originate", conf, seconds=125) is not None
@@ -128,15 +129,15 @@ def test_call_is_charged_once_and_retransmissions_change_nothing(stack_ready, ci
     assert leg(cisco, "Stop", "originate", conf, seconds=125, delay=4) is not None
     assert leg(cisco, "Stop", "answer", conf, seconds=160) is not None
     assert leg(cisco, "Stop", "answer", conf, seconds=160, delay=3) is not None
-    assert balance(stack_ready, "1000000005") == Decimal("2.6850")     # 126 s at 0.15
-    listed = stack_ready.kondge("--json", "cdrs", "list", "--card", "1000000005")
+    assert balance(stack_ready, "1000000040") == Decimal("2.6850")     # 126 s at 0.15
+    listed = stack_ready.kondge("--json", "cdrs", "list", "--card", "1000000040")
     cdrs = json.loads(listed.stdout)
     assert len(cdrs) == 1 and cdrs[0]["charge"] == "0.3150" and cdrs[0]["duration"] == 125
 
 
 def test_packets_from_an_unknown_address_are_dropped(stack_ready):
     client = stack_ready.client("testing123", source="127.0.0.99", timeout=1.0)
-    assert access(client, "1000000001", "1234") is None
+    assert access(client, "1000000008", "1234") is None
     assert client.accounting([("Acct-Status-Type", "Start"), ("Acct-Session-Id", "x")]) is None
     client.close()
 
@@ -146,14 +147,14 @@ def test_wrong_secret_is_dropped(stack_ready):
     # Accounting-Request authenticators are keyed by the secret: dropped.
     assert client.accounting([("Acct-Status-Type", "Start"), ("Acct-Session-Id", "x")]) is None
     # An Access-Request with a Message-Authenticator made with a wrong secret: dropped.
-    assert access(client, "1000000001", "1234", message_authenticator=True) is None
+    assert access(client, "1000000008", "1234", message_authenticator=True) is None
     client.close()
 
 
 def test_message_authenticator_required_per_gateway(stack_ready):
     client = stack_ready.client("ma-secret", source="127.0.0.4", timeout=1.0)
-    assert access(client, "1000000001", "1234") is None
-    assert access(client, "1000000001", "1234", message_authenticator=True).accepted
+    assert access(client, "1000000008", "1234") is None
+    assert access(client, "1000000008", "1234", message_authenticator=True).accepted
     client.close()
 
 
@@ -170,7 +171,7 @@ def test_gateway_added_and_removed_without_a_restart_by_hand(stack_ready):
 def test_database_restart_is_survived(stack_ready, cisco):
     """Each worker's old connection fails once after a restart: reconnect, answer."""
     s = stack_ready.settings
-    assert access(cisco, "1000000001", "1234").accepted         # connections are open
+    assert access(cisco, "1000000008", "1234").accepted         # connections are open
     stop_postgres(s)                   # the supervisor notices and starts it again
     deadline = time.monotonic() + 60
     while not pg_running(s) and time.monotonic() < deadline:
@@ -181,5 +182,5 @@ def test_database_restart_is_survived(stack_ready, cisco):
             break
         except psycopg2.OperationalError:
             time.sleep(0.1)
-    replies = [access(cisco, "1000000001", "1234") for _ in range(10)]
+    replies = [access(cisco, "1000000008", "1234") for _ in range(10)]
     assert all(r is not None and r.accepted for r in replies)

@@ -43,7 +43,7 @@ def test_malformed_card_number_is_refused_without_the_database():
 
 def test_unknown_gateway_gets_no_answer():
     hook, radiusd, logged = load_hook(billing(NoDatabase()))
-    code, reply, control = hook.authorize((("User-Name", "1000000001"),
+    code, reply, control = hook.authorize((("User-Name", "1000000008"),
                                            ("Kondge-Gateway-Address", "10.9.9.9")))
     assert code == radiusd.RLM_MODULE_FAIL and reply == () and control == ()
     assert any("10.9.9.9" in m for _, m in logged)
@@ -51,7 +51,7 @@ def test_unknown_gateway_gets_no_answer():
 
 def test_unexpected_error_is_logged_and_fails_without_raising():
     hook, radiusd, logged = load_hook(billing(BrokenDatabase()))
-    code, _, _ = hook.authorize((("User-Name", "1000000001"), ("User-Password", "1"),
+    code, _, _ = hook.authorize((("User-Name", "1000000008"), ("User-Password", "1"),
                                  ("Kondge-Gateway-Address", "127.0.0.1")))
     assert code == radiusd.RLM_MODULE_FAIL
     assert any("Traceback" in m and "boom" in m for _, m in logged)

@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from kondge_billing.request import (access_request, accounting_record, conf_id, h323_time,
-                                    phone_number)
+from kondge_billing.request import (access_request, accounting_record, card_number_problem,
+                                    conf_id, h323_time, luhn_valid, phone_number)
 from kondge_billing.service import call_identity, is_destination_stage
 from kondge_billing.gateways import Gateway
 
@@ -52,7 +52,7 @@ def test_conf_id_one_spelling():
 
 def test_access_request_strips_h323_names_and_reads_avpairs():
     req = access_request((
-        ("User-Name", "1000000001"), ("User-Password", "1234"),
+        ("User-Name", "1000000008"), ("User-Password", "1234"),
         ("Called-Station-Id", "+447911123456"),
         ("h323-conf-id", "h323-conf-id=931C146B 0F4411D6 AB5591F0 CBF3D765"),
         ("Cisco-AVPair", "h323-ivr-out=FOLLOW_ON_FLAG:0"), ("Cisco-AVPair", "x=y"),
@@ -80,7 +80,7 @@ def test_stage_detection():
 
 def stop_pairs(**extra):
     pairs = {"Acct-Status-Type": "Stop", "Acct-Session-Id": "000B5571",
-             "Acct-Session-Time": "125", "User-Name": "1000000001",
+             "Acct-Session-Time": "125", "User-Name": "1000000008",
              "Called-Station-Id": "447911123456",
              "h323-conf-id": "h323-conf-id=931C146B 0F4411D6 AB5591F0 CBF3D765",
              "h323-call-origin": "h323-call-origin=originate",
@@ -129,3 +129,17 @@ def test_generic_identity_uses_session_id_and_missing_ids_use_a_digest():
         (("Acct-Status-Type", "Stop"), ("Acct-Session-Time", "5"), ("Acct-Delay-Time", "9")),
         NOW))
     assert first == again and first[0].startswith("digest:") and "call-id-missing" in first[2]
+
+
+@pytest.mark.parametrize("number, valid", [
+    ("79927398713", True), ("79927398710", False), ("1000000008", True),
+    ("1000000001", False), ("4539578763621486", True), ("0000", True)])
+def test_luhn(number, valid):
+    assert luhn_valid(number) is valid
+
+
+def test_card_number_problems():
+    assert card_number_problem("1000000008", "luhn") is None
+    assert "check digit" in card_number_problem("1000000001", "luhn")
+    assert card_number_problem("1000000001", "none") is None
+    assert "4 to 20 digits" in card_number_problem("12a4", "none")
