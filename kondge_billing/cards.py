@@ -29,18 +29,39 @@ class CallCard:
     rate: Rate | None                   # for Called-Station-Id, if it has one
     tariff_currency: str | None
     called_is_access_number: bool
+    billing: str                        # prepaid | postpaid
+    credit_limit: Decimal
+    max_calls: int
+    max_call_seconds: int | None
+    held: Decimal                       # reserved by the card's other active calls
+    active_calls: int                   # the card's other active calls
+
+    @property
+    def available(self) -> Decimal:
+        """What a new call may spend: balance (+ credit) - other calls' holds."""
+        credit = self.credit_limit if self.billing == "postpaid" else ZERO
+        return self.balance + credit - self.held
 
 
-# One round trip: the card, its tariff, the longest-prefix rate of the number
-# dialled, and whether that number is one of our access numbers.
+# One round trip: the card, its category, what its other live calls hold,
+# its tariff, the longest-prefix rate of the number dialled, and whether
+# that number is one of our access numbers.
 CALL_LOOKUP = """
 SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at, c.language,
+       cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds,
+       coalesce(h.held, 0) AS held, coalesce(h.active_calls, 0) AS active_calls,
        t.id AS tariff_id, t.currency AS tariff_currency, t.decimals, t.rounding,
        t.connect_charge, t.initial_block, t.increment,
        r.prefix, r.price_per_minute,
        EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = %(called)s)
            AS called_is_access_number
   FROM kondge.card c
+  JOIN kondge.category cat ON cat.name = c.category
+  LEFT JOIN LATERAL (
+        SELECT sum(a.amount) AS held, count(*) AS active_calls
+          FROM kondge.v_active_reservation a
+         WHERE a.card_id = c.id
+           AND NOT (a.gateway_id = %(gateway_id)s AND a.call_id = %(call_id)s)) h ON true
   LEFT JOIN kondge.tariff t
          ON t.id = coalesce(c.tariff_id, (SELECT id FROM kondge.tariff WHERE is_default))
   LEFT JOIN LATERAL (
@@ -61,9 +82,13 @@ def rate_from_row(row) -> Rate | None:
                 decimals=row["decimals"], rounding=row["rounding"])
 
 
-def for_call(cur, number: str, called: str | None) -> CallCard | None:
+def for_call(cur, number: str, called: str | None, gateway_id: int = 0,
+             call_id: str = "") -> CallCard | None:
+    """The card for a call; (gateway_id, call_id) names the call itself, whose
+    own earlier hold (a repeated authorisation) does not count against it."""
     cur.execute(CALL_LOOKUP, {"number": number, "called": called or "",
-                              "prefixes": prefixes_of(called or "")})
+                              "prefixes": prefixes_of(called or ""),
+                              "gateway_id": gateway_id, "call_id": call_id})
     row = cur.fetchone()
     if row is None:
         return None
@@ -71,7 +96,10 @@ def for_call(cur, number: str, called: str | None) -> CallCard | None:
                     balance=row["balance"], currency=row["currency"], status=row["status"],
                     expires_at=row["expires_at"], language=row["language"],
                     rate=rate_from_row(row), tariff_currency=row["tariff_currency"],
-                    called_is_access_number=row["called_is_access_number"])
+                    called_is_access_number=row["called_is_access_number"],
+                    billing=row["billing"], credit_limit=row["credit_limit"],
+                    max_calls=row["max_calls"], max_call_seconds=row["max_call_seconds"],
+                    held=row["held"], active_calls=row["active_calls"])
 
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,

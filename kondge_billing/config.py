@@ -18,6 +18,10 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_MAX_CREDIT_TIME   | 86400                        | upper bound of a granted call, seconds |
 | KONDGE_DB_TIMEOUT_MS     | 2000                         | statement timeout on the call path |
 | KONDGE_CARD_CHECK_DIGIT  | luhn                         | luhn: a card number's last digit is its Luhn check digit; none: no check |
+| KONDGE_HOLD_SECONDS      | 300                          | a stage-2 hold whose call never starts stops counting after this |
+| KONDGE_SESSION_GRACE     | 600                          | a live call is closed this long after its granted time if no Stop came |
+| KONDGE_SWEEP_SECONDS     | 30                           | how often the supervisor sweeps holds and lost calls |
+| KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
 """
 
 import os
@@ -42,6 +46,10 @@ class Settings:
     max_credit_time: int
     db_timeout_ms: int
     card_check_digit: str
+    hold_seconds: int
+    session_grace: int
+    sweep_seconds: int
+    auth_when_db_down: str
 
     @property
     def gateway_sync_seconds(self):
@@ -115,4 +123,8 @@ def load(env=None) -> Settings:
         max_credit_time=_int(env, "KONDGE_MAX_CREDIT_TIME", 86400),
         db_timeout_ms=_int(env, "KONDGE_DB_TIMEOUT_MS", 2000),
         card_check_digit=_choice(env, "KONDGE_CARD_CHECK_DIGIT", ("luhn", "none")),
+        hold_seconds=_int(env, "KONDGE_HOLD_SECONDS", 300),
+        session_grace=_int(env, "KONDGE_SESSION_GRACE", 600),
+        sweep_seconds=_int(env, "KONDGE_SWEEP_SECONDS", 30),
+        auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
     )

@@ -21,7 +21,9 @@ def start(log):
     directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
     _billing = Billing(db, load_key(settings.pin_key_file), directory,
                        max_credit_time=settings.max_credit_time,
-                       check_digit=settings.card_check_digit)
+                       check_digit=settings.card_check_digit,
+                       hold_seconds=settings.hold_seconds)
+    _billing.auth_when_db_down = settings.auth_when_db_down
     log("info", f"ready (database {settings.dsn})")
 
 

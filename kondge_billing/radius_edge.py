@@ -9,7 +9,7 @@ outcomes into answers:
 | Login / Grant                   | ok       | Access-Accept with the dialect's credit pairs |
 | Refusal (a billing "no")        | reject   | Access-Reject + return code + Reply-Message, no credit |
 | record stored, or a repeat      | ok       | Accounting-Response |
-| database unreachable            | fail     | nothing: the gateway retries / tries its second server |
+| database unreachable            | fail     | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8); an Accounting-Request goes to the spool instead |
 | unknown gateway address         | fail     | nothing (the packet is dropped) |
 | unexpected exception            | fail     | nothing; the traceback is logged |
 """
@@ -18,7 +18,7 @@ import traceback
 from datetime import datetime, timezone
 
 from . import attrs
-from .errors import Refusal, Unavailable, UnknownGateway
+from .errors import Refusal, ServiceUnavailable, Unavailable, UnknownGateway
 from .money import format_amount
 from .request import access_request, accounting_record
 from .service import Grant, Login
@@ -63,12 +63,18 @@ def handle_authorize(billing, pairs, log) -> tuple:
     try:
         req = access_request(pairs)
         gateway = billing.gateways.get(req.gateway_address)
-        outcome = billing.authorize(req)
+        outcome = billing.authorize(gateway, req)
         return "ok", accept_pairs(gateway, outcome), ACCEPT_CONTROL
     except Refusal as refusal:
         log("info", f"reject code {refusal.code}: {refusal.detail}")
         return "reject", reject_pairs(gateway, refusal), ()
-    except (Unavailable, UnknownGateway) as exc:
+    except Unavailable as exc:
+        if billing.auth_when_db_down == "reject" and gateway is not None:
+            log("error", f"reject code 8 (KONDGE_AUTH_WHEN_DB_DOWN=reject): {exc}")
+            return "reject", reject_pairs(gateway, ServiceUnavailable()), ()
+        log("error", f"no answer: {exc}")
+        return "fail", (), ()
+    except UnknownGateway as exc:
         log("error", f"no answer: {exc}")
         return "fail", (), ()
     except Exception:  # noqa: BLE001 - the hook must never raise

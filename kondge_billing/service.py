@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import attrs, calls, cards
-from .errors import (CardExpired, CardSuspended, DestinationBlocked, InsufficientBalance,
+from . import attrs, calls, cards, sessions
+from .errors import (CardExpired, CardInUse, CreditLimitReached, CardSuspended, DestinationBlocked, InsufficientBalance,
                      InvalidArgument, MalformedCardNumber, ServiceUnavailable, UnknownCard,
                      WrongPin, ZeroBalance)
 from .gateways import Gateway
 from .money import ZERO
 from .pins import pin_matches
 from .rating import allowed_seconds, call_cost
+from .sessions import new_hold_id
 from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
                       card_number_problem)
 
@@ -98,21 +99,28 @@ class Billing:
     """The service the hook, the CLI and the tests call."""
 
     def __init__(self, db, pin_key: bytes, gateways, max_credit_time: int = 86400,
-                 check_digit: str = "luhn", clock=lambda: datetime.now(timezone.utc)):
+                 check_digit: str = "luhn", hold_seconds: int = 300,
+                 clock=lambda: datetime.now(timezone.utc)):
         self.db = db
         self.pin_key = pin_key
         self.gateways = gateways
         self.max_credit_time = max_credit_time
         self.check_digit = check_digit
+        self.hold_seconds = hold_seconds
+        #: what an Access-Request gets while the database is unreachable:
+        #: "silent" (no answer) or "reject" (code 8)
+        self.auth_when_db_down = "silent"
         self.clock = clock
 
     # --- Access-Request --------------------------------------------------
-    def authorize(self, req: AccessRequest) -> Login | Grant:
+    def authorize(self, gateway: Gateway, req: AccessRequest) -> Login | Grant:
         number = (req.user_name or "").strip()
         problem = card_number_problem(number, self.check_digit)
         if problem:
             raise MalformedCardNumber(problem)
-        card = self.db.run(lambda cur: cards.for_call(cur, number, req.called))
+        call_id = req.conf_id or new_hold_id()
+        card = self.db.run(lambda cur: cards.for_call(cur, number, req.called, gateway.id,
+                                                      call_id))
         if card is None:
             raise UnknownCard(f"no card {number}")
         pin = req.pin or ""
@@ -122,13 +130,21 @@ class Billing:
             raise CardSuspended(f"card {number} is {card.status}")
         if card.expires_at is not None and card.expires_at <= self.clock():
             raise CardExpired(f"card {number} expired {card.expires_at:%Y-%m-%d %H:%M}")
-        if card.balance <= ZERO:
-            raise ZeroBalance(f"card {number} has {card.balance} {card.currency}")
+        self._check_room(number, card, card.available)
         if not is_destination_stage(req, card.called_is_access_number):
-            return Login(card.balance, card.currency, card.language)
-        return self._grant(number, req, card)
+            return Login(card.available, card.currency, card.language)
+        return self._grant(number, gateway, call_id, req, card)
 
-    def _grant(self, number, req, card) -> Grant:
+    @staticmethod
+    def _check_room(number, card, available):
+        if available > ZERO:
+            return
+        held = f" ({card.held} held by live calls)" if card.held else ""
+        if card.billing == "postpaid":
+            raise CreditLimitReached(f"card {number} is at its credit limit{held}")
+        raise ZeroBalance(f"card {number} has {available} {card.currency} available{held}")
+
+    def _grant(self, number, gateway, call_id, req, card) -> Grant:
         if req.called is None:
             raise InvalidArgument(f"destination {req.called_raw[:40]!r} is not a phone number")
         rate = card.rate
@@ -137,12 +153,32 @@ class Billing:
         if rate.currency != card.currency:
             raise ServiceUnavailable(f"tariff is in {rate.currency}, card {number} in "
                                      f"{card.currency}")
-        seconds = allowed_seconds(rate, card.balance, self.max_credit_time)
-        if seconds == 0:
-            raise InsufficientBalance(
-                f"card {number}: {card.balance} {card.currency} is below the first block "
-                f"to {req.called} ({call_cost(rate, 1)})")
-        return Grant(seconds, card.balance, card.currency, card.language, rate.prefix)
+        if card.active_calls >= card.max_calls:
+            raise CardInUse(f"card {number} has {card.active_calls} call(s) up, "
+                            f"its limit is {card.max_calls}")
+        cap = min(self.max_credit_time, card.max_call_seconds or self.max_credit_time)
+        available = card.available
+        # Another call on the card may take part of the balance between the
+        # look-up and the hold: the hold re-checks under the card's row lock
+        # and says what is left; a few tries settle it.
+        for _ in range(3):
+            seconds = allowed_seconds(rate, available, cap)
+            if seconds == 0:
+                self._check_room(number, card, available)
+                raise InsufficientBalance(
+                    f"card {number}: {available} {card.currency} available is below the "
+                    f"first block to {req.called} ({call_cost(rate, 1)})")
+            amount = call_cost(rate, seconds)
+            held = self.db.run(lambda cur: sessions.hold(
+                cur, card.id, gateway.id, call_id, req.caller, req.called, amount, seconds,
+                self.hold_seconds))
+            if held["outcome"] == "held":
+                return Grant(seconds, available, card.currency, card.language, rate.prefix)
+            if held["outcome"] == "in-use":
+                raise CardInUse(f"card {number} has {held['active_calls']} call(s) up, "
+                                f"its limit is {card.max_calls}")
+            available = held["available"]
+        raise InsufficientBalance(f"card {number}: the balance kept changing; try again")
 
     # --- Accounting-Request ----------------------------------------------
     def account(self, gateway: Gateway, rec: AccountingRecord) -> Recorded:
@@ -150,17 +186,18 @@ class Billing:
             return Recorded("ignored")
         call_id, leg, flags = call_identity(gateway, rec)
         flags = list(rec.flags) + flags
-        billed = rec.status == "stop" and leg in (gateway.billed_leg, "session")
+        billed = leg in (gateway.billed_leg, "session")
+        number = rec.user_name if rec.user_name and CARD_NUMBER.match(rec.user_name) else None
         values = dict(
             status=rec.status, gateway_id=gateway.id, call_id=call_id, leg=leg,
             acct_session_id=rec.acct_session_id, user_name=rec.user_name,
             caller=rec.caller, called=rec.called, setup=rec.setup_time,
             connect=rec.connect_time, disconnect=rec.disconnect_time,
             session_time=rec.session_time, cause=rec.disconnect_cause, flags=flags,
-            bill=billed, card_number=None, destination=rec.called, cost=ZERO,
+            bill=billed, card_number=number, destination=rec.called, cost=ZERO,
             currency=None, tariff_id=None, rate_prefix=None, price=None)
-        if billed:
-            values.update(self._price(gateway, call_id, rec, flags))
+        if billed and rec.status == "stop":
+            values.update(self._price(gateway, call_id, number, rec, flags))
 
         def work(cur):
             return calls.record_leg(cur, **values)
@@ -168,8 +205,48 @@ class Billing:
         row = self.db.run(work)
         return Recorded(row["outcome"], call_id, leg, row["charge"])
 
-    def _price(self, gateway, call_id, rec, flags) -> dict:
-        number = rec.user_name if rec.user_name and CARD_NUMBER.match(rec.user_name) else None
+    # --- housekeeping ----------------------------------------------------
+    def sweep(self, grace_seconds: int) -> dict:
+        """Drop holds that never started; close live calls whose Stop is lost.
+
+        A lost Stop is charged for the talk time the last Interim-Update
+        reported, or, with no Interim-Update, for the whole time granted
+        (the most the gateway could have let the call run). Its CDR is
+        flagged stop-missing.
+        """
+        dropped = self.db.run(sessions.drop_expired_holds)
+        closed = 0
+        for row in self.db.run(lambda cur: sessions.overdue(cur, grace_seconds)):
+            gateway = row["gateway"]
+            seconds = row["interim_seconds"]
+            flag = "stop-missing-charged-interim"
+            if seconds is None:
+                seconds, flag = row["granted_seconds"], "stop-missing-charged-granted"
+            rec = AccountingRecord(
+                gateway_address=gateway.address, status="stop", acct_session_id=None,
+                unique_session_id=None, conf_id=None, call_origin=None,
+                user_name=row["card_number"], caller=row["caller"], called=row["destination"],
+                session_time=seconds, setup_time=None, connect_time=row["started_at"],
+                disconnect_time=self.clock(), disconnect_cause=None,
+                flags=("stop-missing", flag))
+            self._settle_swept(gateway, row["call_id"], rec)
+            closed += 1
+        return {"holds_dropped": dropped, "sessions_closed": closed}
+
+    def _settle_swept(self, gateway, call_id, rec):
+        leg = gateway.billed_leg if gateway.dialect != "generic" else "session"
+        flags = list(rec.flags)
+        values = dict(
+            status="stop", gateway_id=gateway.id, call_id=call_id, leg=leg,
+            acct_session_id=None, user_name=rec.user_name, caller=rec.caller,
+            called=rec.called, setup=None, connect=rec.connect_time,
+            disconnect=rec.disconnect_time, session_time=rec.session_time, cause=None,
+            flags=flags, bill=True, card_number=rec.user_name, destination=rec.called,
+            cost=ZERO, currency=None, tariff_id=None, rate_prefix=None, price=None)
+        values.update(self._price(gateway, call_id, rec.user_name, rec, flags))
+        self.db.run(lambda cur: calls.record_leg(cur, **values))
+
+    def _price(self, gateway, call_id, number, rec, flags) -> dict:
         found = self.db.run(lambda cur: calls.rate_for_stop(
             cur, gateway.id, call_id, number, rec.called))
         result = {"card_number": found["number"], "currency": found["currency"]}

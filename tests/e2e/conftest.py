@@ -3,6 +3,8 @@ import time
 import pytest
 
 from kondge_billing import cards
+from kondge_billing.pins import load_key
+from tests.support.cards import new_card
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,12 @@ def wait_until_served(service, source, secret, message_authenticator=False, serv
         time.sleep(0.2)
     raise AssertionError(f"{source} {'not served' if served else 'still served'} "
                          f"after {timeout} s")
+
+
+@pytest.fixture
+def card(stack_ready):
+    """A fresh card with 10.00 USD, PIN 1234, for a test that spends money."""
+    return new_card(stack_ready.db, load_key(stack_ready.settings.pin_key_file))
 
 
 def balance(service, number):

@@ -56,16 +56,16 @@ def test_refusals_carry_the_return_code_and_no_credit(cisco, number, pin, called
     assert reply.get("Reply-Message")
 
 
-def test_cisco_login_and_destination(cisco):
+def test_cisco_login_and_destination(cisco, card):
     conf = conf_id()
-    login = access(cisco, "1000000008", "1234", conf=conf)
+    login = access(cisco, card, "1234", conf=conf)
     assert login.accepted
     assert login.h323("h323-return-code") == "0"
     assert login.h323("h323-credit-amount") == "10.00"
     assert login.h323("h323-currency") == "USD"
     assert login.h323("h323-preferred-lang") == "en"
     assert login.h323("h323-billing-model") == "1"
-    grant = access(cisco, "1000000008", "1234", "447911123456", conf=conf)
+    grant = access(cisco, card, "1234", "447911123456", conf=conf)
     assert grant.accepted and grant.h323("h323-credit-time") == "3996"
 
 
@@ -73,27 +73,27 @@ def test_language_follows_the_card(cisco):
     assert access(cisco, "1000000016", "2345").h323("h323-preferred-lang") == "es"
 
 
-def test_quintum_dialect(stack_ready):
+def test_quintum_dialect(stack_ready, card):
     client = stack_ready.client("q-secret", source="127.0.0.2")
-    login = access(client, "1000000008", "1234")
+    login = access(client, card, "1234")
     assert login.accepted
     assert login.h323("h323-credit-amount", "Quintum-") == "10.00"
     assert login.h323("h323-currency", "Quintum-") == "USD"
     assert "h323-credit-amount" not in login.pairs
-    grant = access(client, "1000000008", "1234", "15551230000")
+    grant = access(client, card, "1234", "15551230000")
     assert grant.h323("h323-credit-time", "Quintum-") == "30000"     # 10.00 at 0.02/min
-    refused = access(client, "1000000008", "0000")
+    refused = access(client, card, "0000")
     assert refused.h323("h323-return-code", "Quintum-") == "2"
     client.close()
 
 
-def test_generic_dialect(stack_ready):
+def test_generic_dialect(stack_ready, card):
     client = stack_ready.client("l-secret", source="127.0.0.3")
-    login = access(client, "1000000008", "1234")
+    login = access(client, card, "1234")
     assert login.accepted and login.get("Reply-Message") == "Balance 10.00 USD"
-    grant = access(client, "1000000008", "1234", "442071234567")
+    grant = access(client, card, "1234", "442071234567")
     assert grant.accepted and grant.get("Session-Timeout") == 12000   # 10.00 at 0.05/min
-    refused = access(client, "1000000008", "0000")
+    refused = access(client, card, "0000")
     assert not refused.accepted and "Session-Timeout" not in refused.pairs
     assert refused.get("Reply-Message") == "wrong PIN"
     client.close()
