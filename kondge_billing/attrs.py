@@ -19,6 +19,11 @@ ACCT_SESSION_ID = "Acct-Session-Id"
 ACCT_UNIQUE_SESSION_ID = "Acct-Unique-Session-Id"
 ACCT_SESSION_TIME = "Acct-Session-Time"
 ACCT_DELAY_TIME = "Acct-Delay-Time"
+# When FreeRADIUS first received a record (present in records read back
+# from the accounting spool).
+TIMESTAMP = "Timestamp"
+CISCO_AVPAIR = "Cisco-AVPair"
+QUINTUM_AVPAIR = "Quintum-AVPair"
 
 # Set by policy.d/kondge from the packet's source and the matched client.
 GATEWAY_ADDRESS = "Kondge-Gateway-Address"
@@ -61,7 +66,7 @@ def vendor_name(dialect: str, h323_name: str) -> str:
 
 
 def avpair_name(dialect: str) -> str:
-    return "Quintum-AVPair" if dialect == "quintum" else "Cisco-AVPair"
+    return QUINTUM_AVPAIR if dialect == "quintum" else CISCO_AVPAIR
 
 
 def h323_pair(dialect: str, h323_name: str, value) -> tuple[str, str]:

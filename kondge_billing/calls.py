@@ -1,5 +1,7 @@
 """Accounting: call legs, CDRs and the call charges. Owns their SQL."""
 
+import json
+
 from .rating import prefixes_of
 
 # The rate of a stopped call: the card named by the billed leg (or, if that
@@ -42,6 +44,11 @@ def record_leg(cur, **values) -> dict:
                %(destination)s, %(cost)s, %(currency)s, %(tariff_id)s, %(rate_prefix)s,
                %(price)s)""", values)
     return cur.fetchone()
+
+
+def park(cur, pairs: list, error: str):
+    cur.execute("INSERT INTO kondge.unprocessed_record (pairs, error) VALUES (%s, %s)",
+                (json.dumps(pairs), error[-4000:]))
 
 
 def list_cdrs(cur, card_number: str | None = None, limit: int = 100) -> list[dict]:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import psycopg2.extras
 
-from . import calls, cards, config, gateways, stack
+from . import calls, cards, config, gateways, sessions, stack
 from .db import Database
 from .errors import Unavailable
 from .pins import PinKeyError, load_key
+from .service import Billing
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -90,6 +91,20 @@ def cmd_server_start(args, s):
 
 def cmd_server_stop(args, s):
     return stack.stop_background(s)
+
+
+def cmd_server_db_stop(args, s):
+    stack.db_stop(s)
+    emit(args, {"postgresql": False}, [
+        "PostgreSQL stopped; the supervisor leaves it stopped until 'kondge server db-start'.",
+        "Meanwhile Access-Requests get no answer and accounting goes to the spool."])
+    return EXIT_OK
+
+
+def cmd_server_db_start(args, s):
+    stack.db_start(s)
+    emit(args, {"postgresql": True}, ["PostgreSQL started; the spool drains by itself."])
+    return EXIT_OK
 
 
 def cmd_server_status(args, s):
@@ -175,6 +190,29 @@ def cmd_cdrs_list(args, s):
     return EXIT_OK
 
 
+# --- live calls ------------------------------------------------------------------
+
+def cmd_sessions_list(args, s):
+    rows = _in_transaction(s, lambda cur: sessions.live(cur, args.card))
+    emit(args, rows, table(rows, ["card", "caller", "destination", "gateway", "state",
+                                  "started_at", "granted_seconds", "elapsed", "amount"]))
+    return EXIT_OK
+
+
+def cmd_sessions_sweep(args, s):
+    db = _db(s)
+    try:
+        directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
+        billing = Billing(db, load_key(s.pin_key_file), directory,
+                          max_credit_time=s.max_credit_time, hold_seconds=s.hold_seconds)
+        result = billing.sweep(s.session_grace if args.grace is None else args.grace)
+    finally:
+        db.close()
+    emit(args, result, [f"{result['holds_dropped']} expired hold(s) dropped, "
+                        f"{result['sessions_closed']} call(s) without Stop closed"])
+    return EXIT_OK
+
+
 # --- parser ------------------------------------------------------------------------
 
 def _datetime(text):
@@ -215,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
     command(server, "start", cmd_server_start, "start in the background (idempotent)")
     command(server, "stop", cmd_server_stop, "stop the background service")
+    command(server, "db-stop", cmd_server_db_stop,
+            "stop PostgreSQL for maintenance and keep it stopped (FreeRADIUS spools accounting)")
+    command(server, "db-start", cmd_server_db_start, "start PostgreSQL again after db-stop")
     command(server, "status", cmd_server_status,
             "report what runs; exit 0 if everything runs, 3 if not")
 
@@ -251,6 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", type=_datetime, help="expiry date/time (ISO 8601)")
     p = command(crd, "show", cmd_cards_show, "show one card")
     p.add_argument("number")
+
+    ses = group("sessions", "live calls and the holds of calls being set up")
+    p = command(ses, "list", cmd_sessions_list,
+                "the calls up now and the holds that still count: card, caller, destination, "
+                "gateway, start, granted seconds, elapsed")
+    p.add_argument("--card", help="only this card's")
+    p = command(ses, "sweep", cmd_sessions_sweep,
+                "drop expired holds and close calls whose Stop never came (the supervisor "
+                "does this every KONDGE_SWEEP_SECONDS)")
+    p.add_argument("--grace", type=int,
+                   help="close calls this many seconds past their granted time "
+                        "(default KONDGE_SESSION_GRACE)")
 
     cdr = group("cdrs", "call detail records")
     p = command(cdr, "list", cmd_cdrs_list, "list the latest call records")

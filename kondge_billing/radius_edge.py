@@ -97,8 +97,15 @@ def handle_accounting(billing, pairs, log) -> str:
             log("info", f"accounting record flagged {','.join(rec.flags)}")
         return "ok"
     except (Unavailable, UnknownGateway) as exc:
-        log("error", f"accounting not stored, not answered: {exc}")
+        log("error", f"accounting not stored now (it waits in the spool): {exc}")
         return "fail"
     except Exception:  # noqa: BLE001 - the hook must never raise
-        log("error", "unexpected error in accounting: " + traceback.format_exc())
-        return "fail"
+        error = traceback.format_exc()
+        log("error", "unexpected error in accounting: " + error)
+        try:
+            billing.park(pairs, error)
+        except Exception as exc:  # noqa: BLE001
+            log("error", f"could not keep the record aside either: {exc}")
+            return "fail"
+        log("error", "the record is kept in kondge.unprocessed_record and answered")
+        return "ok"

@@ -67,7 +67,7 @@ def h323_value(values: dict, h323_name: str) -> str | None:
 def avpairs(values: dict) -> dict[str, list[str]]:
     """Cisco-AVPair / Quintum-AVPair "key=value" items, by key."""
     result: dict[str, list[str]] = {}
-    for name in ("Cisco-AVPair", "Quintum-AVPair"):
+    for name in (attrs.CISCO_AVPAIR, attrs.QUINTUM_AVPAIR):
         for item in values.get(name, ()):
             key, sep, value = item.partition("=")
             if sep:
@@ -209,8 +209,14 @@ def _short(raw: str | None, limit: int = 64) -> str | None:
 
 
 def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
+    """An Accounting-Request; `received_at` is now, unless the record carries
+    the time it was first received (Timestamp, in a record read back from
+    the spool)."""
     values = collect(pairs)
     flags: list[str] = []
+    stamp = (_first(values, attrs.TIMESTAMP) or "").strip()
+    if stamp.isdigit() and len(stamp) <= 11:
+        received_at = datetime.fromtimestamp(int(stamp), timezone.utc)
 
     raw_time = _first(values, attrs.ACCT_SESSION_TIME)
     session_time = None

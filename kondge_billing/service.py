@@ -139,6 +139,9 @@ class Billing:
     def _check_room(number, card, available):
         if available > ZERO:
             return
+        if card.active_calls >= card.max_calls:
+            raise CardInUse(f"card {number} has {card.active_calls} call(s) up holding "
+                            f"{card.held}; its limit is {card.max_calls}")
         held = f" ({card.held} held by live calls)" if card.held else ""
         if card.billing == "postpaid":
             raise CreditLimitReached(f"card {number} is at its credit limit{held}")
@@ -204,6 +207,12 @@ class Billing:
 
         row = self.db.run(work)
         return Recorded(row["outcome"], call_id, leg, row["charge"])
+
+    def park(self, pairs, error: str):
+        """Keep an accounting record that could not be processed, whole."""
+        kept = [[str(item[0]), str(item[-1])] for item in pairs or ()
+                if isinstance(item, tuple) and len(item) >= 2]
+        self.db.run(lambda cur: calls.park(cur, kept, error))
 
     # --- housekeeping ----------------------------------------------------
     def sweep(self, grace_seconds: int) -> dict:

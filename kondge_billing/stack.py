@@ -24,7 +24,9 @@ import psycopg2
 
 from . import config, demo, gateways, migrate
 from .db import Database
+from .errors import Unavailable
 from .pins import load_key
+from .service import Billing
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
@@ -124,6 +126,26 @@ def stop_postgres(s: config.Settings):
                 "stop"])
 
 
+def db_hold_flag(s: config.Settings) -> Path:
+    return s.pg_data.parent / "held-down"
+
+
+def db_held_down(s: config.Settings) -> bool:
+    """An operator stopped the database on purpose: do not restart it."""
+    return db_hold_flag(s).exists()
+
+
+def db_stop(s: config.Settings):
+    """Stop PostgreSQL for maintenance; FreeRADIUS keeps running and spools."""
+    db_hold_flag(s).touch()
+    stop_postgres(s)
+
+
+def db_start(s: config.Settings):
+    db_hold_flag(s).unlink(missing_ok=True)
+    start_postgres(s)
+
+
 def superuser_dsn(s: config.Settings) -> str:
     return f"host={s.pg_socket_dir} port={s.pg_port} dbname=postgres user=postgres"
 
@@ -188,6 +210,27 @@ def render_clients(s: config.Settings, gateway_list) -> None:
     tmp.write_text(gateways.render_clients(gateway_list))
     tmp.chmod(0o600)
     tmp.replace(target)
+
+
+def spool_dir(s: config.Settings) -> Path:
+    return s.radius_run_dir / "spool"
+
+
+def fsync_spool(s: config.Settings):
+    """FreeRADIUS's detail writer does not fsync: make spooled records durable."""
+    try:
+        names = list(spool_dir(s).iterdir())
+    except FileNotFoundError:
+        return
+    for path in names:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue                    # read back and removed meanwhile
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def radmin(s: config.Settings, command: str) -> str:
@@ -305,11 +348,13 @@ class Supervisor:
         self.db = Database(s.dsn, application_name="kondge-supervisor")
         self.known: dict[str, gateways.Gateway] = {}
         self.stopping = False
+        self._billing: Billing | None = None
 
     def _load_gateways(self):
         return {gw.address: gw for gw in self.db.run(gateways.all_gateways)}
 
     def start(self):
+        db_hold_flag(self.s).unlink(missing_ok=True)
         prepare_database(self.s)
         self.known = self._load_gateways()
         render_clients(self.s, self.known.values())
@@ -339,16 +384,44 @@ class Supervisor:
             self.radius.start()
         self.known = current
 
+    def sweep(self):
+        if db_held_down(self.s):
+            return
+        try:
+            result = self.billing().sweep(self.s.session_grace)
+        except Unavailable as exc:
+            _say(f"sweep postponed: {exc}")
+            return
+        if any(result.values()):
+            _say(f"sweep: {result['holds_dropped']} expired hold(s) dropped, "
+                 f"{result['sessions_closed']} call(s) without Stop closed")
+
+    def billing(self) -> Billing:
+        if self._billing is None:
+            directory = gateways.GatewayDirectory(lambda: self.db.run(gateways.all_gateways))
+            self._billing = Billing(self.db, load_key(self.s.pin_key_file), directory,
+                                    max_credit_time=self.s.max_credit_time,
+                                    check_digit=self.s.card_check_digit,
+                                    hold_seconds=self.s.hold_seconds)
+        return self._billing
+
     def loop(self):
+        next_fsync = next_sweep = time.monotonic()
         next_sync = time.monotonic() + self.s.gateway_sync_seconds
         while not self.stopping:
             time.sleep(0.2)
             if self.stopping:
                 break
             try:
-                if not pg_running(self.s):
+                if not pg_running(self.s) and not db_held_down(self.s):
                     _say("PostgreSQL is not running: starting it")
                     start_postgres(self.s)
+                if time.monotonic() >= next_fsync:
+                    next_fsync = time.monotonic() + 1.0
+                    fsync_spool(self.s)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.s.sweep_seconds
+                    self.sweep()
                 if not self.radius.alive():
                     _say("FreeRADIUS is not running: starting it")
                     self.radius.start()

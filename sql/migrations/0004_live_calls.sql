@@ -270,3 +270,13 @@ BEGIN
     RETURN QUERY SELECT 'charged'::text, v_charge, v_card.balance - v_charge;
 END;
 $$;
+
+-- Accounting records the hook could not process (a bug meeting an odd
+-- packet): kept whole, answered, and listed for an operator, so that one
+-- bad record neither is lost nor blocks the spool behind it.
+CREATE TABLE unprocessed_record (
+    id          bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    pairs       jsonb NOT NULL,
+    error       text NOT NULL
+);
