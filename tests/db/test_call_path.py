@@ -203,3 +203,11 @@ def test_dead_database_is_unavailable_not_a_refusal(pin_key):
     assert hook.accounting((
         ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "s"), ("Acct-Session-Time", "5"),
         ("Kondge-Gateway-Address", "127.0.0.1"))) == radiusd.RLM_MODULE_FAIL
+
+
+def test_parked_record_is_kept_whole(world, billing):
+    billing.park((("Acct-Status-Type", "Stop"), ("User-Name", "1000000008"), ("junk",)), "boom")
+    row = world.run(lambda cur: (cur.execute("SELECT pairs, error FROM kondge.unprocessed_record"),
+                                 cur.fetchone())[1])
+    assert row["pairs"] == [["Acct-Status-Type", "Stop"], ["User-Name", "1000000008"]]
+    assert row["error"] == "boom"

@@ -66,3 +66,44 @@ def test_garbage_pairs_do_not_crash():
     code = hook.accounting((("Acct-Status-Type", "Accounting-On"), 42, ("x",),
                             ("Kondge-Gateway-Address", "127.0.0.1")))
     assert code == radiusd.RLM_MODULE_OK          # nothing to store, answered
+
+
+class DeadDatabase:
+    def run(self, work):
+        from kondge_billing.errors import Unavailable
+        raise Unavailable("database down")
+
+
+def test_database_down_policy_silent_or_reject():
+    b = billing(DeadDatabase())
+    hook, radiusd, _ = load_hook(b)
+    pairs = (("User-Name", "1000000008"), ("User-Password", "1234"),
+             ("Kondge-Gateway-Address", "127.0.0.1"))
+    assert hook.authorize(pairs) == (radiusd.RLM_MODULE_FAIL, (), ())
+    b.auth_when_db_down = "reject"
+    code, reply, _ = hook.authorize(pairs)
+    assert code == radiusd.RLM_MODULE_REJECT
+    assert ("h323-return-code", "h323-return-code=8") in reply
+
+
+class ExplodingBilling(Billing):
+    def account(self, gateway, rec):
+        raise ValueError("a bug met an odd packet")
+
+
+def test_unprocessable_accounting_record_is_kept_and_answered():
+    kept = []
+
+    class Db:
+        def run(self, work):
+            class Cur:
+                def execute(self, sql, params):
+                    kept.append(params)
+            return work(Cur())
+
+    b = ExplodingBilling(Db(), b"k" * 32, GatewayDirectory(lambda: [CISCO]))
+    hook, radiusd, logged = load_hook(b)
+    code = hook.accounting((("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "x1"),
+                            ("Kondge-Gateway-Address", "127.0.0.1")))
+    assert code == radiusd.RLM_MODULE_OK
+    assert kept and '"x1"' in kept[0][0] and "odd packet" in kept[0][1]

@@ -1,0 +1,123 @@
+"""Fault tests: retransmissions, a database outage, a killed FreeRADIUS.
+
+Each drives complete calls through the real server and then checks the
+books: CDRs = calls made, the sum of charges = the sum of ledger debits =
+the total balance change = what the tariff says the calls cost, and no
+prepaid balance below zero. Each is bounded in time.
+"""
+
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from kondge_billing import stack
+from kondge_billing.pins import load_key
+from kondge_billing.rating import Rate, call_cost
+from tests.support.cards import new_card
+from tests.support.load import run_load
+
+US = Rate(tariff_id=0, prefix="1", price_per_minute=Decimal("0.02"),
+          connect_charge=Decimal(0), initial_block=60, increment=6, currency="USD",
+          decimals=4, rounding="up")
+OPENING = Decimal("100.00")
+
+
+@pytest.fixture
+def cards_for(stack_ready):
+    key = load_key(stack_ready.settings.pin_key_file)
+    return lambda n: [new_card(stack_ready.db, key, str(OPENING)) for _ in range(n)]
+
+
+def books(service, numbers):
+    return service.db.run(lambda cur: (cur.execute(
+        """SELECT (SELECT count(*) FROM kondge.cdr WHERE card_number = ANY(%(n)s)) AS cdrs,
+                  (SELECT coalesce(sum(charge), 0) FROM kondge.cdr
+                    WHERE card_number = ANY(%(n)s)) AS charges,
+                  (SELECT coalesce(-sum(l.amount), 0) FROM kondge.ledger_entry l
+                     JOIN kondge.card c ON c.id = l.card_id
+                    WHERE c.number = ANY(%(n)s) AND l.kind = 'call') AS debits,
+                  (SELECT sum(balance) FROM kondge.card WHERE number = ANY(%(n)s)) AS balance,
+                  (SELECT min(balance) FROM kondge.card WHERE number = ANY(%(n)s)) AS lowest,
+                  (SELECT count(*) FROM kondge.v_balance_mismatch) AS mismatched""",
+        {"n": numbers}), cur.fetchone())[1])
+
+
+def wait_for_cdrs(service, numbers, count, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if books(service, numbers)["cdrs"] >= count:
+            return
+        time.sleep(0.5)
+
+
+def assert_books(service, numbers, result):
+    assert not result.errors, result.errors[:3]
+    made = result.made
+    assert made, "no call was made"
+    b = books(service, numbers)
+    expected = sum(call_cost(US, c.billed) for c in made)
+    assert b["cdrs"] == len(made)
+    assert b["charges"] == b["debits"] == OPENING * len(numbers) - b["balance"] == expected
+    assert b["lowest"] >= 0
+    assert b["mismatched"] == 0
+
+
+def test_retransmitted_accounting_is_charged_once(stack_ready, cards_for):
+    numbers = cards_for(10)
+    result = run_load(lambda: stack_ready.client(timeout=1.0), numbers, "1234", 10,
+                      "15551230000", (1, 400), duplicate_share=0.2, limit=120)
+    assert result.retransmitted > 0.1 * 4 * len(result.calls)
+    assert_books(stack_ready, numbers, result)
+
+
+def test_database_stopped_for_30_seconds_mid_load(stack_ready, cards_for):
+    numbers = cards_for(8)
+    s = stack_ready.settings
+    outage = {}
+
+    def outage_30s():
+        time.sleep(1.0)
+        stack.db_stop(s)
+        outage["stopped"] = time.monotonic()
+        time.sleep(30)
+        stack.db_start(s)
+        outage["started"] = time.monotonic()
+
+    t = threading.Thread(target=outage_30s)
+    t.start()
+    try:
+        result = run_load(lambda: stack_ready.client(timeout=1.0), numbers, "1234", 12,
+                          "15551230000", (1, 300), pause=0.2, limit=150)
+    finally:
+        t.join(60)
+        stack.db_start(s)
+    assert outage["started"] - outage["stopped"] >= 30
+    wait_for_cdrs(stack_ready, numbers, len(result.made))
+    assert_books(stack_ready, numbers, result)
+
+
+def test_freeradius_killed_mid_load(stack_ready, cards_for):
+    numbers = cards_for(8)
+    s = stack_ready.settings
+    killed = []
+
+    def kill_twice():
+        for _ in range(2):
+            time.sleep(1.5)
+            pid = stack.Radius(s).running_pid()
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    t = threading.Thread(target=kill_twice)
+    t.start()
+    result = run_load(lambda: stack_ready.client(timeout=1.0), numbers, "1234", 12,
+                      "15551230000", (1, 300), pause=0.1, limit=120)
+    t.join(30)
+    assert len(killed) == 2
+    wait_for_cdrs(stack_ready, numbers, len(result.made))
+    assert_books(stack_ready, numbers, result)
