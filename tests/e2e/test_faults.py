@@ -6,6 +6,7 @@ the total balance change = what the tariff says the calls cost, and no
 prepaid balance below zero. Each is bounded in time.
 """
 
+import json
 import os
 import signal
 import threading
@@ -121,3 +122,38 @@ def test_freeradius_killed_mid_load(stack_ready, cards_for):
     assert len(killed) == 2
     wait_for_cdrs(stack_ready, numbers, len(result.made))
     assert_books(stack_ready, numbers, result)
+
+
+def test_fifty_simultaneous_calls_on_a_balance_for_ten(stack_ready):
+    """Through the real server: 50 calls at once on one card that pays for ten."""
+    stack_ready.db.run(lambda cur: cur.execute(
+        """INSERT INTO kondge.category (name, max_calls, max_call_seconds)
+           VALUES ('tenner', 100, 60) ON CONFLICT DO NOTHING"""))
+    number = new_card(stack_ready.db, load_key(stack_ready.settings.pin_key_file), "0.20",
+                      category="tenner")               # 10 x 60 s at 0.02 = 0.20
+    barrier = threading.Barrier(50)
+    grants, refusals = [], []
+
+    def caller(i):
+        client = stack_ready.client(timeout=3.0)
+        try:
+            barrier.wait()
+            reply = client.access([("User-Name", number), ("User-Password", "1234"),
+                                   ("Called-Station-Id", "15551230000"),
+                                   ("h323-conf-id", f"h323-conf-id=5050{i:04X} 1 2 3")],
+                                  tries=3)
+            (grants if reply.accepted else refusals).append(reply)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(grants) == 10 and len(refusals) == 40
+    assert {g.h323("h323-credit-time") for g in grants} == {"60"}
+    assert {r.h323("h323-return-code") for r in refusals} <= {"4", "12"}
+    live = stack_ready.kondge("--json", "sessions", "list", "--card", number)
+    held = json.loads(live.stdout)
+    assert len(held) == 10 and sum(Decimal(h["amount"]) for h in held) == Decimal("0.20")
