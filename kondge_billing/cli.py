@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg2.extras
 
-from . import calls, cards, config, gateways, sessions, stack
+from . import callers, calls, cards, config, gateways, sessions, stack
 from .db import Database
 from .errors import Unavailable
+from .numbers import NumberFormat
 from .pins import PinKeyError, load_key
 from .service import Billing
 
@@ -190,6 +191,111 @@ def cmd_cdrs_list(args, s):
     return EXIT_OK
 
 
+def cmd_gateways_modify(args, s):
+    changes = {k: getattr(args, k) for k in (
+        "country_code", "international_prefix", "national_prefix", "billed_leg",
+        "message_authenticator", "prepaid_billing_model") if getattr(args, k) is not None}
+    if args.language_map is not None:
+        changes["language_map"] = args.language_map
+    if not changes:
+        raise Refused("nothing to change; see 'kondge gateways modify --help'")
+
+    def work(cur):
+        try:
+            return gateways.modify(cur, args.name, **changes)
+        except gateways.GatewayError as exc:
+            raise Refused(str(exc)) from None
+    gw = _in_transaction(s, work)
+    emit(args, gw.public(), [f"gateway {gw.name} changed: " + ", ".join(
+        f"{k} {getattr(gw, k)}" for k in changes)])
+    return EXIT_OK
+
+
+def _language_map(text):
+    pairs = {}
+    for item in filter(None, text.split(",")):
+        ours, sep, theirs = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{item!r}: write ours=theirs, e.g. zh=ch")
+        pairs[ours.strip()] = theirs.strip()
+    return pairs
+
+
+# --- callers and access numbers ---------------------------------------------------
+
+def _gateway_format(s, name):
+    if name is None:
+        return NumberFormat()
+    found = [gw for gw in _in_transaction(s, gateways.all_gateways) if gw.name == name]
+    if not found:
+        raise Refused(f"no gateway named {name}; see 'kondge gateways list'")
+    return found[0].number_format
+
+
+def cmd_callers_bind(args, s):
+    fmt = _gateway_format(s, args.gateway)
+
+    def work(cur):
+        try:
+            return callers.bind(cur, args.card, args.numbers, fmt)
+        except callers.CallerError as exc:
+            raise Refused(str(exc)) from None
+    numbers = _in_transaction(s, work)
+    emit(args, {"card": args.card, "callers": numbers},
+         [f"bound to card {args.card}: {', '.join(numbers)}"])
+    return EXIT_OK
+
+
+def cmd_callers_unbind(args, s):
+    fmt = _gateway_format(s, args.gateway)
+
+    def work(cur):
+        try:
+            return callers.unbind(cur, args.numbers, fmt)
+        except callers.CallerError as exc:
+            raise Refused(str(exc)) from None
+    count = _in_transaction(s, work)
+    if count == 0:
+        raise Refused("none of these numbers was bound")
+    emit(args, {"unbound": count}, [f"{count} caller number(s) unbound"])
+    return EXIT_OK
+
+
+def cmd_callers_list(args, s):
+    rows = _in_transaction(s, lambda cur: callers.list_callers(cur, args.card))
+    emit(args, rows, table(rows, ["caller", "card", "auto_bound", "created_at"]))
+    return EXIT_OK
+
+
+def _access_change(args, s, action):
+    def work(cur):
+        try:
+            return action(cur)
+        except callers.CallerError as exc:
+            raise Refused(str(exc)) from None
+    row = _in_transaction(s, work)
+    emit(args, row, [f"access number {row['number']}: login {row['login']}, language "
+                     f"{row['language'] or '(the card’s)'}, prompt id {row['prompt_id']}"])
+    return EXIT_OK
+
+
+def cmd_access_add(args, s):
+    return _access_change(args, s, lambda cur: callers.add_access_number(
+        cur, args.number, args.description, args.login, args.language, args.prompt_id))
+
+
+def cmd_access_modify(args, s):
+    return _access_change(args, s, lambda cur: callers.modify_access_number(
+        cur, args.number, description=args.description, login=args.login,
+        language=args.language, prompt_id=args.prompt_id))
+
+
+def cmd_access_list(args, s):
+    rows = _in_transaction(s, callers.list_access_numbers)
+    emit(args, rows, table(rows, ["number", "login", "language", "prompt_id", "description"]))
+    return EXIT_OK
+
+
 # --- live calls ------------------------------------------------------------------
 
 def cmd_sessions_list(args, s):
@@ -278,6 +384,45 @@ def build_parser() -> argparse.ArgumentParser:
     command(gws, "list", cmd_gateways_list, "list the gateways (secrets are not shown)")
     p = command(gws, "remove", cmd_gateways_remove, "remove a gateway (its call records stay)")
     p.add_argument("name")
+
+    p = command(gws, "modify", cmd_gateways_modify,
+                "change how a gateway writes numbers, its languages or billing settings")
+    p.add_argument("name")
+    p.add_argument("--country-code", help="its country's calling code, e.g. 44 ('' if it "
+                                          "sends international numbers)")
+    p.add_argument("--international-prefix", help="e.g. 00, or 011 in North America")
+    p.add_argument("--national-prefix", help="the trunk prefix, e.g. 0 in the UK ('' for none)")
+    p.add_argument("--language-map", type=_language_map,
+                   help="our language codes as its IVR names them, e.g. zh=ch,es=sp")
+    p.add_argument("--billed-leg", choices=["originate", "answer"])
+    p.add_argument("--message-authenticator", choices=["required", "optional"])
+    p.add_argument("--prepaid-billing-model", type=int, choices=[0, 1])
+
+    cal = group("callers", "caller numbers (ANI) bound to cards: they log in without a PIN")
+    for name, func, text in (("bind", cmd_callers_bind, "bind caller numbers to a card"),
+                             ("unbind", cmd_callers_unbind, "unbind caller numbers")):
+        p = command(cal, name, func, text)
+        if name == "bind":
+            p.add_argument("--card", required=True, help="the card number")
+        p.add_argument("numbers", nargs="+", help="phone numbers, in any usual form")
+        p.add_argument("--gateway", help="read local numbers as this gateway writes them "
+                                         "(its country code and prefixes)")
+    p = command(cal, "list", cmd_callers_list, "list bound caller numbers")
+    p.add_argument("--card", help="only this card's")
+
+    acc = group("access-numbers", "the numbers callers dial in on, and what each allows")
+    for name, func, text in (("add", cmd_access_add, "add an access number"),
+                             ("modify", cmd_access_modify, "change an access number's policy")):
+        p = command(acc, name, func, text)
+        p.add_argument("number", help="as the gateway sends it in Called-Station-Id")
+        p.add_argument("--description", default="" if name == "add" else None)
+        p.add_argument("--login", choices=["card", "caller", "both"],
+                       default="both" if name == "add" else None,
+                       help="card: card number and PIN only; caller: bound callers only; "
+                            "both (default)")
+        p.add_argument("--language", help="prompt language for calls on this number")
+        p.add_argument("--prompt-id", type=int, help="h323-prompt-id sent to the IVR")
+    command(acc, "list", cmd_access_list, "list access numbers and their policies")
 
     crd = group("cards", "calling cards")
     p = command(crd, "add", cmd_cards_add, "add one card")

@@ -5,19 +5,22 @@ from it, and keeps the hook's in-process directory of gateways.
 """
 
 import ipaddress
+import json
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .attrs import DIALECTS
 from .errors import UnknownGateway
+from .numbers import NumberFormat
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 SECRET = re.compile(r"^[!#-\[\]-~]{1,128}$")     # printable, no quote or backslash
 
 COLUMNS = ("id, name, host(address) AS address, secret, dialect, message_authenticator, "
-           "billed_leg, prepaid_billing_model")
+           "billed_leg, prepaid_billing_model, country_code, international_prefix, "
+           "national_prefix, language_map")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,29 @@ class Gateway:
     message_authenticator: str
     billed_leg: str
     prepaid_billing_model: int
+    country_code: str = ""
+    international_prefix: str = "00"
+    national_prefix: str = ""
+    language_map: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def number_format(self) -> NumberFormat:
+        return NumberFormat(self.country_code, self.international_prefix, self.national_prefix)
+
+    def language(self, ours: str) -> str:
+        """Our language code as this gateway's IVR names it."""
+        return self.language_map.get(ours, ours)
+
+    def client_conf(self) -> str:
+        """This gateway's FreeRADIUS client definition."""
+        return (f"client gw{self.id} {{\n"
+                f"\tipaddr = {self.address}\n"
+                f"\tsecret = \"{self.secret}\"\n"
+                f"\tshortname = \"{self.name}\"\n"
+                f"\tnas_type = \"{self.dialect}\"\n"
+                f"\trequire_message_authenticator = "
+                f"{'yes' if self.message_authenticator == 'required' else 'no'}\n"
+                f"}}\n")
 
     def public(self) -> dict:
         """What an operator sees: everything but the secret."""
@@ -99,18 +125,33 @@ def all_gateways(cur) -> list[Gateway]:
 
 def render_clients(gateways) -> str:
     """FreeRADIUS client definitions for the gateways (clients.conf)."""
-    out = ["# Rendered from the gateway table by Kondge billing; do not edit.\n"]
-    for gw in gateways:
-        out.append(
-            f"client gw{gw.id} {{\n"
-            f"\tipaddr = {gw.address}\n"
-            f"\tsecret = \"{gw.secret}\"\n"
-            f"\tshortname = \"{gw.name}\"\n"
-            f"\tnas_type = \"{gw.dialect}\"\n"
-            f"\trequire_message_authenticator = "
-            f"{'yes' if gw.message_authenticator == 'required' else 'no'}\n"
-            f"}}\n")
-    return "".join(out)
+    return "# Rendered from the gateway table by Kondge billing; do not edit.\n" + "".join(
+        gw.client_conf() for gw in gateways)
+
+
+def modify(cur, name: str, **changes) -> Gateway:
+    """Change a gateway's number format, languages or billing settings."""
+    allowed = {"country_code": r"^[0-9]{0,3}$", "international_prefix": r"^[0-9]{0,4}$",
+               "national_prefix": r"^[0-9]{0,2}$", "billed_leg": r"^(originate|answer)$",
+               "message_authenticator": r"^(required|optional)$", "language_map": None,
+               "prepaid_billing_model": None}
+    problems = [f"{k}: {v!r} is not allowed" for k, v in changes.items()
+                if k not in allowed or (allowed[k] and not re.match(allowed[k], str(v)))]
+    if "language_map" in changes and not all(
+            re.match(r"^[a-z]{2,3}$", k) and isinstance(v, str) and 0 < len(v) <= 16
+            for k, v in changes["language_map"].items()):
+        problems.append("language map: ours=theirs pairs like zh=ch")
+    if problems:
+        raise GatewayError("; ".join(problems))
+    sets = ", ".join(f"{k} = %({k})s" for k in changes)
+    values = {k: (json.dumps(v) if k == "language_map" else v) for k, v in changes.items()}
+    cur.execute(f"""UPDATE kondge.gateway SET {sets}
+                     WHERE name = %(_name)s AND removed_at IS NULL RETURNING {COLUMNS}""",
+                dict(values, _name=name))
+    row = cur.fetchone()
+    if row is None:
+        raise GatewayError(f"no gateway named {name}; see 'kondge gateways list'")
+    return Gateway(**row)
 
 
 class GatewayDirectory:

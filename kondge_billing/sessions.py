@@ -7,7 +7,8 @@ from .gateways import Gateway
 # The gateway of an overdue call, removed or not (its call is settled anyway).
 GATEWAY_COLUMNS = ", ".join(f"g.{c} AS gw_{c}" for c in (
     "id", "name", "dialect", "message_authenticator", "billed_leg",
-    "prepaid_billing_model")) + ", host(g.address) AS gw_address, '' AS gw_secret"
+    "prepaid_billing_model", "country_code", "international_prefix", "national_prefix",
+    "language_map")) + ", host(g.address) AS gw_address, '' AS gw_secret"
 
 
 def new_hold_id() -> str:

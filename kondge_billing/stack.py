@@ -368,12 +368,14 @@ class Supervisor:
         if current == self.known:
             return
         added = [gw for a, gw in current.items() if a not in self.known]
-        changed = any(a not in current or current[a] != gw for a, gw in self.known.items())
+        # only what FreeRADIUS's client list holds needs FreeRADIUS to change
+        changed = any(a not in current or current[a].client_conf() != gw.client_conf()
+                      for a, gw in self.known.items())
         render_clients(self.s, current.values())
         if not changed:
             for gw in added:
                 single = self.s.radius_run_dir / f"client-{gw.id}.conf"
-                single.write_text(gateways.render_clients([gw]))
+                single.write_text(gw.client_conf())
                 single.chmod(0o600)
                 radmin(self.s, f"add client file {single}")
                 single.unlink()
