@@ -7,11 +7,13 @@ file holds PINs, and the other exports hold customers' calls.
 
 import os
 import re
+import warnings
 from datetime import datetime, timezone
 
 from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.table import Table, TableStyleInfo
+from openpyxl.worksheet.filters import AutoFilter
+from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
 
 
 def cell(value):
@@ -47,10 +49,12 @@ def write_table(path, title: str, columns: list[str], rows, progress=None) -> in
         table.tableStyleInfo = TableStyleInfo(name="TableStyleMedium2", showRowStripes=True)
         # write-only mode cannot read the header back: name the columns as
         # the header row does, or Excel repairs (drops) the table.
-        table._initialise_columns()
-        for column, heading in zip(table.tableColumns, columns):
-            column.name = heading
-        ws.add_table(table)
+        table.tableColumns = [TableColumn(id=i, name=str(heading))
+                              for i, heading in enumerate(columns, 1)]
+        table.autoFilter = AutoFilter(ref=table.ref)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "In write-only mode you must add table columns")
+            ws.add_table(table)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as out:
