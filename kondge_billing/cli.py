@@ -71,11 +71,7 @@ def _in_transaction(settings, work):
     """Run work(cur) in one transaction (the CLI's changes are all-or-nothing)."""
     db = _db(settings)
     try:
-        conn = db.connection()
-        conn.autocommit = False
-        with conn:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                return work(cur)
+        return db.transaction(work)
     finally:
         db.close()
 

@@ -184,7 +184,7 @@ def print_rows(batch: dict):
     """The rows a card printer needs, in serial order."""
     expiry = batch["expires_at"]
     expiry_text = expiry.date().isoformat() if expiry else (
-        "after first use" if batch.get("validity") == "after-first-use" else "")
+        "after first use" if batch.get("validity") == "after-first-use" else "no expiry")
     for piece in batch["pieces"]:
         yield (piece.serial, piece.number, piece.pin, batch["face_value"], batch["currency"],
                expiry_text, batch["batch"])
