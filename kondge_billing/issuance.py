@@ -50,13 +50,13 @@ def luhn_digit(body: str) -> str:
 
 def new_number(length: int = DEFAULT_NUMBER_LENGTH) -> str:
     """A random card number of length digits: no leading zero, Luhn check digit last."""
-    body = str(1 + secrets.randbelow(9)) + "".join(
-        str(secrets.randbelow(10)) for _ in range(length - 2))
+    rest = length - 2
+    body = f"{1 + secrets.randbelow(9)}{secrets.randbelow(10 ** rest):0{rest}d}"
     return body + luhn_digit(body)
 
 
 def new_pin(length: int) -> str:
-    return "".join(str(secrets.randbelow(10)) for _ in range(length))
+    return f"{secrets.randbelow(10 ** length):0{length}d}"
 
 
 def new_numbers(count: int, length: int = DEFAULT_NUMBER_LENGTH, taken=frozenset()) -> list[str]:
