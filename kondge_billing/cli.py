@@ -138,30 +138,31 @@ def cmd_gateways_remove(args, s):
 # --- cards -----------------------------------------------------------------------
 
 def cmd_cards_add(args, s):
-    try:
-        key = load_key(s.pin_key_file)
-    except PinKeyError as exc:
-        raise Refused(str(exc)) from None
-
-    def work(cur):
-        try:
-            return cards.add(cur, key, args.number, args.pin, args.balance, args.currency,
-                             category=args.category, language=args.language,
-                             expires_at=args.expires, check_digit=s.card_check_digit)
-        except cards.CardError as exc:
-            raise Refused(str(exc)) from None
-    card = _in_transaction(s, work)
+    key = _pin_key(s)
+    card = _in_transaction(s, _refusing(cards.CardError, lambda cur: cards.add(
+        cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
+        language=args.language, expires_at=args.expires, check_digit=s.card_check_digit)))
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
                       f"category {card['category']}, language {card['language']}"])
     return EXIT_OK
 
 
-def cmd_cards_show(args, s):
-    card = _in_transaction(s, lambda cur: cards.show(cur, args.number))
-    if card is None:
-        raise Refused(f"no card {args.number}")
-    emit(args, card, [f"{k}: {_plain(v) if v is not None else ''}" for k, v in card.items()])
+def _fields(record) -> list[str]:
+    return [f"{k}: {_plain(v) if v is not None else ''}" for k, v in record.items()]
+
+
+def _show_one(args, s, lookup, missing):
+    """Print the one record lookup(cur) finds, or refuse with missing."""
+    record = _in_transaction(s, lookup)
+    if record is None:
+        raise Refused(missing)
+    emit(args, record, _fields(record))
     return EXIT_OK
+
+
+def cmd_cards_show(args, s):
+    return _show_one(args, s, lambda cur: cards.show(cur, args.number), f"no card {args.number}")
+
 
 def _pin_key(s):
     try:
@@ -195,14 +196,10 @@ def _category_fields(args) -> dict:
     return {f: getattr(args, f) for f in categories.FIELDS}
 
 
-def _category_lines(c):
-    return [f"{k}: {_plain(v) if v is not None else ''}" for k, v in c.items()]
-
-
 def cmd_categories_add(args, s):
     c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.add(
         cur, args.name, **_category_fields(args))))
-    emit(args, c, [f"category {c['name']} added"] + _category_lines(c))
+    emit(args, c, [f"category {c['name']} added"] + _fields(c))
     return EXIT_OK
 
 
@@ -210,7 +207,7 @@ def cmd_categories_modify(args, s):
     c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.modify(
         cur, args.name, **_category_fields(args))))
     emit(args, c, [f"category {c['name']} changed (cards issued before keep their "
-                   "expiry and balance)"] + _category_lines(c))
+                   "expiry and balance)"] + _fields(c))
     return EXIT_OK
 
 
@@ -223,11 +220,8 @@ def cmd_categories_list(args, s):
 
 
 def cmd_categories_show(args, s):
-    c = _in_transaction(s, lambda cur: categories.show(cur, args.name))
-    if c is None:
-        raise Refused(f"no category {args.name}; see 'kondge categories list'")
-    emit(args, c, _category_lines(c))
-    return EXIT_OK
+    return _show_one(args, s, lambda cur: categories.show(cur, args.name),
+                     f"no category {args.name}; see 'kondge categories list'")
 
 
 # --- batch issuance, batch changes --------------------------------------------------
@@ -367,11 +361,8 @@ def cmd_cards_statement(args, s):
 
 
 def cmd_vouchers_show(args, s):
-    v = _in_transaction(s, lambda cur: vouchers.show(cur, args.number))
-    if v is None:
-        raise Refused(f"no voucher {args.number}")
-    emit(args, v, [f"{k}: {_plain(v_) if v_ is not None else ''}" for k, v_ in v.items()])
-    return EXIT_OK
+    return _show_one(args, s, lambda cur: vouchers.show(cur, args.number),
+                     f"no voucher {args.number}")
 
 
 def cmd_audit_list(args, s):
