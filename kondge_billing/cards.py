@@ -120,11 +120,13 @@ def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
 def show(cur, number: str) -> dict | None:
     cur.execute(
         """SELECT c.number, c.balance, c.currency, c.status, c.category, c.language,
-                  c.expires_at, c.created_at,
+                  c.expires_at, c.created_at, c.serial, b.name AS batch, c.activated_at,
+                  c.first_used_at,
                   (SELECT count(*) FROM kondge.cdr WHERE card_id = c.id) AS calls,
                   (SELECT coalesce(sum(amount), 0) FROM kondge.ledger_entry
                     WHERE card_id = c.id) AS ledger_sum
-             FROM kondge.card c WHERE c.number = %s""", (number,))
+             FROM kondge.card c LEFT JOIN kondge.batch b ON b.id = c.batch_id
+            WHERE c.number = %s""", (number,))
     return cur.fetchone()
 
 

@@ -355,3 +355,20 @@ def test_report_views(shop, pin_key, billing):
     shop.run(lambda cur: cur.execute("UPDATE kondge.card SET balance = balance + 1 "
                                      "WHERE number = %s", (cards_[0],)))
     assert [r["number"] for r in rows(shop, "SELECT * FROM reports.reconciliation")] == [cards_[0]]
+
+
+def test_voucher_batches_are_activated_like_cards(shop, pin_key):
+    batch = issue(shop, pin_key, "refill-5", 3, "v3", active=False)
+    card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
+    voucher = batch["pieces"][0]
+    with pytest.raises(vouchers.RefillError, match="is inactive"):
+        tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                             voucher.pin, OP))
+    sel = Selection(batch="v3", kind="voucher")
+    assert tx(shop, lambda cur: batches.change_status(cur, sel, "activate", OP))["changed"] == 3
+    assert tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                voucher.pin, OP))["balance"] == Decimal("15.00")
+    with pytest.raises(batches.BatchError, match="only calling cards"):
+        tx(shop, lambda cur: batches.top_up(cur, sel, OP, "1", "USD", "op-v"))
+    shown = shop.run(lambda cur: cards.show(cur, card.number))
+    assert shown["serial"] == card.serial and shown["batch"] is not None
