@@ -142,6 +142,10 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
         raise IssueError("number length: from 8 to 20 digits")
     cur.execute("SELECT now() AS now")
     now = now or cur.fetchone()["now"]
+    expires = expiry_at_issue(category, now)
+    if expires is not None and expires <= now:
+        raise IssueError(f"category {category_name} is valid until {expires:%Y-%m-%d}, "
+                         "which has passed: 'kondge categories modify' it first")
     batch_name = batch_name or f"{category_name}-{now:%Y%m%d-%H%M%S}"
     cur.execute("SELECT 1 FROM kondge.batch WHERE name = %s", (batch_name,))
     if cur.fetchone():
@@ -156,7 +160,7 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
     bar.finish()
     values = {"value": category["face_value"], "currency": category["currency"],
               "category": category_name, "language": category["language"],
-              "expires": expiry_at_issue(category, now), "batch_id": batch_id,
+              "expires": expires, "batch_id": batch_id,
               "batch": batch_name, "status": "active" if active else "inactive"}
     table = "card" if category["kind"] == "card" else "voucher"
     if table == "card":

@@ -121,6 +121,10 @@ def test_issue_refusals(shop, pin_key):
     issue(shop, pin_key, "usd-10", 3, "same")
     with pytest.raises(issuance.IssueError, match="exists already"):
         issue(shop, pin_key, "usd-10", 3, "same")
+    add_category(shop, "over", face_value="1", validity="fixed",
+                 valid_until=NOW - timedelta(days=1))
+    with pytest.raises(issuance.IssueError, match="has passed"):
+        issue(shop, pin_key, "over", 3)
     assert one(shop, "SELECT count(*) AS n FROM kondge.card WHERE batch_id IS NOT NULL")["n"] == 3
 
 
