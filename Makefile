@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench psql clean
+.PHONY: setup run start stop status test test-unit bench bench-cards psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,10 @@ test: setup
 
 test-unit: setup
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+# Issue 100,000 cards and write their XLSX file, timed (a cluster of its own under var/bench).
+bench-cards: setup
+	$(VENV)/bin/python bench/cards.py
 
 psql:
 	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"

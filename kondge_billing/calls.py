@@ -51,13 +51,34 @@ def park(cur, pairs: list, error: str):
                 (json.dumps(pairs), error[-4000:]))
 
 
-def list_cdrs(cur, card_number: str | None = None, limit: int = 100) -> list[dict]:
-    cur.execute(
-        """SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, d.caller,
-                  d.destination, d.connect_time, d.disconnect_time, d.duration,
-                  d.disconnect_cause, d.rate_prefix, d.price_per_minute, d.cost, d.charge,
-                  d.uncollected, d.currency, d.flags
-             FROM kondge.cdr d JOIN kondge.gateway g ON g.id = d.gateway_id
-            WHERE %(card)s::text IS NULL OR d.card_number = %(card)s
-            ORDER BY d.id DESC LIMIT %(limit)s""", {"card": card_number, "limit": limit})
+CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "card_number", "batch", "caller",
+               "destination", "connect_time", "disconnect_time", "duration",
+               "disconnect_cause", "rate_prefix", "price_per_minute", "cost", "charge",
+               "uncollected", "currency", "flags"]
+
+LIST_CDRS = """
+SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, b.name AS batch,
+       d.caller, d.destination, d.connect_time, d.disconnect_time, d.duration,
+       d.disconnect_cause, d.rate_prefix, d.price_per_minute, d.cost, d.charge,
+       d.uncollected, d.currency, d.flags
+  FROM kondge.cdr d
+  JOIN kondge.gateway g ON g.id = d.gateway_id
+  LEFT JOIN kondge.card c ON c.id = d.card_id
+  LEFT JOIN kondge.batch b ON b.id = c.batch_id
+ WHERE (%(card)s::text IS NULL OR d.card_number = %(card)s)
+   AND (%(batch)s::text IS NULL OR b.name = %(batch)s)
+   AND (%(gateway)s::text IS NULL OR g.name = %(gateway)s)
+   AND (%(destination)s::text IS NULL OR d.destination LIKE %(destination)s || '%%')
+   AND (%(since)s::timestamptz IS NULL OR coalesce(d.connect_time, d.created_at) >= %(since)s)
+   AND (%(until)s::timestamptz IS NULL OR coalesce(d.connect_time, d.created_at) < %(until)s)
+ ORDER BY d.id DESC LIMIT %(limit)s
+"""
+
+
+def list_cdrs(cur, card_number: str | None = None, limit: int | None = 100, batch=None,
+              gateway=None, destination=None, since=None, until=None) -> list[dict]:
+    """The latest CDRs, newest first; every filter given must hold (destination: a prefix)."""
+    cur.execute(LIST_CDRS, {"card": card_number, "batch": batch, "gateway": gateway,
+                            "destination": destination, "since": since, "until": until,
+                            "limit": limit})
     return cur.fetchall()

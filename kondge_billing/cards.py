@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from . import audit
 from .money import ZERO, to_decimal
 from .pins import pin_hash
 from .request import PIN, card_number_problem
@@ -147,9 +148,46 @@ def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
 def show(cur, number: str) -> dict | None:
     cur.execute(
         """SELECT c.number, c.balance, c.currency, c.status, c.category, c.language,
-                  c.expires_at, c.created_at,
+                  c.expires_at, c.created_at, c.serial, b.name AS batch, c.activated_at,
+                  c.first_used_at,
                   (SELECT count(*) FROM kondge.cdr WHERE card_id = c.id) AS calls,
                   (SELECT coalesce(sum(amount), 0) FROM kondge.ledger_entry
                     WHERE card_id = c.id) AS ledger_sum
-             FROM kondge.card c WHERE c.number = %s""", (number,))
+             FROM kondge.card c LEFT JOIN kondge.batch b ON b.id = c.batch_id
+            WHERE c.number = %s""", (number,))
     return cur.fetchone()
+
+
+# Value left on an expired card leaves it through the ledger: one 'expiry'
+# entry per card and expiry date, so running it again changes nothing.
+EXPIRE = """
+WITH due AS (
+    SELECT id, balance, expires_at FROM kondge.card
+     WHERE expires_at <= %(now)s AND balance > 0
+     FOR UPDATE),
+gone AS (
+    INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+    SELECT id, -balance, 'expiry',
+           'expiry:' || id || ':' || extract(epoch FROM expires_at)::bigint, 0,
+           'value expired with the card'
+      FROM due
+    ON CONFLICT (key) DO NOTHING
+    RETURNING card_id, amount)
+UPDATE kondge.card c SET balance = c.balance + gone.amount
+  FROM gone WHERE c.id = gone.card_id
+RETURNING c.id, -gone.amount AS expired, c.currency
+"""
+
+
+def expire(cur, operator: str, now: datetime | None = None) -> dict:
+    """Move the remaining balance of every expired card to zero."""
+    cur.execute("SELECT coalesce(%s, now()) AS now", (now,))
+    now = cur.fetchone()["now"]
+    cur.execute(EXPIRE, {"now": now})
+    totals: dict[str, Decimal] = {}
+    rows = cur.fetchall()
+    for row in rows:
+        totals[row["currency"]] = totals.get(row["currency"], ZERO) + row["expired"]
+    audit.record(cur, operator, "expire", len(rows), {"expired_by": now.isoformat()},
+                 {"value": {k: str(v) for k, v in totals.items()}})
+    return {"cards": len(rows), "value": totals, "as_of": now}

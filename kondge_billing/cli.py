@@ -13,12 +13,14 @@ from pathlib import Path
 
 import psycopg2.extras
 
-from . import callers, calls, cards, config, gateways, sessions, stack
+from . import (audit, batches, callers, calls, cards, categories, config, gateways,
+               issuance, reports, sessions, stack, statements, vouchers, xlsx)
 from .db import Database
 from .errors import Unavailable
 from .numbers import NumberFormat
 from .pins import PinKeyError, load_key
 from .service import Billing
+from .progress import factory as progress_factory
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -71,11 +73,7 @@ def _in_transaction(settings, work):
     """Run work(cur) in one transaction (the CLI's changes are all-or-nothing)."""
     db = _db(settings)
     try:
-        conn = db.connection()
-        conn.autocommit = False
-        with conn:
-            with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                return work(cur)
+        return db.transaction(work)
     finally:
         db.close()
 
@@ -156,36 +154,250 @@ def cmd_gateways_remove(args, s):
 # --- cards -----------------------------------------------------------------------
 
 def cmd_cards_add(args, s):
-    try:
-        key = load_key(s.pin_key_file)
-    except PinKeyError as exc:
-        raise Refused(str(exc)) from None
-
-    def work(cur):
-        try:
-            return cards.add(cur, key, args.number, args.pin, args.balance, args.currency,
-                             category=args.category, language=args.language,
-                             expires_at=args.expires, check_digit=s.card_check_digit)
-        except cards.CardError as exc:
-            raise Refused(str(exc)) from None
-    card = _in_transaction(s, work)
+    key = _pin_key(s)
+    card = _in_transaction(s, _refusing(cards.CardError, lambda cur: cards.add(
+        cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
+        language=args.language, expires_at=args.expires, check_digit=s.card_check_digit)))
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
                       f"category {card['category']}, language {card['language']}"])
     return EXIT_OK
 
 
+def _fields(record) -> list[str]:
+    return [f"{k}: {_plain(v) if v is not None else ''}" for k, v in record.items()]
+
+
+def _show_one(args, s, lookup, missing):
+    """Print the one record lookup(cur) finds, or refuse with missing."""
+    record = _in_transaction(s, lookup)
+    if record is None:
+        raise Refused(missing)
+    emit(args, record, _fields(record))
+    return EXIT_OK
+
+
 def cmd_cards_show(args, s):
-    card = _in_transaction(s, lambda cur: cards.show(cur, args.number))
-    if card is None:
-        raise Refused(f"no card {args.number}")
-    emit(args, card, [f"{k}: {_plain(v) if v is not None else ''}" for k, v in card.items()])
+    return _show_one(args, s, lambda cur: cards.show(cur, args.number), f"no card {args.number}")
+
+
+def _pin_key(s):
+    try:
+        return load_key(s.pin_key_file)
+    except PinKeyError as exc:
+        raise Refused(str(exc)) from None
+
+
+def _refusing(errors, work):
+    """work(cur), with the domain's errors turned into refusals (exit 1)."""
+    def run(cur):
+        try:
+            return work(cur)
+        except errors as exc:
+            raise Refused(str(exc)) from None
+    return run
+
+
+def _new_file(path_text, suffix):
+    path = Path(path_text)
+    if path.suffix.lower() != suffix:
+        raise Refused(f"{path}: the file name must end in {suffix}")
+    if not path.parent.is_dir():
+        raise Refused(f"{path.parent}: no such folder")
+    return path
+
+
+# --- categories -------------------------------------------------------------------
+
+def _category_fields(args) -> dict:
+    return {f: getattr(args, f) for f in categories.FIELDS}
+
+
+def cmd_categories_add(args, s):
+    c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.add(
+        cur, args.name, **_category_fields(args))))
+    emit(args, c, [f"category {c['name']} added"] + _fields(c))
+    return EXIT_OK
+
+
+def cmd_categories_modify(args, s):
+    c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.modify(
+        cur, args.name, **_category_fields(args))))
+    emit(args, c, [f"category {c['name']} changed (cards issued before keep their "
+                   "expiry and balance)"] + _fields(c))
+    return EXIT_OK
+
+
+def cmd_categories_list(args, s):
+    rows = _in_transaction(s, categories.all_categories)
+    emit(args, rows, table(rows, ["name", "kind", "face_value", "currency", "validity",
+                                  "valid_until", "valid_days", "language", "max_calls",
+                                  "billing", "credit_limit", "pin_length"]))
+    return EXIT_OK
+
+
+def cmd_categories_show(args, s):
+    return _show_one(args, s, lambda cur: categories.show(cur, args.name),
+                     f"no category {args.name}; see 'kondge categories list'")
+
+
+# --- batch issuance, batch changes --------------------------------------------------
+
+def cmd_cards_issue(args, s):
+    out = _new_file(args.out, ".xlsx")
+    if out.exists():
+        raise Refused(f"{out} exists; the PINs of another batch may be in it: "
+                      "choose another --out")
+    key = _pin_key(s)
+    operator = audit.operator_name(args.operator)
+    progress = progress_factory(args.progress)
+
+    def work(cur):
+        batch = issuance.issue(cur, key, args.category, args.count, args.batch, operator,
+                               number_length=args.number_length, active=not args.inactive,
+                               progress=progress)
+        # Written inside the transaction: if the file cannot be written,
+        # no card exists whose PIN nobody has seen.
+        bar = progress("writing", batch["count"])
+        xlsx.write_table(out, batch["batch"], issuance.PRINT_COLUMNS,
+                         issuance.print_rows(batch), bar)
+        bar.finish()
+        return batch
+    batch = _in_transaction(s, _refusing(issuance.IssueError, work))
+    summary = {k: v for k, v in batch.items() if k != "pieces"}
+    summary["file"] = str(out)
+    emit(args, summary, [
+        f"batch {batch['batch']}: {batch['count']} {batch['kind']}s of category "
+        f"{batch['category']}, {batch['face_value']} {batch['currency']} each, {batch['status']}",
+        f"numbers and PINs: {out} (mode 0600; the only copy of the PINs: print it, "
+        "then keep it safe or destroy it)"])
+    return EXIT_OK
+
+
+def _range(text, kind):
+    first, sep, last = (text or "").partition("-")
+    if not sep or not first.isdigit() or not last.isdigit():
+        raise Refused(f"{kind}: FIRST-LAST, e.g. 100001-100500")
+    return first, last
+
+
+def _selection(args) -> batches.Selection:
+    serial_from = serial_to = number_from = number_to = None
+    if args.serials:
+        serial_from, serial_to = (int(x) for x in _range(args.serials, "--serials"))
+    if args.number_range:
+        number_from, number_to = _range(args.number_range, "--number-range")
+    numbers = None
+    if args.numbers:
+        text = (Path(args.numbers[1:]).read_text() if args.numbers.startswith("@")
+                else args.numbers)
+        numbers = tuple(n for n in text.replace(",", " ").split() if n)
+    return batches.Selection(batch=args.batch, serial_from=serial_from, serial_to=serial_to,
+                             number_from=number_from, number_to=number_to, numbers=numbers,
+                             category=args.category, status=args.status,
+                             kind="voucher" if args.vouchers else "card")
+
+
+def _batch_change(args, s, change):
+    selection = _selection(args)
+    operator = audit.operator_name(args.operator)
+    result = _in_transaction(s, _refusing(batches.BatchError,
+                                          lambda cur: change(cur, selection, operator)))
+    what = "vouchers" if args.vouchers else "cards"
+    emit(args, result, [f"{result['action']}: {result['changed']} of {result['matched']} "
+                        f"selected {what} changed (by {operator}; see 'kondge audit list')"])
+    return EXIT_OK
+
+
+def cmd_cards_status(args, s):
+    return _batch_change(args, s, lambda cur, sel, op: batches.change_status(
+        cur, sel, args.action, op))
+
+
+def cmd_cards_extend(args, s):
+    return _batch_change(args, s, lambda cur, sel, op: batches.extend(
+        cur, sel, op, days=args.days, until=args.until))
+
+
+def cmd_cards_move(args, s):
+    return _batch_change(args, s, lambda cur, sel, op: batches.move(cur, sel, op, args.to))
+
+
+def cmd_cards_topup(args, s):
+    op_id = args.operation_id or batches.new_operation_id()
+    code = _batch_change(args, s, lambda cur, sel, op: batches.top_up(
+        cur, sel, op, args.amount, args.currency.upper(), op_id))
+    if not args.json:
+        print(f"operation id {op_id}: repeating the command with --operation-id {op_id} "
+              "credits nobody twice")
+    return code
+
+
+def cmd_cards_refill(args, s):
+    key = _pin_key(s)
+    operator = audit.operator_name(args.operator)
+    result = _in_transaction(s, _refusing(vouchers.RefillError, lambda cur: vouchers.refill(
+        cur, key, args.card, args.voucher, args.pin, operator)))
+    emit(args, result, [f"card {result['card']} refilled with {result['amount']} "
+                        f"{result['currency']} from voucher {result['voucher']}; "
+                        f"balance {result['balance']}"])
+    return EXIT_OK
+
+
+def cmd_cards_expire(args, s):
+    operator = audit.operator_name(args.operator)
+    result = _in_transaction(s, lambda cur: cards.expire(cur, operator))
+    value = ", ".join(f"{v} {c}" for c, v in sorted(result["value"].items())) or "nothing"
+    emit(args, result, [f"{result['cards']} expired cards emptied; value expired: {value}"])
+    return EXIT_OK
+
+
+def cmd_cards_stats(args, s):
+    rows = _in_transaction(s, lambda cur: reports.card_stats(cur, args.by, args.batch))
+    if args.xlsx:
+        out = _new_file(args.xlsx, ".xlsx")
+        xlsx.write_table(out, f"card_stats_by_{args.by}", reports.STATS_COLUMNS,
+                         ([r[c] for c in reports.STATS_COLUMNS] for r in rows))
+    emit(args, rows, table(rows, reports.STATS_COLUMNS)
+         + ([f"written to {args.xlsx}"] if args.xlsx else []))
+    return EXIT_OK
+
+
+def cmd_cards_statement(args, s):
+    out = _new_file(args.out, ".pdf")
+    st = _in_transaction(s, _refusing(statements.StatementError, lambda cur: (
+        statements.statement(cur, args.number, args.start, args.end))))
+    statements.render_pdf(st, out)
+    summary = {k: st[k] for k in ("opening", "charges", "credits", "debits", "closing")}
+    summary.update(calls=len(st["calls"]), file=str(out))
+    emit(args, summary, [
+        f"statement of card {args.number}: {len(st['calls'])} calls, charges {st['charges']}, "
+        f"opening {st['opening']}, closing {st['closing']} {st['card']['currency']}",
+        f"written to {out}"])
+    return EXIT_OK
+
+
+def cmd_vouchers_show(args, s):
+    return _show_one(args, s, lambda cur: vouchers.show(cur, args.number),
+                     f"no voucher {args.number}")
+
+
+def cmd_audit_list(args, s):
+    rows = _in_transaction(s, lambda cur: audit.recent(cur, args.limit, args.action))
+    emit(args, rows, table(rows, ["id", "at", "operator", "action", "count", "selection",
+                                  "details"]))
     return EXIT_OK
 
 
 # --- CDRs ------------------------------------------------------------------------
 
+def _cdrs(args, s, limit):
+    return _in_transaction(s, lambda cur: calls.list_cdrs(
+        cur, args.card, limit, batch=args.batch, gateway=args.gateway,
+        destination=args.destination, since=args.start, until=args.end))
+
+
 def cmd_cdrs_list(args, s):
-    rows = _in_transaction(s, lambda cur: calls.list_cdrs(cur, args.card, args.limit))
+    rows = _cdrs(args, s, args.limit)
     emit(args, rows, table(rows, ["id", "connect_time", "gateway", "card_number", "caller",
                                   "destination", "duration", "charge", "currency", "flags"]))
     return EXIT_OK
@@ -316,6 +528,15 @@ def cmd_sessions_sweep(args, s):
         db.close()
     emit(args, result, [f"{result['holds_dropped']} expired hold(s) dropped, "
                         f"{result['sessions_closed']} call(s) without Stop closed"])
+    return EXIT_OK
+
+
+def cmd_cdrs_export(args, s):
+    out = _new_file(args.out, ".xlsx")
+    rows = _cdrs(args, s, args.limit)
+    count = xlsx.write_table(out, "cdrs", calls.CDR_COLUMNS,
+                             ([r[c] for c in calls.CDR_COLUMNS] for r in reversed(rows)))
+    emit(args, {"cdrs": count, "file": str(out)}, [f"{count} CDRs written to {out} (times in UTC)"])
     return EXIT_OK
 
 
@@ -450,11 +671,154 @@ def build_parser() -> argparse.ArgumentParser:
                    help="close calls this many seconds past their granted time "
                         "(default KONDGE_SESSION_GRACE)")
 
+    p = command(crd, "issue", cmd_cards_issue,
+                "issue a batch of cards (or vouchers) of one category into an XLSX file")
+    p.add_argument("--category", required=True, help="the category (see 'kondge categories list')")
+    p.add_argument("--count", required=True, type=int, help="how many, e.g. 1000")
+    p.add_argument("--batch", help="the batch's name (default CATEGORY-YYYYMMDD-HHMMSS)")
+    p.add_argument("--out", required=True,
+                   help="the new .xlsx file for the card printer: serial, number, PIN, face "
+                        "value, currency, expiry, batch (mode 0600; the only copy of the PINs)")
+    p.add_argument("--number-length", type=int, default=issuance.DEFAULT_NUMBER_LENGTH,
+                   help="digits of a card number, check digit included (8-20, default 12)")
+    p.add_argument("--inactive", action="store_true",
+                   help="issue them inactive: refused (code 7) until 'kondge cards activate'")
+    _operator_option(p)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show a progress bar on stderr (default: when stderr is a terminal)")
+
+    for action, help_text in (("activate", "activate inactive or suspended cards"),
+                              ("suspend", "suspend cards (refused with code 7)"),
+                              ("cancel", "cancel cards for good")):
+        p = command(crd, action, cmd_cards_status, help_text)
+        _selection_options(p)
+    p = command(crd, "extend", cmd_cards_extend,
+                "extend validity: --days N later (cards that expire), or --until DATE")
+    _selection_options(p)
+    p.add_argument("--days", type=int, help="push the expiry back by this many days")
+    p.add_argument("--until", type=_datetime, help="set the expiry to this date/time")
+    p = command(crd, "move", cmd_cards_move, "move cards to another category")
+    _selection_options(p)
+    p.add_argument("--to", required=True, help="the new category")
+    p = command(crd, "topup", cmd_cards_topup,
+                "credit each selected card once (a ledger entry keyed by the operation id)")
+    _selection_options(p, vouchers=False)
+    p.add_argument("--amount", required=True, help="credit per card, e.g. 5.00")
+    p.add_argument("--currency", required=True, help="the cards' currency, e.g. USD")
+    p.add_argument("--operation-id",
+                   help="what makes this top-up unique: the same id again credits nobody "
+                        "twice (default: a new id, printed)")
+    p = command(crd, "refill", cmd_cards_refill,
+                "move a recharge voucher's value to a card (each voucher once)")
+    p.add_argument("--card", required=True, help="the calling card's number")
+    p.add_argument("--voucher", required=True, help="the voucher's number")
+    p.add_argument("--pin", required=True, help="the voucher's PIN")
+    _operator_option(p)
+    p = command(crd, "expire", cmd_cards_expire,
+                "empty expired cards: their remaining value becomes an 'expiry' ledger entry "
+                "(safe to repeat; run it daily)")
+    _operator_option(p)
+    p = command(crd, "stats", cmd_cards_stats,
+                "issued, activated, used, remaining and expired value")
+    p.add_argument("--by", choices=sorted(reports.GROUPS), default="batch",
+                   help="group by batch (default), category or status")
+    p.add_argument("--batch", help="only this batch")
+    p.add_argument("--xlsx", help="also write the table to this .xlsx file")
+    p = command(crd, "statement", cmd_cards_statement,
+                "a card's statement (bill) for a period as PDF: calls, charges, refills, totals")
+    p.add_argument("number")
+    p.add_argument("--from", dest="start", required=True, type=_datetime,
+                   help="start of the period (ISO 8601, included)")
+    p.add_argument("--to", dest="end", required=True, type=_datetime,
+                   help="end of the period (ISO 8601, excluded)")
+    p.add_argument("--out", required=True, help="the .pdf file to write")
+
+    cat = group("categories", "card categories (products)")
+    p = command(cat, "add", cmd_categories_add, "add a category")
+    p.add_argument("name", help="e.g. usd-10")
+    _category_options(p)
+    p = command(cat, "modify", cmd_categories_modify,
+                "change a category (only the options given; issued cards keep their expiry)")
+    p.add_argument("name")
+    _category_options(p)
+    command(cat, "list", cmd_categories_list, "list the categories")
+    p = command(cat, "show", cmd_categories_show, "show one category")
+    p.add_argument("name")
+
+    vch = group("vouchers", "recharge vouchers (issue them with 'kondge cards issue' and a "
+                            "category of kind voucher)")
+    p = command(vch, "show", cmd_vouchers_show, "show one voucher (used or not, by which card)")
+    p.add_argument("number")
+
+    aud = group("audit", "the audit log of operator changes")
+    p = command(aud, "list", cmd_audit_list, "the latest audit records")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--action", help="only this action, e.g. top-up")
+
     cdr = group("cdrs", "call detail records")
     p = command(cdr, "list", cmd_cdrs_list, "list the latest call records")
-    p.add_argument("--card", help="only this card's calls")
+    _cdr_filters(p)
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p = command(cdr, "export", cmd_cdrs_export, "write call records to an XLSX file")
+    _cdr_filters(p)
+    p.add_argument("--limit", type=int, help="at most this many, the latest (default all)")
+    p.add_argument("--out", required=True, help="the .xlsx file to write")
     return parser
+
+
+def _operator_option(p):
+    p.add_argument("--operator", help="who does it, for the audit log "
+                                      "(default $KONDGE_OPERATOR, else the login user)")
+
+
+def _selection_options(p, vouchers=True):
+    g = p.add_argument_group("which cards (every option given must hold)")
+    g.add_argument("--batch", help="the cards of this batch")
+    g.add_argument("--serials", help="a serial range FIRST-LAST, e.g. 100001-100500")
+    g.add_argument("--number-range", help="a card number range FIRST-LAST")
+    g.add_argument("--numbers", help="card numbers separated by commas, or @FILE with one a line")
+    g.add_argument("--category", help="the cards of this category")
+    g.add_argument("--status", choices=["inactive", "active", "suspended", "cancelled"],
+                   help="the cards in this status")
+    if vouchers:
+        g.add_argument("--vouchers", action="store_true",
+                       help="select recharge vouchers instead of calling cards")
+    else:
+        p.set_defaults(vouchers=False)
+    _operator_option(p)
+
+
+def _category_options(p):
+    p.add_argument("--description", help="free text")
+    p.add_argument("--kind", choices=categories.KINDS,
+                   help="card (calling cards, the default) or voucher (recharge vouchers)")
+    p.add_argument("--face-value", help="value of a new card, e.g. 10.00 (default 0)")
+    p.add_argument("--currency", help="ISO 4217 code (default USD)")
+    p.add_argument("--validity", choices=categories.VALIDITIES,
+                   help="none (default); fixed (--valid-until); after-first-use or "
+                        "after-issue (--valid-days)")
+    p.add_argument("--valid-until", type=_datetime, help="the fixed expiry date")
+    p.add_argument("--valid-days", type=int, help="days of validity")
+    p.add_argument("--language", help="prompt language, e.g. en (default en)")
+    p.add_argument("--max-calls", type=int, help="simultaneous calls allowed (default 1)")
+    p.add_argument("--billing", choices=categories.BILLINGS, help="prepaid (default) or postpaid")
+    p.add_argument("--credit-limit", help="a postpaid card's credit limit, e.g. 50.00")
+    p.add_argument("--pin-length", type=int, help="digits of a PIN, 4-12 (default 4)")
+
+
+def _cdr_filters(p):
+    p.add_argument("--card", help="only this card's calls")
+    p.add_argument("--batch", help="only calls of this batch's cards")
+    p.add_argument("--gateway", help="only calls through this gateway (its name)")
+    p.add_argument("--destination", type=_digits, help="only destinations starting with these digits")
+    p.add_argument("--from", dest="start", type=_datetime, help="connected at or after (ISO 8601)")
+    p.add_argument("--to", dest="end", type=_datetime, help="connected before (ISO 8601)")
+
+
+def _digits(text):
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not digits (a destination prefix)")
+    return text
 
 
 def main(argv=None) -> int:

@@ -83,5 +83,17 @@ class Database:
                     continue
                 raise Unavailable(f"database error: {str(exc).strip()}") from exc
 
+    def transaction(self, work):
+        """work(cursor) in one transaction on this thread's connection: all or nothing."""
+        conn = self.connection()
+        conn.autocommit = False
+        try:
+            with conn:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    return work(cur)
+        finally:
+            if not conn.closed:
+                conn.autocommit = True
+
     def close(self):
         self.drop()

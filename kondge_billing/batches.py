@@ -1,0 +1,175 @@
+"""Changes to many cards at once: by batch, serial or number range, list or filter.
+
+Each change is one statement over the selected rows, locked, and one audit
+record (operator, time, what, how many). A top-up is a ledger entry per
+card whose key holds the operation id, so repeating the command with the
+same id credits nobody twice.
+"""
+
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from . import audit, categories
+from .money import MoneyError, to_decimal
+
+TABLES = {"card": "kondge.card", "voucher": "kondge.voucher"}
+OPERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class BatchError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which cards (or vouchers): every criterion given must hold."""
+
+    batch: str | None = None
+    serial_from: int | None = None
+    serial_to: int | None = None
+    number_from: str | None = None
+    number_to: str | None = None
+    numbers: tuple[str, ...] | None = None
+    category: str | None = None
+    status: str | None = None
+    kind: str = "card"
+
+    def public(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+# Each criterion is a fixed fragment with named parameters; only the ones
+# given are joined. No value is ever written into the SQL text.
+CRITERIA = {
+    "batch": "x.batch_id = (SELECT id FROM kondge.batch WHERE name = %(batch)s)",
+    "serial_from": "x.serial >= %(serial_from)s",
+    "serial_to": "x.serial <= %(serial_to)s",
+    "number_from": "(length(x.number), x.number) >= (length(%(number_from)s), %(number_from)s)",
+    "number_to": "(length(x.number), x.number) <= (length(%(number_to)s), %(number_to)s)",
+    "numbers": "x.number = ANY(%(numbers)s)",
+    "category": "x.category = %(category)s",
+    "status": "x.status = %(status)s",
+}
+
+
+def where(selection: Selection) -> tuple[str, dict]:
+    params = {k: (list(v) if isinstance(v, tuple) else v)
+              for k, v in asdict(selection).items() if v is not None}
+    parts = [sql for name, sql in CRITERIA.items() if name in params]
+    if not parts:
+        raise BatchError("say which cards: --batch, --serials, --numbers, --number-range, "
+                         "--category or --status")
+    return " AND ".join(parts), params
+
+
+def _table(selection: Selection) -> str:
+    return TABLES[selection.kind]
+
+
+# status changes: the statuses each may start from, and the new status
+STATUS_CHANGES = {
+    "activate": (("inactive", "suspended"), "active"),
+    "suspend": (("inactive", "active"), "suspended"),
+    "cancel": (("inactive", "active", "suspended"), "cancelled"),
+}
+
+
+def count(cur, selection: Selection) -> int:
+    sql, params = where(selection)
+    cur.execute(f"SELECT count(*) AS n FROM {_table(selection)} x WHERE {sql}", params)
+    return cur.fetchone()["n"]
+
+
+def _apply(cur, operator, action, selection, statement, values=None, details=None) -> dict:
+    """Run statement (with {table} and {where}) over the selection; audit it."""
+    sql, params = where(selection)
+    matched = count(cur, selection)
+    cur.execute(statement.format(table=_table(selection), where=sql),
+                dict(params, **(values or {})))
+    changed = cur.rowcount
+    audit.record(cur, operator, action, changed, selection.public(),
+                 dict(details or {}, matched=matched, kind=selection.kind))
+    return {"action": action, "matched": matched, "changed": changed, **(details or {})}
+
+
+def change_status(cur, selection: Selection, action: str, operator: str) -> dict:
+    starts, new = STATUS_CHANGES[action]
+    return _apply(cur, operator, action, selection,
+                  """UPDATE {table} x
+                        SET status = %(new)s,
+                            activated_at = CASE WHEN %(new)s = 'active'
+                                                THEN coalesce(x.activated_at, now())
+                                                ELSE x.activated_at END
+                      WHERE {where} AND x.status = ANY(%(starts)s)""",
+                  {"new": new, "starts": list(starts)})
+
+
+def extend(cur, selection: Selection, operator: str, days: int | None = None,
+           until: datetime | None = None) -> dict:
+    """Push expiry back by days (cards that have one), or set it to until."""
+    if (days is None) == (until is None):
+        raise BatchError("extend: give --days N or --until DATE")
+    if days is not None and not 1 <= days <= 36500:
+        raise BatchError("--days: from 1 to 36500")
+    statement = ("UPDATE {table} x SET expires_at = %(until)s "
+                 "WHERE {where} AND x.status <> 'cancelled'" if until is not None else
+                 "UPDATE {table} x SET expires_at = x.expires_at + make_interval(days => %(days)s) "
+                 "WHERE {where} AND x.expires_at IS NOT NULL AND x.status <> 'cancelled'")
+    return _apply(cur, operator, "extend", selection, statement,
+                  {"days": days, "until": until}, {"days": days, "until": until})
+
+
+def move(cur, selection: Selection, operator: str, category: str) -> dict:
+    target = categories.show(cur, category)
+    if target is None:
+        raise BatchError(f"no category {category}; see 'kondge categories list'")
+    if target["kind"] != selection.kind:
+        raise BatchError(f"category {category} is for {target['kind']}s")
+    return _apply(cur, operator, "move", selection,
+                  "UPDATE {table} x SET category = %(to)s WHERE {where} AND x.category <> %(to)s",
+                  {"to": category}, {"to": category})
+
+
+def new_operation_id() -> str:
+    return "op-" + secrets.token_hex(8)
+
+
+TOP_UP = """
+WITH sel AS (
+    SELECT x.id, x.balance, x.currency FROM {table} x WHERE {where} FOR UPDATE),
+credit AS (
+    INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+    SELECT id, %(amount)s, 'refill', 'topup:' || %(op)s || ':' || id, balance + %(amount)s,
+           'top-up ' || %(op)s || ' by ' || %(operator)s
+      FROM sel
+    ON CONFLICT (key) DO NOTHING
+    RETURNING card_id, amount)
+UPDATE kondge.card c SET balance = c.balance + credit.amount
+  FROM credit WHERE c.id = credit.card_id
+"""
+
+
+def top_up(cur, selection: Selection, operator: str, amount, currency: str,
+           operation_id: str) -> dict:
+    """Credit every selected card once per operation id."""
+    if selection.kind != "card":
+        raise BatchError("only calling cards are topped up")
+    try:
+        value = to_decimal(amount)
+    except MoneyError as exc:
+        raise BatchError(f"--amount: {exc}") from None
+    if value <= 0:
+        raise BatchError("--amount: above zero (a correction is not a top-up)")
+    if not OPERATION_ID.match(operation_id or ""):
+        raise BatchError("--operation-id: letters, digits, '_', '.', ':', '-', at most 64")
+    sql, params = where(selection)
+    cur.execute(f"SELECT DISTINCT currency FROM kondge.card x WHERE {sql}", params)
+    found = {row["currency"] for row in cur.fetchall()}
+    if found - {currency}:
+        raise BatchError(f"the selection holds cards in {', '.join(sorted(found))}; "
+                         f"a top-up in {currency} needs cards in {currency} only")
+    return _apply(cur, operator, "top-up", selection, TOP_UP,
+                  {"amount": value, "op": operation_id, "operator": operator},
+                  {"amount": value, "currency": currency, "operation_id": operation_id})

@@ -1,0 +1,194 @@
+"""Batch issuance: many cards (or recharge vouchers) of one category at once.
+
+Numbers and PINs come from the operating system's cryptographic source
+(`secrets`): a number says nothing about the next one. A number is a
+non-zero digit, random digits and a Luhn check digit. PINs are stored only
+as keyed hashes; the issuance file is the one place a PIN is ever shown.
+
+The rows go in with COPY into a temporary table, then one INSERT ... SELECT
+each for the cards and for their opening ledger entries, so 100,000 cards
+take seconds.
+"""
+
+import io
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from . import audit, categories
+from .pins import pin_hash
+from .progress import Progress
+
+NUMBER_LENGTHS = range(8, 21)
+DEFAULT_NUMBER_LENGTH = 12
+MAX_BATCH = 1_000_000
+
+
+class IssueError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Issued:
+    """One printed piece, the only time its PIN exists in clear."""
+
+    serial: int
+    number: str
+    pin: str
+
+
+def luhn_digit(body: str) -> str:
+    """The check digit that makes body + digit pass the Luhn test."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = ord(ch) - 48
+        if i % 2 == 0:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return str(-total % 10)
+
+
+def new_number(length: int = DEFAULT_NUMBER_LENGTH) -> str:
+    """A random card number of length digits: no leading zero, Luhn check digit last."""
+    rest = length - 2
+    body = f"{1 + secrets.randbelow(9)}{secrets.randbelow(10 ** rest):0{rest}d}"
+    return body + luhn_digit(body)
+
+
+def new_pin(length: int) -> str:
+    return f"{secrets.randbelow(10 ** length):0{length}d}"
+
+
+def new_numbers(count: int, length: int = DEFAULT_NUMBER_LENGTH, taken=frozenset()) -> list[str]:
+    """count distinct new numbers, none of them in taken."""
+    found: dict[str, None] = {}
+    while len(found) < count:
+        number = new_number(length)
+        if number not in taken:
+            found[number] = None
+    return list(found)
+
+
+def expiry_at_issue(category: dict, now: datetime) -> datetime | None:
+    """'fixed' and 'after-issue' fix the expiry now; 'after-first-use' on the first call."""
+    if category["validity"] == "fixed":
+        return category["valid_until"]
+    if category["validity"] == "after-issue":
+        return now + timedelta(days=category["valid_days"])
+    return None
+
+
+def _copy_rows(cur, key: bytes, numbers: list[str], pin_length: int, progress) -> dict:
+    """COPY (number, pin hash) into issue_new; return {number: PIN}."""
+    pins, buf = {}, io.StringIO()
+    for number in numbers:
+        pin = pins[number] = new_pin(pin_length)
+        buf.write(f"{number}\t{pin_hash(key, number, pin)}\n")
+        progress.advance()
+    buf.seek(0)
+    cur.copy_expert("COPY issue_new (number, pin_hash) FROM STDIN", buf)
+    return pins
+
+
+def _stage(cur, key, count, number_length, pin_length, progress) -> dict:
+    """Fill issue_new with count numbers unused by any card or voucher."""
+    cur.execute("CREATE TEMP TABLE issue_new (number text PRIMARY KEY, pin_hash text NOT NULL) "
+                "ON COMMIT DROP")
+    pins: dict[str, str] = {}
+    while len(pins) < count:
+        numbers = new_numbers(count - len(pins), number_length, taken=pins.keys())
+        staged = _copy_rows(cur, key, numbers, pin_length, progress)
+        cur.execute("""DELETE FROM issue_new n
+                        WHERE EXISTS (SELECT 1 FROM kondge.card c WHERE c.number = n.number)
+                           OR EXISTS (SELECT 1 FROM kondge.voucher v WHERE v.number = n.number)
+                       RETURNING number""")
+        for row in cur.fetchall():
+            del staged[row["number"]]
+        pins.update(staged)
+    return pins
+
+
+INSERT_CARDS = """
+INSERT INTO kondge.card (number, pin_hash, balance, currency, category, language,
+                         expires_at, status, activated_at, batch_id)
+SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(language)s,
+       %(expires)s, %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s
+  FROM issue_new
+"""
+OPENING_ENTRIES = """
+INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+SELECT id, balance, 'issue', 'issue:' || number, balance, 'batch ' || %(batch)s
+  FROM kondge.card WHERE batch_id = %(batch_id)s
+"""
+INSERT_VOUCHERS = """
+INSERT INTO kondge.voucher (number, pin_hash, value, currency, category, expires_at,
+                            status, activated_at, batch_id)
+SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(expires)s,
+       %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s
+  FROM issue_new
+"""
+
+
+def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | None,
+          operator: str, number_length: int = DEFAULT_NUMBER_LENGTH, active: bool = True,
+          now: datetime | None = None, progress=Progress) -> dict:
+    """Issue a batch in the caller's transaction; return it with its pieces."""
+    category = categories.show(cur, category_name)
+    if category is None:
+        raise IssueError(f"no category {category_name}; add it with 'kondge categories add'")
+    if not 1 <= count <= MAX_BATCH:
+        raise IssueError(f"count: from 1 to {MAX_BATCH:,}")
+    if number_length not in NUMBER_LENGTHS:
+        raise IssueError("number length: from 8 to 20 digits")
+    cur.execute("SELECT now() AS now")
+    now = now or cur.fetchone()["now"]
+    expires = expiry_at_issue(category, now)
+    if expires is not None and expires <= now:
+        raise IssueError(f"category {category_name} is valid until {expires:%Y-%m-%d}, "
+                         "which has passed: 'kondge categories modify' it first")
+    batch_name = batch_name or f"{category_name}-{now:%Y%m%d-%H%M%S}"
+    cur.execute("SELECT 1 FROM kondge.batch WHERE name = %s", (batch_name,))
+    if cur.fetchone():
+        raise IssueError(f"batch {batch_name} exists already; choose another --batch")
+    cur.execute("""INSERT INTO kondge.batch (name, category, kind, count, operator)
+                   VALUES (%s, %s, %s, %s, %s) RETURNING id""",
+                (batch_name, category_name, category["kind"], count, operator))
+    batch_id = cur.fetchone()["id"]
+
+    bar = progress("generating", count)
+    pins = _stage(cur, key, count, number_length, category["pin_length"], bar)
+    bar.finish()
+    values = {"value": category["face_value"], "currency": category["currency"],
+              "category": category_name, "language": category["language"],
+              "expires": expires, "batch_id": batch_id,
+              "batch": batch_name, "status": "active" if active else "inactive"}
+    table = "card" if category["kind"] == "card" else "voucher"
+    if table == "card":
+        cur.execute(INSERT_CARDS, values)
+        cur.execute(OPENING_ENTRIES, values)
+    else:
+        cur.execute(INSERT_VOUCHERS, values)
+    cur.execute(f"SELECT serial, number FROM kondge.{table} WHERE batch_id = %s ORDER BY serial",
+                (batch_id,))
+    pieces = [Issued(row["serial"], row["number"], pins[row["number"]]) for row in cur]
+    audit.record(cur, operator, f"issue {category['kind']}s", len(pieces),
+                 {"batch": batch_name}, {"category": category_name,
+                                         "face_value": category["face_value"],
+                                         "currency": category["currency"]})
+    return {"batch": batch_name, "batch_id": batch_id, "kind": category["kind"],
+            "category": category_name, "count": len(pieces), "validity": category["validity"],
+            "face_value": category["face_value"], "currency": category["currency"],
+            "expires_at": values["expires"], "status": values["status"], "pieces": pieces}
+
+
+PRINT_COLUMNS = ["serial", "number", "pin", "face_value", "currency", "expiry", "batch"]
+
+
+def print_rows(batch: dict):
+    """The rows a card printer needs, in serial order."""
+    expiry = batch["expires_at"]
+    expiry_text = expiry.date().isoformat() if expiry else (
+        "after first use" if batch.get("validity") == "after-first-use" else "no expiry")
+    for piece in batch["pieces"]:
+        yield (piece.serial, piece.number, piece.pin, batch["face_value"], batch["currency"],
+               expiry_text, batch["batch"])

@@ -1,0 +1,378 @@
+"""Cards as a product against a real PostgreSQL: categories, issuance, batch
+changes, refills, expiry, stats, statements and the report views."""
+
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+
+from kondge_billing import (audit, batches, cards, categories, demo, issuance, reports,
+                            statements, vouchers, xlsx)
+from kondge_billing.batches import Selection
+from kondge_billing.pins import pin_matches
+from kondge_billing.progress import Progress
+from kondge_billing.request import accounting_record, luhn_valid
+
+NOW = datetime.now(timezone.utc)
+OP = "alice"
+
+
+def quiet(label, total):
+    return Progress(label, total, enabled=False)
+
+
+def tx(db, work):
+    return db.transaction(work)
+
+
+def rows(db, sql, *params):
+    return db.run(lambda cur: (cur.execute(sql, params), cur.fetchall())[1])
+
+
+def one(db, sql, *params):
+    return rows(db, sql, *params)[0]
+
+
+def mismatches(db):
+    return rows(db, "SELECT * FROM kondge.v_balance_mismatch") + \
+        rows(db, "SELECT * FROM reports.reconciliation")
+
+
+def add_category(db, name, **fields):
+    return tx(db, lambda cur: categories.add(cur, name, **fields))
+
+
+def issue(db, pin_key, category, count, batch=None, **kw):
+    return tx(db, lambda cur: issuance.issue(cur, pin_key, category, count, batch, OP,
+                                             progress=quiet, **kw))
+
+
+@pytest.fixture
+def shop(db, pin_key):
+    """The demo set (tariff, gateway) plus a card and a voucher category."""
+    db.run(lambda cur: demo.load(cur, pin_key))
+    add_category(db, "usd-10", face_value="10.00", currency="USD", pin_length=6)
+    add_category(db, "refill-5", face_value="5.00", currency="USD", kind="voucher")
+    return db
+
+
+# --- categories ------------------------------------------------------------------
+
+def test_category_add_modify_and_every_problem_at_once(db):
+    c = add_category(db, "eur-after-use", face_value="20", currency="EUR",
+                     validity="after-first-use", valid_days=30, language="fr", max_calls=2)
+    assert c["face_value"] == Decimal("20") and c["valid_days"] == 30 and c["kind"] == "card"
+    changed = tx(db, lambda cur: categories.modify(cur, "eur-after-use", billing="postpaid",
+                                                   credit_limit="50.00"))
+    assert changed["billing"] == "postpaid" and changed["credit_limit"] == Decimal("50.00")
+    assert changed["language"] == "fr"             # untouched fields stay
+    with pytest.raises(categories.CategoryError) as err:
+        add_category(db, "-bad", face_value="-1", currency="usd", validity="fixed",
+                     pin_length=3, credit_limit="5")
+    for word in ("name:", "face value:", "currency:", "valid until:", "PIN length:",
+                 "credit limit:"):
+        assert word in str(err.value)
+    with pytest.raises(categories.CategoryError, match="exists already"):
+        add_category(db, "eur-after-use")
+    assert [c["name"] for c in db.run(categories.all_categories)] == ["eur-after-use",
+                                                                      "standard"]
+
+
+# --- issuance ---------------------------------------------------------------------
+
+def test_issuing_2000_cards(shop, pin_key, tmp_path):
+    batch = issue(shop, pin_key, "usd-10", 2000, "b-2000")
+    pieces = batch["pieces"]
+    assert len(pieces) == 2000 == len({p.number for p in pieces})
+    assert all(luhn_valid(p.number) and len(p.pin) == 6 for p in pieces)
+    stored = {r["number"]: r for r in rows(
+        shop, """SELECT c.number, c.pin_hash, c.balance, c.serial, c.status, c.activated_at,
+                        c.language
+                   FROM kondge.card c JOIN kondge.batch b ON b.id = c.batch_id
+                  WHERE b.name = 'b-2000'""")}
+    assert len(stored) == 2000
+    for p in pieces[:200]:
+        row = stored[p.number]
+        assert pin_matches(pin_key, p.number, p.pin, row["pin_hash"])
+        assert p.pin not in row["pin_hash"] and row["serial"] == p.serial
+        assert row["balance"] == Decimal("10.00") and row["status"] == "active"
+        assert row["activated_at"] is not None
+    assert sorted(p.serial for p in pieces) == [p.serial for p in pieces]
+    ledger = one(shop, """SELECT count(*) AS n, sum(amount) AS total FROM kondge.ledger_entry
+                           WHERE kind = 'issue' AND note = 'batch b-2000'""")
+    assert ledger["n"] == 2000 and ledger["total"] == Decimal("20000.00")
+    assert mismatches(shop) == []
+    entry = one(shop, "SELECT * FROM kondge.audit_log WHERE action = 'issue cards'")
+    assert entry["count"] == 2000 and entry["operator"] == OP
+
+    out = tmp_path / "b.xlsx"
+    xlsx.write_table(out, batch["batch"], issuance.PRINT_COLUMNS, issuance.print_rows(batch))
+    sheet = load_workbook(out, read_only=True)["b-2000"]
+    first = list(sheet.iter_rows(min_row=2, max_row=2, values_only=True))[0]
+    assert first == (pieces[0].serial, pieces[0].number, pieces[0].pin, 10, "USD", "no expiry", "b-2000")
+
+
+def test_issue_refusals(shop, pin_key):
+    with pytest.raises(issuance.IssueError, match="no category"):
+        issue(shop, pin_key, "nope", 5)
+    issue(shop, pin_key, "usd-10", 3, "same")
+    with pytest.raises(issuance.IssueError, match="exists already"):
+        issue(shop, pin_key, "usd-10", 3, "same")
+    add_category(shop, "over", face_value="1", validity="fixed",
+                 valid_until=NOW - timedelta(days=1))
+    with pytest.raises(issuance.IssueError, match="has passed"):
+        issue(shop, pin_key, "over", 3)
+    assert one(shop, "SELECT count(*) AS n FROM kondge.card WHERE batch_id IS NOT NULL")["n"] == 3
+
+
+def test_validity_fixed_and_after_issue_set_at_issue(shop, pin_key):
+    until = NOW + timedelta(days=100)
+    add_category(shop, "fixed", face_value="1", validity="fixed", valid_until=until)
+    add_category(shop, "month", face_value="1", validity="after-issue", valid_days=30)
+    fixed = issue(shop, pin_key, "fixed", 2)
+    month = issue(shop, pin_key, "month", 2)
+    assert fixed["expires_at"] == until
+    assert timedelta(days=29) < month["expires_at"] - NOW < timedelta(days=31)
+    got = rows(shop, "SELECT DISTINCT expires_at FROM kondge.card WHERE category = 'month'")
+    assert [r["expires_at"] for r in got] == [month["expires_at"]]
+
+
+# --- a call through the real call path -------------------------------------------------
+
+def call(billing, number, seconds, conf, dest="447911123456"):
+    pairs = {"Acct-Status-Type": "Stop", "Acct-Session-Id": conf[-8:], "User-Name": number,
+             "Calling-Station-Id": "15551234567", "Called-Station-Id": dest,
+             "h323-conf-id": f"h323-conf-id={conf}", "h323-call-origin": "h323-call-origin=originate",
+             "Acct-Session-Time": str(seconds), "Kondge-Gateway-Address": "127.0.0.1"}
+    rec = accounting_record(tuple(pairs.items()), NOW)
+    return billing.account(billing.gateways.get(rec.gateway_address), rec)
+
+
+def test_first_use_starts_the_validity_clock(shop, pin_key, billing):
+    add_category(shop, "after-use", face_value="10", validity="after-first-use", valid_days=7)
+    number = issue(shop, pin_key, "after-use", 1)["pieces"][0].number
+    card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
+    assert card["expires_at"] is None and card["first_used_at"] is None
+    assert call(billing, number, 60, "AAAA0001 0F4411D6 AB5591F0 CBF3D765").outcome == "charged"
+    card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
+    assert card["expires_at"] - card["first_used_at"] == timedelta(days=7)
+    call(billing, number, 60, "AAAA0002 0F4411D6 AB5591F0 CBF3D765")
+    again = one(shop, "SELECT expires_at FROM kondge.card WHERE number = %s", number)
+    assert again["expires_at"] == card["expires_at"]          # only the first use counts
+    assert mismatches(shop) == []
+
+
+# --- batch changes ----------------------------------------------------------------
+
+def test_batch_changes_are_audited(shop, pin_key):
+    batch = issue(shop, pin_key, "usd-10", 10, "b10", active=False)
+    serials = [p.serial for p in batch["pieces"]]
+    first_five = Selection(serial_from=serials[0], serial_to=serials[4])
+    result = tx(shop, lambda cur: batches.change_status(cur, first_five, "activate", OP))
+    assert (result["matched"], result["changed"]) == (5, 5)
+    statuses = rows(shop, "SELECT status, count(*) AS n FROM kondge.card WHERE batch_id = %s "
+                          "GROUP BY 1 ORDER BY 1", batch["batch_id"])
+    assert [(r["status"], r["n"]) for r in statuses] == [("active", 5), ("inactive", 5)]
+    two = Selection(numbers=(batch["pieces"][0].number, batch["pieces"][9].number))
+    tx(shop, lambda cur: batches.change_status(cur, two, "cancel", OP))
+    again = tx(shop, lambda cur: batches.change_status(cur, two, "activate", OP))
+    assert again["changed"] == 0                   # a cancelled card stays cancelled
+    log = db_audit(shop)
+    assert [(e["action"], e["count"], e["operator"]) for e in log[:3]] == [
+        ("activate", 0, OP), ("cancel", 2, OP), ("activate", 5, OP)]
+    assert log[2]["selection"] == {"serial_from": serials[0], "serial_to": serials[4],
+                                   "kind": "card"}
+
+
+def db_audit(db):
+    return db.run(lambda cur: audit.recent(cur, 10))
+
+
+def test_extend_and_move(shop, pin_key):
+    add_category(shop, "month", face_value="1", validity="after-issue", valid_days=30)
+    add_category(shop, "premium", face_value="1")
+    batch = issue(shop, pin_key, "month", 4, "m4")
+    before = batch["expires_at"]
+    sel = Selection(batch="m4")
+    assert tx(shop, lambda cur: batches.extend(cur, sel, OP, days=10))["changed"] == 4
+    got = one(shop, "SELECT DISTINCT expires_at FROM kondge.card WHERE batch_id = %s",
+              batch["batch_id"])
+    assert got["expires_at"] - before == timedelta(days=10)
+    assert tx(shop, lambda cur: batches.move(cur, sel, OP, "premium"))["changed"] == 4
+    assert one(shop, "SELECT count(*) AS n FROM kondge.card WHERE category = 'premium'")["n"] == 4
+    with pytest.raises(batches.BatchError, match="for vouchers"):
+        tx(shop, lambda cur: batches.move(cur, sel, OP, "refill-5"))
+    with pytest.raises(batches.BatchError, match="say which cards"):
+        tx(shop, lambda cur: batches.move(cur, Selection(), OP, "premium"))
+
+
+def test_top_up_is_once_per_operation_id(shop, pin_key):
+    issue(shop, pin_key, "usd-10", 3, "t3")
+    sel = Selection(batch="t3")
+    first = tx(shop, lambda cur: batches.top_up(cur, sel, OP, "2.50", "USD", "op-1"))
+    again = tx(shop, lambda cur: batches.top_up(cur, sel, OP, "2.50", "USD", "op-1"))
+    assert (first["changed"], again["changed"]) == (3, 0)
+    totals = rows(shop, "SELECT DISTINCT balance FROM kondge.card c JOIN kondge.batch b "
+                        "ON b.id = c.batch_id WHERE b.name = 't3'")
+    assert [r["balance"] for r in totals] == [Decimal("12.50")]
+    tx(shop, lambda cur: batches.top_up(cur, sel, OP, "1", "USD", "op-2"))
+    assert one(shop, "SELECT count(*) AS n FROM kondge.ledger_entry WHERE kind = 'refill'")["n"] == 6
+    assert mismatches(shop) == []
+    with pytest.raises(batches.BatchError, match="in USD"):
+        tx(shop, lambda cur: batches.top_up(cur, sel, OP, "1", "EUR", "op-3"))
+    with pytest.raises(batches.BatchError, match="above zero"):
+        tx(shop, lambda cur: batches.top_up(cur, sel, OP, "-1", "USD", "op-4"))
+
+
+# --- refills ------------------------------------------------------------------------
+
+def test_voucher_refills_a_card_once(shop, pin_key):
+    card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
+    voucher = issue(shop, pin_key, "refill-5", 1)["pieces"][0]
+    assert one(shop, "SELECT count(*) AS n FROM kondge.card WHERE number = %s",
+               voucher.number)["n"] == 0          # a voucher is no calling card
+    with pytest.raises(vouchers.RefillError, match="wrong PIN"):
+        tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                             "0000" if voucher.pin != "0000" else "1111", OP))
+    done = tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                voucher.pin, OP))
+    assert done["balance"] == Decimal("15.00")
+    with pytest.raises(vouchers.RefillError, match="used already"):
+        tx(shop, lambda cur: vouchers.refill(cur, pin_key, "1000000008", voucher.number,
+                                             voucher.pin, OP))
+    shown = shop.run(lambda cur: vouchers.show(cur, voucher.number))
+    assert shown["status"] == "used" and shown["used_by"] == card.number
+    assert mismatches(shop) == []
+
+
+def test_racing_refills_of_one_voucher_credit_once(shop, pin_key, dsn):
+    from kondge_billing.db import Database
+    targets = [p.number for p in issue(shop, pin_key, "usd-10", 2)["pieces"]]
+    voucher = issue(shop, pin_key, "refill-5", 1)["pieces"][0]
+    barrier, results = threading.Barrier(2), []
+
+    def attempt(card_number):
+        db = Database(dsn)
+        try:
+            def work(cur):
+                cur.execute("SELECT 1")
+                barrier.wait()
+                return vouchers.refill(cur, pin_key, card_number, voucher.number, voucher.pin, OP)
+            results.append(db.transaction(work))
+        except vouchers.RefillError as exc:
+            results.append(exc)
+        finally:
+            db.close()
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(type(r).__name__ for r in results) == ["RefillError", "dict"]
+    total = one(shop, "SELECT sum(balance) AS s FROM kondge.card WHERE number = ANY(%s)", targets)
+    assert total["s"] == Decimal("25.00")
+    assert one(shop, "SELECT count(*) AS n FROM kondge.ledger_entry "
+                     "WHERE key = %s", f"voucher:{voucher.number}")["n"] == 1
+
+
+# --- expiry and stats -------------------------------------------------------------------
+
+def test_expire_moves_the_value_once(shop, pin_key):
+    batch = issue(shop, pin_key, "usd-10", 3, "e3")
+    expired = [p.number for p in batch["pieces"][:2]]
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.card SET expires_at = now() - interval '1 day' WHERE number = ANY(%s)",
+        (expired,)))
+    first = tx(shop, lambda cur: cards.expire(cur, OP))
+    again = tx(shop, lambda cur: cards.expire(cur, OP))
+    assert (first["cards"], first["value"]) == (2, {"USD": Decimal("20.00")})
+    assert again["cards"] == 0
+    entries = rows(shop, "SELECT amount FROM kondge.ledger_entry WHERE kind = 'expiry'")
+    assert [e["amount"] for e in entries] == [Decimal("-10.00")] * 2
+    assert mismatches(shop) == []
+    stats = shop.run(lambda cur: reports.card_stats(cur, "batch", "e3"))
+    assert len(stats) == 1 and stats[0]["issued"] == 3 and stats[0]["activated"] == 3
+    assert stats[0]["remaining_value"] == Decimal("10.00")
+    assert stats[0]["expired_value"] == Decimal("20.00")
+    assert db_audit(shop)[0]["count"] == 0 and db_audit(shop)[1]["count"] == 2
+
+
+def test_stats_by_status_and_used(shop, pin_key, billing):
+    batch = issue(shop, pin_key, "usd-10", 4, "s4", active=False)
+    used = batch["pieces"][0].number
+    tx(shop, lambda cur: batches.change_status(cur, Selection(numbers=(used,)), "activate", OP))
+    call(billing, used, 30, "BBBB0001 0F4411D6 AB5591F0 CBF3D765")
+    by_status = {r["group"]: r for r in shop.run(lambda cur: reports.card_stats(cur, "status"))
+                 if r["currency"] == "USD"}
+    assert by_status["inactive"]["issued"] == 3 and by_status["inactive"]["activated"] == 0
+    by_batch = {r["group"]: r for r in shop.run(lambda cur: reports.card_stats(cur, "batch"))}
+    assert by_batch["s4"]["used"] == 1 and by_batch["s4"]["activated"] == 1
+
+
+# --- statements -----------------------------------------------------------------------
+
+def test_statement_pdf_has_calls_refills_and_totals(shop, pin_key, billing, tmp_path):
+    card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
+    call(billing, card.number, 125, "CCCC0001 0F4411D6 AB5591F0 CBF3D765")       # 0.3150
+    call(billing, card.number, 60, "CCCC0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    tx(shop, lambda cur: batches.top_up(cur, Selection(numbers=(card.number,)), OP, "3",
+                                        "USD", "op-st"))
+    st = shop.run(lambda cur: statements.statement(cur, card.number, NOW - timedelta(hours=1),
+                                                   NOW + timedelta(hours=1)))
+    assert st["opening"] == 0 and len(st["calls"]) == 2
+    assert st["charges"] == Decimal("0.3650")                     # 0.3150 + 0.05
+    assert st["closing"] == Decimal("12.6350")
+    out = tmp_path / "st.pdf"
+    statements.render_pdf(st, out)
+    text = "\n".join(page.extract_text() for page in PdfReader(out).pages)
+    for expected in (card.number, "447911123456", "442071234567", "125", "0.3150",
+                     "Total calls", "0.3650", "refill", "3.0000", "Closing balance",
+                     "12.6350 USD"):
+        assert expected in text, expected
+    later = shop.run(lambda cur: statements.statement(cur, card.number, NOW + timedelta(hours=1),
+                                                      NOW + timedelta(hours=2)))
+    assert later["opening"] == Decimal("12.6350") and later["calls"] == []
+
+
+# --- report views -------------------------------------------------------------------------
+
+def test_report_views(shop, pin_key, billing):
+    cards_ = [p.number for p in issue(shop, pin_key, "usd-10", 2)["pieces"]]
+    call(billing, cards_[0], 125, "DDDD0001 0F4411D6 AB5591F0 CBF3D765")
+    call(billing, cards_[1], 60, "DDDD0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    call(billing, cards_[1], 0, "DDDD0003 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    revenue = rows(shop, "SELECT * FROM reports.daily_revenue ORDER BY destination")
+    assert [(r["gateway"], r["destination"], r["category"], r["calls"], r["revenue"])
+            for r in revenue] == [("demo-gw", "44", "usd-10", 2, Decimal("0.05")),
+                                  ("demo-gw", "4479", "usd-10", 1, Decimal("0.3150"))]
+    asr = one(shop, "SELECT * FROM reports.asr_acd")
+    assert (asr["attempts"], asr["answered"], asr["asr_percent"], asr["acd_seconds"]) == (
+        3, 2, Decimal("66.67"), Decimal("92.5"))
+    top = rows(shop, "SELECT * FROM reports.top_destinations ORDER BY rank")
+    assert [t["destination"] for t in top] == ["4479", "44"]
+    liability = rows(shop, "SELECT * FROM reports.balance_liability WHERE category = 'usd-10'")
+    assert liability[0]["liability"] == Decimal("20.00") - Decimal("0.3650")
+    assert mismatches(shop) == []
+    shop.run(lambda cur: cur.execute("UPDATE kondge.card SET balance = balance + 1 "
+                                     "WHERE number = %s", (cards_[0],)))
+    assert [r["number"] for r in rows(shop, "SELECT * FROM reports.reconciliation")] == [cards_[0]]
+
+
+def test_voucher_batches_are_activated_like_cards(shop, pin_key):
+    batch = issue(shop, pin_key, "refill-5", 3, "v3", active=False)
+    card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
+    voucher = batch["pieces"][0]
+    with pytest.raises(vouchers.RefillError, match="is inactive"):
+        tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                             voucher.pin, OP))
+    sel = Selection(batch="v3", kind="voucher")
+    assert tx(shop, lambda cur: batches.change_status(cur, sel, "activate", OP))["changed"] == 3
+    assert tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                voucher.pin, OP))["balance"] == Decimal("15.00")
+    with pytest.raises(batches.BatchError, match="only calling cards"):
+        tx(shop, lambda cur: batches.top_up(cur, sel, OP, "1", "USD", "op-v"))
+    shown = shop.run(lambda cur: cards.show(cur, card.number))
+    assert shown["serial"] == card.serial and shown["batch"] is not None
