@@ -101,12 +101,17 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
           ORDER BY r.created_at LIMIT 1));
 $$;
 
--- record_leg, now with reservations: Start of the billed leg makes its
--- reservation live, Interim-Update records progress, Stop settles and
--- releases it. The charge of a prepaid card is capped so that it never
+-- Record one accounting record of one leg, and, for the billed leg's Stop,
+-- write the CDR and debit the card: all in one transaction, one round trip.
+-- A repeated record (a retransmission with a new packet id, a replay after a
+-- restart) finds its leg already recorded and changes nothing. Returns the
+-- outcome ('recorded', 'charged' or 'duplicate'), the amount debited and the
+-- card's balance after it.
+-- With reservations: Start of the billed leg makes its reservation live,
+-- Interim-Update records progress, Stop settles and releases it. The charge of a prepaid card is capped so that it never
 -- takes what other live calls have reserved, and never goes below zero
 -- (below minus the credit limit, postpaid).
-CREATE OR REPLACE FUNCTION record_leg(
+CREATE FUNCTION record_leg(
     p_status text,                 -- start | interim | stop
     p_gateway_id integer, p_call_id text, p_leg text, p_acct_session_id text,
     p_user_name text, p_caller text, p_called text,
