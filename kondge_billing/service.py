@@ -12,11 +12,12 @@ from decimal import Decimal
 from . import attrs, calls, cards
 from .errors import (CardExpired, CardSuspended, DestinationBlocked, InsufficientBalance,
                      InvalidArgument, MalformedCardNumber, ServiceUnavailable, UnknownCard,
-                     WrongPin, ZeroBalance)
+                     UnknownGateway, WrongPin, ZeroBalance)
 from .gateways import Gateway
 from .money import ZERO
 from .pins import pin_matches
-from .rating import allowed_seconds, call_cost
+from .tariffs.codec import context_from_json
+from .tariffs.engine import allowed_seconds, call_cost, rate_call
 from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
                       card_number_problem)
 
@@ -112,7 +113,9 @@ class Billing:
         problem = card_number_problem(number, self.check_digit)
         if problem:
             raise MalformedCardNumber(problem)
-        card = self.db.run(lambda cur: cards.for_call(cur, number, req.called))
+        now = self.clock()
+        card = self.db.run(lambda cur: cards.for_call(
+            cur, number, req.called, req.caller, self._gateway_id(req), req.conf_id, now))
         if card is None:
             raise UnknownCard(f"no card {number}")
         pin = req.pin or ""
@@ -126,23 +129,31 @@ class Billing:
             raise ZeroBalance(f"card {number} has {card.balance} {card.currency}")
         if not is_destination_stage(req, card.called_is_access_number):
             return Login(card.balance, card.currency, card.language)
-        return self._grant(number, req, card)
+        return self._grant(number, req, card, now)
 
-    def _grant(self, number, req, card) -> Grant:
+    def _gateway_id(self, req) -> int | None:
+        try:
+            return self.gateways.get(req.gateway_address).id
+        except UnknownGateway:
+            return None
+
+    def _grant(self, number, req, card, now, balance=None) -> Grant:
+        """The time the available `balance` (default: the card's) pays for, from `now`."""
+        balance = card.balance if balance is None else balance
         if req.called is None:
             raise InvalidArgument(f"destination {req.called_raw[:40]!r} is not a phone number")
-        rate = card.rate
-        if rate is None:
+        rating = card.rating
+        if rating is None:
             raise DestinationBlocked(f"no rate for {req.called} on card {number}'s tariff")
-        if rate.currency != card.currency:
-            raise ServiceUnavailable(f"tariff is in {rate.currency}, card {number} in "
+        if rating.currency != card.currency:
+            raise ServiceUnavailable(f"tariff is in {rating.currency}, card {number} in "
                                      f"{card.currency}")
-        seconds = allowed_seconds(rate, card.balance, self.max_credit_time)
+        seconds = allowed_seconds(rating, now, balance, self.max_credit_time)
         if seconds == 0:
             raise InsufficientBalance(
-                f"card {number}: {card.balance} {card.currency} is below the first block "
-                f"to {req.called} ({call_cost(rate, 1)})")
-        return Grant(seconds, card.balance, card.currency, card.language, rate.prefix)
+                f"card {number}: {balance} {card.currency} is below the first block "
+                f"to {req.called} ({call_cost(rating, now, 1)})")
+        return Grant(seconds, card.balance, card.currency, card.language, rating.prefix)
 
     # --- Accounting-Request ----------------------------------------------
     def account(self, gateway: Gateway, rec: AccountingRecord) -> Recorded:
@@ -170,16 +181,18 @@ class Billing:
 
     def _price(self, gateway, call_id, rec, flags) -> dict:
         number = rec.user_name if rec.user_name and CARD_NUMBER.match(rec.user_name) else None
+        start = rec.connect_time or rec.setup_time or self.clock()
         found = self.db.run(lambda cur: calls.rate_for_stop(
-            cur, gateway.id, call_id, number, rec.called))
+            cur, gateway.id, call_id, number, rec.called, rec.caller, start))
         result = {"card_number": found["number"], "currency": found["currency"]}
         seconds = rec.session_time or 0
-        rate = cards.rate_from_row(found) if found["number"] else None
-        if rate is None:
+        rating = context_from_json(found["rating"])
+        if rating is None:
             if seconds > 0:
                 flags.append("unrated")
             return result
-        result.update(cost=call_cost(rate, seconds), tariff_id=rate.tariff_id,
-                      rate_prefix=rate.prefix, price=rate.price_per_minute,
-                      currency=rate.currency)
+        priced = rate_call(rating, start, seconds, explain=False)
+        result.update(cost=priced.cost, tariff_id=rating.version_id, rate_prefix=rating.prefix,
+                      price=priced.rate.steps[0].per_minute if priced.rate else None,
+                      currency=rating.currency)
         return result
