@@ -7,13 +7,17 @@ import time
 class Progress:
     """Progress("loading prefixes", total).advance(n) ... .done()."""
 
-    def __init__(self, label: str, total: int, stream=None, every: float = 0.25):
+    def __init__(self, label: str, total: int, stream=None, every: float = 0.25,
+                 quiet_below: int = 10000):
         self.label, self.total, self.count = label, max(total, 1), 0
+        self.quiet = total < quiet_below       # a small file needs no bar
         self.stream = stream if stream is not None else sys.stderr
         self.every = every
         self.started = self._shown = time.monotonic()
 
     def _show(self, end=""):
+        if self.quiet:
+            return
         share = min(self.count / self.total, 1)
         bar = "#" * int(share * 30)
         elapsed = time.monotonic() - self.started
