@@ -62,7 +62,8 @@ def test_a_broken_file_reports_every_mistake_with_its_line(line, words):
 
 
 def test_gaps_in_the_bands_and_missing_band_rates_are_reported():
-    text = BROKEN.replace('"19:00-08:00"', '"21:00-08:00"')
+    text = (BROKEN.replace('"19:00-08:00"', '"21:00-08:00"').replace("-0.05", "0.05")
+            .replace("increment: 0", "increment: 6"))
     _, problems = schema.parse(text, "b.yaml")
     assert any("no band covers mon from 20:00" in p for p in problems)
     assert any("plan a: destination UK has no rate for band(s) weekend" in p
