@@ -60,6 +60,8 @@ def load(cur, doc: TariffDoc, source_name: str = "", progress=NoProgress) -> dic
     bar = progress("loading prefixes", len(doc.prefixes))
     _copy_prefixes(cur, version_id, doc.prefixes, dest_ids, bar)
     bar.done()
+    # fresh statistics, so the planner keeps probing the primary key
+    cur.execute("ANALYZE kondge.tariff_prefix")
     rates = 0
     for plan in doc.plans:
         cur.execute("""INSERT INTO kondge.tariff_plan (version_id, name, priority, categories,

@@ -143,6 +143,7 @@ DECLARE
     v_dest_id integer;
     v_dest    text;
     v_rates   jsonb;
+    v_prefixes text[] := kondge.prefixes_of(p_destination);
 BEGIN
     IF p_destination IS NULL OR p_destination !~ '^[0-9]{1,32}$' THEN
         RETURN NULL;
@@ -180,7 +181,7 @@ BEGIN
     SELECT tp.prefix, tp.destination_id INTO v_prefix, v_dest_id
       FROM kondge.tariff_prefix tp
      WHERE tp.version_id = v_version.id
-       AND tp.prefix = ANY (kondge.prefixes_of(p_destination))
+       AND tp.prefix = ANY (v_prefixes)
      ORDER BY length(tp.prefix) DESC LIMIT 1;
     IF v_dest_id IS NULL THEN
         RETURN NULL;
