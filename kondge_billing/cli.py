@@ -335,7 +335,8 @@ def explain(ctx, b) -> list[str]:
         lines.append(f"minimum charge {b.rate.minimum} applies")
     if b.discount:
         lines.append(f"discount {b.discount.name}: {b.discount.percent} %")
-    lines.append(f"raw {b.raw} -> rounded {ctx.rounding} to {ctx.decimals} decimals: "
+    raw = str(b.raw) if len(str(b.raw)) <= 20 else f"{b.raw:.12f}..."
+    lines.append(f"raw {raw} -> rounded {ctx.rounding} to {ctx.decimals} decimals: "
                  f"{b.cost} {ctx.currency}")
     return lines
 
