@@ -35,6 +35,11 @@ test-unit: setup
 bench-cards: setup
 	$(VENV)/bin/python bench/cards.py
 
+# The tariff engine at scale (not part of make test): a private cluster under
+# var/bench, decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}.
+bench: setup
+	$(VENV)/bin/python bench/tariffs.py
+
 psql:
 	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"
 

@@ -2,35 +2,35 @@
 
 import json
 
-from .rating import prefixes_of
-
-# The rate of a stopped call: the card named by the billed leg (or, if that
-# leg carries none, by the other leg of the same call) and its tariff's
-# longest-prefix rate for the destination. One round trip.
+# The rating of a stopped call: the card named by the billed leg (or, if that
+# leg carries none, by the other leg of the same call) and the rating context
+# (kondge.rating_context, migration 0003) of the destination under the card's
+# tariff, at the call's start, with the incoming leg's number as the access
+# number. One round trip.
 RATE_FOR_STOP = """
 WITH card_number AS (
     SELECT coalesce(%(number)s,
                     (SELECT user_name FROM kondge.call_leg
                       WHERE gateway_id = %(gateway_id)s AND call_id = %(call_id)s
                         AND user_name ~ '^[0-9]{4,20}$' LIMIT 1)) AS number)
-SELECT n.number, c.currency, t.id AS tariff_id, t.currency AS tariff_currency, t.decimals,
-       t.rounding, t.connect_charge, t.initial_block, t.increment, r.prefix, r.price_per_minute
+SELECT n.number, c.currency,
+       CASE WHEN c.id IS NOT NULL THEN kondge.rating_context(
+           c.category, %(destination)s, %(caller)s,
+           (SELECT l.called FROM kondge.call_leg l
+             WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(call_id)s
+               AND l.leg = 'answer'),
+           %(gateway_id)s, %(at)s, c.tariff_id)::text END AS rating
   FROM card_number n
   LEFT JOIN kondge.card c ON c.number = n.number
-  LEFT JOIN kondge.tariff t
-         ON t.id = coalesce(c.tariff_id, (SELECT id FROM kondge.tariff WHERE is_default))
-  LEFT JOIN LATERAL (
-        SELECT prefix, price_per_minute FROM kondge.rate
-         WHERE tariff_id = t.id AND prefix = ANY(%(prefixes)s)
-         ORDER BY length(prefix) DESC LIMIT 1) r ON true
 """
 
 
 def rate_for_stop(cur, gateway_id: int, call_id: str, number: str | None,
-                  destination: str | None) -> dict:
+                  destination: str | None, caller: str | None = None,
+                  at=None) -> dict:
     cur.execute(RATE_FOR_STOP, {"number": number, "gateway_id": gateway_id,
-                                "call_id": call_id,
-                                "prefixes": prefixes_of(destination or "")})
+                                "call_id": call_id, "destination": destination or "",
+                                "caller": caller, "at": at})
     return cur.fetchone()
 
 

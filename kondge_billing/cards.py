@@ -1,14 +1,15 @@
 """Cards: issue, look up, show. Owns the card table's SQL."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from . import audit
 from .money import ZERO, to_decimal
 from .pins import pin_hash
 from .request import PIN, card_number_problem
-from .rating import Rate, prefixes_of
+from .tariffs.codec import context_from_json
+from .tariffs.engine import RatingContext
 
 
 class CardError(ValueError):
@@ -17,7 +18,7 @@ class CardError(ValueError):
 
 @dataclass(frozen=True)
 class CallCard:
-    """What the call path needs of a card, with the rate of the number dialled."""
+    """What the call path needs of a card, with the rating of the number dialled."""
 
     id: int
     number: str
@@ -27,8 +28,7 @@ class CallCard:
     status: str
     expires_at: datetime | None
     language: str
-    rate: Rate | None                   # for Called-Station-Id, if it has one
-    tariff_currency: str | None
+    rating: RatingContext | None        # for Called-Station-Id, if it has a rate
     called_is_access_number: bool
     billing: str                        # prepaid | postpaid
     credit_limit: Decimal
@@ -45,58 +45,51 @@ class CallCard:
 
 
 # One round trip: the card, its category, what its other live calls hold,
-# its tariff, the longest-prefix rate of the number dialled, and whether
-# that number is one of our access numbers.
+# whether the number dialled is one of our access numbers and, if it is not,
+# its rating context under the card's tariff (kondge.rating_context,
+# migration 0003: plan, longest prefix, rates in every band). The access
+# number of a stage-2 request is the one the call came in on: the incoming
+# leg's Called-Station-Id, if its Start is in.
 CALL_LOOKUP = """
 SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at, c.language,
        cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds,
        coalesce(h.held, 0) AS held, coalesce(h.active_calls, 0) AS active_calls,
-       t.id AS tariff_id, t.currency AS tariff_currency, t.decimals, t.rounding,
-       t.connect_charge, t.initial_block, t.increment,
-       r.prefix, r.price_per_minute,
-       EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = %(called)s)
-           AS called_is_access_number
+       x.called_is_access_number,
+       CASE WHEN NOT x.called_is_access_number THEN kondge.rating_context(
+           c.category, %(called)s, %(caller)s,
+           (SELECT l.called FROM kondge.call_leg l
+             WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(conf_id)s
+               AND l.leg = 'answer'),
+           %(gateway_id)s, %(at)s, c.tariff_id)::text END AS rating
   FROM kondge.card c
   JOIN kondge.category cat ON cat.name = c.category
+  CROSS JOIN LATERAL (
+        SELECT EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = %(called)s)
+               AS called_is_access_number) x
   LEFT JOIN LATERAL (
         SELECT sum(a.amount) AS held, count(*) AS active_calls
           FROM kondge.v_active_reservation a
          WHERE a.card_id = c.id
            AND NOT (a.gateway_id = %(gateway_id)s AND a.call_id = %(call_id)s)) h ON true
-  LEFT JOIN kondge.tariff t
-         ON t.id = coalesce(c.tariff_id, (SELECT id FROM kondge.tariff WHERE is_default))
-  LEFT JOIN LATERAL (
-        SELECT prefix, price_per_minute FROM kondge.rate
-         WHERE tariff_id = t.id AND prefix = ANY(%(prefixes)s)
-         ORDER BY length(prefix) DESC LIMIT 1) r ON true
  WHERE c.number = %(number)s
 """
 
 
-def rate_from_row(row) -> Rate | None:
-    if row.get("prefix") is None:
-        return None
-    return Rate(tariff_id=row["tariff_id"], prefix=row["prefix"],
-                price_per_minute=row["price_per_minute"],
-                connect_charge=row["connect_charge"], initial_block=row["initial_block"],
-                increment=row["increment"], currency=row["tariff_currency"],
-                decimals=row["decimals"], rounding=row["rounding"])
-
-
-def for_call(cur, number: str, called: str | None, gateway_id: int = 0,
-             call_id: str = "") -> CallCard | None:
+def for_call(cur, number: str, called: str | None, caller: str | None = None,
+             gateway_id: int | None = None, conf_id: str | None = None,
+             call_id: str = "", at: datetime | None = None) -> CallCard | None:
     """The card for a call; (gateway_id, call_id) names the call itself, whose
     own earlier hold (a repeated authorisation) does not count against it."""
-    cur.execute(CALL_LOOKUP, {"number": number, "called": called or "",
-                              "prefixes": prefixes_of(called or ""),
-                              "gateway_id": gateway_id, "call_id": call_id})
+    cur.execute(CALL_LOOKUP, {"number": number, "called": called or "", "caller": caller,
+                              "gateway_id": gateway_id, "conf_id": conf_id,
+                              "call_id": call_id, "at": at or datetime.now(timezone.utc)})
     row = cur.fetchone()
     if row is None:
         return None
     return CallCard(id=row["id"], number=row["number"], pin_hash=row["pin_hash"],
                     balance=row["balance"], currency=row["currency"], status=row["status"],
                     expires_at=row["expires_at"], language=row["language"],
-                    rate=rate_from_row(row), tariff_currency=row["tariff_currency"],
+                    rating=context_from_json(row["rating"]),
                     called_is_access_number=row["called_is_access_number"],
                     billing=row["billing"], credit_limit=row["credit_limit"],
                     max_calls=row["max_calls"], max_call_seconds=row["max_call_seconds"],

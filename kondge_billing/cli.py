@@ -15,6 +15,9 @@ import psycopg2.extras
 
 from . import (audit, batches, callers, calls, cards, categories, config, gateways,
                issuance, reports, sessions, stack, statements, vouchers, xlsx)
+from .money import to_decimal
+from .tariffs import csv_import, diff, engine, resolve, schema, store
+from .tariffs.progress import Progress
 from .db import Database
 from .errors import Unavailable
 from .numbers import NumberFormat
@@ -537,6 +540,198 @@ def cmd_cdrs_export(args, s):
     count = xlsx.write_table(out, "cdrs", calls.CDR_COLUMNS,
                              ([r[c] for c in calls.CDR_COLUMNS] for r in reversed(rows)))
     emit(args, {"cdrs": count, "file": str(out)}, [f"{count} CDRs written to {out} (times in UTC)"])
+
+# --- tariffs -----------------------------------------------------------------------
+
+def _parsed(path) -> "schema.TariffDoc":
+    doc, problems = schema.parse_file(path)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        raise Refused(f"{path}: {len(problems)} problem(s); nothing done")
+    return doc
+
+
+def cmd_tariffs_validate(args, s):
+    doc, problems = schema.parse_file(args.file)
+    summary = {"file": args.file, "valid": not problems, "problems": problems}
+    if doc is not None and not problems:
+        summary.update(tariff=doc.name, destinations=len(doc.destinations),
+                       prefixes=len(doc.prefixes), plans=len(doc.plans))
+    if args.json:
+        print(json.dumps(_plain(summary), indent=2))
+    elif problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+    else:
+        print(f"{args.file}: ok: tariff {doc.name}, {len(doc.destinations)} destinations, "
+              f"{len(doc.prefixes)} prefixes, {len(doc.plans)} plans")
+    return EXIT_REFUSED if problems else EXIT_OK
+
+
+def cmd_tariffs_load(args, s):
+    doc = _parsed(args.file)
+    loaded = _in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), Progress))
+    emit(args, loaded, [
+        f"tariff {loaded['tariff']} version {loaded['version']} loaded: "
+        f"{loaded['destinations']} destinations, {loaded['prefixes']} prefixes, "
+        f"{loaded['plans']} plans, {loaded['rates']} rates",
+        f"it applies to calls from {loaded['valid_from'].isoformat()} on; the running server "
+        "uses it for new calls without a restart"])
+    return EXIT_OK
+
+
+def cmd_tariffs_list(args, s):
+    rows = _in_transaction(s, lambda cur: store.versions(cur, args.name))
+    emit(args, rows, table(rows, ["tariff", "version", "valid_from", "currency", "destinations",
+                                  "is_default", "loaded_at", "source_name"]))
+    return EXIT_OK
+
+
+def _doc_for(s, ref):
+    if store.is_version_ref(ref) and not Path(ref).exists():
+        found = _in_transaction(s, lambda cur: store.version_source(cur, ref))
+        if found is None:
+            raise Refused(f"no loaded version {ref}; see 'kondge tariffs list'")
+        doc, problems = schema.parse(found["source"], ref)
+        if problems:
+            raise Refused(f"{ref}: its stored file no longer validates: {problems[0]}")
+        return doc
+    return _parsed(ref)
+
+
+def _period(text):
+    start, sep, end = text.partition("..")
+    if not sep:
+        raise argparse.ArgumentTypeError("a period is FROM..TO, e.g. 2026-01-01..2026-02-01")
+    return _datetime(start), _datetime(end)
+
+
+def cmd_tariffs_diff(args, s):
+    old, new = _doc_for(s, args.old), _doc_for(s, args.new)
+    changes = diff.diff_docs(old, new)
+    lines = [f"--- {args.old}", f"+++ {args.new}"]
+    lines += [f"{c['what']}: {c['old']} -> {c['new']}" for c in changes["settings"]]
+    lines += [f"destination {c['destination']}: {c['change']} (+{c['prefixes_added']} "
+              f"-{c['prefixes_removed']} prefixes, e.g. {', '.join(c['examples'])})"
+              for c in changes["destinations"]]
+    lines += [f"plan {c['plan']}: {c['change']}" + (f" {c['old']} -> {c['new']}" if "old" in c
+                                                    else "") for c in changes["plans"]]
+    lines += [f"rate {c['plan']} / {c['destination']} / band {c['band']}: "
+              f"{c['old'] or '(none)'} -> {c['new'] or '(none)'}" for c in changes["rates"]]
+    lines += [f"{key} changed" for key in changes["rules"]]
+    if len(lines) == 2:
+        lines.append("no differences")
+    if args.cdrs:
+        start, end = args.cdrs
+        calls = _in_transaction(s, lambda cur: store.stored_calls(cur, start, end))
+        rr = diff.rerate(calls, old, new)
+        changes["rerated"] = rr
+        lines += [f"re-rating {rr['calls']} stored call(s) connected from {start.isoformat()} "
+                  f"to {end.isoformat()}:",
+                  f"  recorded: {rr['recorded']}", f"  {args.old}: {rr['old']} "
+                  f"({rr['unrated_old']} unrated)", f"  {args.new}: {rr['new']} "
+                  f"({rr['unrated_new']} unrated)",
+                  f"  difference: {rr['difference']}; {rr['changed']} call(s) priced "
+                  "differently"]
+        lines += [f"  cdr {e['cdr']} to {e['destination']}, {e['duration']} s: {e['old']} -> "
+                  f"{e['new']}" for e in rr["examples"]]
+    emit(args, changes, lines)
+    return EXIT_OK
+
+
+def cmd_tariffs_import_csv(args, s):
+    groups, problems = csv_import.read_deck(args.deck, Progress)
+    if problems:
+        for line in problems[:200]:
+            print(line, file=sys.stderr)
+        raise Refused(f"{args.deck}: {len(problems)} problem(s); nothing written")
+    text = csv_import.to_yaml(groups, args.tariff, args.currency, args.valid_from,
+                              plan=args.plan, initial=args.initial, increment=args.increment,
+                              source=Path(args.deck).name)
+    prefixes = sum(len(p) for p in groups.values())
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"{args.out}: {len(groups)} destinations, {prefixes} prefixes from {args.deck}",
+              file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+# --- rate ----------------------------------------------------------------------------
+
+def _rating_for(args, s, at):
+    call = {"category": args.category, "caller": args.caller, "access": args.access}
+    if args.tariff_file:
+        return resolve.context_for(_parsed(args.tariff_file), args.to,
+                                   gateway=args.gateway, **call)
+
+    def work(cur):
+        gw = store.gateway_id(cur, args.gateway) if args.gateway else None
+        if args.gateway and gw is None:
+            raise Refused(f"no gateway named {args.gateway}; see 'kondge gateways list'")
+        tariff_id = None
+        if args.tariff:
+            cur.execute("SELECT id FROM kondge.tariff WHERE name = %s", (args.tariff,))
+            row = cur.fetchone()
+            if row is None:
+                raise Refused(f"no tariff named {args.tariff}; see 'kondge tariffs list'")
+            tariff_id = row["id"]
+        return store.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
+                                    **call)
+    return _in_transaction(s, work)
+
+
+def explain(ctx, b) -> list[str]:
+    lines = [f"tariff {ctx.tariff}" + (f" version {ctx.version}" if ctx.version else "")
+             + f", plan {ctx.plan}, currency {ctx.currency}",
+             f"destination {ctx.destination} (prefix {ctx.prefix})",
+             f"band at the start: {b.band}; rate: {diff.describe_rate(b.rate)}",
+             f"{b.seconds} s billed as {b.billed} s"]
+    for seg in b.segments:
+        lines.append(f"  {seg.start:>6}-{seg.end:<6} s  band {seg.band:<10} step {seg.step + 1}"
+                     f"  {seg.per_minute}/min  = {seg.per_minute * (seg.end - seg.start) / 60}")
+    if b.billed:
+        lines.append(f"connect charge {b.connect}")
+    if b.minimum_applied:
+        lines.append(f"minimum charge {b.rate.minimum} applies")
+    if b.discount:
+        lines.append(f"discount {b.discount.name}: {b.discount.percent} %")
+    raw = str(b.raw) if len(str(b.raw)) <= 20 else f"{b.raw:.12f}..."
+    lines.append(f"raw {raw} -> rounded {ctx.rounding} to {ctx.decimals} decimals: "
+                 f"{b.cost} {ctx.currency}")
+    return lines
+
+
+def cmd_rate(args, s):
+    at = args.at or datetime.now().astimezone()
+    ctx = _rating_for(args, s, at)
+    if ctx is None:
+        raise Refused(f"no rate for {args.to}: no plan, destination or rate applies "
+                      "(a call would be refused with h323-return-code 9)")
+    data = {"tariff": ctx.tariff, "version": ctx.version, "plan": ctx.plan,
+            "destination": ctx.destination, "prefix": ctx.prefix, "currency": ctx.currency,
+            "at": at}
+    if args.balance is not None:
+        try:
+            balance = to_decimal(args.balance)
+        except ValueError as exc:
+            raise Refused(f"--balance: {exc}") from None
+        seconds = engine.allowed_seconds(ctx, at, balance, args.cap or s.max_credit_time)
+        b = engine.rate_call(ctx, at, seconds)
+        data.update(balance=balance, allowed_seconds=seconds, cost=b.cost)
+        nxt = engine.call_cost(ctx, at, seconds + 1)
+        lines = explain(ctx, b) + [
+            f"a balance of {balance} {ctx.currency} allows {seconds} s "
+            f"(costing {b.cost}; {seconds + 1} s would cost {nxt})"]
+    else:
+        b = engine.rate_call(ctx, at, args.seconds)
+        data.update(seconds=args.seconds, billed=b.billed, cost=b.cost, raw=b.raw, band=b.band,
+                    segments=[vars(seg) for seg in b.segments],
+                    discount=b.discount.name if b.discount else None)
+        lines = explain(ctx, b)
+    emit(args, data, lines)
     return EXIT_OK
 
 
@@ -763,6 +958,56 @@ def build_parser() -> argparse.ArgumentParser:
     _cdr_filters(p)
     p.add_argument("--limit", type=int, help="at most this many, the latest (default all)")
     p.add_argument("--out", required=True, help="the .xlsx file to write")
+
+    trf = group("tariffs", "tariff files: validate, load as a new version, compare, import")
+    p = command(trf, "validate", cmd_tariffs_validate,
+                "check a tariff file; print every problem with its line (exit 1 if any)")
+    p.add_argument("file")
+    p = command(trf, "load", cmd_tariffs_load,
+                "validate, then load atomically as the tariff's next version")
+    p.add_argument("file")
+    p = command(trf, "list", cmd_tariffs_list, "list the loaded tariff versions")
+    p.add_argument("name", nargs="?", help="only this tariff")
+    p = command(trf, "diff", cmd_tariffs_diff,
+                "what changed between two versions (files or NAME@VERSION), and with --cdrs "
+                "what each would have earned on the stored calls of a period")
+    p.add_argument("old", help="a tariff file or a loaded version NAME@VERSION")
+    p.add_argument("new", help="a tariff file or a loaded version NAME@VERSION")
+    p.add_argument("--cdrs", type=_period, metavar="FROM..TO",
+                   help="re-rate the calls connected in this period, e.g. 2026-01-01..2026-02-01")
+    p = command(trf, "import-csv", cmd_tariffs_import_csv,
+                "turn a carrier's CSV rate deck into a tariff file")
+    p.add_argument("deck", help="CSV with a header: prefix, destination, rate (per minute); "
+                                "optional connect, minimum, initial, increment")
+    p.add_argument("--tariff", required=True, help="the tariff's name")
+    p.add_argument("--currency", required=True, help="ISO 4217 code of the deck's prices")
+    p.add_argument("--valid-from", required=True, help="when it applies, e.g. 2026-02-01")
+    p.add_argument("--plan", default="standard", help="the plan's name (default standard)")
+    p.add_argument("--initial", type=int, default=60, help="initial block, s (default 60)")
+    p.add_argument("--increment", type=int, default=6, help="increment, s (default 6)")
+    p.add_argument("--out", help="write the tariff file here (default: standard output)")
+
+    p = groups.add_parser("rate", parents=[json_flag],
+                          help="the price of a call with its breakdown, or the time a "
+                               "balance allows",
+                          description="The price of a call with its breakdown (plan, band, "
+                                      "rate, steps, rounding), or with --balance the longest "
+                                      "call it allows. Uses the loaded tariff in force at "
+                                      "--at (or --tariff-file).")
+    p.set_defaults(func=cmd_rate)
+    p.add_argument("--to", required=True, help="the destination number")
+    p.add_argument("--from", dest="caller", help="the caller's number (ANI)")
+    p.add_argument("--access", help="the access number dialled (DNIS)")
+    p.add_argument("--gateway", help="the gateway's name")
+    p.add_argument("--category", default="standard", help="card category (default standard)")
+    p.add_argument("--at", type=_datetime, help="the call's start (default now)")
+    p.add_argument("--tariff", help="a card's own tariff (default: the default tariff)")
+    p.add_argument("--tariff-file", help="rate with this file instead of the loaded tariff")
+    p.add_argument("--cap", type=int, help="longest call granted, s (default "
+                                           "KONDGE_MAX_CREDIT_TIME)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--seconds", type=int, help="the call's duration")
+    what.add_argument("--balance", help="the available balance: how long may the call last?")
     return parser
 
 

@@ -1,14 +1,14 @@
 """The demo set loaded on first start with an empty database."""
 
 from decimal import Decimal
+from pathlib import Path
 
 from . import cards, gateways
+from .tariffs import schema, store
 
-DEMO_TARIFF = {"name": "demo", "currency": "USD", "decimals": 4, "rounding": "up",
-               "connect_charge": Decimal("0"), "initial_block": 60, "increment": 6}
-# Rates per minute: USA/Canada, UK, UK mobile; nothing else is allowed.
-DEMO_RATES = [("1", Decimal("0.02")), ("44", Decimal("0.05"))] + [
-    (f"447{d}", Decimal("0.15")) for d in range(10)]
+# The demo tariff (USD; per minute: 1 -> 0.02, 44 -> 0.05, 4470-4479 -> 0.15;
+# nothing else allowed) is a commented tariff file, loaded as any other.
+DEMO_TARIFF_FILE = Path(__file__).resolve().parent.parent / "tariffs" / "demo.yaml"
 DEMO_ACCESS_NUMBERS = [("18005550100", "demo toll-free access number"),
                        ("4420799990000", "demo London local access number")]
 # number, PIN, balance, status, language
@@ -25,29 +25,23 @@ def is_empty(cur) -> bool:
     return cur.fetchone()["empty"]
 
 
-def add_tariff(cur, name, currency, rates, decimals=4, rounding="up",
-               connect_charge=Decimal(0), initial_block=60, increment=6,
-               is_default=False) -> int:
-    cur.execute("""INSERT INTO kondge.tariff (name, currency, decimals, rounding, connect_charge,
-                                              initial_block, increment, is_default)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                (name, currency, decimals, rounding, connect_charge, initial_block, increment,
-                 is_default))
-    tariff_id = cur.fetchone()["id"]
-    cur.executemany("INSERT INTO kondge.rate (tariff_id, prefix, price_per_minute) "
-                    "VALUES (%s, %s, %s)", [(tariff_id, p, price) for p, price in rates])
-    return tariff_id
+def load_tariff_file(cur, path) -> dict:
+    """Validate and load one tariff file as a new version (refuses a broken one)."""
+    doc, problems = schema.parse_file(path)
+    if problems:
+        raise ValueError("\n".join(problems))
+    return store.load(cur, doc, str(path))
 
 
 def load(cur, pin_key: bytes) -> list[str]:
     """Load the demo set; return the lines that describe it."""
-    add_tariff(cur, rates=DEMO_RATES, is_default=True, **DEMO_TARIFF)
+    load_tariff_file(cur, DEMO_TARIFF_FILE)
     cur.executemany("INSERT INTO kondge.access_number (number, description) VALUES (%s, %s)",
                     DEMO_ACCESS_NUMBERS)
     gateways.add(cur, "demo-gw", "127.0.0.1", "testing123", "cisco")
     lines = ["gateway demo-gw: 127.0.0.1, secret testing123, dialect cisco",
-             "tariff demo (USD): connect 0, initial block 60 s, increment 6 s; per minute "
-             "1 -> 0.02, 44 -> 0.05, 4470-4479 -> 0.15; other destinations refused",
+             f"tariff demo ({DEMO_TARIFF_FILE.name}, USD): connect 0, initial block 60 s, "
+             "increment 6 s; per minute 1 -> 0.02, 44 -> 0.05, 4470-4479 -> 0.15; other destinations refused",
              "access numbers: " + ", ".join(n for n, _ in DEMO_ACCESS_NUMBERS)]
     for number, pin, balance, status, language in DEMO_CARDS:
         cards.add(cur, pin_key, number, pin, balance, "USD", language=language)

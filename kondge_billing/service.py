@@ -12,12 +12,13 @@ from decimal import Decimal
 from . import attrs, calls, cards, sessions
 from .errors import (CardExpired, CardInUse, CreditLimitReached, CardSuspended, DestinationBlocked, InsufficientBalance,
                      InvalidArgument, MalformedCardNumber, ServiceUnavailable, UnknownCard,
-                     WrongPin, ZeroBalance)
+                     UnknownGateway, WrongPin, ZeroBalance)
 from .gateways import Gateway
 from .money import ZERO
 from .pins import pin_matches
-from .rating import allowed_seconds, call_cost
 from .sessions import new_hold_id
+from .tariffs.codec import context_from_json
+from .tariffs.engine import allowed_seconds, call_cost, rate_call
 from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
                       card_number_problem)
 
@@ -118,9 +119,10 @@ class Billing:
         problem = card_number_problem(number, self.check_digit)
         if problem:
             raise MalformedCardNumber(problem)
+        now = self.clock()
         call_id = req.conf_id or new_hold_id()
-        card = self.db.run(lambda cur: cards.for_call(cur, number, req.called, gateway.id,
-                                                      call_id))
+        card = self.db.run(lambda cur: cards.for_call(
+            cur, number, req.called, req.caller, gateway.id, req.conf_id, call_id, now))
         if card is None:
             raise UnknownCard(f"no card {number}")
         pin = req.pin or ""
@@ -133,7 +135,7 @@ class Billing:
         self._check_room(number, card, card.available)
         if not is_destination_stage(req, card.called_is_access_number):
             return Login(card.available, card.currency, card.language)
-        return self._grant(number, gateway, call_id, req, card)
+        return self._grant(number, gateway, call_id, req, card, now)
 
     @staticmethod
     def _check_room(number, card, available):
@@ -147,14 +149,14 @@ class Billing:
             raise CreditLimitReached(f"card {number} is at its credit limit{held}")
         raise ZeroBalance(f"card {number} has {available} {card.currency} available{held}")
 
-    def _grant(self, number, gateway, call_id, req, card) -> Grant:
+    def _grant(self, number, gateway, call_id, req, card, now) -> Grant:
         if req.called is None:
             raise InvalidArgument(f"destination {req.called_raw[:40]!r} is not a phone number")
-        rate = card.rate
-        if rate is None:
+        rating = card.rating
+        if rating is None:
             raise DestinationBlocked(f"no rate for {req.called} on card {number}'s tariff")
-        if rate.currency != card.currency:
-            raise ServiceUnavailable(f"tariff is in {rate.currency}, card {number} in "
+        if rating.currency != card.currency:
+            raise ServiceUnavailable(f"tariff is in {rating.currency}, card {number} in "
                                      f"{card.currency}")
         if card.active_calls >= card.max_calls:
             raise CardInUse(f"card {number} has {card.active_calls} call(s) up, "
@@ -165,18 +167,18 @@ class Billing:
         # look-up and the hold: the hold re-checks under the card's row lock
         # and says what is left; a few tries settle it.
         for _ in range(3):
-            seconds = allowed_seconds(rate, available, cap)
+            seconds = allowed_seconds(rating, now, available, cap)
             if seconds == 0:
                 self._check_room(number, card, available)
                 raise InsufficientBalance(
                     f"card {number}: {available} {card.currency} available is below the "
-                    f"first block to {req.called} ({call_cost(rate, 1)})")
-            amount = call_cost(rate, seconds)
+                    f"first block to {req.called} ({call_cost(rating, now, 1)})")
+            amount = call_cost(rating, now, seconds)
             held = self.db.run(lambda cur: sessions.hold(
                 cur, card.id, gateway.id, call_id, req.caller, req.called, amount, seconds,
                 self.hold_seconds))
             if held["outcome"] == "held":
-                return Grant(seconds, available, card.currency, card.language, rate.prefix)
+                return Grant(seconds, available, card.currency, card.language, rating.prefix)
             if held["outcome"] == "in-use":
                 raise CardInUse(f"card {number} has {held['active_calls']} call(s) up, "
                                 f"its limit is {card.max_calls}")
@@ -256,16 +258,18 @@ class Billing:
         self.db.run(lambda cur: calls.record_leg(cur, **values))
 
     def _price(self, gateway, call_id, number, rec, flags) -> dict:
+        start = rec.connect_time or rec.setup_time or self.clock()
         found = self.db.run(lambda cur: calls.rate_for_stop(
-            cur, gateway.id, call_id, number, rec.called))
+            cur, gateway.id, call_id, number, rec.called, rec.caller, start))
         result = {"card_number": found["number"], "currency": found["currency"]}
         seconds = rec.session_time or 0
-        rate = cards.rate_from_row(found) if found["number"] else None
-        if rate is None:
+        rating = context_from_json(found["rating"])
+        if rating is None:
             if seconds > 0:
                 flags.append("unrated")
             return result
-        result.update(cost=call_cost(rate, seconds), tariff_id=rate.tariff_id,
-                      rate_prefix=rate.prefix, price=rate.price_per_minute,
-                      currency=rate.currency)
+        priced = rate_call(rating, start, seconds, explain=False)
+        result.update(cost=priced.cost, tariff_id=rating.version_id, rate_prefix=rating.prefix,
+                      price=priced.rate.steps[0].per_minute if priced.rate else None,
+                      currency=rating.currency)
         return result

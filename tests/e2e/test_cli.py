@@ -59,7 +59,9 @@ def test_usage_errors_exit_2(service):
 
 
 @pytest.mark.parametrize("args", [
-    [], ["server"], ["server", "run"], ["gateways", "add"], ["gateways", "list"],
+    [], ["server"], ["server", "run"], ["gateways", "add"], ["gateways", "list"], ["rate"],
+    ["tariffs"], ["tariffs", "validate"], ["tariffs", "load"], ["tariffs", "diff"],
+    ["tariffs", "import-csv"], ["tariffs", "list"],
     ["gateways", "remove"], ["cards", "add"], ["cards", "show"], ["cdrs", "list"]])
 def test_every_command_has_help(service, args):
     r = service.kondge(*args, "--help")

@@ -1,0 +1,172 @@
+"""Tariffs in the real PostgreSQL: loads, versions in force, rating_context, re-rating."""
+
+import zlib
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kondge_billing import cards, demo, gateways
+from kondge_billing.gateways import GatewayDirectory, all_gateways
+from kondge_billing.request import access_request, accounting_record
+from kondge_billing.service import Billing
+from kondge_billing.tariffs import diff, engine, schema, store
+from kondge_billing.tariffs.resolve import context_for
+
+HOME = Path(__file__).resolve().parents[2]
+EXAMPLE = HOME / "tariffs" / "example.yaml"
+
+
+def load_text(db, text, name="inline.yaml"):
+    doc, problems = schema.parse(dedent(text), name)
+    assert problems == []
+    return db.run(lambda cur: store.load(cur, doc, name))
+
+
+@pytest.fixture
+def world(db, pin_key):
+    def setup(cur):
+        demo.load(cur, pin_key)
+        gateways.add(cur, "fra-1", "127.0.0.9", "f-secret", "cisco")
+        cur.execute("INSERT INTO kondge.category (name) VALUES ('gold')")
+        cards.add(cur, pin_key, "3000000004", "1111", "10.00", "EUR", category="gold")
+        cards.add(cur, pin_key, "3000000012", "2222", "10.00", "EUR")
+    db.run(setup)
+    db.run(lambda cur: demo.load_tariff_file(cur, EXAMPLE))
+    db.run(lambda cur: cur.execute("UPDATE kondge.card SET tariff_id = "
+                                   "(SELECT id FROM kondge.tariff WHERE name = 'intl') "
+                                   "WHERE currency = 'EUR'"))
+    return db
+
+
+CALLS = [  # destination, category, caller, access, gateway
+    ("4915112345", "standard", "4930123", None, None),
+    ("4915112345", "gold", "4930123", None, None),
+    ("4930123456", "standard", "4930123", "498001234", "fra-1"),
+    ("4930123456", "standard", "3312345", "498001234", "fra-1"),
+    ("4990111", "standard", None, None, None),
+    ("447911123456", "standard", None, None, None),
+    ("33123456", "standard", None, None, None),          # no such destination
+]
+
+
+@pytest.mark.parametrize("destination, category, caller, access, gateway", CALLS)
+def test_sql_and_python_choose_the_same_plan_destination_and_price(
+        world, destination, category, caller, access, gateway):
+    doc, _ = schema.parse_file(EXAMPLE)
+    at = datetime(2026, 3, 3, 21, 58, tzinfo=timezone.utc)
+
+    def lookup(cur):
+        gw = store.gateway_id(cur, gateway) if gateway else None
+        cur.execute("SELECT id FROM kondge.tariff WHERE name = 'intl'")
+        return store.rating_context(cur, destination, at, category=category, caller=caller,
+                                    access=access, gateway_id=gw,
+                                    tariff_id=cur.fetchone()["id"])
+    from_sql = world.run(lookup)
+    from_file = context_for(doc, destination, category=category, caller=caller,
+                            access=access, gateway=gateway)
+    if from_file is None:
+        assert from_sql is None
+        return
+    assert (from_sql.plan, from_sql.destination, from_sql.prefix) == (
+        from_file.plan, from_file.destination, from_file.prefix)
+    assert engine.call_cost(from_sql, at, 600) == engine.call_cost(from_file, at, 600)
+
+
+def test_the_version_in_force_is_chosen_by_time(world):
+    later = """
+        tariff: demo
+        valid_from: 2030-01-01T00:00:00+00:00
+        currency: USD
+        defaults: {initial: 60, increment: 6}
+        destinations: {UK mobile: [4470-4479]}
+        plans: [{name: standard, rates: [{destination: UK mobile, per_minute: 0.30}]}]
+    """
+    loaded = load_text(world, later)
+    assert loaded["version"] == 2
+
+    def price_at(at):
+        return world.run(lambda cur: store.rating_context(cur, "447911123456", at))
+    before = price_at(datetime(2029, 12, 31, 23, 59, tzinfo=timezone.utc))
+    after = price_at(datetime(2030, 1, 1, tzinfo=timezone.utc))
+    assert (before.version, after.version) == (1, 2)
+    assert before.rates["*"].steps[0].per_minute == Decimal("0.15")
+    assert after.rates["*"].steps[0].per_minute == Decimal("0.30")
+    # the 2030 version has no UK landline: blocked from then on
+    assert world.run(lambda cur: store.rating_context(
+        cur, "442071234567", datetime(2030, 6, 1, tzinfo=timezone.utc))) is None
+
+
+def _billing(db, pin_key, at):
+    return Billing(db, pin_key, GatewayDirectory(lambda: db.run(all_gateways), max_age=0),
+                   clock=lambda: at)
+
+
+def _authorize(billing, req):
+    return billing.authorize(billing.gateways.get(req.gateway_address), req)
+
+
+def _stage2(number, pin, called, gw="127.0.0.1"):
+    return access_request((("User-Name", number), ("User-Password", pin),
+                           ("Calling-Station-Id", "4930123"), ("Called-Station-Id", called),
+                           ("Service-Type", "Outbound-User"),
+                           ("Kondge-Gateway-Address", gw)))
+
+
+def test_stage_two_grants_across_the_off_peak_boundary(world, pin_key):
+    at = datetime(2026, 3, 3, 20, 58, tzinfo=timezone.utc)     # 21:58 in Berlin
+    grant = _authorize(_billing(world, pin_key, at), _stage2("3000000012", "2222", "4915112345"))
+    # 2 minutes peak at 0.12 = 0.24, the other 9.76 at 0.06 off-peak = 9760 s more,
+    # cut to the last whole 6 s step (60 + 1636 x 6); the start's rate alone gives 4998
+    assert grant.seconds == 9876 and grant.rate_prefix == "4915"
+    gold = _authorize(_billing(world, pin_key, at), _stage2("3000000004", "1111", "4915112345"))
+    assert gold.seconds == 60000                                 # 0.01/min, per second
+
+
+def _stop(conf, seconds, connect, number="3000000012", called="4915112345"):
+    when = connect.astimezone(timezone.utc)
+    h323 = when.strftime("%H:%M:%S.000 GMT %a %b %d %Y")
+    return accounting_record((
+        ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", conf[-8:]), ("User-Name", number),
+        ("Calling-Station-Id", "4930123"), ("Called-Station-Id", called),
+        ("h323-conf-id", f"h323-conf-id={conf}"),
+        ("h323-call-origin", "h323-call-origin=originate"),
+        ("h323-connect-time", f"h323-connect-time={h323}"),
+        ("Acct-Session-Time", str(seconds)), ("Kondge-Gateway-Address", "127.0.0.1")),
+        connect + timedelta(seconds=seconds))
+
+
+def test_accounting_prices_with_the_engine_at_the_calls_start(world, pin_key):
+    billing = _billing(world, pin_key, datetime.now(timezone.utc))
+    connect = datetime(2026, 3, 3, 20, 58, tzinfo=timezone.utc)
+    rec = _stop("AAAA0001 0F4411D6 AB5591F0 CBF3D765", 600, connect)
+    out = billing.account(billing.gateways.get("127.0.0.1"), rec)
+    assert out.charge == Decimal("0.2400") + Decimal("0.4800")   # 120 s peak, 480 s off-peak
+    cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
+    versions = world.run(lambda cur: store.versions(cur, "intl"))
+    assert cdr["tariff_id"] == versions[0]["version_id"] and cdr["rate_prefix"] == "4915"
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seconds=st.integers(1, 5000), minute=st.integers(0, 7 * 24 * 60),
+       called=st.sampled_from(["4915112345", "4930123456", "4990111", "447911123456"]))
+def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
+        world, pin_key, seconds, minute, called):
+    billing = _billing(world, pin_key, datetime.now(timezone.utc))
+    connect = datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(minutes=minute)
+    # one call per example: the destination is part of the call's identity
+    conf = f"{minute:08X} {seconds:08X} AB5591F0 {zlib.crc32(called.encode()):08X}"
+    rec = _stop(conf, seconds, connect, called=called)
+    billing.account(billing.gateways.get("127.0.0.1"), rec)
+    stored = world.run(lambda cur: store.stored_calls(cur, connect, connect + timedelta(0, 1)))
+    mine = [c for c in stored if c["destination"] == called and c["duration"] == seconds]
+    assert mine
+    source = world.run(lambda cur: store.version_source(cur, "intl@1"))
+    doc, _ = schema.parse(source["source"], "intl@1")
+    rerated = diff.rerate(mine, doc, doc)
+    assert rerated["old"] == rerated["recorded"] == sum(c["cost"] for c in mine)
