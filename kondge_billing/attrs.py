@@ -48,6 +48,7 @@ RETURN_CODE = "h323-return-code"
 CURRENCY = "h323-currency"
 PREFERRED_LANG = "h323-preferred-lang"
 BILLING_MODEL = "h323-billing-model"
+PROMPT_ID = "h323-prompt-id"
 IVR_OUT = "h323-ivr-out"
 
 H323_REQUEST_NAMES = (CONF_ID, SETUP_TIME, CONNECT_TIME, DISCONNECT_TIME,

@@ -36,6 +36,19 @@ class CallCard:
     max_call_seconds: int | None
     held: Decimal                       # reserved by the card's other active calls
     active_calls: int                   # the card's other active calls
+    access_number: str | None           # the number the call came in on
+    access_login: str                   # card | caller | both (its policy; default both)
+    access_language: str | None
+    access_prompt_id: int | None
+    auto_bind: bool                     # the category binds callers after a card login
+    max_callers: int
+    callers_bound: int
+    caller_card_id: int | None          # the card the caller number is bound to, if any
+
+    @property
+    def language_for_call(self) -> str:
+        """The access number's language if it has one, else the card's."""
+        return self.access_language or self.language
 
     @property
     def available(self) -> Decimal:
@@ -44,45 +57,60 @@ class CallCard:
         return self.balance + credit - self.held
 
 
-# One round trip: the card, its category, what its other live calls hold,
-# whether the number dialled is one of our access numbers and, if it is not,
-# its rating context under the card's tariff (kondge.rating_context,
-# migration 0003: plan, longest prefix, rates in every band). The access
-# number of a stage-2 request is the one the call came in on: the incoming
-# leg's Called-Station-Id, if its Start is in.
+# One round trip: the card (by its number, or by the caller number bound to
+# it), its category, what its other live calls hold, the access number the
+# call came in on and its policy, the card's bound callers, and, for a
+# number dialled that is not an access number, its rating context under the
+# card's tariff (kondge.rating_context, migration 0003: plan, longest prefix,
+# rates in every band). A stage-2 request's access number is the incoming
+# leg's Called-Station-Id, if that leg's Start is in.
 CALL_LOOKUP = """
 SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at, c.language,
        cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds,
+       cat.auto_bind, cat.max_callers,
        coalesce(h.held, 0) AS held, coalesce(h.active_calls, 0) AS active_calls,
-       x.called_is_access_number,
+       x.called_is_access_number, x.access_number,
+       coalesce(acc.login, 'both') AS access_login, acc.language AS access_language,
+       acc.prompt_id AS access_prompt_id,
+       (SELECT count(*) FROM kondge.caller b WHERE b.card_id = c.id) AS callers_bound,
+       (SELECT b.card_id FROM kondge.caller b WHERE b.number = %(caller_number)s)
+           AS caller_card_id,
        CASE WHEN NOT x.called_is_access_number THEN kondge.rating_context(
-           c.category, %(called)s, %(caller)s,
-           (SELECT l.called FROM kondge.call_leg l
-             WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(conf_id)s
-               AND l.leg = 'answer'),
+           c.category, %(called)s, %(caller)s, x.access_number,
            %(gateway_id)s, %(at)s, c.tariff_id)::text END AS rating
   FROM kondge.card c
   JOIN kondge.category cat ON cat.name = c.category
   CROSS JOIN LATERAL (
-        SELECT EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = %(called)s)
-               AS called_is_access_number) x
+        SELECT a.number IS NOT NULL AS called_is_access_number,
+               coalesce(a.number,
+                        (SELECT l.called FROM kondge.call_leg l
+                          WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(conf_id)s
+                            AND l.leg = 'answer')) AS access_number
+          FROM (SELECT 1) one
+          LEFT JOIN kondge.access_number a ON a.number = %(called)s) x
+  LEFT JOIN kondge.access_number acc ON acc.number = x.access_number
   LEFT JOIN LATERAL (
         SELECT sum(a.amount) AS held, count(*) AS active_calls
           FROM kondge.v_active_reservation a
          WHERE a.card_id = c.id
            AND NOT (a.gateway_id = %(gateway_id)s AND a.call_id = %(call_id)s)) h ON true
- WHERE c.number = %(number)s
 """
+BY_NUMBER = CALL_LOOKUP + " WHERE c.number = %(number)s"
+BY_CALLER = CALL_LOOKUP + (" WHERE c.id = (SELECT card_id FROM kondge.caller"
+                           " WHERE number = %(caller_number)s)")
 
 
-def for_call(cur, number: str, called: str | None, caller: str | None = None,
+def for_call(cur, number: str | None, called: str | None, caller: str | None = None,
              gateway_id: int | None = None, conf_id: str | None = None,
-             call_id: str = "", at: datetime | None = None) -> CallCard | None:
-    """The card for a call; (gateway_id, call_id) names the call itself, whose
+             call_id: str = "", at: datetime | None = None,
+             caller_number: str | None = None) -> CallCard | None:
+    """The card for a call, by its number or (number None) by the caller
+    number bound to it. (gateway_id, call_id) names the call itself, whose
     own earlier hold (a repeated authorisation) does not count against it."""
-    cur.execute(CALL_LOOKUP, {"number": number, "called": called or "", "caller": caller,
-                              "gateway_id": gateway_id, "conf_id": conf_id,
-                              "call_id": call_id, "at": at or datetime.now(timezone.utc)})
+    cur.execute(BY_NUMBER if number is not None else BY_CALLER, {
+        "number": number, "called": called or "", "caller": caller,
+        "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
+        "call_id": call_id, "at": at or datetime.now(timezone.utc)})
     row = cur.fetchone()
     if row is None:
         return None
@@ -93,7 +121,12 @@ def for_call(cur, number: str, called: str | None, caller: str | None = None,
                     called_is_access_number=row["called_is_access_number"],
                     billing=row["billing"], credit_limit=row["credit_limit"],
                     max_calls=row["max_calls"], max_call_seconds=row["max_call_seconds"],
-                    held=row["held"], active_calls=row["active_calls"])
+                    held=row["held"], active_calls=row["active_calls"],
+                    access_number=row["access_number"], access_login=row["access_login"],
+                    access_language=row["access_language"],
+                    access_prompt_id=row["access_prompt_id"],
+                    auto_bind=row["auto_bind"], max_callers=row["max_callers"],
+                    callers_bound=row["callers_bound"], caller_card_id=row["caller_card_id"])
 
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,

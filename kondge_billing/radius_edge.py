@@ -26,27 +26,39 @@ from .service import Grant, Login
 ACCEPT_CONTROL = ((attrs.AUTH_TYPE, ":=", "Accept"),)
 
 
-def balance_text(amount, currency) -> str:
-    return f"Balance {format_amount(amount)} {currency}"
+def balance_text(outcome) -> str:
+    if getattr(outcome, "billing", "prepaid") == "postpaid":
+        return (f"Amount due {format_amount(outcome.amount_due)} {outcome.currency}, "
+                f"credit remaining {format_amount(outcome.balance)} {outcome.currency}")
+    return f"Balance {format_amount(outcome.balance)} {outcome.currency}"
 
 
 def accept_pairs(gateway, outcome) -> tuple:
+    """Stage 1: the amount that may be spent (a postpaid account's credit
+    remaining), currency, language and billing model; stage 2: the time."""
     dialect = gateway.dialect
     if dialect == "generic":
-        pairs = [(attrs.REPLY_MESSAGE, balance_text(outcome.balance, outcome.currency))]
+        pairs = [(attrs.REPLY_MESSAGE, balance_text(outcome))]
         if isinstance(outcome, Grant):
             pairs.append((attrs.SESSION_TIMEOUT, str(outcome.seconds)))
         return tuple(pairs)
     pairs = [attrs.h323_pair(dialect, attrs.RETURN_CODE, 0)]
     if isinstance(outcome, Grant):
         pairs.append(attrs.h323_pair(dialect, attrs.CREDIT_TIME, outcome.seconds))
-    else:
-        pairs += [
-            attrs.h323_pair(dialect, attrs.CREDIT_AMOUNT, format_amount(outcome.balance)),
-            attrs.h323_pair(dialect, attrs.CURRENCY, outcome.currency),
-            attrs.h323_pair(dialect, attrs.PREFERRED_LANG, outcome.language),
-            attrs.h323_pair(dialect, attrs.BILLING_MODEL, gateway.prepaid_billing_model),
-        ]
+        return tuple(pairs)
+    model = gateway.prepaid_billing_model
+    if outcome.billing == "postpaid":
+        model = 1 - model
+    pairs += [
+        attrs.h323_pair(dialect, attrs.CREDIT_AMOUNT, format_amount(outcome.balance)),
+        attrs.h323_pair(dialect, attrs.CURRENCY, outcome.currency),
+        attrs.h323_pair(dialect, attrs.PREFERRED_LANG, gateway.language(outcome.language)),
+        attrs.h323_pair(dialect, attrs.BILLING_MODEL, model),
+    ]
+    if outcome.prompt_id is not None:
+        pairs.append(attrs.h323_pair(dialect, attrs.PROMPT_ID, outcome.prompt_id))
+    if outcome.billing == "postpaid":
+        pairs.append((attrs.REPLY_MESSAGE, balance_text(outcome)))
     return tuple(pairs)
 
 

@@ -101,25 +101,37 @@ def conf_id(raw: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class AccessRequest:
+    """An Access-Request. A caller (ANI) login is one whose User-Name is the
+    Calling-Station-Id and whose password is empty (Cisco's ANI
+    pre-authentication; Quintum's IVR types 4, 5 and 9)."""
+
     gateway_address: str
     user_name: str | None
     pin: str | None
     caller: str | None
+    caller_raw: str | None
     called: str | None
     called_raw: str | None
     conf_id: str | None
     service_type: str | None
     ivr_out: tuple[str, ...] = ()
 
+    @property
+    def is_caller_login(self) -> bool:
+        name = (self.user_name or "").strip()
+        return bool(name) and name == (self.caller_raw or "").strip() and not self.pin
+
 
 def access_request(pairs) -> AccessRequest:
     values = collect(pairs)
     called_raw = _first(values, attrs.CALLED_STATION_ID)
+    caller_raw = _first(values, attrs.CALLING_STATION_ID)
     return AccessRequest(
         gateway_address=_first(values, attrs.GATEWAY_ADDRESS) or "",
         user_name=_first(values, attrs.USER_NAME),
         pin=_first(values, attrs.USER_PASSWORD),
-        caller=phone_number(_first(values, attrs.CALLING_STATION_ID)),
+        caller=phone_number(caller_raw),
+        caller_raw=caller_raw,
         called=phone_number(called_raw),
         called_raw=called_raw,
         conf_id=conf_id(h323_value(values, attrs.CONF_ID)),

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import attrs, calls, cards, sessions
-from .errors import (CardExpired, CardInUse, CreditLimitReached, CardSuspended, DestinationBlocked, InsufficientBalance,
-                     InvalidArgument, MalformedCardNumber, ServiceUnavailable, UnknownCard,
-                     UnknownGateway, WrongPin, ZeroBalance)
+from . import attrs, callers, calls, cards, sessions
+from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
+                     DestinationBlocked, InsufficientBalance, InvalidArgument,
+                     MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
+                     ZeroBalance)
 from .gateways import Gateway
 from .money import ZERO
+from .numbers import normalise
 from .pins import pin_matches
 from .sessions import new_hold_id
 from .tariffs.codec import context_from_json
@@ -25,11 +27,17 @@ from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
 
 @dataclass(frozen=True)
 class Login:
-    """Stage 1 accepted: the card is good; announce its balance."""
+    """Stage 1 accepted: the card is good; announce its balance.
+
+    `balance` is what may be spent now (for a postpaid account: the credit
+    remaining); `amount_due` is what a postpaid account owes."""
 
     balance: Decimal
     currency: str
     language: str
+    billing: str = "prepaid"
+    amount_due: Decimal = ZERO
+    prompt_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,27 +123,70 @@ class Billing:
 
     # --- Access-Request --------------------------------------------------
     def authorize(self, gateway: Gateway, req: AccessRequest) -> Login | Grant:
+        now = self.clock()
+        call_id = req.conf_id or new_hold_id()
+        caller = normalise(req.caller_raw, gateway.number_format)
+        if req.is_caller_login:
+            card, number = self._caller_card(gateway, req, caller, call_id, now)
+        else:
+            card, number = self._card_by_number(gateway, req, caller, call_id, now)
+            if card.access_login == "caller":
+                raise CardSuspended(f"access number {card.access_number} takes caller "
+                                    f"logins only")
+        if card.status != "active":
+            raise CardSuspended(f"card {number} is {card.status}")
+        if card.expires_at is not None and card.expires_at <= now:
+            raise CardExpired(f"card {number} expired {card.expires_at:%Y-%m-%d %H:%M}")
+        self._check_room(number, card, card.available)
+        if is_destination_stage(req, card.called_is_access_number):
+            return self._grant(number, gateway, call_id, req, card, now)
+        if not req.is_caller_login:
+            self._auto_bind(card, caller)
+        return Login(card.available, card.currency, card.language_for_call, card.billing,
+                     max(-card.balance, ZERO), card.access_prompt_id)
+
+    def _card_by_number(self, gateway, req, caller, call_id, now):
         number = (req.user_name or "").strip()
         problem = card_number_problem(number, self.check_digit)
         if problem:
             raise MalformedCardNumber(problem)
-        now = self.clock()
-        call_id = req.conf_id or new_hold_id()
         card = self.db.run(lambda cur: cards.for_call(
-            cur, number, req.called, req.caller, gateway.id, req.conf_id, call_id, now))
+            cur, number, req.called, req.caller, gateway.id, req.conf_id, call_id, now,
+            caller_number=caller))
         if card is None:
             raise UnknownCard(f"no card {number}")
         pin = req.pin or ""
         if not PIN.match(pin) or not pin_matches(self.pin_key, number, pin, card.pin_hash):
             raise WrongPin(f"wrong PIN for card {number}")
-        if card.status != "active":
-            raise CardSuspended(f"card {number} is {card.status}")
-        if card.expires_at is not None and card.expires_at <= self.clock():
-            raise CardExpired(f"card {number} expired {card.expires_at:%Y-%m-%d %H:%M}")
-        self._check_room(number, card, card.available)
-        if not is_destination_stage(req, card.called_is_access_number):
-            return Login(card.available, card.currency, card.language)
-        return self._grant(number, gateway, call_id, req, card, now)
+        return card, number
+
+    def _caller_card(self, gateway, req, caller, call_id, now):
+        """A caller login: the card the caller number is bound to, no PIN.
+
+        Refused with code 1 (so that the IVR asks for a card number and PIN,
+        as Quintum's IVR type 5 does) when the number is bound to no card or
+        the access number takes card logins only."""
+        if caller is None:
+            raise UnknownCard(f"caller login without a usable caller number "
+                              f"({(req.caller_raw or '')[:32]!r})")
+        card = self.db.run(lambda cur: cards.for_call(
+            cur, None, req.called, req.caller, gateway.id, req.conf_id, call_id, now,
+            caller_number=caller))
+        if card is None:
+            raise UnknownCard(f"caller {caller} is bound to no card")
+        if card.access_login == "card":
+            raise UnknownCard(f"access number {card.access_number} takes card logins only")
+        return card, card.number
+
+    def _auto_bind(self, card, caller):
+        """After a card login, bind the caller's number if the category says so."""
+        if not (card.auto_bind and caller and card.caller_card_id is None
+                and card.callers_bound < card.max_callers):
+            return
+        try:
+            self.db.run(lambda cur: callers.bind(cur, card.number, [caller], auto=True))
+        except callers.CallerError:
+            pass        # bound elsewhere meanwhile: the login stands, without binding
 
     @staticmethod
     def _check_room(number, card, available):
@@ -178,7 +229,8 @@ class Billing:
                 cur, card.id, gateway.id, call_id, req.caller, req.called, amount, seconds,
                 self.hold_seconds))
             if held["outcome"] == "held":
-                return Grant(seconds, available, card.currency, card.language, rating.prefix)
+                return Grant(seconds, available, card.currency, card.language_for_call,
+                             rating.prefix)
             if held["outcome"] == "in-use":
                 raise CardInUse(f"card {number} has {held['active_calls']} call(s) up, "
                                 f"its limit is {card.max_calls}")

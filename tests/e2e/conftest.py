@@ -28,6 +28,13 @@ def stack_ready(service):
     return service
 
 
+@pytest.fixture
+def cisco(stack_ready):
+    client = stack_ready.client("testing123")
+    yield client
+    client.close()
+
+
 def wait_until_served(service, source, secret, message_authenticator=False, served=True,
                       timeout=15.0):
     """Poll until the running server answers (or stops answering) a gateway."""

@@ -29,13 +29,6 @@ def access(client, number, pin, called="18005550100", conf=None, **kw):
                           ("h323-conf-id", conf or conf_id())], **kw)
 
 
-@pytest.fixture
-def cisco(stack_ready):
-    client = stack_ready.client("testing123")
-    yield client
-    client.close()
-
-
 @pytest.mark.parametrize("number, pin, called, code", [
     ("1999999996", "1234", "18005550100", 1),    # unknown card
     ("1000000008", "9999", "18005550100", 2),    # wrong PIN
