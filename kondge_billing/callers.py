@@ -40,6 +40,12 @@ def bind(cur, card_number: str, raw_numbers: list[str], fmt: NumberFormat = Numb
     return numbers
 
 
+def auto_bind(cur, card_id: int, number: str) -> bool:
+    """The call path's binding after a card login (kondge.radius_auto_bind)."""
+    cur.execute("SELECT kondge.radius_auto_bind(%s, %s) AS bound", (card_id, number))
+    return cur.fetchone()["bound"]
+
+
 def unbind(cur, raw_numbers: list[str], fmt: NumberFormat = NumberFormat()) -> int:
     numbers = [_international(n, fmt) for n in raw_numbers]
     cur.execute("DELETE FROM kondge.caller WHERE number = ANY(%s)", (numbers,))

@@ -2,26 +2,14 @@
 
 import json
 
-# The rating of a stopped call: the card named by the billed leg (or, if that
-# leg carries none, by the other leg of the same call) and the rating context
-# (kondge.rating_context, migration 0003) of the destination under the card's
-# tariff, at the call's start, with the incoming leg's number as the access
-# number. One round trip.
+# The rating of a stopped call (kondge.radius_rate_for_stop, migration 0007):
+# the card named by the billed leg (or, if that leg carries none, by the
+# other leg of the same call) and the rating context of the destination
+# under the card's tariff, at the call's start, with the incoming leg's
+# number as the access number. One round trip.
 RATE_FOR_STOP = """
-WITH card_number AS (
-    SELECT coalesce(%(number)s,
-                    (SELECT user_name FROM kondge.call_leg
-                      WHERE gateway_id = %(gateway_id)s AND call_id = %(call_id)s
-                        AND user_name ~ '^[0-9]{4,20}$' LIMIT 1)) AS number)
-SELECT n.number, c.currency,
-       CASE WHEN c.id IS NOT NULL THEN kondge.rating_context(
-           c.category, %(destination)s, %(caller)s,
-           (SELECT l.called FROM kondge.call_leg l
-             WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(call_id)s
-               AND l.leg = 'answer'),
-           %(gateway_id)s, %(at)s, c.tariff_id)::text END AS rating
-  FROM card_number n
-  LEFT JOIN kondge.card c ON c.number = n.number
+SELECT * FROM kondge.radius_rate_for_stop(%(number)s, %(gateway_id)s, %(call_id)s,
+                                          %(destination)s, %(caller)s, %(at)s)
 """
 
 
@@ -47,8 +35,7 @@ def record_leg(cur, **values) -> dict:
 
 
 def park(cur, pairs: list, error: str):
-    cur.execute("INSERT INTO kondge.unprocessed_record (pairs, error) VALUES (%s, %s)",
-                (json.dumps(pairs), error[-4000:]))
+    cur.execute("SELECT kondge.radius_park(%s, %s)", (json.dumps(pairs), error[-4000:]))
 
 
 CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "card_number", "batch", "caller",

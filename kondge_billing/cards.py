@@ -22,7 +22,7 @@ class CallCard:
 
     id: int
     number: str
-    pin_hash: str
+    pin_ok: bool | None                 # the PIN matched (None: no PIN was checked)
     balance: Decimal
     currency: str
     status: str
@@ -57,76 +57,35 @@ class CallCard:
         return self.balance + credit - self.held
 
 
-# One round trip: the card (by its number, or by the caller number bound to
-# it), its category, what its other live calls hold, the access number the
-# call came in on and its policy, the card's bound callers, and, for a
-# number dialled that is not an access number, its rating context under the
-# card's tariff (kondge.rating_context, migration 0003: plan, longest prefix,
-# rates in every band). A stage-2 request's access number is the incoming
-# leg's Called-Station-Id, if that leg's Start is in.
+# One round trip: kondge.radius_card() (migration 0007) returns the card (by
+# its number, with the PIN checked against the keyed hash we pass, or by the
+# caller number bound to it), its category, what its other live calls hold,
+# the access number the call came in on and its policy, the card's bound
+# callers, and, for a number dialled that is not an access number, its
+# rating context under the card's tariff (kondge.rating_context, 0003).
 CALL_LOOKUP = """
-SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at, c.language,
-       cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds,
-       cat.auto_bind, cat.max_callers,
-       coalesce(h.held, 0) AS held, coalesce(h.active_calls, 0) AS active_calls,
-       x.called_is_access_number, x.access_number,
-       coalesce(acc.login, 'both') AS access_login, acc.language AS access_language,
-       acc.prompt_id AS access_prompt_id,
-       (SELECT count(*) FROM kondge.caller b WHERE b.card_id = c.id) AS callers_bound,
-       (SELECT b.card_id FROM kondge.caller b WHERE b.number = %(caller_number)s)
-           AS caller_card_id,
-       CASE WHEN NOT x.called_is_access_number THEN kondge.rating_context(
-           c.category, %(called)s, %(caller)s, x.access_number,
-           %(gateway_id)s, %(at)s, c.tariff_id)::text END AS rating
-  FROM kondge.card c
-  JOIN kondge.category cat ON cat.name = c.category
-  CROSS JOIN LATERAL (
-        SELECT a.number IS NOT NULL AS called_is_access_number,
-               coalesce(a.number,
-                        (SELECT l.called FROM kondge.call_leg l
-                          WHERE l.gateway_id = %(gateway_id)s AND l.call_id = %(conf_id)s
-                            AND l.leg = 'answer')) AS access_number
-          FROM (SELECT 1) one
-          LEFT JOIN kondge.access_number a ON a.number = %(called)s) x
-  LEFT JOIN kondge.access_number acc ON acc.number = x.access_number
-  LEFT JOIN LATERAL (
-        SELECT sum(a.amount) AS held, count(*) AS active_calls
-          FROM kondge.v_active_reservation a
-         WHERE a.card_id = c.id
-           AND NOT (a.gateway_id = %(gateway_id)s AND a.call_id = %(call_id)s)) h ON true
+SELECT * FROM kondge.radius_card(%(number)s, %(pin_hash)s, %(caller_number)s, %(called)s,
+                                 %(caller)s, %(gateway_id)s, %(conf_id)s, %(call_id)s, %(at)s)
 """
-BY_NUMBER = CALL_LOOKUP + " WHERE c.number = %(number)s"
-BY_CALLER = CALL_LOOKUP + (" WHERE c.id = (SELECT card_id FROM kondge.caller"
-                           " WHERE number = %(caller_number)s)")
 
 
 def for_call(cur, number: str | None, called: str | None, caller: str | None = None,
              gateway_id: int | None = None, conf_id: str | None = None,
              call_id: str = "", at: datetime | None = None,
-             caller_number: str | None = None) -> CallCard | None:
+             caller_number: str | None = None, pin_hash: str | None = None
+             ) -> CallCard | None:
     """The card for a call, by its number or (number None) by the caller
     number bound to it. (gateway_id, call_id) names the call itself, whose
     own earlier hold (a repeated authorisation) does not count against it."""
-    cur.execute(BY_NUMBER if number is not None else BY_CALLER, {
-        "number": number, "called": called or "", "caller": caller,
+    cur.execute(CALL_LOOKUP, {
+        "number": number, "pin_hash": pin_hash, "called": called or "", "caller": caller,
         "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
         "call_id": call_id, "at": at or datetime.now(timezone.utc)})
     row = cur.fetchone()
     if row is None:
         return None
-    return CallCard(id=row["id"], number=row["number"], pin_hash=row["pin_hash"],
-                    balance=row["balance"], currency=row["currency"], status=row["status"],
-                    expires_at=row["expires_at"], language=row["language"],
-                    rating=context_from_json(row["rating"]),
-                    called_is_access_number=row["called_is_access_number"],
-                    billing=row["billing"], credit_limit=row["credit_limit"],
-                    max_calls=row["max_calls"], max_call_seconds=row["max_call_seconds"],
-                    held=row["held"], active_calls=row["active_calls"],
-                    access_number=row["access_number"], access_login=row["access_login"],
-                    access_language=row["access_language"],
-                    access_prompt_id=row["access_prompt_id"],
-                    auto_bind=row["auto_bind"], max_callers=row["max_callers"],
-                    callers_bound=row["callers_bound"], caller_card_id=row["caller_card_id"])
+    row["rating"] = context_from_json(row["rating"])
+    return CallCard(**row)
 
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,

@@ -9,7 +9,9 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_HOME              | the project folder           | where freeradius/ and mods-config/ are |
 | KONDGE_VAR               | $KONDGE_HOME/var             | runtime state: database cluster, logs, pids |
 | KONDGE_PG_PORT           | 5433                         | port of the private PostgreSQL cluster |
-| KONDGE_DSN               | the private cluster's socket | libpq connection string of the database |
+| KONDGE_DSN               | the private cluster's socket | libpq connection string of the database (the owner role, kondge) |
+| KONDGE_RADIUS_DSN        | KONDGE_DSN as kondge_radius  | what FreeRADIUS's hook connects as (the call-path role) |
+| KONDGE_DB_USER           | kondge                       | the role the kondge tool connects as on the private cluster (kondge_operator: card work only) |
 | KONDGE_LISTEN            | 127.0.0.1                    | address FreeRADIUS listens on |
 | KONDGE_AUTH_PORT         | 1812                         | RADIUS authentication port |
 | KONDGE_ACCT_PORT         | 1813                         | RADIUS accounting port |
@@ -38,6 +40,7 @@ class Settings:
     var: Path
     pg_port: int
     dsn: str
+    radius_dsn: str
     listen: str
     auth_port: int
     acct_port: int
@@ -108,13 +111,16 @@ def load(env=None) -> Settings:
     home = Path(env.get("KONDGE_HOME") or PROJECT_HOME).resolve()
     var = Path(env.get("KONDGE_VAR") or home / "var").resolve()
     pg_port = _int(env, "KONDGE_PG_PORT", 5433)
-    dsn = env.get("KONDGE_DSN") or (
-        f"host={var / 'pg' / 'run'} port={pg_port} dbname=kondge user=kondge")
+    private = f"host={var / 'pg' / 'run'} port={pg_port} dbname=kondge user="
+    dsn = env.get("KONDGE_DSN") or private + (env.get("KONDGE_DB_USER") or "kondge")
+    radius_dsn = env.get("KONDGE_RADIUS_DSN") or (
+        private + "kondge_radius" if not env.get("KONDGE_DSN") else env["KONDGE_DSN"])
     return Settings(
         home=home,
         var=var,
         pg_port=pg_port,
         dsn=dsn,
+        radius_dsn=radius_dsn,
         listen=env.get("KONDGE_LISTEN") or "127.0.0.1",
         auth_port=_int(env, "KONDGE_AUTH_PORT", 1812),
         acct_port=_int(env, "KONDGE_ACCT_PORT", 1813),

@@ -123,6 +123,12 @@ def all_gateways(cur) -> list[Gateway]:
     return [Gateway(**row) for row in cur.fetchall()]
 
 
+def for_call_path(cur) -> list[Gateway]:
+    """The gateways as the hook sees them (kondge.radius_gateways): no secrets."""
+    cur.execute("SELECT * FROM kondge.radius_gateways()")
+    return [Gateway(secret="", **row) for row in cur.fetchall()]
+
+
 def render_clients(gateways) -> str:
     """FreeRADIUS client definitions for the gateways (clients.conf)."""
     return "# Rendered from the gateway table by Kondge billing; do not edit.\n" + "".join(

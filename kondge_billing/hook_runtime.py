@@ -17,14 +17,14 @@ _billing: Billing | None = None
 def start(log):
     global _billing
     settings = config.load()
-    db = Database(settings.dsn, settings.db_timeout_ms, application_name="kondge-radius")
-    directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
+    db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
+    directory = gateways.GatewayDirectory(lambda: db.run(gateways.for_call_path))
     _billing = Billing(db, load_key(settings.pin_key_file), directory,
                        max_credit_time=settings.max_credit_time,
                        check_digit=settings.card_check_digit,
                        hold_seconds=settings.hold_seconds)
     _billing.auth_when_db_down = settings.auth_when_db_down
-    log("info", f"ready (database {settings.dsn})")
+    log("info", f"ready (database {settings.radius_dsn})")
 
 
 def stop():

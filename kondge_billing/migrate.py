@@ -1,4 +1,5 @@
-"""Schema migrations: sql/migrations/NNNN_name.sql, applied in order, once.
+"""Schema migrations: sql/migrations/NNNN_name.sql, applied in order, once;
+then sql/grants.sql (the roles' privileges), every time.
 
 Each file runs in its own transaction and is recorded in
 kondge_meta.schema_version; an advisory lock keeps two servers starting at
@@ -53,6 +54,11 @@ def apply(dsn: str, directory: Path, log=print) -> list[int]:
                                 "VALUES (%s, %s)", (version, name))
             log(f"applied migration {version:04d} {name}")
             applied_now.append(version)
+        grants = directory.parent / "grants.sql"
+        if grants.exists():
+            with conn:
+                with conn.cursor() as cur:
+                    cur.execute(grants.read_text())
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     finally:

@@ -17,7 +17,7 @@ from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
 from .gateways import Gateway
 from .money import ZERO
 from .numbers import normalise
-from .pins import pin_matches
+from .pins import pin_hash
 from .sessions import new_hold_id
 from .tariffs.codec import context_from_json
 from .tariffs.engine import allowed_seconds, call_cost, rate_call
@@ -150,13 +150,15 @@ class Billing:
         problem = card_number_problem(number, self.check_digit)
         if problem:
             raise MalformedCardNumber(problem)
+        pin = req.pin or ""
+        # the database compares the keyed hash: the PIN hashes never leave it
+        hashed = pin_hash(self.pin_key, number, pin) if PIN.match(pin) else None
         card = self.db.run(lambda cur: cards.for_call(
             cur, number, req.called, req.caller, gateway.id, req.conf_id, call_id, now,
-            caller_number=caller))
+            caller_number=caller, pin_hash=hashed))
         if card is None:
             raise UnknownCard(f"no card {number}")
-        pin = req.pin or ""
-        if not PIN.match(pin) or not pin_matches(self.pin_key, number, pin, card.pin_hash):
+        if not card.pin_ok:
             raise WrongPin(f"wrong PIN for card {number}")
         return card, number
 
@@ -183,10 +185,8 @@ class Billing:
         if not (card.auto_bind and caller and card.caller_card_id is None
                 and card.callers_bound < card.max_callers):
             return
-        try:
-            self.db.run(lambda cur: callers.bind(cur, card.number, [caller], auto=True))
-        except callers.CallerError:
-            pass        # bound elsewhere meanwhile: the login stands, without binding
+        # bound elsewhere meanwhile: the function binds nothing, the login stands
+        self.db.run(lambda cur: callers.auto_bind(cur, card.id, caller))
 
     @staticmethod
     def _check_room(number, card, available):

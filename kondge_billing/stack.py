@@ -150,14 +150,20 @@ def superuser_dsn(s: config.Settings) -> str:
     return f"host={s.pg_socket_dir} port={s.pg_port} dbname=postgres user=postgres"
 
 
+# The owner (migrations, tariffs, gateways), the operators' role and the
+# call path's role: sql/migrations/0007_roles.sql and sql/grants.sql.
+ROLES = ("kondge", "kondge_operator", "kondge_radius")
+
+
 def ensure_database(s: config.Settings):
     conn = psycopg2.connect(superuser_dsn(s))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = 'kondge'")
-            if not cur.fetchone():
-                cur.execute("CREATE ROLE kondge LOGIN")
+            for role in ROLES:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if not cur.fetchone():
+                    cur.execute(f"CREATE ROLE {role} LOGIN")
             cur.execute("SELECT 1 FROM pg_database WHERE datname = 'kondge'")
             if not cur.fetchone():
                 cur.execute("CREATE DATABASE kondge OWNER kondge")
@@ -197,6 +203,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_RUN_DIR": str(s.radius_run_dir), "KONDGE_LOG_DIR": str(s.log_dir),
         "KONDGE_LISTEN": s.listen, "KONDGE_AUTH_PORT": str(s.auth_port),
         "KONDGE_ACCT_PORT": str(s.acct_port), "KONDGE_DSN": s.dsn,
+        "KONDGE_RADIUS_DSN": s.radius_dsn,
         "KONDGE_PIN_KEY": str(s.pin_key_file),
         "KONDGE_PYTHONPATH": f"{s.home / 'mods-config' / 'python'}:{s.home}:{site}",
     })

@@ -72,3 +72,13 @@ def test_status_reports_running_service(service):
     r = service.kondge("server", "status", "--json")
     st = json.loads(r.stdout)
     assert r.returncode == 0 and st["postgresql"] and st["freeradius_pid"]
+
+
+def test_operator_role_issues_cards_but_cannot_load_tariffs(service, tmp_path):
+    env = dict(service.env, KONDGE_DB_USER="kondge_operator")
+    demo = service.settings.home / "tariffs" / "demo.yaml"
+    refused = service.kondge("tariffs", "load", str(demo), env=env)
+    assert refused.returncode == 1 and "permission denied" in refused.stderr
+    added = service.kondge("cards", "add", "--number", "3000000012", "--pin", "1111",
+                           "--balance", "1.00", "--currency", "USD", env=env)
+    assert added.returncode == 0, added.stderr

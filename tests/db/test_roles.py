@@ -1,0 +1,81 @@
+"""Least privilege: what the call path's and the operators' roles may do."""
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from kondge_billing import cards, demo
+from kondge_billing.db import Database
+from kondge_billing.pins import pin_hash
+from kondge_billing.tariffs import schema, store
+
+HOME = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def world(db, pin_key):
+    db.run(lambda cur: demo.load(cur, pin_key))
+    return db
+
+
+def as_role(dsn, role):
+    return Database(dsn.replace("user=kondge", f"user={role}"))
+
+
+def denied(database, sql, params=()):
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        database.run(lambda cur: cur.execute(sql, params))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT pin_hash FROM kondge.card",
+    "SELECT * FROM kondge.card",
+    "SELECT * FROM kondge.gateway",
+    "UPDATE kondge.card SET balance = 1000",
+    "INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after) "
+    "VALUES (1, 100, 'adjustment', 'x', 100)",
+    "DELETE FROM kondge.tariff_version",
+    "INSERT INTO kondge.access_number (number) VALUES ('123')",
+])
+def test_radius_role_reads_and_changes_no_table(world, dsn, sql):
+    radius = as_role(dsn, "kondge_radius")
+    try:
+        denied(radius, sql)
+    finally:
+        radius.close()
+
+
+def test_radius_role_checks_one_pin_without_seeing_any_hash(world, dsn, pin_key):
+    radius = as_role(dsn, "kondge_radius")
+    try:
+        def lookup(pin):
+            return radius.run(lambda cur: cards.for_call(
+                cur, "1000000008", "18005550100", gateway_id=1, call_id="x",
+                at=datetime.now(timezone.utc), pin_hash=pin_hash(pin_key, "1000000008", pin)))
+        assert lookup("1234").pin_ok is True
+        assert lookup("9999").pin_ok is False
+        row = radius.run(lambda cur: (cur.execute(
+            "SELECT * FROM kondge.radius_card('1000000008', NULL, NULL, '', NULL, 1, NULL, 'x',"
+            " now())"), cur.fetchone())[1])
+        assert "pin_hash" not in row and not any(
+            isinstance(v, str) and v.startswith("hmac-sha256$") for v in row.values())
+    finally:
+        radius.close()
+
+
+def test_operator_cannot_load_tariffs_or_read_pins_but_works_cards(world, dsn, pin_key):
+    operator = as_role(dsn, "kondge_operator")
+    try:
+        doc, problems = schema.parse((HOME / "tariffs" / "demo.yaml").read_text(), "demo.yaml")
+        assert not problems
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            operator.transaction(lambda cur: store.load(cur, doc, "demo.yaml"))
+        denied(operator, "SELECT pin_hash FROM kondge.card")
+        denied(operator, "UPDATE kondge.gateway SET secret = 'x'")
+        card = operator.transaction(lambda cur: cards.add(
+            cur, pin_key, "1000000057", "4321", "5.00", "USD"))
+        assert card["balance"] == 5
+    finally:
+        operator.close()
