@@ -65,6 +65,9 @@ def test_access_number_login_policy(stack_ready, uk_gateway):
     refused = ani(uk_gateway, "07700900555", "8005550001")
     assert refused.h323("h323-return-code", "Quintum-") == "1"
     assert ani(uk_gateway, "07700900555", "8005550002").accepted
+    # an unbound caller on the caller-only number: refused
+    assert ani(uk_gateway, "07700900556", "8005550002").h323(
+        "h323-return-code", "Quintum-") == "1"
     # card login on a caller-only number: refused; on a card-only number: fine
     card_login = [("User-Name", number), ("User-Password", "1234"),
                   ("Calling-Station-Id", "07700900555")]
