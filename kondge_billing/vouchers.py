@@ -48,7 +48,8 @@ def refill(cur, key: bytes, card_number: str, voucher_number: str, pin: str,
     problem = _voucher_problem(voucher, key, voucher_number, pin, now)
     if problem:
         raise RefillError(problem)
-    cur.execute("SELECT * FROM kondge.card WHERE number = %s FOR UPDATE", (card_number,))
+    cur.execute("""SELECT id, balance, status, currency FROM kondge.card
+                    WHERE number = %s FOR UPDATE""", (card_number,))
     card = cur.fetchone()
     if card is None:
         raise RefillError(f"no card {card_number}")

@@ -79,3 +79,31 @@ def test_operator_cannot_load_tariffs_or_read_pins_but_works_cards(world, dsn, p
         assert card["balance"] == 5
     finally:
         operator.close()
+
+
+def test_operator_does_the_card_work_end_to_end(world, dsn, pin_key):
+    from kondge_billing import batches, categories, issuance, reports, vouchers
+    from kondge_billing.progress import factory
+    operator = as_role(dsn, "kondge_operator")
+    quiet = factory(False)
+    try:
+        run = operator.transaction
+        run(lambda cur: categories.add(cur, "usd-10", face_value="10.00", currency="USD"))
+        run(lambda cur: categories.add(cur, "refill-5", face_value="5.00", currency="USD",
+                                       kind="voucher"))
+        card = run(lambda cur: issuance.issue(cur, pin_key, "usd-10", 3, None, "olga",
+                                              progress=quiet))["pieces"][0]
+        voucher = run(lambda cur: issuance.issue(cur, pin_key, "refill-5", 1, None, "olga",
+                                                 progress=quiet))["pieces"][0]
+        done = run(lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                               voucher.pin, "olga"))
+        assert done["balance"] == 15
+        sel = batches.Selection(numbers=(card.number,))
+        run(lambda cur: batches.top_up(cur, sel, "olga", "1.00", "USD", "op-1"))
+        stats = operator.run(lambda cur: reports.card_stats(cur, by="category"))
+        assert any(r["group"] == "usd-10" and r["issued"] == 3 for r in stats)
+        audit = world.run(lambda cur: (cur.execute(
+            "SELECT DISTINCT operator FROM kondge.audit_log"), cur.fetchall())[1])
+        assert [a["operator"] for a in audit] == ["olga"]
+    finally:
+        operator.close()
