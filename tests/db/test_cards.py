@@ -165,6 +165,18 @@ def test_first_use_starts_the_validity_clock(shop, pin_key, billing):
     assert mismatches(shop) == []
 
 
+def test_an_answered_call_that_costs_nothing_is_a_first_use_too(shop, pin_key, billing):
+    add_category(shop, "after-use", face_value="10", validity="after-first-use", valid_days=7)
+    number = issue(shop, pin_key, "after-use", 1)["pieces"][0].number
+    call(billing, number, 0, "BBBB0001 0F4411D6 AB5591F0 CBF3D765")      # not answered
+    card = one(shop, "SELECT first_used_at FROM kondge.card WHERE number = %s", number)
+    assert card["first_used_at"] is None
+    out = call(billing, number, 30, "BBBB0002 0F4411D6 AB5591F0 CBF3D765", dest="33123456")
+    assert out.charge == 0                                       # no rate: nothing charged
+    card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
+    assert card["expires_at"] - card["first_used_at"] == timedelta(days=7)
+
+
 # --- batch changes ----------------------------------------------------------------
 
 def test_batch_changes_are_audited(shop, pin_key):
