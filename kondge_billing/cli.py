@@ -340,6 +340,8 @@ def cmd_cards_refill(args, s):
     operator = audit.operator_name(args.operator)
     result = _in_transaction(s, _refusing(vouchers.RefillError, lambda cur: vouchers.refill(
         cur, key, args.card, args.voucher, args.pin, operator)))
+    if "refused" in result:
+        raise Refused(result["refused"])
     emit(args, result, [f"card {result['card']} refilled with {result['amount']} "
                         f"{result['currency']} from voucher {result['voucher']}; "
                         f"balance {result['balance']}"])

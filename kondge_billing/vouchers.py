@@ -16,6 +16,10 @@ class RefillError(ValueError):
     pass
 
 
+#: wrong PINs in a row after which a voucher is suspended
+MAX_FAILED_ATTEMPTS = 5
+
+
 def show(cur, number: str) -> dict | None:
     cur.execute("""SELECT v.number, v.serial, v.value, v.currency, v.category, v.status,
                           v.expires_at, v.used_at, c.number AS used_by, b.name AS batch
@@ -38,13 +42,35 @@ def _voucher_problem(voucher, key, number, pin, now) -> str | None:
     return None
 
 
+def _count_wrong_pin(cur, voucher, operator) -> dict:
+    """A wrong PIN is counted (and kept: the caller commits, then refuses)."""
+    attempts = voucher["failed_attempts"] + 1
+    locked = attempts >= MAX_FAILED_ATTEMPTS
+    cur.execute("""UPDATE kondge.voucher
+                      SET failed_attempts = %s,
+                          status = CASE WHEN %s THEN 'suspended' ELSE status END
+                    WHERE id = %s""", (attempts, locked, voucher["id"]))
+    refused = f"voucher {voucher['number']}: no such voucher, or a wrong PIN"
+    if locked:
+        audit.record(cur, operator, "suspend", 1, {"voucher": voucher["number"]},
+                     {"reason": f"{attempts} wrong PINs"})
+        refused += f"; after {attempts} wrong PINs it is suspended"
+    return {"refused": refused}
+
+
 def refill(cur, key: bytes, card_number: str, voucher_number: str, pin: str,
            operator: str) -> dict:
-    """Move the voucher's value to the card, exactly once."""
+    """Move the voucher's value to the card, exactly once.
+
+    A wrong PIN returns {"refused": message} instead of raising, so that the
+    caller commits the count of wrong PINs before it refuses."""
     cur.execute("SELECT now() AS now")
     now: datetime = cur.fetchone()["now"]
     cur.execute("SELECT * FROM kondge.voucher WHERE number = %s FOR UPDATE", (voucher_number,))
     voucher = cur.fetchone()
+    if (voucher is not None and voucher["status"] == "active"
+            and not pin_matches(key, voucher_number, pin or "", voucher["pin_hash"])):
+        return _count_wrong_pin(cur, voucher, operator)
     problem = _voucher_problem(voucher, key, voucher_number, pin, now)
     if problem:
         raise RefillError(problem)
@@ -64,8 +90,8 @@ def refill(cur, key: bytes, card_number: str, voucher_number: str, pin: str,
                 (card["id"], voucher["value"], f"voucher:{voucher_number}", balance,
                  f"voucher {voucher_number} serial {voucher['serial']}"))
     cur.execute("UPDATE kondge.card SET balance = %s WHERE id = %s", (balance, card["id"]))
-    cur.execute("UPDATE kondge.voucher SET status = 'used', used_at = now(), used_by = %s "
-                "WHERE id = %s", (card["id"], voucher["id"]))
+    cur.execute("UPDATE kondge.voucher SET status = 'used', used_at = now(), used_by = %s, "
+                "failed_attempts = 0 WHERE id = %s", (card["id"], voucher["id"]))
     audit.record(cur, operator, "refill", 1, {"card": card_number, "voucher": voucher_number},
                  {"amount": voucher["value"], "currency": voucher["currency"]})
     return {"card": card_number, "voucher": voucher_number, "amount": voucher["value"],

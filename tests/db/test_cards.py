@@ -246,9 +246,9 @@ def test_voucher_refills_a_card_once(shop, pin_key):
     voucher = issue(shop, pin_key, "refill-5", 1)["pieces"][0]
     assert one(shop, "SELECT count(*) AS n FROM kondge.card WHERE number = %s",
                voucher.number)["n"] == 0          # a voucher is no calling card
-    with pytest.raises(vouchers.RefillError, match="wrong PIN"):
-        tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
-                                             "0000" if voucher.pin != "0000" else "1111", OP))
+    wrong = tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                 "0000" if voucher.pin != "0000" else "1111", OP))
+    assert "wrong PIN" in wrong["refused"]
     done = tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
                                                 voucher.pin, OP))
     assert done["balance"] == Decimal("15.00")
@@ -258,6 +258,23 @@ def test_voucher_refills_a_card_once(shop, pin_key):
     shown = shop.run(lambda cur: vouchers.show(cur, voucher.number))
     assert shown["status"] == "used" and shown["used_by"] == card.number
     assert mismatches(shop) == []
+
+
+def test_five_wrong_voucher_pins_suspend_the_voucher(shop, pin_key):
+    card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
+    voucher = issue(shop, pin_key, "refill-5", 1)["pieces"][0]
+    bad = "0000" if voucher.pin != "0000" else "1111"
+    for attempt in range(1, 6):
+        out = tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                   bad, OP))
+        assert ("suspended" in out["refused"]) == (attempt == 5)
+    # the right PIN now: refused, the voucher is suspended and nothing moved
+    with pytest.raises(vouchers.RefillError, match="suspended"):
+        tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                             voucher.pin, OP))
+    assert one(shop, "SELECT balance FROM kondge.card WHERE number = %s",
+               card.number)["balance"] == Decimal("10.00")
+    assert db_audit(shop)[0]["action"] == "suspend"
 
 
 def test_racing_refills_of_one_voucher_credit_once(shop, pin_key, dsn):

@@ -1,0 +1,7 @@
+-- Wrong voucher PINs are counted; after five in a row the voucher is
+-- suspended (an operator reactivates it with `kondge cards activate
+-- --vouchers`), so a voucher's PIN cannot be guessed by trying them all.
+SET search_path = kondge, public;
+
+ALTER TABLE voucher ADD COLUMN failed_attempts integer NOT NULL DEFAULT 0
+    CHECK (failed_attempts >= 0);
