@@ -5,3 +5,14 @@ SET search_path = kondge, public;
 
 ALTER TABLE voucher ADD COLUMN failed_attempts integer NOT NULL DEFAULT 0
     CHECK (failed_attempts >= 0);
+
+-- Reactivating a voucher gives it five tries again.
+CREATE FUNCTION voucher_reactivated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.failed_attempts := 0;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER voucher_reactivated BEFORE UPDATE OF status ON voucher
+    FOR EACH ROW WHEN (OLD.status <> 'active' AND NEW.status = 'active')
+    EXECUTE FUNCTION voucher_reactivated();

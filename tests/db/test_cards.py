@@ -275,6 +275,14 @@ def test_five_wrong_voucher_pins_suspend_the_voucher(shop, pin_key):
     assert one(shop, "SELECT balance FROM kondge.card WHERE number = %s",
                card.number)["balance"] == Decimal("10.00")
     assert db_audit(shop)[0]["action"] == "suspend"
+    # reactivated, it takes the right PIN (and has its five tries again)
+    tx(shop, lambda cur: batches.change_status(
+        cur, Selection(numbers=(voucher.number,), kind="voucher"), "activate", OP))
+    assert one(shop, "SELECT failed_attempts FROM kondge.voucher WHERE number = %s",
+               voucher.number)["failed_attempts"] == 0
+    done = tx(shop, lambda cur: vouchers.refill(cur, pin_key, card.number, voucher.number,
+                                                voucher.pin, OP))
+    assert done["balance"] == Decimal("15.00")
 
 
 def test_racing_refills_of_one_voucher_credit_once(shop, pin_key, dsn):
