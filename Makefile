@@ -35,9 +35,13 @@ test-unit: setup
 bench-cards: setup
 	$(VENV)/bin/python bench/cards.py
 
-# The tariff engine at scale (not part of make test): a private cluster under
-# var/bench, decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}.
+# Benchmarks (not part of make test), each on a private cluster of its own:
+# complete calls through the real stack at increasing load, beside the
+# unlang and rlm_sql ceilings (var/bench-calls; results in
+# var/bench/calls.{json,txt,png}), then the tariff engine at scale (var/bench,
+# decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}).
 bench: setup
+	$(VENV)/bin/python bench/calls.py
 	$(VENV)/bin/python bench/tariffs.py
 
 psql:

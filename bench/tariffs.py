@@ -50,7 +50,7 @@ def env_for() -> dict:
     return env
 
 
-def deck(n: int, name: str) -> Path:
+def deck(n: int, name: str, directory: Path = VAR) -> Path:
     """A tariff file of n prefixes (numbers starting with 2) in n/200 destinations.
 
     Prefixes are spread over destinations by a permutation, so no range
@@ -69,7 +69,7 @@ def deck(n: int, name: str) -> Path:
     lines += ["plans:", "  - name: standard", "    rates:"]
     lines += [f'      - {{destination: "D{g}", per_minute: 0.{(g % 90) + 10:02d}}}'
               for g in range(groups)]
-    path = VAR / f"deck-{name}.yaml"
+    path = directory / f"deck-{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
