@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-cards psql clean
+.PHONY: setup run start stop status test test-unit bench bench-cards bench-profile psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,12 @@ bench-cards: setup
 bench: setup
 	$(VENV)/bin/python bench/calls.py
 	$(VENV)/bin/python bench/tariffs.py
+
+# Where a call's time goes: the call path called directly, one packet at a
+# time (per-packet timings, PostgreSQL function times, EXPLAIN ANALYZE,
+# cProfile) on a cluster of its own (var/bench-profile); var/bench/profile.txt.
+bench-profile: setup
+	$(VENV)/bin/python bench/profile_calls.py
 
 psql:
 	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"

@@ -64,9 +64,9 @@ def say(message: str):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def bench_env(var: Path) -> dict:
+def bench_env(var: Path, pg_port: int = PG_PORT) -> dict:
     env = dict(os.environ)
-    env.update({"KONDGE_VAR": str(var), "KONDGE_PG_PORT": str(PG_PORT),
+    env.update({"KONDGE_VAR": str(var), "KONDGE_PG_PORT": str(pg_port),
                 "KONDGE_AUTH_PORT": str(tariff_bench.free_port()),
                 "KONDGE_ACCT_PORT": str(tariff_bench.free_port()),
                 "KONDGE_LISTEN": "127.0.0.1", "KONDGE_PIN_KEY": str(var / "pin.key")})
@@ -434,7 +434,8 @@ def main(argv=None) -> int:
         if started.returncode != 0:
             raise RuntimeError("the service did not start:\n" + started.stdout + started.stderr)
         radius_pid = stack.Radius(s).running_pid()
-        target = loadgen.Target(s.auth_port, s.acct_port, gws, cards, destinations(args.prefixes))
+        dests = destinations(args.prefixes)
+        target = loadgen.Target(s.auth_port, s.acct_port, gws, cards, dests)
         say("warming up (20 calls/s for 3 s)")
         warm = loadgen.run(target, [loadgen.Step(20, 3)], args.processes)[0]
         rates = [float(r) for r in args.steps.split(",")]
@@ -455,7 +456,7 @@ def main(argv=None) -> int:
                 inst = minimal_radius.Instance(raddb)
                 instances.append(inst)
                 inst.start()
-                t = loadgen.Target(auth, acct, gws, cards, destinations(args.prefixes))
+                t = loadgen.Target(auth, acct, gws, cards, dests)
                 loadgen.run(t, [loadgen.Step(200, 2)], args.processes)       # warm-up
                 results["runs"][kind] = drive(kind, t, crates, min(args.seconds, 5.0),
                                               args.processes, inst.pid, s)
