@@ -151,13 +151,7 @@ def load_dataset(s, env: dict, cards: list, gws: list, prefixes: int) -> dict:
 
 
 def fresh_database(s):
-    stack.ensure_cluster(s)
-    stack.start_postgres(s)
-    conn = psycopg2.connect(stack.superuser_dsn(s))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS kondge WITH (FORCE)")
-    conn.close()
+    tariff_bench.drop_database(s)
     stack.prepare_database(s)
 
 

@@ -158,6 +158,17 @@ def radius_rss(s, dsn: str) -> dict:
         radius.stop()
 
 
+def drop_database(s):
+    """Start the bench cluster (made if need be) and drop its kondge database."""
+    stack.ensure_cluster(s)
+    stack.start_postgres(s)
+    conn = psycopg2.connect(stack.superuser_dsn(s))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS kondge WITH (FORCE)")
+    conn.close()
+
+
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     key = VAR / "pin.key"
@@ -167,14 +178,7 @@ def main() -> int:
     env = env_for()
     s = config.load(env)
     stack.stop_background(s)
-    # a fresh database each run
-    stack.ensure_cluster(s)
-    stack.start_postgres(s)
-    conn = psycopg2.connect(stack.superuser_dsn(s))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS kondge WITH (FORCE)")
-    conn.close()
+    drop_database(s)                    # a fresh database each run
     try:
         stack.prepare_database(s)
         results = {"machine_cpus": os.cpu_count(), "lookups": LOOKUPS}
