@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-cards psql clean
+.PHONY: setup run start stop status test test-unit bench bench-cards bench-profile psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -35,10 +35,20 @@ test-unit: setup
 bench-cards: setup
 	$(VENV)/bin/python bench/cards.py
 
-# The tariff engine at scale (not part of make test): a private cluster under
-# var/bench, decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}.
+# Benchmarks (not part of make test), each on a private cluster of its own:
+# complete calls through the real stack at increasing load, beside the
+# unlang and rlm_sql ceilings (var/bench-calls; results in
+# var/bench/calls.{json,txt,png}), then the tariff engine at scale (var/bench,
+# decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}).
 bench: setup
+	$(VENV)/bin/python bench/calls.py
 	$(VENV)/bin/python bench/tariffs.py
+
+# Where a call's time goes: the call path called directly, one packet at a
+# time (per-packet timings, PostgreSQL function times, EXPLAIN ANALYZE,
+# cProfile) on a cluster of its own (var/bench-profile); var/bench/profile.txt.
+bench-profile: setup
+	$(VENV)/bin/python bench/profile_calls.py
 
 psql:
 	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"

@@ -50,7 +50,7 @@ def env_for() -> dict:
     return env
 
 
-def deck(n: int, name: str) -> Path:
+def deck(n: int, name: str, directory: Path = VAR) -> Path:
     """A tariff file of n prefixes (numbers starting with 2) in n/200 destinations.
 
     Prefixes are spread over destinations by a permutation, so no range
@@ -69,7 +69,7 @@ def deck(n: int, name: str) -> Path:
     lines += ["plans:", "  - name: standard", "    rates:"]
     lines += [f'      - {{destination: "D{g}", per_minute: 0.{(g % 90) + 10:02d}}}'
               for g in range(groups)]
-    path = VAR / f"deck-{name}.yaml"
+    path = directory / f"deck-{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -158,6 +158,17 @@ def radius_rss(s, dsn: str) -> dict:
         radius.stop()
 
 
+def drop_database(s):
+    """Start the bench cluster (made if need be) and drop its kondge database."""
+    stack.ensure_cluster(s)
+    stack.start_postgres(s)
+    conn = psycopg2.connect(stack.superuser_dsn(s))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS kondge WITH (FORCE)")
+    conn.close()
+
+
 def main() -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     key = VAR / "pin.key"
@@ -167,14 +178,7 @@ def main() -> int:
     env = env_for()
     s = config.load(env)
     stack.stop_background(s)
-    # a fresh database each run
-    stack.ensure_cluster(s)
-    stack.start_postgres(s)
-    conn = psycopg2.connect(stack.superuser_dsn(s))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS kondge WITH (FORCE)")
-    conn.close()
+    drop_database(s)                    # a fresh database each run
     try:
         stack.prepare_database(s)
         results = {"machine_cpus": os.cpu_count(), "lookups": LOOKUPS}

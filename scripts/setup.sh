@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-packages=(freeradius freeradius-python3 freeradius-utils postgresql
+packages=(freeradius freeradius-python3 freeradius-utils freeradius-postgresql postgresql
           python3-venv python3-dev libpq-dev gcc make)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,274 @@
+"""Where a call's time goes, without FreeRADIUS: the call path called directly.
+
+On a cluster of its own (var/bench-profile, port 5495) with the bench data
+set (bench/calls.py's loader), one thread plays complete calls through
+kondge_billing.radius_edge (what the hook calls, with the pairs FreeRADIUS
+hands it) one packet at a time, and reports:
+
+  - the wall time per packet type (p50/p99), the time inside the database
+    round trips (cursor.execute + fetch) and the statements per packet;
+  - PostgreSQL's own time per server-side function (track_functions = all:
+    rating_context, radius_hold, record_leg, ...);
+  - EXPLAIN ANALYZE of CALL_LOOKUP and RATE_FOR_STOP, and auto_explain of the
+    statements inside radius_hold and record_leg;
+  - a cProfile of the Python side, top functions by own time.
+
+Writes var/bench/profile.txt (and .json). Timings are floats, never money.
+
+    .venv/bin/python bench/profile_calls.py [--calls 1000] [--cards 100000]
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HOME))
+
+import psycopg2  # noqa: E402
+import psycopg2.extras  # noqa: E402
+
+from bench import calls as bench_calls  # noqa: E402
+from bench import loadgen  # noqa: E402
+from kondge_billing import calls, cards, config, gateways, stack  # noqa: E402
+from kondge_billing.db import Database  # noqa: E402
+from kondge_billing.pins import load_key  # noqa: E402
+from kondge_billing.radius_edge import handle_accounting, handle_authorize  # noqa: E402
+from kondge_billing.service import Billing  # noqa: E402
+
+VAR = HOME / "var" / "bench-profile"
+OUT = HOME / "var" / "bench"
+PG_PORT = 5495
+
+
+class Timed:
+    """Counts and times every statement a cursor runs (wraps Database.run)."""
+
+    def __init__(self, db: Database):
+        self.db, self.count, self.seconds = db, 0, 0.0
+        inner = db.run
+
+        def run(work):
+            def timed(cur):
+                execute = cur.execute
+
+                def wrapped(*a, **k):
+                    t = time.perf_counter()
+                    try:
+                        return execute(*a, **k)
+                    finally:
+                        self.seconds += time.perf_counter() - t
+                        self.count += 1
+                cur.execute = wrapped
+                return work(cur)
+            return inner(timed)
+        db.run = run
+
+
+def call_pairs(gw, card, pin, destination, n):
+    conf = f"h323-conf-id=BE{n:06X} 0F4411D6 AB5591F0 CBF3D765"
+    base = [("User-Name", card), ("Calling-Station-Id", loadgen.CALLER),
+            ("h323-conf-id", conf), ("Kondge-Gateway-Address", gw)]
+    auth = lambda called: tuple(base + [("User-Password", pin),  # noqa: E731
+                                        ("Called-Station-Id", called)])
+
+    def acct(status, leg, seconds=None):
+        pairs = base + [("Acct-Status-Type", status), ("Acct-Session-Id", conf[-8:]),
+                        ("Called-Station-Id", destination if leg == "originate"
+                         else loadgen.ACCESS_NUMBER),
+                        ("h323-call-origin", f"h323-call-origin={leg}"), ("Acct-Delay-Time", "0")]
+        if seconds is not None:
+            pairs.append(("Acct-Session-Time", str(seconds)))
+        return tuple(pairs)
+    return [("stage1", "auth", auth(loadgen.ACCESS_NUMBER)), ("stage2", "auth", auth(destination)),
+            ("start", "acct", acct("Start", "answer")), ("start", "acct", acct("Start", "originate")),
+            ("stop", "acct", acct("Stop", "originate", 60)), ("stop", "acct", acct("Stop", "answer", 80))]
+
+
+def play(billing, timed, gws, card_list, dests, count, offset=0):
+    per_type = {t: [] for t in loadgen.PACKET_TYPES}
+    db_time = {t: 0.0 for t in loadgen.PACKET_TYPES}
+    statements = {t: 0 for t in loadgen.PACKET_TYPES}
+    log = lambda *_a: None  # noqa: E731
+    for i in range(offset, offset + count):
+        card, pin = card_list[i % len(card_list)]
+        for kind, how, pairs in call_pairs(gws[i % len(gws)][0], card, pin,
+                                           dests[i % len(dests)], i):
+            s0, c0 = timed.seconds, timed.count
+            t = time.perf_counter()
+            if how == "auth":
+                result = handle_authorize(billing, pairs, log)[0]
+            else:
+                result = handle_accounting(billing, pairs, log)
+            per_type[kind].append(time.perf_counter() - t)
+            db_time[kind] += timed.seconds - s0
+            statements[kind] += timed.count - c0
+            if result != "ok":
+                raise SystemExit(f"{kind} answered {result} for card {card}")
+    return per_type, db_time, statements
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * (len(values) - 1)))] * 1000.0
+
+
+def explain(dsn: str, gw_id: int, card: str, dest: str) -> str:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    out = []
+    at = datetime.now(timezone.utc)
+    with conn.cursor() as cur:
+        params = {"number": card, "called": dest, "caller": loadgen.CALLER, "gateway_id": gw_id,
+                  "conf_id": "x", "call_id": "x", "at": at}
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cards.CALL_LOOKUP, params)
+        out += ["== CALL_LOOKUP (stage 2)"] + [r[0] for r in cur.fetchall()]
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + calls.RATE_FOR_STOP,
+                    {"number": card, "gateway_id": gw_id, "call_id": "x", "destination": dest,
+                     "caller": loadgen.CALLER, "at": at})
+        out += ["== RATE_FOR_STOP (billed Stop)"] + [r[0] for r in cur.fetchall()]
+    conn.close()
+    return "\n".join(out)
+
+
+def function_times(superuser_dsn_kondge: str) -> list:
+    conn = psycopg2.connect(superuser_dsn_kondge)
+    with conn.cursor() as cur:
+        cur.execute("""SELECT funcname, calls, round(total_time::numeric, 1)::text,
+                              round(self_time::numeric, 1)::text,
+                              round((total_time / greatest(calls, 1))::numeric, 3)::text
+                         FROM pg_stat_user_functions ORDER BY total_time DESC""")
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def auto_explained(s, gw, card, pin, dest) -> str:
+    """auto_explain of every statement (nested ones too) of one call, as PostgreSQL ran them."""
+    log = s.pg_data.parent / "postgres.log"
+    offset = log.stat().st_size
+    conn = psycopg2.connect(stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("ALTER DATABASE kondge SET session_preload_libraries = 'auto_explain'")
+        cur.execute("ALTER DATABASE kondge SET auto_explain.log_min_duration = 0")
+        cur.execute("ALTER DATABASE kondge SET auto_explain.log_analyze = on")
+        cur.execute("ALTER DATABASE kondge SET auto_explain.log_nested_statements = on")
+    db = Database(s.dsn)
+    billing = make_billing(s, db)
+    for _kind, how, pairs in call_pairs(gw, card, pin, dest, 999999):
+        (handle_authorize if how == "auth" else handle_accounting)(billing, pairs, lambda *a: None)
+    db.close()
+    with conn.cursor() as cur:
+        for name in ("session_preload_libraries", "auto_explain.log_min_duration",
+                     "auto_explain.log_analyze", "auto_explain.log_nested_statements"):
+            cur.execute(f"ALTER DATABASE kondge RESET {name}")
+    conn.close()
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def make_billing(s, db):
+    directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
+    return Billing(db, load_key(s.pin_key_file), directory, max_credit_time=86400,
+                   check_digit="luhn", hold_seconds=300)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=1000)
+    p.add_argument("--cards", type=int, default=100000)
+    p.add_argument("--prefixes", type=int, default=100000)
+    args = p.parse_args(argv)
+    if VAR.exists():
+        stack.stop_postgres(config.load(bench_calls.bench_env(VAR, PG_PORT)))
+        shutil.rmtree(VAR)
+    VAR.mkdir(parents=True)
+    (VAR / "pin.key").write_text(os.urandom(32).hex())
+    (VAR / "pin.key").chmod(0o600)
+    env = bench_calls.bench_env(VAR, PG_PORT)
+    s = config.load(env)
+    card_list, gws = bench_calls.card_list(args.cards), bench_calls.gateway_list()
+    dests = bench_calls.destinations(args.prefixes)
+    report = {}
+    try:
+        bench_calls.fresh_database(s)
+        bench_calls.load_dataset(s, env, card_list, gws, args.prefixes)
+        su_kondge = stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge")
+        conn = psycopg2.connect(su_kondge)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("ALTER DATABASE kondge SET track_functions = 'all'")
+            cur.execute("SELECT id FROM kondge.gateway WHERE address = %s", (gws[0][0],))
+            gw_id = cur.fetchone()[0]
+        conn.close()
+        db = Database(s.dsn)
+        timed = Timed(db)
+        billing = make_billing(s, db)
+        bench_calls.say("warming up (200 calls)")
+        play(billing, timed, gws, card_list, dests, 200, offset=args.calls)
+        conn = psycopg2.connect(su_kondge)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_reset()")
+        conn.close()
+        time.sleep(0.6)                          # stats are flushed at most every 500 ms
+        timed.seconds, timed.count = 0.0, 0
+        bench_calls.say(f"playing {args.calls} calls, one packet at a time, under cProfile")
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        per_type, db_time, statements = play(billing, timed, gws, card_list, dests, args.calls)
+        prof.disable()
+        wall = time.perf_counter() - t
+        db.close()
+        time.sleep(0.6)
+        report["per_packet"] = {
+            k: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3),
+                "mean_ms": round(1000 * sum(v) / len(v), 3),
+                "db_share_percent": round(100 * db_time[k] / sum(v)),
+                "statements_per_packet": round(statements[k] / len(v), 2)}
+            for k, v in per_type.items()}
+        report["calls_per_second_one_thread"] = round(args.calls / wall, 1)
+        report["functions"] = function_times(su_kondge)
+        stream = io.StringIO()
+        pstats.Stats(prof, stream=stream).sort_stats("tottime").print_stats(25)
+        report["cprofile_top"] = stream.getvalue()
+        report["explain"] = explain(s.dsn, gw_id, card_list[5][0], dests[5])
+        report["auto_explain"] = auto_explained(s, gws[1][0], card_list[7][0], card_list[7][1],
+                                                dests[7])
+    finally:
+        stack.stop_postgres(s)
+    lines = [f"bench/profile_calls.py: {args.calls} calls through radius_edge, one thread, "
+             f"{args.cards} cards, {args.prefixes} prefixes: "
+             f"{report['calls_per_second_one_thread']} calls/s (6 packets each, cProfile on)",
+             "", f"{'packet':<8} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>8} {'db %':>5} "
+                 f"{'statements':>10}"]
+    for k, v in report["per_packet"].items():
+        lines.append(f"{k:<8} {v['p50_ms']:>7} {v['p99_ms']:>7} {v['mean_ms']:>8} "
+                     f"{v['db_share_percent']:>5} {v['statements_per_packet']:>10}")
+    lines += ["", "PostgreSQL functions (track_functions): name, calls, total ms, self ms, "
+              "ms per call"]
+    lines += ["  " + "  ".join(str(c) for c in row) for row in report["functions"]]
+    lines += ["", report["explain"], "", "== auto_explain of one call (nested statements)",
+              report["auto_explain"], "", "== cProfile, top 25 by own time",
+              report["cprofile_top"]]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "profile.txt").write_text("\n".join(lines) + "\n")
+    (OUT / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print("\n".join(lines[:20]))
+    print(f"bench: the whole profile in {OUT / 'profile.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
