@@ -127,8 +127,9 @@ def explain(dsn: str, gw_id: int, card: str, dest: str) -> str:
     out = []
     at = datetime.now(timezone.utc)
     with conn.cursor() as cur:
-        params = {"number": card, "called": dest, "caller": loadgen.CALLER, "gateway_id": gw_id,
-                  "conf_id": "x", "call_id": "x", "at": at}
+        params = {"number": card, "pin_hash": None, "caller_number": None, "called": dest,
+                  "caller": loadgen.CALLER, "gateway_id": gw_id, "conf_id": "x",
+                  "call_id": "x", "at": at}
         cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cards.CALL_LOOKUP, params)
         out += ["== CALL_LOOKUP (stage 2)"] + [r[0] for r in cur.fetchall()]
         cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + calls.RATE_FOR_STOP,

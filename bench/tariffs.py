@@ -69,6 +69,7 @@ def deck(n: int, name: str, directory: Path = VAR) -> Path:
     lines += ["plans:", "  - name: standard", "    rates:"]
     lines += [f'      - {{destination: "D{g}", per_minute: 0.{(g % 90) + 10:02d}}}'
               for g in range(groups)]
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"deck-{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path

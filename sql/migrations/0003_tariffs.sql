@@ -74,9 +74,17 @@ CREATE TABLE tariff_rate (
 
 -- Every prefix of a number, longest first (at most 32 digits).
 CREATE FUNCTION prefixes_of(p_number text) RETURNS text[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(left(p_number, n) ORDER BY n DESC), '{}')
-      FROM generate_series(1, least(length(p_number), 32)) AS n
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+-- PL/pgSQL, not SQL: called from rating_context on every rating, a SQL
+-- function body would be planned again each time.
+DECLARE
+    v_result text[] := '{}';
+BEGIN
+    FOR n IN REVERSE least(length(p_number), 32) .. 1 LOOP
+        v_result := v_result || left(p_number, n);
+    END LOOP;
+    RETURN v_result;
+END;
 $$;
 
 -- Migrate 0001's tariffs: each becomes version 1 (valid since 2000), one plan

@@ -91,14 +91,23 @@ $$;
 -- the call's identity, else (a gateway that sends no h323-conf-id in its
 -- Access-Request) the card's oldest hold made without one on that gateway.
 CREATE FUNCTION find_reservation(p_gateway_id integer, p_call_id text, p_card_number text)
-RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT coalesce(
-        (SELECT id FROM kondge.reservation
-          WHERE gateway_id = p_gateway_id AND call_id = p_call_id),
-        (SELECT r.id FROM kondge.reservation r JOIN kondge.card c ON c.id = r.card_id
-          WHERE r.gateway_id = p_gateway_id AND c.number = p_card_number
-            AND r.call_id LIKE 'auth:%' AND r.state = 'held'
-          ORDER BY r.created_at LIMIT 1));
+RETURNS bigint LANGUAGE plpgsql STABLE AS $$
+-- PL/pgSQL so that its plans are cached per session (a SQL function called
+-- from PL/pgSQL is planned again on every call).
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT id INTO v_id FROM kondge.reservation
+     WHERE gateway_id = p_gateway_id AND call_id = p_call_id;
+    IF v_id IS NULL THEN
+        SELECT r.id INTO v_id
+          FROM kondge.reservation r JOIN kondge.card c ON c.id = r.card_id
+         WHERE r.gateway_id = p_gateway_id AND c.number = p_card_number
+           AND r.call_id LIKE 'auth:%' AND r.state = 'held'
+         ORDER BY r.created_at LIMIT 1;
+    END IF;
+    RETURN v_id;
+END;
 $$;
 
 -- Record one accounting record of one leg, and, for the billed leg's Stop,

@@ -8,7 +8,10 @@
 --                    can neither read PIN hashes nor change a tariff
 --
 -- The functions are SECURITY DEFINER (they run with the owner's rights)
--- with a fixed search_path, and each answers for one call only.
+-- with a fixed search_path, and each answers for one call only. The call
+-- path's are PL/pgSQL, whose plans are cached per connection: a SQL
+-- function returning a table is planned again on every call (measured with
+-- make bench-profile: radius_card 1.66 ms a call as SQL).
 SET search_path = kondge, public;
 
 -- The card for a call, by number (with its PIN checked here: the caller
@@ -24,7 +27,10 @@ CREATE FUNCTION radius_card(
     held numeric, active_calls bigint, called_is_access_number boolean, access_number text,
     access_login text, access_language text, access_prompt_id integer,
     callers_bound bigint, caller_card_id bigint, rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = kondge, public AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
 SELECT c.id, c.number, c.pin_hash = p_pin_hash, c.balance, c.currency, c.status,
        c.expires_at, c.language,
        cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds,
@@ -56,6 +62,7 @@ SELECT c.id, c.number, c.pin_hash = p_pin_hash, c.balance, c.currency, c.status,
  WHERE (p_number IS NOT NULL AND c.number = p_number)
     OR (p_number IS NULL
         AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
+END;
 $$;
 
 -- The rating of a stopped call: the card named by the billed leg (or, if
@@ -66,7 +73,10 @@ CREATE FUNCTION radius_rate_for_stop(
     p_number text, p_gateway_id integer, p_call_id text, p_destination text,
     p_caller text, p_at timestamptz
 ) RETURNS TABLE (number text, currency char(3), rating text)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = kondge, public AS $$
+#variable_conflict use_column
+BEGIN
+RETURN QUERY
 WITH card_number AS (
     SELECT coalesce(p_number,
                     (SELECT user_name FROM kondge.call_leg
@@ -81,6 +91,7 @@ SELECT n.number, c.currency,
            p_gateway_id, p_at, c.tariff_id)::text END
   FROM card_number n
   LEFT JOIN kondge.card c ON c.number = n.number;
+END;
 $$;
 
 -- The gateways as the hook needs them: no secrets (FreeRADIUS has those).
