@@ -23,6 +23,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_HOLD_SECONDS      | 300                          | a stage-2 hold whose call never starts stops counting after this |
 | KONDGE_SESSION_GRACE     | 600                          | a live call is closed this long after its granted time if no Stop came |
 | KONDGE_SWEEP_SECONDS     | 30                           | how often the supervisor sweeps holds and lost calls |
+| KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS worker; more are dropped (overload) |
 | KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
 """
 
@@ -53,6 +54,7 @@ class Settings:
     session_grace: int
     sweep_seconds: int
     auth_when_db_down: str
+    queue_size: int
 
     @property
     def gateway_sync_seconds(self):
@@ -133,4 +135,5 @@ def load(env=None) -> Settings:
         session_grace=_int(env, "KONDGE_SESSION_GRACE", 600),
         sweep_seconds=_int(env, "KONDGE_SWEEP_SECONDS", 30),
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
+        queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
     )

@@ -203,7 +203,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_RUN_DIR": str(s.radius_run_dir), "KONDGE_LOG_DIR": str(s.log_dir),
         "KONDGE_LISTEN": s.listen, "KONDGE_AUTH_PORT": str(s.auth_port),
         "KONDGE_ACCT_PORT": str(s.acct_port), "KONDGE_DSN": s.dsn,
-        "KONDGE_RADIUS_DSN": s.radius_dsn,
+        "KONDGE_RADIUS_DSN": s.radius_dsn, "KONDGE_QUEUE_SIZE": str(s.queue_size),
         "KONDGE_PIN_KEY": str(s.pin_key_file),
         "KONDGE_PYTHONPATH": f"{s.home / 'mods-config' / 'python'}:{s.home}:{site}",
     })
