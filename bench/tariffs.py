@@ -145,8 +145,11 @@ def radius_rss(s, dsn: str) -> dict:
         todo = numbers(2000)
         started = time.perf_counter()
         for number in todo:
+            # one call authorised again and again: each grant replaces the
+            # call's own hold (a new call each time would be refused "in use")
             reply = client.access([("User-Name", "1000000008"), ("User-Password", "1234"),
                                    ("Called-Station-Id", number),
+                                   ("h323-conf-id", "h323-conf-id=BE4C0001 0 0 0"),
                                    ("Service-Type", "Outbound-User")])
             granted += bool(reply and reply.accepted)
         elapsed = time.perf_counter() - started
@@ -183,15 +186,23 @@ def main() -> int:
     try:
         stack.prepare_database(s)
         results = {"machine_cpus": os.cpu_count(), "lookups": LOOKUPS}
-        for n, name in ((1000, "bench1k"), (1000000, "bench1m")):
+        decks = ((1000, "bench1k"), (1000000, "bench1m"))
+        for n, name in decks:
             t = time.perf_counter()
             path = deck(n, name)
             print(f"bench: generated {path.name} in {time.perf_counter() - t:.1f} s", flush=True)
             results[f"load_seconds_{name}"] = round(load_seconds(env, path), 2)
             print(f"bench: loaded {name} in {results[f'load_seconds_{name}']} s", flush=True)
-            results[f"ratings_per_second_{name}"] = round(ratings_per_second(s.dsn, name))
-            print(f"bench: {name}: {results[f'ratings_per_second_{name}']} ratings/s",
-                  flush=True)
+        # both decks loaded, then alternating rounds, best of three each: a
+        # noisy moment on this machine does not decide the ratio
+        best = {name: 0.0 for _, name in decks}
+        for _ in range(3):
+            for _, name in decks:
+                best[name] = max(best[name], ratings_per_second(s.dsn, name))
+        for _, name in decks:
+            results[f"ratings_per_second_{name}"] = round(best[name])
+            print(f"bench: {name}: {results[f'ratings_per_second_{name}']} ratings/s "
+                  "(best of 3 alternating rounds)", flush=True)
         a, b = results["ratings_per_second_bench1k"], results["ratings_per_second_bench1m"]
         results["ratings_1m_vs_1k_percent"] = round(100 * (b - a) / a, 1)
         results.update(radius_rss(s, s.dsn))

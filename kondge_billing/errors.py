@@ -46,6 +46,10 @@ class CardSuspended(Refusal):
     code, message = 7, "card suspended"
 
 
+class LoginNotAllowed(Refusal):
+    code, message = 7, "this access number does not take this kind of login"
+
+
 class ServiceUnavailable(Refusal):
     code, message = 8, "service not available"
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from . import attrs, callers, calls, cards, sessions
 from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
-                     DestinationBlocked, InsufficientBalance, InvalidArgument,
+                     DestinationBlocked, InsufficientBalance, InvalidArgument, LoginNotAllowed,
                      MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
                      ZeroBalance)
 from .gateways import Gateway
@@ -131,8 +131,8 @@ class Billing:
         else:
             card, number = self._card_by_number(gateway, req, caller, call_id, now)
             if card.access_login == "caller":
-                raise CardSuspended(f"access number {card.access_number} takes caller "
-                                    f"logins only")
+                raise LoginNotAllowed(f"access number {card.access_number} takes caller "
+                                      f"logins only")
         if card.status != "active":
             raise CardSuspended(f"card {number} is {card.status}")
         if card.expires_at is not None and card.expires_at <= now:

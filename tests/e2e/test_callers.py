@@ -73,6 +73,7 @@ def test_access_number_login_policy(stack_ready, uk_gateway):
                   ("Calling-Station-Id", "07700900555")]
     refused = uk_gateway.access(card_login + [("Called-Station-Id", "8005550002")])
     assert refused.h323("h323-return-code", "Quintum-") == "7"
+    assert "does not take this kind of login" in refused.get("Reply-Message")
     assert uk_gateway.access(card_login + [("Called-Station-Id", "8005550001")]).accepted
 
 
