@@ -55,7 +55,7 @@ class Grant:
 class Recorded:
     """An accounting record stored (or recognised as a repeat)."""
 
-    outcome: str                  # recorded | charged | duplicate | ignored
+    outcome: str                  # recorded | charged | corrected | duplicate | ignored
     call_id: str | None = None
     leg: str | None = None
     charge: Decimal | None = None

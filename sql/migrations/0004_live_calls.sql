@@ -110,6 +110,64 @@ BEGIN
 END;
 $$;
 
+-- The real Stop of a call the sweep closed: the CDR gets the real talk
+-- time, cost and charge, the difference becomes an 'adjustment' ledger
+-- entry keyed by the call (so it happens once), and the CDR is flagged
+-- 'corrected'. A repeat of the real Stop, or a call never swept, is a
+-- plain duplicate.
+CREATE FUNCTION correct_swept_call(
+    p_gateway_id integer, p_call_id text, p_leg text, p_disconnect timestamptz,
+    p_session_time integer, p_cause text, p_cost numeric
+) RETURNS TABLE (outcome text, charge numeric, balance numeric)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_cdr    kondge.cdr%ROWTYPE;
+    v_card   record;
+    v_others numeric;
+    v_room   numeric;
+    v_charge numeric;
+    v_delta  numeric;
+BEGIN
+    SELECT * INTO v_cdr FROM kondge.cdr
+     WHERE gateway_id = p_gateway_id AND call_id = p_call_id
+       AND 'stop-missing' = ANY(flags) AND NOT 'corrected' = ANY(flags)
+       FOR UPDATE;
+    IF v_cdr.id IS NULL OR v_cdr.card_id IS NULL THEN
+        RETURN QUERY SELECT 'duplicate'::text, NULL::numeric, NULL::numeric;
+        RETURN;
+    END IF;
+    SELECT c.id, c.balance, cat.billing, cat.credit_limit INTO v_card
+      FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
+     WHERE c.id = v_cdr.card_id FOR UPDATE OF c;
+    SELECT coalesce(sum(amount), 0) INTO v_others
+      FROM kondge.v_active_reservation WHERE card_id = v_card.id;
+    -- what the card could pay for this call: its balance with this call's
+    -- charge given back, less what other live calls hold
+    v_room := v_card.balance + v_cdr.charge - v_others
+              + CASE WHEN v_card.billing = 'postpaid' THEN v_card.credit_limit ELSE 0 END;
+    v_charge := least(coalesce(p_cost, 0), greatest(v_room, 0));
+    v_delta := v_charge - v_cdr.charge;
+    IF v_delta <> 0 THEN
+        INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+        VALUES (v_card.id, -v_delta, 'adjustment',
+                'correction:' || p_gateway_id || ':' || p_call_id,
+                v_card.balance - v_delta, 'late Stop of cdr ' || v_cdr.id);
+        UPDATE kondge.card SET balance = balance - v_delta WHERE id = v_card.id;
+    END IF;
+    UPDATE kondge.cdr
+       SET duration = coalesce(p_session_time, 0), disconnect_time = p_disconnect,
+           disconnect_cause = p_cause, cost = coalesce(p_cost, 0), charge = v_charge,
+           uncollected = coalesce(p_cost, 0) - v_charge, flags = flags || ARRAY['corrected']
+     WHERE id = v_cdr.id;
+    UPDATE kondge.call_leg
+       SET session_time = p_session_time, disconnect_time = p_disconnect,
+           disconnect_cause = p_cause, flags = flags || ARRAY['corrected']
+     WHERE gateway_id = p_gateway_id AND call_id = p_call_id AND leg = p_leg;
+    RETURN QUERY SELECT 'corrected'::text, v_charge, v_card.balance - v_delta;
+END;
+$$;
+
 -- Record one accounting record of one leg, and, for the billed leg's Stop,
 -- write the CDR and debit the card: all in one transaction, one round trip.
 -- A repeated record (a retransmission with a new packet id, a replay after a
@@ -225,6 +283,16 @@ BEGIN
     RETURNING l.id INTO v_leg_id;
 
     IF v_leg_id IS NULL THEN
+        -- A repeat. But if the call was closed by the sweep (its Stop was
+        -- late, not lost) and this is the real Stop, the charge is put
+        -- right once: the CDR takes the real talk time and the difference
+        -- is a ledger adjustment.
+        IF p_bill AND NOT 'stop-missing' = ANY(v_flags) THEN
+            RETURN QUERY SELECT * FROM kondge.correct_swept_call(
+                p_gateway_id, p_call_id, p_leg, p_disconnect, p_session_time, p_cause,
+                p_cost);
+            RETURN;
+        END IF;
         RETURN QUERY SELECT 'duplicate'::text, NULL::numeric, NULL::numeric;
         RETURN;
     END IF;

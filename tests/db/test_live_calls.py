@@ -120,9 +120,22 @@ def test_sweep_closes_a_call_whose_stop_is_lost(world, billing, pin_key, interim
     cdr = world.run(lambda cur: (cur.execute(
         "SELECT * FROM kondge.cdr WHERE card_number = %s", (number,)), cur.fetchone())[1])
     assert {"stop-missing", flag} <= set(cdr["flags"])
-    # the real Stop arriving late changes nothing: the call is settled once
-    assert acct(billing, "Stop", number, n=1, seconds=300).outcome == "duplicate"
-    assert card_row(world, number)["balance"] == Decimal("10.00") - charged
+    # the real Stop, arriving late, puts the charge right, once
+    assert acct(billing, "Stop", number, n=1, seconds=125).outcome == "corrected"
+    assert card_row(world, number)["balance"] == Decimal("9.6850")     # 126 s at 0.15
+    assert acct(billing, "Stop", number, n=1, seconds=125).outcome == "duplicate"
+    assert card_row(world, number)["balance"] == Decimal("9.6850")
+    cdr = world.run(lambda cur: (cur.execute(
+        "SELECT * FROM kondge.cdr WHERE card_number = %s", (number,)), cur.fetchone())[1])
+    assert (cdr["duration"], cdr["charge"]) == (125, Decimal("0.3150"))
+    assert "corrected" in cdr["flags"]
+    ledger = world.run(lambda cur: (cur.execute(
+        """SELECT kind, amount FROM kondge.ledger_entry l JOIN kondge.card c ON c.id = l.card_id
+            WHERE c.number = %s ORDER BY l.id""", (number,)), cur.fetchall())[1])
+    assert [e["kind"] for e in ledger] == ["issue", "call", "adjustment"]
+    assert sum(e["amount"] for e in ledger) == Decimal("9.6850")
+    assert world.run(lambda cur: (cur.execute("SELECT * FROM kondge.v_balance_mismatch"),
+                                  cur.fetchall())[1]) == []
 
 
 def test_postpaid_account_spends_down_to_its_credit_limit(world, billing, pin_key):
