@@ -40,7 +40,6 @@ from bench import calls as bench_calls  # noqa: E402
 from bench import loadgen  # noqa: E402
 from kondge_billing import calls, cards, config, gateways, stack  # noqa: E402
 from kondge_billing.db import Database  # noqa: E402
-from kondge_billing.pins import load_key  # noqa: E402
 from kondge_billing.radius_edge import handle_accounting, handle_authorize  # noqa: E402
 from kondge_billing.service import Billing  # noqa: E402
 
@@ -179,9 +178,7 @@ def auto_explained(s, gw, card, pin, dest) -> str:
 
 
 def make_billing(s, db):
-    directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
-    return Billing(db, load_key(s.pin_key_file), directory, max_credit_time=86400,
-                   check_digit="luhn", hold_seconds=300)
+    return Billing.from_settings(s, db, gateways.all_gateways)
 
 
 def main(argv=None) -> int:

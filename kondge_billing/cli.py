@@ -525,9 +525,10 @@ def cmd_sessions_list(args, s):
 def cmd_sessions_sweep(args, s):
     db = _db(s)
     try:
-        directory = gateways.GatewayDirectory(lambda: db.run(gateways.all_gateways))
-        billing = Billing(db, load_key(s.pin_key_file), directory,
-                          max_credit_time=s.max_credit_time, hold_seconds=s.hold_seconds)
+        try:
+            billing = Billing.from_settings(s, db, gateways.all_gateways)
+        except PinKeyError as exc:
+            raise Refused(str(exc)) from None
         result = billing.sweep(s.session_grace if args.grace is None else args.grace)
     finally:
         db.close()

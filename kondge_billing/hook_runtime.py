@@ -7,7 +7,6 @@ start with the database down both work) and the gateway directory.
 
 from . import config, gateways
 from .db import Database
-from .pins import load_key
 from .radius_edge import handle_accounting, handle_authorize
 from .service import Billing
 
@@ -18,12 +17,7 @@ def start(log):
     global _billing
     settings = config.load()
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
-    directory = gateways.GatewayDirectory(lambda: db.run(gateways.for_call_path))
-    _billing = Billing(db, load_key(settings.pin_key_file), directory,
-                       max_credit_time=settings.max_credit_time,
-                       check_digit=settings.card_check_digit,
-                       hold_seconds=settings.hold_seconds)
-    _billing.auth_when_db_down = settings.auth_when_db_down
+    _billing = Billing.from_settings(settings, db, gateways.for_call_path)
     log("info", f"ready (database {settings.radius_dsn})")
 
 

@@ -21,7 +21,7 @@ from . import attrs
 from .errors import Refusal, ServiceUnavailable, Unavailable, UnknownGateway
 from .money import format_amount
 from .request import access_request, accounting_record
-from .service import Grant, Login
+from .service import Grant
 
 ACCEPT_CONTROL = ((attrs.AUTH_TYPE, ":=", "Accept"),)
 

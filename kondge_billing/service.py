@@ -14,10 +14,10 @@ from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
                      DestinationBlocked, InsufficientBalance, InvalidArgument, LoginNotAllowed,
                      MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
                      ZeroBalance)
-from .gateways import Gateway
+from .gateways import Gateway, GatewayDirectory
 from .money import ZERO
 from .numbers import normalise
-from .pins import pin_hash
+from .pins import load_key, pin_hash
 from .sessions import new_hold_id
 from .tariffs.codec import context_from_json
 from .tariffs.engine import allowed_seconds, call_cost, rate_call
@@ -109,6 +109,7 @@ class Billing:
 
     def __init__(self, db, pin_key: bytes, gateways, max_credit_time: int = 86400,
                  check_digit: str = "luhn", hold_seconds: int = 300,
+                 auth_when_db_down: str = "silent",
                  clock=lambda: datetime.now(timezone.utc)):
         self.db = db
         self.pin_key = pin_key
@@ -118,8 +119,19 @@ class Billing:
         self.hold_seconds = hold_seconds
         #: what an Access-Request gets while the database is unreachable:
         #: "silent" (no answer) or "reject" (code 8)
-        self.auth_when_db_down = "silent"
+        self.auth_when_db_down = auth_when_db_down
         self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings, db, gateway_loader) -> "Billing":
+        """The service as configured (config.Settings), on `db`; the gateways
+        come from gateway_loader(cur)."""
+        directory = GatewayDirectory(lambda: db.run(gateway_loader))
+        return cls(db, load_key(settings.pin_key_file), directory,
+                   max_credit_time=settings.max_credit_time,
+                   check_digit=settings.card_check_digit,
+                   hold_seconds=settings.hold_seconds,
+                   auth_when_db_down=settings.auth_when_db_down)
 
     # --- Access-Request --------------------------------------------------
     def authorize(self, gateway: Gateway, req: AccessRequest) -> Login | Grant:
@@ -242,7 +254,10 @@ class Billing:
         if rec.status in ("on", "off", "unknown"):
             return Recorded("ignored")
         call_id, leg, flags = call_identity(gateway, rec)
-        flags = list(rec.flags) + flags
+        return self._record(gateway, rec, call_id, leg, list(rec.flags) + flags)
+
+    def _record(self, gateway, rec, call_id, leg, flags) -> Recorded:
+        """Store one leg's record; the billed leg's Stop is priced and charged."""
         billed = leg in (gateway.billed_leg, "session")
         number = rec.user_name if rec.user_name and CARD_NUMBER.match(rec.user_name) else None
         values = dict(
@@ -255,11 +270,7 @@ class Billing:
             currency=None, tariff_id=None, rate_prefix=None, price=None)
         if billed and rec.status == "stop":
             values.update(self._price(gateway, call_id, number, rec, flags))
-
-        def work(cur):
-            return calls.record_leg(cur, **values)
-
-        row = self.db.run(work)
+        row = self.db.run(lambda cur: calls.record_leg(cur, **values))
         return Recorded(row["outcome"], call_id, leg, row["charge"])
 
     def park(self, pairs, error: str):
@@ -292,22 +303,11 @@ class Billing:
                 session_time=seconds, setup_time=None, connect_time=row["started_at"],
                 disconnect_time=self.clock(), disconnect_cause=None,
                 flags=("stop-missing", flag))
-            self._settle_swept(gateway, row["call_id"], rec)
+            # the billed leg's Stop, as the gateway would have sent it
+            leg = gateway.billed_leg if gateway.dialect != "generic" else "session"
+            self._record(gateway, rec, row["call_id"], leg, list(rec.flags))
             closed += 1
         return {"holds_dropped": dropped, "sessions_closed": closed}
-
-    def _settle_swept(self, gateway, call_id, rec):
-        leg = gateway.billed_leg if gateway.dialect != "generic" else "session"
-        flags = list(rec.flags)
-        values = dict(
-            status="stop", gateway_id=gateway.id, call_id=call_id, leg=leg,
-            acct_session_id=None, user_name=rec.user_name, caller=rec.caller,
-            called=rec.called, setup=None, connect=rec.connect_time,
-            disconnect=rec.disconnect_time, session_time=rec.session_time, cause=None,
-            flags=flags, bill=True, card_number=rec.user_name, destination=rec.called,
-            cost=ZERO, currency=None, tariff_id=None, rate_prefix=None, price=None)
-        values.update(self._price(gateway, call_id, rec.user_name, rec, flags))
-        self.db.run(lambda cur: calls.record_leg(cur, **values))
 
     def _price(self, gateway, call_id, number, rec, flags) -> dict:
         start = rec.connect_time or rec.setup_time or self.clock()

@@ -407,11 +407,7 @@ class Supervisor:
 
     def billing(self) -> Billing:
         if self._billing is None:
-            directory = gateways.GatewayDirectory(lambda: self.db.run(gateways.all_gateways))
-            self._billing = Billing(self.db, load_key(self.s.pin_key_file), directory,
-                                    max_credit_time=self.s.max_credit_time,
-                                    check_digit=self.s.card_check_digit,
-                                    hold_seconds=self.s.hold_seconds)
+            self._billing = Billing.from_settings(self.s, self.db, gateways.all_gateways)
         return self._billing
 
     def loop(self):
