@@ -1,6 +1,5 @@
 """Reservations, live calls and the sweep, against a real PostgreSQL."""
 
-import threading
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -13,6 +12,7 @@ from kondge_billing.gateways import GatewayDirectory, all_gateways
 from kondge_billing.request import access_request, accounting_record
 from kondge_billing.service import Billing, Grant, Login
 from tests.support.cards import new_card
+from tests.support.concurrency import at_once
 
 NOW = datetime.now(timezone.utc)
 
@@ -155,13 +155,12 @@ def test_postpaid_account_spends_down_to_its_credit_limit(world, billing, pin_ke
 def test_fifty_simultaneous_calls_on_a_balance_for_ten_never_overspend(world, dsn, pin_key):
     number = new_card(world, pin_key, "1.50", category="tenner")   # 10 x 60 s at 0.15
     granted, refused, errors = [], [], []
-    start = threading.Barrier(50)
 
-    def caller(n):
+    def caller(n, go):
         db = Database(dsn)
         billing = Billing(db, pin_key, GatewayDirectory(lambda: db.run(all_gateways)))
         try:
-            start.wait()
+            go()
             outcome = auth(billing, req(number, n=n))
             granted.append((n, outcome))
         except (ZeroBalance, InsufficientBalance):
@@ -171,11 +170,7 @@ def test_fifty_simultaneous_calls_on_a_balance_for_ten_never_overspend(world, ds
         finally:
             db.close()
 
-    threads = [threading.Thread(target=caller, args=(n,)) for n in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once(50, caller)
     assert not errors
     assert len(granted) == 10 and len(refused) == 40
     assert all(isinstance(g, Grant) and g.seconds == 60 for _, g in granted)

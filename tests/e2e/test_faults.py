@@ -18,6 +18,7 @@ import pytest
 from kondge_billing import stack
 from kondge_billing.pins import load_key
 from tests.support.cards import new_card
+from tests.support.concurrency import at_once
 from tests.support.load import run_load
 
 
@@ -137,13 +138,12 @@ def test_fifty_simultaneous_calls_on_a_balance_for_ten(stack_ready):
            VALUES ('tenner', 100, 60) ON CONFLICT DO NOTHING"""))
     number = new_card(stack_ready.db, load_key(stack_ready.settings.pin_key_file), "0.20",
                       category="tenner")               # 10 x 60 s at 0.02 = 0.20
-    barrier = threading.Barrier(50)
     grants, refusals = [], []
 
-    def caller(i):
+    def caller(i, go):
         client = stack_ready.client(timeout=3.0)
         try:
-            barrier.wait()
+            go()
             reply = client.access([("User-Name", number), ("User-Password", "1234"),
                                    ("Called-Station-Id", "15551230000"),
                                    ("h323-conf-id", f"h323-conf-id=5050{i:04X} 1 2 3")],
@@ -152,11 +152,7 @@ def test_fifty_simultaneous_calls_on_a_balance_for_ten(stack_ready):
         finally:
             client.close()
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once(50, caller)
     assert len(grants) == 10 and len(refusals) == 40
     assert {g.h323("h323-credit-time") for g in grants} == {"60"}
     assert {r.h323("h323-return-code") for r in refusals} <= {"4", "12"}
