@@ -46,7 +46,9 @@ def test_env():
 
 def _env_for(var, auth_port, acct_port):
     env = dict(os.environ)
-    env.update({"KONDGE_VAR": str(var), "KONDGE_PG_PORT": "5499",
+    # KONDGE_TEST_PG_PORT: another port, for a second checkout's suite run alongside
+    env.update({"KONDGE_VAR": str(var),
+                "KONDGE_PG_PORT": os.environ.get("KONDGE_TEST_PG_PORT", "5499"),
                 "KONDGE_AUTH_PORT": str(auth_port), "KONDGE_ACCT_PORT": str(acct_port),
                 "KONDGE_LISTEN": "127.0.0.1", "KONDGE_PIN_KEY": str(var / "pin.key"),
                 "KONDGE_GATEWAY_SYNC": "0.5"})
