@@ -200,15 +200,17 @@ def rss_mb(pid: int | None) -> float | None:
 
 
 class CpuMeter:
-    """CPU shares per step: the FreeRADIUS process, PostgreSQL, the whole machine."""
+    """CPU shares per step: the FreeRADIUS processes (front end and workers
+    together), PostgreSQL, the whole machine."""
 
-    def __init__(self, radius_pid, s):
-        self.radius_pid, self.s = radius_pid, s
+    def __init__(self, radius_pids: list, s):
+        self.radius_pids, self.s = radius_pids, s
         self.marks = []
 
     def mark(self, *_args):
         pg = sum(proc_cpu(p) for p in postgres_pids(self.s))
-        self.marks.append((time.monotonic(), proc_cpu(self.radius_pid), pg, machine_cpu()))
+        radius = sum(proc_cpu(p) for p in self.radius_pids)
+        self.marks.append((time.monotonic(), radius, pg, machine_cpu()))
 
     def shares(self) -> list[dict]:
         out = []
@@ -220,8 +222,8 @@ class CpuMeter:
         return out
 
 
-def drive(name: str, target, rates, seconds, processes, radius_pid, s) -> list[dict]:
-    meter = CpuMeter(radius_pid, s)
+def drive(name: str, target, rates, seconds, processes, radius_pids, s) -> list[dict]:
+    meter = CpuMeter(radius_pids, s)
     steps = [loadgen.Step(r, seconds) for r in rates]
 
     def on_step(i, step):
@@ -305,7 +307,8 @@ def billing_check(dsn: str, billed_stops: int, uncertain: int) -> dict:
 def table(results: dict) -> str:
     lines = [f"make bench (bench/calls.py), {results['started_at']}, {results['machine_cpus']} "
              f"CPUs; {results['cards']} cards, {results['prefixes']} prefixes, "
-             f"{results['gateways']} gateways; generator: {results['processes']} processes",
+             f"{results['gateways']} gateways; FreeRADIUS worker processes: "
+             f"{results.get('workers', 1)}; generator: {results['processes']} processes",
              ""]
     head = (f"{'target':<8} {'offered':>7} {'calls/s':>8} {'pkts/s':>8} "
             f"{'s1 p50/p99':>12} {'s2 p50/p99':>12} {'start p50/p99':>14} "
@@ -411,6 +414,9 @@ def parse_args(argv):
     p.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     p.add_argument("--processes", type=int, default=4, help="load generator processes")
     p.add_argument("--no-ceilings", action="store_true", help="skip the unlang and sql runs")
+    p.add_argument("--workers", type=int, default=None,
+                   help="FreeRADIUS worker processes of the service (KONDGE_WORKERS; "
+                        "default: the service's default)")
     p.add_argument("--out", default=str(OUT / "calls"), help="output path without suffix")
     return p.parse_args(argv)
 
@@ -429,11 +435,14 @@ def main(argv=None) -> int:
     (VAR / "pin.key").write_text(os.urandom(32).hex())
     (VAR / "pin.key").chmod(0o600)
     env = bench_env(VAR)
+    if args.workers is not None:
+        env["KONDGE_WORKERS"] = str(args.workers)
     s = config.load(env)
     cards, gws = card_list(args.cards), gateway_list()
     results = {"started_at": time.strftime("%Y-%m-%d %H:%M:%S"), "machine_cpus": os.cpu_count(),
                "cards": args.cards, "prefixes": args.prefixes, "gateways": len(gws),
                "processes": args.processes, "step_seconds": args.seconds,
+               "workers": s.workers,
                "command": "make bench  (.venv/bin/python bench/calls.py)", "runs": {},
                "rss_mb": {}}
     instances = []
@@ -445,17 +454,20 @@ def main(argv=None) -> int:
                                  capture_output=True, text=True, timeout=180)
         if started.returncode != 0:
             raise RuntimeError("the service did not start:\n" + started.stdout + started.stderr)
-        radius_pid = stack.Radius(s).running_pid()
+        radius_pids = stack.radius_pids(s)
+        say(f"FreeRADIUS processes: {radius_pids}")
         dests = destinations(args.prefixes)
         target = loadgen.Target(s.auth_port, s.acct_port, gws, cards, dests)
         say("warming up (20 calls/s for 3 s)")
         warm = loadgen.run(target, [loadgen.Step(20, 3)], args.processes)[0]
         rates = [float(r) for r in args.steps.split(",")]
         results["runs"]["service"] = drive("service", target, rates, args.seconds,
-                                           args.processes, radius_pid, s)
+                                           args.processes, list(radius_pids.values()), s)
         say("waiting for the service to store what it still holds")
         quiesce(s.dsn)
-        results["rss_mb"]["service"] = rss_mb(radius_pid)
+        per_process = {name: rss_mb(pid) for name, pid in radius_pids.items()}
+        results["rss_mb_per_process"] = per_process
+        results["rss_mb"]["service"] = max(v for v in per_process.values() if v is not None)
         measured = results["runs"]["service"] + [warm]      # the warm-up's calls count too
         results["billing_check"] = billing_check(
             s.dsn, sum(r["billed_stops"] for r in measured), sum(r["uncertain"] for r in measured))
@@ -471,7 +483,7 @@ def main(argv=None) -> int:
                 t = loadgen.Target(auth, acct, gws, cards, dests)
                 loadgen.run(t, [loadgen.Step(200, 2)], args.processes)       # warm-up
                 results["runs"][kind] = drive(kind, t, crates, min(args.seconds, 5.0),
-                                              args.processes, inst.pid, s)
+                                              args.processes, [inst.pid], s)
                 results["rss_mb"][kind] = rss_mb(inst.pid)
                 inst.stop()
     finally:

@@ -111,12 +111,21 @@ def cmd_server_db_start(args, s):
 
 def cmd_server_status(args, s):
     st = stack.status(s)
-    up = bool(st["supervisor_pid"] and st["postgresql"] and st["freeradius_pid"])
-    emit(args, st, [
+    expected = s.workers if s.workers > 1 else 0
+    up = bool(st["supervisor_pid"] and st["postgresql"] and st["freeradius_pid"]
+              and len(st["workers"]) == expected)
+    role = "front end" if expected else "serving the gateways"
+    lines = [
         f"supervisor: {'pid ' + str(st['supervisor_pid']) if st['supervisor_pid'] else 'not running'}",
         f"PostgreSQL: {'running' if st['postgresql'] else 'not running'}",
-        f"FreeRADIUS: {'pid ' + str(st['freeradius_pid']) if st['freeradius_pid'] else 'not running'}"
-        f" ({st['listen']} auth {st['auth_port']}, acct {st['acct_port']})"])
+        f"FreeRADIUS {role}: "
+        f"{'pid ' + str(st['freeradius_pid']) if st['freeradius_pid'] else 'not running'}"
+        f" ({st['listen']} auth {st['auth_port']}, acct {st['acct_port']})"]
+    if expected:
+        running = ", ".join(f"{name} pid {pid}" for name, pid in sorted(st["workers"].items()))
+        lines.append(f"FreeRADIUS workers: {len(st['workers'])} of {expected} running"
+                     + (f" ({running})" if running else ""))
+    emit(args, st, lines)
     return EXIT_OK if up else EXIT_UNAVAILABLE
 
 

@@ -23,7 +23,8 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_HOLD_SECONDS      | 300                          | a stage-2 hold whose call never starts stops counting after this |
 | KONDGE_SESSION_GRACE     | 600                          | a live call is closed this long after its granted time if no Stop came |
 | KONDGE_SWEEP_SECONDS     | 30                           | how often the supervisor sweeps holds and lost calls |
-| KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS worker; more are dropped (overload) |
+| KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS thread; more are dropped (overload) |
+| KONDGE_WORKERS           | 3                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
 | KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
 """
 
@@ -55,6 +56,7 @@ class Settings:
     sweep_seconds: int
     auth_when_db_down: str
     queue_size: int
+    workers: int
 
     @property
     def gateway_sync_seconds(self):
@@ -136,4 +138,13 @@ def load(env=None) -> Settings:
         sweep_seconds=_int(env, "KONDGE_SWEEP_SECONDS", 30),
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
         queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
+        workers=_workers(env),
     )
+
+
+def _workers(env) -> int:
+    workers = _int(env, "KONDGE_WORKERS", 3)
+    if not 1 <= workers <= 32:
+        raise SystemExit(f"KONDGE_WORKERS={workers}: use 1 (one FreeRADIUS serves the "
+                         f"gateways) to 32 (worker processes behind a front end)")
+    return workers

@@ -14,7 +14,9 @@ both parts; `status` reports them.
 import os
 import pwd
 import shutil
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -201,6 +203,7 @@ def radius_env(s: config.Settings) -> dict:
     env.update({
         "KONDGE_HOME": str(s.home), "KONDGE_VAR": str(s.var),
         "KONDGE_RUN_DIR": str(s.radius_run_dir), "KONDGE_LOG_DIR": str(s.log_dir),
+        "KONDGE_LOG_NAME": "radius.log", "KONDGE_BEHIND_FRONTEND": "no",
         "KONDGE_LISTEN": s.listen, "KONDGE_AUTH_PORT": str(s.auth_port),
         "KONDGE_ACCT_PORT": str(s.acct_port), "KONDGE_DSN": s.dsn,
         "KONDGE_RADIUS_DSN": s.radius_dsn, "KONDGE_QUEUE_SIZE": str(s.queue_size),
@@ -210,34 +213,48 @@ def radius_env(s: config.Settings) -> dict:
     return env
 
 
-def render_clients(s: config.Settings, gateway_list) -> None:
-    s.radius_run_dir.mkdir(parents=True, exist_ok=True)
-    target = s.radius_run_dir / "clients.conf"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(gateways.render_clients(gateway_list))
+def _write_private(path: Path, text: str):
+    """Write a file only its owner can read (it holds RADIUS secrets), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     tmp.chmod(0o600)
-    tmp.replace(target)
+    tmp.replace(path)
 
 
-def spool_dir(s: config.Settings) -> Path:
-    return s.radius_run_dir / "spool"
+def render_clients(s: config.Settings, gateway_list) -> None:
+    _write_private(s.radius_run_dir / "clients.conf", gateways.render_clients(gateway_list))
+
+
+def worker_dirs(s: config.Settings) -> list[Path]:
+    """The run directories of the worker processes there are (or were)."""
+    return sorted(s.radius_run_dir.glob("worker-*"))
+
+
+def spool_dirs(s: config.Settings) -> list[Path]:
+    """Where accounting waits while the database is down: one spool per
+    process that runs the hook (the single server, or each worker)."""
+    return [s.radius_run_dir / "spool"] + [d / "spool" for d in worker_dirs(s)]
 
 
 def fsync_spool(s: config.Settings):
     """FreeRADIUS's detail writer does not fsync: make spooled records durable."""
-    try:
-        names = list(spool_dir(s).iterdir())
-    except FileNotFoundError:
-        return
-    for path in names:
+    for directory in spool_dirs(s):
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue                    # read back and removed meanwhile
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            names = list(directory.iterdir())
+        except FileNotFoundError:
+            continue
+        for path in names:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue                # read back and removed meanwhile
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def radmin(s: config.Settings, command: str) -> str:
@@ -249,24 +266,35 @@ def radmin(s: config.Settings, command: str) -> str:
 
 
 class Radius:
-    """One FreeRADIUS process, run in the foreground as our child."""
+    """One FreeRADIUS process, run in the foreground as our child.
 
-    def __init__(self, s: config.Settings):
+    `name` is "freeradius" for the process the gateways talk to (the single
+    server, or the front end with conf="frontend") and "worker-N" for a
+    worker; each has its own run directory (pid, control socket, clients,
+    spool) and log file."""
+
+    def __init__(self, s: config.Settings, name: str = "freeradius", conf: str = "radiusd",
+                 env: dict | None = None):
         self.s = s
+        self.name = name
+        self.conf = conf
+        self.env = dict(env or {})
+        self.run_dir = s.radius_run_dir if name == "freeradius" else s.radius_run_dir / name
+        self.log_name = "radius.log" if name == "freeradius" else f"radius-{name}.log"
         self.proc: subprocess.Popen | None = None
+        self._offset = 0
 
     @property
     def pid_file(self) -> Path:
-        return self.s.radius_run_dir / "radiusd.pid"
+        return self.run_dir / "radiusd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.s.log_dir / self.log_name
 
     def running_pid(self) -> int | None:
         """The pid in our pid file if it is a live FreeRADIUS (not a reused number)."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"freeradius" in cmdline else None
+        return _radius_pid(self.pid_file)
 
     def _kill_leftover(self):
         pid = self.running_pid()
@@ -276,30 +304,43 @@ class Radius:
         _terminate(pid)
         self.pid_file.unlink(missing_ok=True)
 
-    def start(self, timeout: float = 30.0):
+    def launch(self):
+        """Start the process; `wait_ready` waits until it serves."""
         s = self.s
         self._kill_leftover()
         s.log_dir.mkdir(parents=True, exist_ok=True)
-        s.radius_run_dir.mkdir(parents=True, exist_ok=True)
-        log = s.log_dir / "radius.log"
-        offset = log.stat().st_size if log.exists() else 0
-        self.proc = subprocess.Popen(
-            [FREERADIUS, "-f", "-d", str(s.home / "freeradius")], env=radius_env(s),
-            stdin=subprocess.DEVNULL, stdout=open(s.log_dir / "radius.out", "ab"),
-            stderr=subprocess.STDOUT)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        env = radius_env(s)
+        env.update({"KONDGE_RUN_DIR": str(self.run_dir), "KONDGE_LOG_NAME": self.log_name})
+        env.update(self.env)
+        argv = [FREERADIUS, "-f", "-d", str(s.home / "freeradius")]
+        if self.conf != "radiusd":
+            argv += ["-n", self.conf]
+        out = self.log.with_suffix(".out")
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=open(out, "ab"), stderr=subprocess.STDOUT)
         # In the foreground FreeRADIUS writes no pid file: we keep it, for
         # `status` and for stopping a server a dead supervisor left behind.
         self.pid_file.write_text(str(self.proc.pid))
+
+    def wait_ready(self, timeout: float = 30.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise StackError(f"FreeRADIUS exited at start (code {self.proc.returncode}); "
-                                 f"see {s.log_dir / 'radius.log'}:\n{_tail(log, offset)}")
-            if "Ready to process requests" in _tail(log, offset, 100000):
+                raise StackError(f"FreeRADIUS ({self.name}) exited at start (code "
+                                 f"{self.proc.returncode}); see {self.log}:\n"
+                                 f"{_tail(self.log, self._offset)}")
+            if "Ready to process requests" in _tail(self.log, self._offset, 100000):
                 return
             time.sleep(0.05)
         self.stop()
-        raise StackError(f"FreeRADIUS not ready after {timeout:.0f} s; see {log}")
+        raise StackError(f"FreeRADIUS ({self.name}) not ready after {timeout:.0f} s; "
+                         f"see {self.log}")
+
+    def start(self, timeout: float = 30.0):
+        self.launch()
+        self.wait_ready(timeout)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -309,6 +350,173 @@ class Radius:
             _terminate(self.proc.pid, self.proc)
         self.proc = None
         self.pid_file.unlink(missing_ok=True)
+
+
+def _radius_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"freeradius" in cmdline else None
+
+
+def _free_port_pair(host: str = "127.0.0.1") -> int:
+    """A UDP port p with p + 1 free too (a worker's auth and acct ports)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+            a.bind((host, 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                try:
+                    b.bind((host, port + 1))
+                except OSError:
+                    continue
+            return port
+    raise StackError("no two consecutive free UDP ports on loopback for a worker")
+
+
+# How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf
+# for each item). A worker answers in milliseconds; one that has not
+# answered three requests in response_window is a zombie, used only if no
+# other worker is alive, and alive again as soon as it answers a
+# Status-Server (sent every check_interval, the least FreeRADIUS allows;
+# zombie_period is longer, so that it is not declared dead first). A
+# worker the supervisor restarts is declared alive at once (radmin).
+WORKER_HOME_SERVER = """home_server {name} {{
+	type = auth+acct
+	ipaddr = 127.0.0.1
+	port = {port}
+	secret = {secret}
+	response_window = 5
+	response_timeouts = 3
+	zombie_period = 20
+	status_check = status-server
+	check_interval = 6
+	check_timeout = 2
+	num_answers_to_alive = 3
+	max_outstanding = 65536
+	limit {{
+		max_connections = 16
+	}}
+}}
+"""
+
+
+class RadiusSet:
+    """The FreeRADIUS processes of the service.
+
+    KONDGE_WORKERS=1: one process serves the gateways and runs the hook.
+    KONDGE_WORKERS=N>=2: N workers run the hook, each on its own loopback
+    ports, behind a front end that serves the gateways and proxies to the
+    least busy live worker. The workers share a secret with the front end,
+    made afresh at each start and kept in files only root can read."""
+
+    def __init__(self, s: config.Settings):
+        self.s = s
+        self.workers: list[Radius] = []
+        if s.workers == 1:
+            self.front = Radius(s)
+        else:
+            self.front = Radius(s, conf="frontend")
+
+    def all(self) -> list[Radius]:
+        return self.workers + [self.front]
+
+    def _prepare_workers(self):
+        s = self.s
+        secret = secrets.token_urlsafe(24)
+        for leftover in worker_dirs(s):
+            pid = _radius_pid(leftover / "radiusd.pid")
+            if pid is not None:
+                _say(f"stopping a FreeRADIUS worker left over from an earlier run (pid {pid})")
+                _terminate(pid)
+        self.workers = []
+        homes = []
+        for i in range(1, s.workers + 1):
+            port = _free_port_pair()
+            worker = Radius(s, f"worker-{i}", env={
+                "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(port),
+                "KONDGE_ACCT_PORT": str(port + 1), "KONDGE_BEHIND_FRONTEND": "yes"})
+            worker.port = port
+            _write_private(worker.run_dir / "clients.conf",
+                           "client kondge-frontend {\n\tipaddr = 127.0.0.1\n"
+                           f"\tsecret = {secret}\n\tshortname = kondge-frontend\n"
+                           "\trequire_message_authenticator = no\n}\n")
+            homes.append(WORKER_HOME_SERVER.format(name=f"kondge-{worker.name}", port=port,
+                                                   secret=secret))
+            self.workers.append(worker)
+        pool = "".join(f"\thome_server = kondge-{w.name}\n" for w in self.workers)
+        _write_private(s.radius_run_dir / "workers.conf",
+                       "".join(homes)
+                       + f"home_server_pool kondge_workers {{\n\ttype = load-balance\n{pool}}}\n"
+                       + "realm kondge_workers {\n\tauth_pool = kondge_workers\n"
+                         "\tacct_pool = kondge_workers\n\tnostrip\n}\n")
+
+    def start(self):
+        if self.s.workers > 1:
+            self._prepare_workers()
+            for worker in self.workers:
+                worker.launch()
+            try:
+                for worker in self.workers:
+                    worker.wait_ready()
+            except StackError:
+                self.stop()
+                raise
+        self.front.start()
+
+    def restart_dead(self):
+        """Start again whichever process died (a worker keeps its ports)."""
+        for proc in self.all():
+            if not proc.alive():
+                _say(f"FreeRADIUS ({proc.name}) is not running: starting it")
+                proc.start()
+                if proc is not self.front and self.front.alive():
+                    self._declare_alive(proc)
+
+    def _declare_alive(self, worker):
+        """Tell the front end a restarted worker serves again, rather than
+        let it wait for Status-Server answers."""
+        for port in (worker.port, worker.port + 1):
+            try:
+                radmin(self.s, f"set home_server state 127.0.0.1 {port} udp alive")
+            except (StackError, OSError, subprocess.SubprocessError) as exc:
+                _say(f"could not declare {worker.name} alive to the front end ({exc}); "
+                     f"it will be used again once it answers a Status-Server")
+                return
+
+
+    def restart_front(self):
+        self.front.stop()
+        self.front.start()
+
+    def stop(self):
+        for proc in [self.front] + self.workers:
+            proc.stop()
+
+    def pids(self) -> dict:
+        return {proc.name: proc.running_pid() for proc in self.all()}
+
+
+def front_end_view(s: config.Settings) -> dict:
+    """{port: state} of the front end's workers (home servers), from radmin."""
+    states = {}
+    for line in radmin(s, "show home_server list").splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[1].isdigit():
+            states[int(fields[1])] = fields[4]
+    return states
+
+
+def radius_pids(s: config.Settings) -> dict:
+    """{name: pid} of the FreeRADIUS processes running under s.var (by pid file)."""
+    found = {"freeradius": _radius_pid(s.radius_run_dir / "radiusd.pid")}
+    for directory in worker_dirs(s):
+        found[directory.name] = _radius_pid(directory / "radiusd.pid")
+    return {name: pid for name, pid in found.items() if pid is not None}
 
 
 def _terminate(pid: int, proc: subprocess.Popen | None = None, grace: float = 5.0):
@@ -351,7 +559,7 @@ def _tail(path: Path, offset: int, size: int = 2000) -> str:
 class Supervisor:
     def __init__(self, s: config.Settings):
         self.s = s
-        self.radius = Radius(s)
+        self.radius = RadiusSet(s)
         self.db = Database(s.dsn, application_name="kondge-supervisor")
         self.known: dict[str, gateways.Gateway] = {}
         self.stopping = False
@@ -366,8 +574,10 @@ class Supervisor:
         self.known = self._load_gateways()
         render_clients(self.s, self.known.values())
         self.radius.start()
+        behind = (f", {len(self.radius.workers)} worker processes behind a front end"
+                  if self.radius.workers else "")
         _say(f"FreeRADIUS ready on {self.s.listen}: auth {self.s.auth_port}, "
-             f"acct {self.s.acct_port}; {len(self.known)} gateway(s)")
+             f"acct {self.s.acct_port}; {len(self.known)} gateway(s){behind}")
 
     def sync_gateways(self):
         """Apply gateway changes to the running FreeRADIUS."""
@@ -389,8 +599,7 @@ class Supervisor:
                 _say(f"gateway {gw.name} ({gw.address}) added to the running server")
         else:
             _say("gateways removed or changed: restarting FreeRADIUS to apply")
-            self.radius.stop()
-            self.radius.start()
+            self.radius.restart_front()
         self.known = current
 
     def sweep(self):
@@ -427,9 +636,7 @@ class Supervisor:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.s.sweep_seconds
                     self.sweep()
-                if not self.radius.alive():
-                    _say("FreeRADIUS is not running: starting it")
-                    self.radius.start()
+                self.radius.restart_dead()
                 if time.monotonic() >= next_sync:
                     next_sync = time.monotonic() + self.s.gateway_sync_seconds
                     self.sync_gateways()
@@ -524,7 +731,9 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
             os.kill(pid, signal.SIGKILL)
             s.supervisor_pid_file.unlink(missing_ok=True)
     # Whatever a dead supervisor left behind.
-    Radius(s)._kill_leftover()
+    for name, pid in radius_pids(s).items():
+        _say(f"stopping FreeRADIUS ({name}, pid {pid}) left over from an earlier run")
+        _terminate(pid)
     stop_postgres(s)
     _say("stopped")
     return 0
@@ -532,5 +741,7 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
 
 def status(s: config.Settings) -> dict:
     return {"supervisor_pid": supervisor_pid(s), "postgresql": pg_running(s),
-            "freeradius_pid": Radius(s).running_pid(), "listen": s.listen, "auth_port": s.auth_port,
+            "freeradius_pid": Radius(s).running_pid(),
+            "workers": {name: pid for name, pid in radius_pids(s).items() if name != "freeradius"},
+            "listen": s.listen, "auth_port": s.auth_port,
             "acct_port": s.acct_port, "var": str(s.var)}

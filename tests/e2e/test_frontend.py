@@ -1,0 +1,133 @@
+"""The FreeRADIUS front end and its worker processes (KONDGE_WORKERS >= 2,
+the default), and the single-process layout (KONDGE_WORKERS=1).
+
+The whole e2e suite already goes through the front end; these tests check
+what is particular to it: the workers share the load, a gateway cannot
+pass itself off as another, a dead worker is replaced while calls go on,
+and one process alone still serves the gateways.
+"""
+
+import json
+import os
+import signal
+import time
+
+from kondge_billing import config, gateways, stack
+from tests.conftest import free_udp_port
+from tests.e2e.test_radius import access
+from tests.support.radius import RadiusClient
+
+
+def status(service) -> dict:
+    result = service.kondge("server", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_status_names_the_front_end_and_every_worker(stack_ready):
+    st = status(stack_ready)
+    workers = st["workers"]
+    assert stack_ready.settings.workers >= 2
+    assert sorted(workers) == [f"worker-{i}" for i in range(1, stack_ready.settings.workers + 1)]
+    pids = [st["freeradius_pid"]] + list(workers.values())
+    assert all(pids) and len(set(pids)) == len(pids)
+    for pid in pids:
+        assert b"freeradius" in open(f"/proc/{pid}/cmdline", "rb").read()
+
+
+def wait_until_all_workers_in_use(settings, timeout=30.0):
+    """Until the front end holds no worker zombie or dead (a test before
+    this one may have killed one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = stack.front_end_view(settings)
+        if len(view) == 2 * settings.workers and not {"zombie", "dead"} & set(view.values()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the front end still avoids a worker: {view}")
+
+
+def test_requests_are_shared_among_the_workers(stack_ready, cisco):
+    """Each worker logs the refusals it makes: 30 wrong PINs reach them all."""
+    s = stack_ready.settings
+    wait_until_all_workers_in_use(s)
+    logs = {i: s.log_dir / f"radius-worker-{i}.log" for i in range(1, s.workers + 1)}
+    offsets = {i: path.stat().st_size for i, path in logs.items()}
+    for _ in range(30):
+        reply = access(cisco, "1000000008", "0000")
+        assert reply is not None and reply.h323("h323-return-code") == "2"
+    for i, path in logs.items():
+        with open(path, "rb") as f:
+            f.seek(offsets[i])
+            assert b"reject code 2" in f.read(), f"worker {i} took none of 30 requests"
+
+
+def test_a_gateway_cannot_pass_itself_off_as_another(stack_ready, cisco):
+    """The demo gateway (Cisco) names the generic gateway 127.0.0.3 in the
+    attribute the front end uses to name the sender: it is still answered
+    as itself, in the Cisco dialect."""
+    reply = cisco.access([("User-Name", "1000000008"), ("User-Password", "1234"),
+                          ("Called-Station-Id", "18005550100"),
+                          ("Kondge-Gateway-Address", "127.0.0.3"),
+                          ("Kondge-Gateway-Name", "lucent-1")])
+    assert reply.accepted
+    assert reply.h323("h323-credit-amount") == "10.00"
+    assert "Reply-Message" not in reply.pairs      # what the generic dialect would get
+
+
+def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
+    s = stack_ready.settings
+    before = status(stack_ready)["workers"]
+    os.kill(before["worker-2"], signal.SIGKILL)
+    client = stack_ready.client(timeout=2.0)
+    try:
+        # requests already sent to the dead worker are answered by its
+        # successor (same port) when the gateway retransmits
+        replies = [access(client, "1000000008", "1234", tries=4) for _ in range(20)]
+    finally:
+        client.close()
+    assert all(r is not None and r.accepted for r in replies)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        after = status(stack_ready)["workers"]
+        if after.get("worker-2") and after["worker-2"] != before["worker-2"]:
+            break
+        time.sleep(0.2)
+    assert after["worker-2"] not in (None, before["worker-2"])
+    assert after["worker-1"] == before["worker-1"]          # the others were left alone
+    assert s.workers == len(after)
+    # the supervisor told the front end its successor serves: not avoided
+    wait_until_all_workers_in_use(s, timeout=10.0)
+
+
+def test_one_process_serves_the_gateways_itself(stack_ready, tmp_path):
+    """KONDGE_WORKERS=1: no front end; the hook's process listens for the
+    gateways (here on ports of its own, beside the suite's service)."""
+    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="1",
+               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
+               KONDGE_DSN=stack_ready.settings.dsn,
+               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)
+    s = config.load(env)
+    assert s.workers == 1
+    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
+    radius = stack.RadiusSet(s)
+    radius.start()
+    try:
+        assert radius.workers == [] and list(stack.radius_pids(s)) == ["freeradius"]
+        client = RadiusClient(s.auth_port, s.acct_port, "testing123")
+        try:
+            login = access(client, "1000000008", "1234")
+            assert login.accepted and login.h323("h323-credit-amount") == "10.00"
+            # the sender is named from the packet's source here too
+            spoofed = client.access([("User-Name", "1000000008"), ("User-Password", "1234"),
+                                     ("Called-Station-Id", "18005550100"),
+                                     ("Kondge-Gateway-Address", "127.0.0.3")])
+            assert spoofed.accepted and "Reply-Message" not in spoofed.pairs
+            answered = client.accounting([("Acct-Status-Type", "Accounting-On"),
+                                          ("Acct-Session-Id", "0")])
+            assert answered is not None
+        finally:
+            client.close()
+    finally:
+        radius.stop()
+    assert stack.radius_pids(s) == {}
