@@ -211,3 +211,15 @@ def test_parked_record_is_kept_whole(world, billing):
                                  cur.fetchone())[1])
     assert row["pairs"] == [["Acct-Status-Type", "Stop"], ["User-Name", "1000000008"]]
     assert row["error"] == "boom"
+
+
+def test_the_cluster_runs_with_the_call_path_settings(db):
+    """stack.start_postgres writes kondge.conf at every start: group commit,
+    no JIT, and every commit still flushed."""
+    def settings(cur):
+        cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+                    (["commit_delay", "commit_siblings", "jit", "synchronous_commit", "fsync"],))
+        return {row["name"]: row["setting"] for row in cur.fetchall()}
+    found = db.run(settings)
+    assert found == {"commit_delay": "200", "commit_siblings": "2", "jit": "off",
+                     "synchronous_commit": "on", "fsync": "on"}
