@@ -203,13 +203,15 @@ class CpuMeter:
     """CPU shares per step: the FreeRADIUS processes (front end and workers
     together), PostgreSQL, the whole machine."""
 
-    def __init__(self, radius_pids: list, s):
-        self.radius_pids, self.s = radius_pids, s
+    def __init__(self, radius_pids: list, s, front_pid=None):
+        self.radius_pids, self.s, self.front_pid = radius_pids, s, front_pid
         self.marks = []
+        self.front = []
 
     def mark(self, *_args):
         pg = sum(proc_cpu(p) for p in postgres_pids(self.s))
         radius = sum(proc_cpu(p) for p in self.radius_pids)
+        self.front.append(proc_cpu(self.front_pid))
         self.marks.append((time.monotonic(), radius, pg, machine_cpu()))
 
     def shares(self) -> list[dict]:
@@ -217,13 +219,17 @@ class CpuMeter:
         for (t0, r0, p0, (b0, a0)), (t1, r1, p1, (b1, a1)) in zip(self.marks, self.marks[1:]):
             wall = t1 - t0
             out.append({"freeradius_cpu_percent": round(100 * (r1 - r0) / wall),
+                        # of which the front end (when the hook runs in workers)
+                        "frontend_cpu_percent": round(
+                            100 * (self.front[len(out) + 1] - self.front[len(out)]) / wall),
                         "postgres_cpu_percent": round(100 * (p1 - p0) / wall),
                         "machine_busy_percent": round(100 * (b1 - b0) / max(a1 - a0, 1))})
         return out
 
 
-def drive(name: str, target, rates, seconds, processes, radius_pids, s) -> list[dict]:
-    meter = CpuMeter(radius_pids, s)
+def drive(name: str, target, rates, seconds, processes, radius_pids, s,
+          front_pid=None) -> list[dict]:
+    meter = CpuMeter(radius_pids, s, front_pid)
     steps = [loadgen.Step(r, seconds) for r in rates]
 
     def on_step(i, step):
@@ -462,7 +468,8 @@ def main(argv=None) -> int:
         warm = loadgen.run(target, [loadgen.Step(20, 3)], args.processes)[0]
         rates = [float(r) for r in args.steps.split(",")]
         results["runs"]["service"] = drive("service", target, rates, args.seconds,
-                                           args.processes, list(radius_pids.values()), s)
+                                           args.processes, list(radius_pids.values()), s,
+                                           radius_pids["freeradius"] if s.workers > 1 else None)
         say("waiting for the service to store what it still holds")
         quiesce(s.dsn)
         per_process = {name: rss_mb(pid) for name, pid in radius_pids.items()}
