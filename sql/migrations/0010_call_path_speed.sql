@@ -256,3 +256,50 @@ $$;
 
 DROP TRIGGER cdr_first_use ON cdr;
 DROP FUNCTION card_first_use();
+
+-- Every call record named its gateway through a foreign key (call_leg,
+-- reservation, cdr) and every CDR its tariff version. Checking one locks
+-- the row it names (FOR KEY SHARE), and all the calls through a gateway, or
+-- on a tariff, name the same row: 5 such locks a call, each a WAL record,
+-- and with calls at once a new MultiXact nearly every time (3.2 a call,
+-- four calls at once through one gateway). Gateways and tariff versions are
+-- never deleted (a removed gateway keeps its row, with removed_at); these
+-- triggers keep that true for every row a call record names, as the
+-- foreign keys did, with no lock on the call path. What the call path
+-- writes names ids it has just read from those tables (the gateway
+-- directory, rating_context); only its SECURITY DEFINER functions write
+-- call records.
+ALTER TABLE call_leg DROP CONSTRAINT call_leg_gateway_id_fkey;
+ALTER TABLE reservation DROP CONSTRAINT reservation_gateway_id_fkey;
+ALTER TABLE cdr DROP CONSTRAINT cdr_gateway_id_fkey;
+ALTER TABLE cdr DROP CONSTRAINT cdr_tariff_version_fkey;
+
+-- One function for both tables' triggers (row: DELETE, UPDATE OF id;
+-- statement: TRUNCATE, where OLD is null and any call record refuses).
+CREATE FUNCTION kept_for_calls() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id THEN
+        RETURN NEW;
+    END IF;
+    IF TG_TABLE_NAME = 'gateway' AND (
+           EXISTS (SELECT 1 FROM kondge.call_leg WHERE TG_OP = 'TRUNCATE' OR gateway_id = OLD.id)
+           OR EXISTS (SELECT 1 FROM kondge.reservation
+                       WHERE TG_OP = 'TRUNCATE' OR gateway_id = OLD.id)
+           OR EXISTS (SELECT 1 FROM kondge.cdr WHERE TG_OP = 'TRUNCATE' OR gateway_id = OLD.id))
+       OR TG_TABLE_NAME = 'tariff_version' AND
+           EXISTS (SELECT 1 FROM kondge.cdr WHERE TG_OP = 'TRUNCATE' OR tariff_id = OLD.id) THEN
+        RAISE EXCEPTION 'call records name this %: it stays (kondge gateways remove retires '
+                        'a gateway)', replace(TG_TABLE_NAME, '_', ' ')
+              USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD WHEN 'UPDATE' THEN NEW END;
+END;
+$$;
+CREATE TRIGGER kept_for_calls BEFORE DELETE OR UPDATE OF id ON gateway
+    FOR EACH ROW EXECUTE FUNCTION kept_for_calls();
+CREATE TRIGGER kept_for_calls_truncate BEFORE TRUNCATE ON gateway
+    FOR EACH STATEMENT EXECUTE FUNCTION kept_for_calls();
+CREATE TRIGGER kept_for_calls BEFORE DELETE OR UPDATE OF id ON tariff_version
+    FOR EACH ROW EXECUTE FUNCTION kept_for_calls();
+CREATE TRIGGER kept_for_calls_truncate BEFORE TRUNCATE ON tariff_version
+    FOR EACH STATEMENT EXECUTE FUNCTION kept_for_calls();
