@@ -7,6 +7,8 @@ hands it) one packet at a time, and reports:
 
   - the wall time per packet type (p50/p99), the time inside the database
     round trips (cursor.execute + fetch) and the statements per packet;
+  - PostgreSQL's CPU per call (all of the cluster's processes, and the one
+    backend serving the calls; from /proc, 10 ms ticks);
   - PostgreSQL's own time per server-side function (track_functions = all:
     rating_context, radius_hold, record_leg, ...);
   - EXPLAIN ANALYZE of CALL_LOOKUP and RATE_FOR_STOP, and auto_explain of the
@@ -177,6 +179,12 @@ def auto_explained(s, gw, card, pin, dest) -> str:
         return f.read().decode(errors="replace")
 
 
+def postgres_cpu(s, backend_pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the cluster's processes, and by one backend."""
+    return (sum(bench_calls.proc_cpu(p) for p in bench_calls.postgres_pids(s)),
+            bench_calls.proc_cpu(backend_pid))
+
+
 def make_billing(s, db):
     return Billing.from_settings(s, db, gateways.all_gateways)
 
@@ -220,14 +228,17 @@ def main(argv=None) -> int:
             cur.execute("SELECT pg_stat_reset()")
         conn.close()
         time.sleep(0.6)                          # stats are flushed at most every 500 ms
+        backend = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"), cur.fetchone())[1])
         timed.seconds, timed.count = 0.0, 0
         bench_calls.say(f"playing {args.calls} calls, one packet at a time, under cProfile")
         prof = cProfile.Profile()
+        cpu = postgres_cpu(s, backend["pg_backend_pid"])
         t = time.perf_counter()
         prof.enable()
         per_type, db_time, statements = play(billing, timed, gws, card_list, dests, args.calls)
         prof.disable()
         wall = time.perf_counter() - t
+        cpu = [1000.0 * (b - a) / args.calls for a, b in zip(cpu, postgres_cpu(s, backend["pg_backend_pid"]))]
         db.close()
         time.sleep(0.6)
         report["per_packet"] = {
@@ -237,6 +248,8 @@ def main(argv=None) -> int:
                 "statements_per_packet": round(statements[k] / len(v), 2)}
             for k, v in per_type.items()}
         report["calls_per_second_one_thread"] = round(args.calls / wall, 1)
+        report["postgres_cpu_ms_per_call"] = {"all_processes": round(cpu[0], 2),
+                                              "call_path_backend": round(cpu[1], 2)}
         report["functions"] = function_times(su_kondge)
         stream = io.StringIO()
         pstats.Stats(prof, stream=stream).sort_stats("tottime").print_stats(25)
@@ -249,6 +262,8 @@ def main(argv=None) -> int:
     lines = [f"bench/profile_calls.py: {args.calls} calls through radius_edge, one thread, "
              f"{args.cards} cards, {args.prefixes} prefixes: "
              f"{report['calls_per_second_one_thread']} calls/s (6 packets each, cProfile on)",
+             f"PostgreSQL CPU per call: {report['postgres_cpu_ms_per_call']['all_processes']} ms "
+             f"(its call-path backend {report['postgres_cpu_ms_per_call']['call_path_backend']} ms)",
              "", f"{'packet':<8} {'p50 ms':>7} {'p99 ms':>7} {'mean ms':>8} {'db %':>5} "
                  f"{'statements':>10}"]
     for k, v in report["per_packet"].items():

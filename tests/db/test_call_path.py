@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import psycopg2
 import pytest
 
 from kondge_billing import cards, demo, gateways
@@ -173,6 +174,29 @@ def test_ledger_and_balances_reconcile(world, billing):
     mismatch = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.v_balance_mismatch"),
                                       cur.fetchall())[1])
     assert mismatch == []
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM kondge.gateway WHERE name = 'demo-gw'",
+    "UPDATE kondge.gateway SET id = 999 WHERE name = 'demo-gw'",
+    "TRUNCATE kondge.gateway",
+    "DELETE FROM kondge.tariff_version WHERE id = (SELECT tariff_id FROM kondge.cdr)",
+    "UPDATE kondge.tariff_version SET id = 999 WHERE id = (SELECT tariff_id FROM kondge.cdr)",
+    "TRUNCATE kondge.tariff_version",
+])
+def test_call_records_keep_their_gateway_and_tariff_version(world, billing, sql):
+    account(billing, acct("Stop", "originate", 60))
+    with pytest.raises(psycopg2.Error) as refused:
+        world.run(lambda cur: cur.execute(sql))
+    if not sql.startswith("TRUNCATE"):
+        assert isinstance(refused.value, psycopg2.errors.ForeignKeyViolation)
+    kept = world.run(lambda cur: (cur.execute(
+        """SELECT count(*) AS n FROM kondge.cdr d JOIN kondge.gateway g ON g.id = d.gateway_id
+             JOIN kondge.tariff_version v ON v.id = d.tariff_id"""), cur.fetchone())[1])
+    assert kept["n"] == 1
+    # a gateway no call names can go, and one that calls name can be removed
+    world.run(lambda cur: cur.execute("DELETE FROM kondge.gateway WHERE name = 'lucent-1'"))
+    assert world.run(lambda cur: gateways.remove(cur, "demo-gw"))
 
 
 def test_hook_answers_with_exact_types(world, billing):

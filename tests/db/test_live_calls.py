@@ -96,6 +96,43 @@ def test_stop_settles_and_returns_the_unused_reservation(world, billing, pin_key
     assert auth(billing, req(number, "18005550100", n=2)).balance == Decimal("9.6850")
 
 
+def test_a_start_after_its_own_stop_makes_nothing_live(world, billing, pin_key):
+    number = new_card(world, pin_key, "10.00")
+    auth(billing, req(number, n=1))
+    acct(billing, "Stop", number, n=1, seconds=60)
+    assert acct(billing, "Start", number, n=1).outcome == "recorded"
+    assert world.run(lambda cur: sessions.live(cur, number)) == []
+    assert card_row(world, number)["balance"] == Decimal("9.8500")
+
+
+def test_a_start_nobody_authorised_is_live_reserving_nothing(world, billing, pin_key):
+    number = new_card(world, pin_key, "10.00")
+    acct(billing, "Start", number, n=1)
+    live = world.run(lambda cur: sessions.live(cur, number))
+    assert [(c["state"], c["amount"], c["flags"]) for c in live] == [
+        ("live", Decimal("0"), ["no-authorisation"])]
+    acct(billing, "Stop", number, n=1, seconds=60)
+    assert world.run(lambda cur: sessions.live(cur, number)) == []
+    assert card_row(world, number)["balance"] == Decimal("9.8500")
+
+
+def test_a_hold_made_without_a_conf_id_goes_live_with_the_calls_start(world, billing, pin_key):
+    number = new_card(world, pin_key, "10.00")
+    request = access_request((("User-Name", number), ("User-Password", "1234"),
+                              ("Called-Station-Id", "447911123456"),
+                              ("Kondge-Gateway-Address", "127.0.0.1")))
+    assert auth(billing, request).seconds == 3996
+    held = world.run(lambda cur: sessions.live(cur, number))
+    assert held[0]["call_id"].startswith("auth:") and held[0]["state"] == "held"
+    acct(billing, "Start", number, n=1)
+    live = world.run(lambda cur: sessions.live(cur, number))
+    assert [(c["state"], c["call_id"], c["amount"]) for c in live] == [
+        ("live", conf(1).split("=")[1], Decimal("9.9900"))]
+    acct(billing, "Stop", number, n=1, seconds=125)
+    assert world.run(lambda cur: sessions.live(cur, number)) == []
+    assert card_row(world, number)["balance"] == Decimal("9.6850")
+
+
 def test_expired_hold_stops_counting_and_is_swept(world, billing, pin_key):
     number = new_card(world, pin_key, "10.00")
     billing.hold_seconds = 0

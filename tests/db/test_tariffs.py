@@ -10,11 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kondge_billing import cards, demo, gateways
+from kondge_billing import calls, cards, demo, gateways
+from kondge_billing.db import Database
 from kondge_billing.gateways import GatewayDirectory, all_gateways
 from kondge_billing.request import access_request, accounting_record
 from kondge_billing.service import Billing
 from kondge_billing.tariffs import diff, engine, schema, store
+from kondge_billing.tariffs.codec import context_from_json
 from kondge_billing.tariffs.resolve import context_for
 
 HOME = Path(__file__).resolve().parents[2]
@@ -170,3 +172,37 @@ def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
     doc, _ = schema.parse(source["source"], "intl@1")
     rerated = diff.rerate(mine, doc, doc)
     assert rerated["old"] == rerated["recorded"] == sum(c["cost"] for c in mine)
+
+
+def _rate_for_stop(db, number, gateway_id, conf, called="4930123456", caller="4930123"):
+    return db.run(lambda cur: calls.rate_for_stop(
+        cur, gateway_id, conf, number, called, caller, datetime(2026, 3, 3, 9, tzinfo=timezone.utc)))
+
+
+def test_the_rating_of_a_stop_takes_the_access_number_and_card_from_the_incoming_leg(
+        world, dsn, pin_key):
+    billing = _billing(world, pin_key, datetime.now(timezone.utc))
+    fra = billing.gateways.get("127.0.0.9")
+    conf = "CCCC0001 0F4411D6 AB5591F0 CBF3D765"
+    billing.account(fra, accounting_record((
+        ("Acct-Status-Type", "Start"), ("Acct-Session-Id", "CBF3D765"),
+        ("User-Name", "3000000012"), ("Calling-Station-Id", "4930123"),
+        ("Called-Station-Id", "498001234"), ("h323-conf-id", f"h323-conf-id={conf}"),
+        ("h323-call-origin", "h323-call-origin=answer"), ("Kondge-Gateway-Address", "127.0.0.9")),
+        datetime.now(timezone.utc)))
+    radius = Database(dsn.replace("user=kondge", "user=kondge_radius"))
+    try:
+        # the billed leg names no card: the incoming leg's does; it came in on a 49800 number
+        found = _rate_for_stop(radius, None, fra.id, conf)
+        assert (found["number"], found["currency"]) == ("3000000012", "EUR")
+        assert context_from_json(found["rating"]).plan == "toll-free-entry"
+        # another call of the same card, with no incoming leg recorded: no access number
+        found = _rate_for_stop(radius, "3000000012", fra.id, "CCCC0002 0F4411D6 AB5591F0 CBF3D765")
+        assert context_from_json(found["rating"]).plan == "standard"
+        assert _rate_for_stop(radius, "3999999990", fra.id, conf) == {
+            "number": "3999999990", "currency": None, "rating": None}
+        assert _rate_for_stop(radius, None, fra.id, "CCCC0003 0F4411D6 AB5591F0 CBF3D765") == {
+            "number": None, "currency": None, "rating": None}
+        assert _rate_for_stop(radius, "3000000012", fra.id, conf, called="999")["rating"] is None
+    finally:
+        radius.close()
