@@ -238,12 +238,14 @@ def test_parked_record_is_kept_whole(world, billing):
 
 
 def test_the_cluster_runs_with_the_call_path_settings(db):
-    """stack.start_postgres writes kondge.conf at every start: group commit,
-    no JIT, and every commit still flushed."""
+    """stack.start_postgres writes kondge.conf at every start: rarer
+    checkpoints, no JIT, and every commit still flushed."""
     def settings(cur):
-        cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-                    (["commit_delay", "commit_siblings", "jit", "synchronous_commit", "fsync"],))
-        return {row["name"]: row["setting"] for row in cur.fetchall()}
+        cur.execute("SELECT name, setting, unit FROM pg_settings WHERE name = ANY(%s)",
+                    (["max_wal_size", "checkpoint_timeout", "jit", "synchronous_commit",
+                      "fsync", "commit_delay"],))
+        return {row["name"]: (row["setting"], row["unit"]) for row in cur.fetchall()}
     found = db.run(settings)
-    assert found == {"commit_delay": "200", "commit_siblings": "2", "jit": "off",
-                     "synchronous_commit": "on", "fsync": "on"}
+    assert found == {"max_wal_size": ("4096", "MB"), "checkpoint_timeout": ("900", "s"),
+                     "jit": ("off", None), "synchronous_commit": ("on", None),
+                     "fsync": ("on", None), "commit_delay": ("0", None)}
