@@ -30,6 +30,7 @@ function settle it.
 
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from zoneinfo import ZoneInfo
@@ -65,6 +66,20 @@ class Rate:
                 nxt = self.steps[i + 1].start if i + 1 < len(self.steps) else None
                 return i, nxt
         return 0, self.steps[1].start if len(self.steps) > 1 else None
+
+    @cached_property
+    def orderly(self) -> bool:
+        """Steps from second 0 on in order, increments >= 1, no negative amount (all
+        the schema allows): the longer the call, the more it costs, never less."""
+        if self.connect < 0 or self.minimum < 0 or self.initial < 0 or not self.steps \
+                or self.steps[0].start != 0:
+            return False
+        previous = -1
+        for step in self.steps:
+            if step.start <= previous or step.increment < 1 or step.per_minute < 0:
+                return False
+            previous = step.start
+        return True
 
 
 @dataclass(frozen=True)
@@ -210,17 +225,16 @@ class _Walk:
     the band or the step changes. These are the stretches every call from
     `start` is priced by, whatever its length: one walk, extended as far as
     the longest call asked about, serves them all. Segments are only ever
-    appended (under the lock), so a list handed out stays true.
+    appended (under _EXTENDING), so a list handed out stays true.
     """
 
-    __slots__ = ("start", "band0", "rate0", "discount", "segments", "lock")
+    __slots__ = ("start", "band0", "rate0", "discount", "segments")
 
     def __init__(self, ctx: RatingContext, start: datetime):
         band0, left = band_at(ctx, start, 0)
         self.start, self.band0, self.rate0 = start, band0, ctx.rate_for(band0)
         self.discount = _UNKNOWN                 # looked up when a price needs it
         self.segments = [self._segment(ctx, 0, band0, left)] if self.rate0 is not None else []
-        self.lock = threading.Lock()
 
     def _segment(self, ctx, p, band, left):
         rate = ctx.rate_for(band) or self.rate0
@@ -232,7 +246,7 @@ class _Walk:
         """The segments, walked at least to second `end` (the start band must have a rate)."""
         segments = self.segments
         if segments[-1][1] < end:
-            with self.lock:
+            with _EXTENDING:
                 while segments[-1][1] < end:
                     p = segments[-1][1]
                     segments.append(self._segment(ctx, p, *band_at(ctx, self.start, p)))
@@ -245,6 +259,7 @@ class _Walk:
 
 
 _UNKNOWN = object()
+_EXTENDING = threading.Lock()
 
 
 def _walk(ctx: RatingContext, start: datetime) -> _Walk:
@@ -460,7 +475,7 @@ def _estimate(ctx: RatingContext, start: datetime, balance, cap: int) -> int:
     """
     walk = _walk(ctx, start)
     rate = walk.rate0
-    if rate is None or not all(_orderly(r) for r in ctx.rates.values()):
+    if rate is None or not all(r.orderly for r in ctx.rates.values()):
         return 0
     try:
         found = _limit60(ctx, balance, walk.discount_of(ctx))
@@ -470,7 +485,7 @@ def _estimate(ctx: RatingContext, start: datetime, balance, cap: int) -> int:
         within = (lambda x: x < limit) if strict else (lambda x: x <= limit)
         if not within(rate.minimum * 60) or not within(rate.connect * 60):
             return 0
-        horizon = billed_seconds(rate, cap)      # if all of it fits: the cap
+        horizon = None                           # billed_seconds(cap): all of it fits
         total60 = rate.connect * 60
         k = 0
         segments = walk.through(ctx, 1)
@@ -478,7 +493,9 @@ def _estimate(ctx: RatingContext, start: datetime, balance, cap: int) -> int:
             if k == len(segments):
                 segments = walk.through(ctx, segments[-1][1] + 1)
             p, q, _, _, per_minute = segments[k]
-            q = min(q, horizon)
+            if q >= cap:
+                horizon = horizon or billed_seconds(rate, cap)
+                q = min(q, horizon)
             more = total60 + per_minute * (q - p)
             if within(more):
                 if q == horizon:
@@ -492,19 +509,6 @@ def _estimate(ctx: RatingContext, start: datetime, balance, cap: int) -> int:
             return min(cap, _last_billed(rate, p + int(n)))
     except InvalidOperation:                     # amounts beyond the decimal context
         return 0
-
-
-def _orderly(rate: Rate) -> bool:
-    """Steps from second 0 in order, increments >= 1, no negative amounts."""
-    if rate.connect < 0 or rate.minimum < 0 or rate.initial < 0 or not rate.steps \
-            or rate.steps[0].start != 0:
-        return False
-    previous = -1
-    for step in rate.steps:
-        if step.start <= previous or step.increment < 1 or step.per_minute < 0:
-            return False
-        previous = step.start
-    return True
 
 
 _EDGES = {"up": 0, "half-up": Decimal("0.5"), "down": 1}
@@ -523,9 +527,11 @@ def _limit60(ctx: RatingContext, balance, discount: Discount | None):
             or not 0 <= percent < 100:
         return None
     step = quantum(ctx.decimals)
+    top = balance.quantize(step, rounding=ROUND_FLOOR) + step * edge
+    if not percent:
+        return top * 60, edge != 0
     with localcontext() as c:
         c.prec = 60
-        top = balance.quantize(step, rounding=ROUND_FLOOR) + step * edge
         return top * 6000 / (100 - percent), edge != 0
 
 
