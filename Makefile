@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-cards bench-profile psql clean
+.PHONY: setup run start stop status test test-unit bench bench-cards bench-profile bench-engine psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -49,6 +49,10 @@ bench: setup
 # cProfile) on a cluster of its own (var/bench-profile); var/bench/profile.txt.
 bench-profile: setup
 	$(VENV)/bin/python bench/profile_calls.py
+
+# The rating engine's Python time per call, BASELINE=rev (default: merge-base with main) against this tree.
+bench-engine: setup
+	$(VENV)/bin/python bench/engine.py $(if $(BASELINE),--baseline $(BASELINE))
 
 psql:
 	psql "host=$(CURDIR)/var/pg/run port=$${KONDGE_PG_PORT:-5433} dbname=kondge user=kondge"

@@ -7,6 +7,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperati
 
 ROUNDING_MODES = {"up": ROUND_UP, "half-up": ROUND_HALF_UP, "down": ROUND_DOWN}
 ZERO = Decimal(0)
+_QUANTA = {d: Decimal(1).scaleb(-d) for d in range(9)}       # every `decimals` a tariff allows
 
 
 class MoneyError(ValueError):
@@ -33,6 +34,12 @@ def to_decimal(value) -> Decimal:
     return result
 
 
+def quantum(decimals: int) -> Decimal:
+    """The smallest step of an amount with `decimals` decimals: 1, 0.1, 0.01, ..."""
+    step = _QUANTA.get(decimals)
+    return step if step is not None else Decimal(1).scaleb(-decimals)
+
+
 def round_money(amount: Decimal, decimals: int, rounding: str) -> Decimal:
     """Round to the currency's decimals with the tariff's rounding mode."""
     try:
@@ -40,7 +47,7 @@ def round_money(amount: Decimal, decimals: int, rounding: str) -> Decimal:
     except KeyError:
         raise MoneyError(f"unknown rounding mode {rounding!r}; use one of "
                          f"{', '.join(ROUNDING_MODES)}") from None
-    return amount.quantize(Decimal(1).scaleb(-decimals), rounding=mode)
+    return amount.quantize(quantum(decimals), rounding=mode)
 
 
 def format_amount(amount: Decimal, decimals: int = 2) -> str:
@@ -48,4 +55,4 @@ def format_amount(amount: Decimal, decimals: int = 2) -> str:
 
     Rounded down, so the balance announced is never more than the card holds.
     """
-    return str(amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_DOWN))
+    return str(amount.quantize(quantum(decimals), rounding=ROUND_DOWN))

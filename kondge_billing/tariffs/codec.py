@@ -19,11 +19,41 @@ def rate_to_json(rate: Rate) -> dict:
                        "increment": s.increment} for s in rate.steps]}
 
 
+# Every call of a destination brings the same rate, every call under a
+# tariff version the same rules: each is parsed once, keyed by exactly what
+# the parse reads (amounts by their text, whole numbers and names as given),
+# so a remembered value is the value the parse would give (a band minute of
+# 480.0 and one of 480 share one, as they always shared the engine's day
+# tables). The records are immutable; a memo is emptied when it holds
+# MEMO_SIZE entries.
+MEMO_SIZE = 4096
+_RATES: dict = {}
+_RULES: dict = {}
+
+
+def _remember(memo: dict, key, parse):
+    try:
+        found = memo.get(key)
+    except TypeError:                  # something unhashable where a name belongs
+        return parse(key)
+    if found is None:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        found = memo[key] = parse(key)
+    return found
+
+
 def rate_from_json(data: dict) -> Rate:
-    return Rate(connect=to_decimal(str(data["connect"])), minimum=to_decimal(str(data["minimum"])),
-                initial=int(data["initial"]),
-                steps=tuple(Step(int(s["start"]), to_decimal(str(s["per_minute"])),
-                                 int(s["increment"])) for s in data["steps"]))
+    key = (str(data["connect"]), str(data["minimum"]), data["initial"],
+           tuple((s["start"], str(s["per_minute"]), s["increment"]) for s in data["steps"]))
+    return _remember(_RATES, key, _parse_rate)
+
+
+def _parse_rate(key) -> Rate:
+    connect, minimum, initial, steps = key
+    return Rate(connect=to_decimal(connect), minimum=to_decimal(minimum), initial=int(initial),
+                steps=tuple(Step(int(start), to_decimal(per_minute), int(increment))
+                            for start, per_minute, increment in steps))
 
 
 def _when(text):
@@ -44,18 +74,30 @@ def rules_to_json(timezone: str, bands, holidays, discounts) -> dict:
                       for d in discounts]}
 
 
+def _names(items):
+    return tuple(items) if items is not None else None
+
+
 def rules_from_json(rules: dict) -> dict:
+    key = (rules.get("timezone") or "UTC",
+           tuple((b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
+                 for b in rules.get("bands") or ()),
+           tuple(rules.get("holidays") or ()),
+           tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
+                  _names(d.get("bands")), d.get("from"), d.get("until"))
+                 for d in rules.get("discounts") or ()))
+    return dict(_remember(_RULES, key, _parse_rules))
+
+
+def _parse_rules(key) -> dict:
+    timezone, bands, holidays, discounts = key
     return {
-        "timezone": rules.get("timezone") or "UTC",
-        "bands": tuple(Band(b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
-                       for b in rules.get("bands") or ()),
-        "holidays": frozenset(date.fromisoformat(d) for d in rules.get("holidays") or ()),
+        "timezone": timezone,
+        "bands": tuple(Band(*band) for band in bands),
+        "holidays": frozenset(date.fromisoformat(d) for d in holidays),
         "discounts": tuple(
-            Discount(d["name"], to_decimal(str(d["percent"])),
-                     tuple(d["categories"]) if d.get("categories") is not None else None,
-                     tuple(d["bands"]) if d.get("bands") is not None else None,
-                     _when(d.get("from")), _when(d.get("until")))
-            for d in rules.get("discounts") or ())}
+            Discount(name, to_decimal(percent), categories, bands, _when(start), _when(until))
+            for name, percent, categories, bands, start, until in discounts)}
 
 
 def loads(text: str):
