@@ -22,13 +22,15 @@ with only that changed: the thread pool's size (0: no thread pool, so
 FreeRADIUS runs single-threaded) or the home server pool's type
 (keyed-balance is keyed on h323-conf-id, so a call's packets go to one
 worker; round_robin is a FreeRADIUS alias of load-balance, a measure of
-the noise). The workers are shared by all front ends; one is driven at a time.
+the noise); `--frontend-nice -5` adds each of them again with its threads
+reniced. The workers are shared by all front ends; one is driven at a time.
 
 Writes var/bench/ceilings.json and var/bench/ceilings.txt; progress on stderr.
 
     .venv/bin/python bench/ceilings.py [--compare REV] [--steps 500,1000,...]
         [--seconds 5] [--rounds 2] [--processes 4]
-        [--frontend N [--frontend-threads 0,8] [--frontend-pools keyed-balance]]
+        [--frontend N [--frontend-threads 0,8] [--frontend-pools keyed-balance]
+                      [--frontend-nice -5]]
 """
 
 import argparse
@@ -129,10 +131,10 @@ def _rewrite(path: Path, pattern: str, replacement: str, count: int):
 
 
 def frontend(name: str, workers: list, secret: str, gws: list, threads: int | None = None,
-             pool: str = "load-balance") -> stack.Radius:
+             pool: str = "load-balance", nice: int = 0) -> stack.Radius:
     """The service's front end (frontend.conf, started by stack.Radius as the
     supervisor starts it) on free ports, for the gateways `gws`, in front of
-    `workers` [(name, port)]; started."""
+    `workers` [(name, port)]; started, and if `nice`, reniced (every thread)."""
     auth, acct = tariff_bench.free_port(), tariff_bench.free_port()
     s = config.load({"KONDGE_HOME": str(frontend_home(name, threads, pool)),
                      "KONDGE_VAR": str(VAR / name / "var"), "KONDGE_LISTEN": "127.0.0.1",
@@ -145,15 +147,21 @@ def frontend(name: str, workers: list, secret: str, gws: list, threads: int | No
                          stack.workers_conf(workers, secret, pool))
     front = stack.Radius(s, conf="frontend")
     front.start()
+    for tid in os.listdir(f"/proc/{front.proc.pid}/task") if nice else ():
+        os.setpriority(os.PRIO_PROCESS, int(tid), nice)     # per thread on Linux
     return front
 
 
-def frontend_variants(args) -> list[tuple[str, int | None, str]]:
-    """(name, thread pool size or None for frontend.conf's, pool type) of each front end."""
-    out = [("frontend", None, "load-balance")]
-    out += [(f"fe-threads-{n}", n, "load-balance")
+def frontend_variants(args) -> list[tuple[str, int | None, str, int]]:
+    """(name, thread pool size or None for frontend.conf's, pool type, nice) of each
+    front end; with --frontend-nice, each also reniced."""
+    out = [("frontend", None, "load-balance", 0)]
+    out += [(f"fe-threads-{n}", n, "load-balance", 0)
             for n in (int(v) for v in args.frontend_threads.split(",") if v)]
-    out += [(f"fe-{kind}", None, kind) for kind in args.frontend_pools.split(",") if kind]
+    out += [(f"fe-{kind}", None, kind, 0) for kind in args.frontend_pools.split(",") if kind]
+    if args.frontend_nice:
+        out += [(f"{name}-nice{args.frontend_nice:+d}", threads, pool, args.frontend_nice)
+                for name, threads, pool, _nice in out]
     return out
 
 
@@ -306,9 +314,13 @@ def parse_args(argv):
                    help="with --frontend: also front ends with these home server pool types "
                         "(keyed-balance, round_robin, fail-over, ...)")
     p.add_argument("--out", default=str(calls.OUT / "ceilings"), help="output path without suffix")
+    p.add_argument("--frontend-nice", type=int, default=0, metavar="N",
+                   help="with --frontend: also each front end with its threads reniced to N "
+                        "(e.g. -5: the scheduler serves it before the workers)")
     args = p.parse_args(argv)
-    if (args.frontend_threads or args.frontend_pools) and args.frontend < 1:
-        p.error("--frontend-threads and --frontend-pools need --frontend N")
+    if (args.frontend_threads or args.frontend_pools or args.frontend_nice) \
+            and args.frontend < 1:
+        p.error("--frontend-threads, --frontend-pools and --frontend-nice need --frontend N")
     return args
 
 
@@ -327,14 +339,14 @@ def start_targets(args, gws: list, started: list) -> list[Target]:
         inst, port = unlang_instance(f"worker-{i}", [("127.0.0.1", secret)])
         started.append(inst)
         workers.append((f"kondge-worker-{i}", port, inst.pid))
-    for name, threads, pool in frontend_variants(args):
+    for name, threads, pool, nice in frontend_variants(args):
         front = frontend(name, [(w, port) for w, port, _pid in workers], secret, gws,
-                         threads, pool)
+                         threads, pool, nice)
         started.append(front)
         targets.append(Target(name, front.s.auth_port, front.s.acct_port,
                               [pid for _w, _port, pid in workers], front.proc.pid,
                               {"thread_pool": FRONTEND_THREADS if threads is None else threads,
-                               "pool_type": pool}))
+                               "pool_type": pool, "nice": nice}))
     return targets
 
 
