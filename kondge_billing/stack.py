@@ -442,6 +442,18 @@ WORKER_HOME_SERVER = """home_server {name} {{
 """
 
 
+def workers_conf(homes, secret: str, pool_type: str = "load-balance") -> str:
+    """The front end's workers.conf: a home server for each (name, port) in
+    `homes` (auth on port, acct on port + 1), the pool of them all and the
+    realm that names it (policy.d/kondge: kondge_to_workers)."""
+    servers = "".join(WORKER_HOME_SERVER.format(name=name, port=port, secret=secret)
+                      for name, port in homes)
+    pool = "".join(f"\thome_server = {name}\n" for name, _port in homes)
+    return (servers + f"home_server_pool kondge_workers {{\n\ttype = {pool_type}\n{pool}}}\n"
+            + "realm kondge_workers {\n\tauth_pool = kondge_workers\n"
+              "\tacct_pool = kondge_workers\n\tnostrip\n}\n")
+
+
 class RadiusSet:
     """The FreeRADIUS processes of the service.
 
@@ -471,7 +483,6 @@ class RadiusSet:
                 _say(f"stopping a FreeRADIUS worker left over from an earlier run (pid {pid})")
                 _terminate(pid)
         self.workers = []
-        homes = []
         for i in range(1, s.workers + 1):
             port = _free_port_pair()
             worker = Radius(s, f"worker-{i}", env={
@@ -482,15 +493,9 @@ class RadiusSet:
                            "client kondge-frontend {\n\tipaddr = 127.0.0.1\n"
                            f"\tsecret = {secret}\n\tshortname = kondge-frontend\n"
                            "\trequire_message_authenticator = no\n}\n")
-            homes.append(WORKER_HOME_SERVER.format(name=f"kondge-{worker.name}", port=port,
-                                                   secret=secret))
             self.workers.append(worker)
-        pool = "".join(f"\thome_server = kondge-{w.name}\n" for w in self.workers)
-        _write_private(s.radius_run_dir / "workers.conf",
-                       "".join(homes)
-                       + f"home_server_pool kondge_workers {{\n\ttype = load-balance\n{pool}}}\n"
-                       + "realm kondge_workers {\n\tauth_pool = kondge_workers\n"
-                         "\tacct_pool = kondge_workers\n\tnostrip\n}\n")
+        _write_private(s.radius_run_dir / "workers.conf", workers_conf(
+            [(f"kondge-{w.name}", w.port) for w in self.workers], secret))
 
     def start(self):
         if self.s.workers > 1:
