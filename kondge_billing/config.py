@@ -24,7 +24,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_SESSION_GRACE     | 600                          | a live call is closed this long after its granted time if no Stop came |
 | KONDGE_SWEEP_SECONDS     | 30                           | how often the supervisor sweeps holds and lost calls |
 | KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS thread; more are dropped (overload) |
-| KONDGE_WORKERS           | 3                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
+| KONDGE_WORKERS           | 4                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
 | KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
 """
 
@@ -143,7 +143,7 @@ def load(env=None) -> Settings:
 
 
 def _workers(env) -> int:
-    workers = _int(env, "KONDGE_WORKERS", 3)
+    workers = _int(env, "KONDGE_WORKERS", 4)
     if not 1 <= workers <= 32:
         raise SystemExit(f"KONDGE_WORKERS={workers}: use 1 (one FreeRADIUS serves the "
                          f"gateways) to 32 (worker processes behind a front end)")
