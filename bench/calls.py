@@ -56,7 +56,7 @@ KONDGE = [sys.executable, "-m", "kondge_billing.cli"]
 CATEGORY = "bench"
 OPENING_BALANCE = Decimal("100.00")
 GATEWAYS = 256
-SERVICE_STEPS = (50, 100, 200, 400, 800)
+SERVICE_STEPS = (50, 100, 150, 200, 400, 800)
 CEILING_STEPS = (250, 500, 1000, 2000)
 
 
