@@ -477,9 +477,8 @@ class RadiusSet:
     def _prepare_workers(self):
         s = self.s
         secret = secrets.token_urlsafe(24)
-        for leftover in worker_dirs(s):
-            pid = _radius_pid(leftover / "radiusd.pid")
-            if pid is not None:
+        for name, pid in radius_pids(s).items():
+            if name != "freeradius":
                 _say(f"stopping a FreeRADIUS worker left over from an earlier run (pid {pid})")
                 _terminate(pid)
         self.workers = []
@@ -530,7 +529,6 @@ class RadiusSet:
                      f"it will be used again once it answers a Status-Server")
                 return
 
-
     def restart_front(self):
         self.front.stop()
         self.front.start()
@@ -538,9 +536,6 @@ class RadiusSet:
     def stop(self):
         for proc in [self.front] + self.workers:
             proc.stop()
-
-    def pids(self) -> dict:
-        return {proc.name: proc.running_pid() for proc in self.all()}
 
 
 def front_end_view(s: config.Settings) -> dict:
@@ -782,8 +777,8 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
 
 
 def status(s: config.Settings) -> dict:
+    workers = radius_pids(s)
     return {"supervisor_pid": supervisor_pid(s), "postgresql": pg_running(s),
-            "freeradius_pid": Radius(s).running_pid(),
-            "workers": {name: pid for name, pid in radius_pids(s).items() if name != "freeradius"},
+            "freeradius_pid": workers.pop("freeradius", None), "workers": workers,
             "listen": s.listen, "auth_port": s.auth_port,
             "acct_port": s.acct_port, "var": str(s.var)}
