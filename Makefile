@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-cards bench-profile bench-engine psql clean
+.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -38,11 +38,19 @@ bench-cards: setup
 # Benchmarks (not part of make test), each on a private cluster of its own:
 # complete calls through the real stack at increasing load, beside the
 # unlang and rlm_sql ceilings (var/bench-calls; results in
-# var/bench/calls.{json,txt,png}), then the tariff engine at scale (var/bench,
-# decks of 1k and 1M prefixes; results in var/bench/tariffs.{json,txt}).
+# var/bench/calls.{json,txt,png}); the floor, the least work a per-packet
+# Python hook could do, beside the unlang workers and the service, each
+# behind the front end (var/bench-floor; var/bench/floor.{json,txt}); then
+# the tariff engine at scale (var/bench, decks of 1k and 1M prefixes;
+# results in var/bench/tariffs.{json,txt}).
 bench: setup
 	$(VENV)/bin/python bench/calls.py
+	$(VENV)/bin/python bench/floor.py
 	$(VENV)/bin/python bench/tariffs.py
+
+# The floor alone (see bench/floor.py --help).
+bench-floor: setup
+	$(VENV)/bin/python bench/floor.py
 
 # Where a call's time goes: the call path called directly, one packet at a
 # time (per-packet timings, PostgreSQL function times, EXPLAIN ANALYZE,

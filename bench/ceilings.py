@@ -305,6 +305,15 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(results: dict, text: str, out: Path):
+    """`out`.json (the results) and `out`.txt (the table), which is printed too."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".txt").write_text(text)
+    print(text)
+    print(f"bench: results in {out}.json and {out}.txt")
+
+
 # --- the run ------------------------------------------------------------------------
 
 def parse_args(argv):
@@ -400,13 +409,7 @@ def main(argv=None) -> int:
             proc.stop()
     results["summary"] = summary(results["runs"])
     results["ratios"] = ratios(results)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    text = table(results)
-    out.with_suffix(".txt").write_text(text)
-    print(text)
-    print(f"bench: results in {out}.json and {out}.txt")
+    save(results, table(results), Path(args.out))
     return 0
 
 

@@ -6,6 +6,10 @@
 - "sql": the same, after one SELECT by key (the card's balance by its
   number) per packet through rlm_sql with rlm_sql_postgresql (C, outside
   any Python lock), over the bench cluster's unix socket.
+- "floor": the same, through rlm_python3 and bench/floor_hook.py: one
+  psycopg2 SELECT by key per Access-Request, one committed INSERT per
+  Accounting-Request (the least a per-packet Python hook storing each
+  record before answering could do; bench/floor.py).
 
 Each is a raddb of its own written under `directory` (clients: the same
 gateways and secrets as the service), run in the foreground and stopped
@@ -13,6 +17,7 @@ with SIGTERM then SIGKILL like the service's FreeRADIUS.
 """
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -126,15 +131,38 @@ SQL_LOOKUP = """\
 """
 
 
+# rlm_python3 with the floor hook; psycopg2 from the project's venv
+FLOOR_MODULE = """\
+	python3 {{
+		python_path = "{bench}:{site}"
+		module = floor_hook
+		mod_instantiate = ${{.module}}
+		func_instantiate = instantiate
+		mod_authorize = ${{.module}}
+		func_authorize = authorize
+		mod_accounting = ${{.module}}
+		func_accounting = accounting
+	}}
+"""
+FLOOR_LOOKUP = "\t\tpython3\n"
+
+
 def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port: int,
                 pg_socket_dir: Path | None = None, pg_port: int | None = None) -> Path:
-    """The raddb of a `kind` ("unlang" or "sql") instance; returns its directory."""
+    """The raddb of a `kind` ("unlang", "sql" or "floor") instance; returns its
+    directory. A floor instance finds its database in KONDGE_FLOOR_DSN."""
     for sub in ("run", "log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     modules = lookup = ""
     if kind == "sql":
         modules = SQL_MODULE.format(socket_dir=pg_socket_dir, port=pg_port)
         lookup = SQL_LOOKUP
+    elif kind == "floor":
+        here = Path(__file__).resolve().parent
+        site = (here.parent / ".venv" / "lib"
+                / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages")
+        modules = FLOOR_MODULE.format(bench=here, site=site)
+        lookup = FLOOR_LOOKUP
     conf = RADIUSD_CONF.format(kind=kind, dir=directory, modules=modules, lookup=lookup,
                                auth_port=auth_port, acct_port=acct_port)
     clients = "".join(

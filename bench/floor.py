@@ -1,0 +1,285 @@
+"""The floor: the most complete calls per second this machine could carry with
+the least work any per-packet Python hook storing records must do, beside
+the service, in one run.
+
+Three targets take turns at each offered rate, each with the service's front
+end (freeradius/frontend.conf, as the supervisor runs it) in front of the
+same number of worker processes, on one PostgreSQL cluster of their own
+(var/bench-floor, port 5494) holding `make bench`'s data set (100,000 cards,
+a 100,000-prefix deck, 256 gateways), driven by the same load generator:
+
+  unlang   minimal_radius's unlang-only workers: the protocol ceiling of the
+           front end and workers, no Python, no database;
+  floor    minimal_radius's floor workers (bench/floor_hook.py): one psycopg2
+           SELECT by key per Access-Request, one committed INSERT per
+           Accounting-Request, under rlm_python3's lock, one connection per
+           FreeRADIUS thread;
+  service  the service itself (kondge server start), KONDGE_WORKERS workers.
+
+The service does strictly more per packet than the floor (it checks the PIN
+and the card's live calls, rates the destination, writes a hold at stage 2
+and, at the billed Stop, the CDR, the ledger entry and the balance), so its
+calls per second cannot exceed the floor's on the same machine: the floor
+says what a target asks of the hardware before any billing is written.
+
+Writes var/bench/floor.json and var/bench/floor.txt; progress on stderr.
+Exits 0 when every step ran and the service's billing check passed, 1 if it
+failed or the floor's database did not get the records it acknowledged.
+
+    .venv/bin/python bench/floor.py [--workers 4] [--steps 200,400,...]
+        [--seconds 8] [--rounds 1] [--processes 4] [--no-service]
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HOME))
+
+import psycopg2  # noqa: E402
+
+from bench import calls, ceilings, loadgen, minimal_radius  # noqa: E402
+from kondge_billing import config, stack  # noqa: E402
+
+VAR = HOME / "var" / "bench-floor"
+PG_PORT = 5494
+STEPS = (100, 200, 300, 400, 600, 800)
+KINDS = ("unlang", "floor", "service")
+
+FLOOR_TABLE = """
+CREATE SCHEMA bench_floor;
+CREATE TABLE bench_floor.record (
+    id          bigserial PRIMARY KEY,
+    call_id     text NOT NULL,
+    leg         text,
+    status      text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (call_id, leg, status)
+);
+"""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workers", type=int, default=config.load({}).workers,
+                   help="worker processes behind the front end (default: KONDGE_WORKERS's)")
+    p.add_argument("--steps", default=",".join(map(str, STEPS)), help="offered calls/s")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each step")
+    p.add_argument("--rounds", type=int, default=1, help="times each step is run")
+    p.add_argument("--processes", type=int, default=4, help="load generator processes")
+    p.add_argument("--cards", type=int, default=100000)
+    p.add_argument("--no-service", action="store_true",
+                   help="the unlang and floor workers only")
+    p.add_argument("--out", default=str(calls.OUT / "floor"), help="output path without suffix")
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers: 1 or more")
+    return args
+
+
+def prepare_database(env: dict, cards: list, gws: list, prefixes: int) -> config.Settings:
+    """The cluster with make bench's data set and the floor's record table."""
+    VAR.mkdir(parents=True)
+    key = VAR / "pin.key"
+    key.write_text(os.urandom(32).hex())
+    key.chmod(0o600)
+    s = config.load(env)
+    calls.fresh_database(s)
+    calls.load_dataset(s, env, cards, gws, prefixes)
+    conn = psycopg2.connect(s.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(FLOOR_TABLE)
+    finally:
+        conn.close()
+    return s
+
+
+def start_workers(kind: str, count: int, secret: str, started: list) -> list:
+    """`count` minimal `kind` workers on free loopback port pairs, the front end
+    their only client; [(name, port, pid)]."""
+    workers = []
+    for i in range(1, count + 1):
+        port = stack._free_port_pair()
+        inst = minimal_radius.Instance(minimal_radius.write_raddb(
+            ceilings.VAR / f"{kind}-worker-{i}", kind, [("127.0.0.1", secret)], port, port + 1))
+        inst.start()
+        started.append(inst)
+        workers.append((f"kondge-worker-{i}", port, inst.pid))
+    return workers
+
+
+def records_stored(s) -> int:
+    conn = psycopg2.connect(s.dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM bench_floor.record")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def start_service(env: dict, workers: int) -> tuple[ceilings.Target, dict]:
+    """The service on the bench cluster, as `kondge server start` starts it."""
+    env = dict(env, KONDGE_WORKERS=str(workers))
+    started = subprocess.run(calls.KONDGE + ["server", "start"], env=env, cwd=HOME,
+                             capture_output=True, text=True, timeout=180)
+    if started.returncode != 0:
+        raise RuntimeError("the service did not start:\n" + started.stdout + started.stderr)
+    s = config.load(env)
+    pids = stack.radius_pids(s)
+    front = pids.pop("freeradius") if workers > 1 else None
+    return ceilings.Target("service", s.auth_port, s.acct_port, list(pids.values()), front), env
+
+
+def table(results: dict) -> str:
+    lines = [f"bench/floor.py, {results['started_at']}, {results['machine_cpus']} CPUs; "
+             f"the service's front end in front of {results['workers']} workers of each kind; "
+             f"generator: {results['processes']} processes, {results['step_seconds']:g} s a step",
+             "", "rad%: the front end and the workers (100 = one CPU); pg%: PostgreSQL; "
+             "cpu%: the machine (100 = all CPUs)", ""]
+    head = (f"{'workers':<8} {'offered':>7} {'calls/s':>8} {'pkts/s':>8} {'s1 p50/p99':>11} "
+            f"{'s2 p50/p99':>11} {'start p50/p99':>13} {'stop p50/p99':>12} {'lost':>6} "
+            f"{'fail':>5} {'rad%':>4} {'pg%':>4} {'cpu%':>4}")
+    lines += [head, "-" * len(head)]
+    for r in sorted(results["runs"], key=lambda r: (r["offered_calls_per_second"],
+                                                    KINDS.index(r["run"]))):
+        lat = r["latency"]
+        cell = lambda k: f"{lat[k]['p50_ms']:.1f}/{lat[k]['p99_ms']:.1f}"  # noqa: E731
+        lines.append(
+            f"{r['run']:<8} {r['offered_calls_per_second']:>7g} {r['calls_per_second']:>8} "
+            f"{r['packets_per_second']:>8} {cell('stage1'):>11} {cell('stage2'):>11} "
+            f"{cell('start'):>13} {cell('stop'):>12} {r['lost_total']:>6} "
+            f"{r['failed_total']:>5} {r['freeradius_cpu_percent']:>4} "
+            f"{r['postgres_cpu_percent']:>4} {r['machine_busy_percent']:>4}")
+    lines.append("")
+    for name, v in results["summary"].items():
+        lines.append(f"{name}: most {v['most_calls_per_second']} calls/s, clean (no loss, "
+                     f"p99 < 50 ms) {v['clean_calls_per_second']} calls/s; FreeRADIUS "
+                     f"{v['freeradius_cpu_us_per_packet']} us CPU a packet")
+    lines.append("ratios within this run: " + ", ".join(
+        f"{k} {v}" for k, v in results["ratios"].items()))
+    lines.append(f"floor records: {results['floor_records']} stored for "
+                 f"{results['floor_accounting_answered']} Accounting-Requests answered")
+    check = results.get("billing_check")
+    if check:
+        lines.append(f"service billing check: {'OK' if check['ok'] else 'FAILED'}: "
+                     f"{check['cdrs']} CDRs for {check['calls_completed']} calls completed; "
+                     f"charges {check['cdr_charges']} = ledger debits {check['ledger_debits']} "
+                     f"= balance change {check['balance_change']}"
+                     + "".join(f"\n  PROBLEM: {p}" for p in check["problems"]))
+    return "\n".join(lines) + "\n"
+
+
+def ratios(summary: dict) -> dict:
+    out = {}
+    for a, b in (("floor", "unlang"), ("service", "floor"), ("service", "unlang")):
+        for key in ("most", "clean"):
+            top = summary.get(b, {}).get(f"{key}_calls_per_second")
+            if a in summary and top:
+                out[f"{a}/{b} {key}"] = round(summary[a][f"{key}_calls_per_second"] / top, 3)
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    gws, cards = calls.gateway_list(), calls.card_list(args.cards)
+    data = (gws, cards, calls.destinations(100000))
+    env = calls.bench_env(VAR, PG_PORT)
+    if VAR.exists():
+        stack.stop_background(config.load(env))
+        shutil.rmtree(VAR)
+    # the floor's and the unlang workers' front ends live under this run's folder
+    ceilings.VAR = VAR / "radius"
+    results = {"started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "machine_cpus": os.cpu_count(), "workers": args.workers,
+               "processes": args.processes, "step_seconds": args.seconds,
+               "command": " ".join([".venv/bin/python", "bench/floor.py"]
+                                   + (argv if argv is not None else sys.argv[1:])),
+               "runs": []}
+    started, s, service_env = [], None, None
+    try:
+        s = prepare_database(env, cards, gws, 100000)
+        os.environ["KONDGE_FLOOR_DSN"] = s.dsn
+        targets = []
+        for kind in KINDS[:2]:
+            secret = secrets.token_urlsafe(24)
+            workers = start_workers(kind, args.workers, secret, started)
+            front = ceilings.frontend(f"frontend-{kind}", [(w, port) for w, port, _p in workers],
+                                      secret, gws)
+            started.append(front)
+            targets.append(ceilings.Target(kind, front.s.auth_port, front.s.acct_port,
+                                           [pid for _w, _port, pid in workers], front.proc.pid))
+        if not args.no_service:
+            calls.say("starting the service (kondge server start)")
+            service, service_env = start_service(env, args.workers)
+            targets.append(service)
+        service_runs = []       # the warm-up's calls are billed too
+        for target in targets:  # warm-up: every worker thread opens its connection
+            warm = ceilings.one_step(loadgen, "current", target.name, target, data, 100, 4,
+                                     args.processes)
+            if target.name == "service":
+                service_runs.append(warm)
+        before = records_stored(s)
+        answered = 0
+        # Each step starts on cards no earlier step used: a call the generator
+        # abandons keeps its card's hold for KONDGE_HOLD_SECONDS, and a card
+        # met again meanwhile is rightly refused (code 4 or 12).
+        used = 100 * 4
+        for rate in (float(r) for r in args.steps.split(",")):
+            for i in range(args.rounds):
+                for target in (targets if i % 2 == 0 else targets[::-1]):
+                    start = used % len(cards)
+                    used += int(rate * args.seconds * 1.2) + 100
+                    step_data = (gws, cards[start:] + cards[:start], data[2])
+                    pg0 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
+                    t0 = time.monotonic()
+                    run = ceilings.one_step(loadgen, "current", target.name, target, step_data,
+                                            rate, args.seconds, args.processes)
+                    pg1 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
+                    run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
+                                                        / (time.monotonic() - t0))
+                    results["runs"].append(run)
+                    if target.name == "floor":
+                        answered += sum(run["latency"][k]["count"] for k in ("start", "stop"))
+                    if target.name == "service":
+                        service_runs.append(run)
+                        calls.quiesce(s.dsn)    # its backlog must not fall on the next target
+                    else:
+                        time.sleep(1.0)
+        results["floor_records"] = records_stored(s) - before
+        results["floor_accounting_answered"] = answered
+        if service_runs:
+            calls.quiesce(s.dsn)
+            results["billing_check"] = calls.billing_check(
+                s.dsn, sum(r["billed_stops"] for r in service_runs),
+                sum(r["uncertain"] for r in service_runs))
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        if service_env is not None:
+            subprocess.run(calls.KONDGE + ["server", "stop"], env=service_env, cwd=HOME,
+                           capture_output=True, text=True, timeout=120)
+        if s is not None:
+            stack.stop_postgres(s)
+    results["summary"] = ceilings.summary(results["runs"])
+    results["ratios"] = ratios(results["summary"])
+    ceilings.save(results, table(results), Path(args.out))
+    status = 0
+    if results["floor_records"] < results["floor_accounting_answered"]:
+        calls.say("the floor acknowledged records its database does not hold")
+        status = 1
+    if results.get("billing_check") and not results["billing_check"]["ok"]:
+        calls.say("BILLING CHECK FAILED: " + "; ".join(results["billing_check"]["problems"]))
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
