@@ -359,10 +359,11 @@ def chart(results: dict, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, style in (("service", "o-"), ("unlang", "s--"), ("sql", "^--")):
-        runs = results["runs"].get(name, [])
+    styles = {"service": "o-", "unlang": "s--", "sql": "^--", "floor": "d--"}
+    for name, runs in results["runs"].items():
         if not runs:
             continue
+        style = styles.get(name, "x:")
         offered = [r["offered_calls_per_second"] for r in runs]
         # nothing answered: a gap, not a point at zero (timings only, never money)
         gap = lambda v: v if v > 0 else float("nan")  # noqa: E731

@@ -22,7 +22,8 @@ and, at the billed Stop, the CDR, the ledger entry and the balance), so its
 calls per second cannot exceed the floor's on the same machine: the floor
 says what a target asks of the hardware before any billing is written.
 
-Writes var/bench/floor.json and var/bench/floor.txt; progress on stderr.
+Writes var/bench/floor.json, floor.txt and floor.png (throughput and p99
+against offered load, beside the 800 calls/s target); progress on stderr.
 Exits 0 when every step ran and the service's billing check passed, 1 if it
 failed or the floor's database did not get the records it acknowledged.
 
@@ -271,6 +272,11 @@ def main(argv=None) -> int:
     results["summary"] = ceilings.summary(results["runs"])
     results["ratios"] = ratios(results["summary"])
     ceilings.save(results, table(results), Path(args.out))
+    by_kind = {kind: sorted((r for r in results["runs"] if r["run"] == kind),
+                            key=lambda r: r["offered_calls_per_second"]) for kind in KINDS}
+    calls.chart({"runs": {k: v for k, v in by_kind.items() if v}, "cards": args.cards,
+                 "machine_cpus": results["machine_cpus"],
+                 "started_at": results["started_at"]}, Path(args.out).with_suffix(".png"))
     status = 0
     if results["floor_records"] < results["floor_accounting_answered"]:
         calls.say("the floor acknowledged records its database does not hold")
