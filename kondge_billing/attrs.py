@@ -28,6 +28,9 @@ QUINTUM_AVPAIR = "Quintum-AVPair"
 # Set by policy.d/kondge from the packet's source and the matched client.
 GATEWAY_ADDRESS = "Kondge-Gateway-Address"
 GATEWAY_NAME = "Kondge-Gateway-Name"
+# When this FreeRADIUS process received the packet (sites-available/kondge).
+RECEIVED_SECONDS = "Kondge-Received-Seconds"
+RECEIVED_MICROSECONDS = "Kondge-Received-Microseconds"
 
 # Service-Type values that name the stage outright (Planet, Quintum).
 SERVICE_AUTHENTICATE_ONLY = "Authenticate-Only"

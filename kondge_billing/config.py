@@ -26,6 +26,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS thread; more are dropped (overload) |
 | KONDGE_WORKERS           | 4                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
 | KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
+| KONDGE_SHED_AFTER_MS     | 250                          | overload control: while accounting records wait longer than this in a FreeRADIUS process's queue, it turns new authorizations away as KONDGE_AUTH_WHEN_DB_DOWN says (0: never) |
 """
 
 import os
@@ -57,6 +58,7 @@ class Settings:
     auth_when_db_down: str
     queue_size: int
     workers: int
+    shed_after_ms: float = 250.0
 
     @property
     def gateway_sync_seconds(self):
@@ -139,7 +141,22 @@ def load(env=None) -> Settings:
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
         queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
         workers=_workers(env),
+        shed_after_ms=_shed_after(env),
     )
+
+
+def _shed_after(env) -> float:
+    raw = env.get("KONDGE_SHED_AFTER_MS", "")
+    if not raw:
+        return 250.0
+    try:
+        value = float(Decimal(raw))        # a time, not money
+    except InvalidOperation:
+        value = -1.0
+    if not 0 <= value <= 60000:
+        raise SystemExit(f"KONDGE_SHED_AFTER_MS={raw!r}: milliseconds from 0 (never shed) "
+                         f"to 60000; fix or unset it")
+    return value
 
 
 def _workers(env) -> int:

@@ -54,6 +54,13 @@ class ServiceUnavailable(Refusal):
     code, message = 8, "service not available"
 
 
+class Overloaded(ServiceUnavailable):
+    """Refused at once, without the database, while the server sheds load
+    (kondge_billing/overload.py)."""
+
+    message = "service busy, try again later"
+
+
 class DestinationBlocked(Refusal):
     code, message = 9, "destination not allowed"
 

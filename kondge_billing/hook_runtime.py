@@ -7,17 +7,20 @@ start with the database down both work) and the gateway directory.
 
 from . import config, gateways
 from .db import Database
+from .overload import Overload
 from .radius_edge import handle_accounting, handle_authorize
 from .service import Billing
 
 _billing: Billing | None = None
+_overload: Overload | None = None
 
 
 def start(log):
-    global _billing
+    global _billing, _overload
     settings = config.load()
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
     _billing = Billing.from_settings(settings, db, gateways.for_call_path)
+    _overload = Overload(settings.shed_after_ms)
     log("info", f"ready (database {settings.radius_dsn})")
 
 
@@ -27,8 +30,8 @@ def stop():
 
 
 def authorize(pairs, log):
-    return handle_authorize(_billing, pairs, log)
+    return handle_authorize(_billing, pairs, log, _overload)
 
 
 def accounting(pairs, log):
-    return handle_accounting(_billing, pairs, log)
+    return handle_accounting(_billing, pairs, log, _overload)

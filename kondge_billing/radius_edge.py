@@ -9,6 +9,7 @@ outcomes into answers:
 | Login / Grant                   | ok       | Access-Accept with the dialect's credit pairs |
 | Refusal (a billing "no")        | reject   | Access-Reject + return code + Reply-Message, no credit |
 | record stored, or a repeat      | ok       | Accounting-Response |
+| overload (overload.py)          | fail     | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
 | database unreachable            | fail     | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8); an Accounting-Request goes to the spool instead |
 | unknown gateway address         | fail     | nothing (the packet is dropped) |
 | unexpected exception            | fail     | nothing; the traceback is logged |
@@ -18,7 +19,7 @@ import traceback
 from datetime import datetime, timezone
 
 from . import attrs
-from .errors import Refusal, ServiceUnavailable, Unavailable, UnknownGateway
+from .errors import Overloaded, Refusal, ServiceUnavailable, Unavailable, UnknownGateway
 from .money import format_amount
 from .request import access_request, accounting_record
 from .service import Grant
@@ -69,12 +70,18 @@ def reject_pairs(gateway, refusal: Refusal) -> tuple:
     return (attrs.h323_pair(gateway.dialect, attrs.RETURN_CODE, refusal.code), message)
 
 
-def handle_authorize(billing, pairs, log) -> tuple:
+def handle_authorize(billing, pairs, log, overload=None) -> tuple:
     """-> ("ok" | "reject" | "fail", reply pairs, control pairs)."""
     gateway = None
     try:
         req = access_request(pairs)
         gateway = billing.gateways.get(req.gateway_address)
+        if overload is not None and overload.refuse(pairs, log):
+            # answered as when the database is unreachable; logged once an
+            # episode by Overload, not once a request
+            if billing.auth_when_db_down == "reject":
+                return "reject", reject_pairs(gateway, Overloaded()), ()
+            return "fail", (), ()
         outcome = billing.authorize(gateway, req)
         return "ok", accept_pairs(gateway, outcome), ACCEPT_CONTROL
     except Refusal as refusal:
@@ -94,8 +101,10 @@ def handle_authorize(billing, pairs, log) -> tuple:
         return "fail", (), ()
 
 
-def handle_accounting(billing, pairs, log) -> str:
+def handle_accounting(billing, pairs, log, overload=None) -> str:
     """-> "ok" (answered: stored or a repeat) or "fail" (not answered)."""
+    if overload is not None:
+        overload.accounting(pairs, log)
     try:
         rec = accounting_record(pairs, datetime.now(timezone.utc))
         gateway = billing.gateways.get(rec.gateway_address)

@@ -1,0 +1,201 @@
+"""Overload control (kondge_billing/overload.py) through the real hook, with a
+stand-in radiusd, a clock the test moves and a chosen random draw: no
+database is touched by a request turned away, which gets what
+KONDGE_AUTH_WHEN_DB_DOWN says (no answer, or code 8)."""
+
+from kondge_billing import config, hook_runtime
+from kondge_billing import overload as ov
+from kondge_billing.gateways import Gateway, GatewayDirectory
+from kondge_billing.service import Billing
+from tests.support.hook import load_hook
+from tests.unit.test_hook import CISCO, NoDatabase
+
+T0 = 1_800_000_000.0
+LOGIN = (("User-Name", "1000000008"), ("User-Password", "1234"),
+         ("Called-Station-Id", "18005550100"), ("Kondge-Gateway-Address", "127.0.0.1"))
+STOP = (("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "1"),
+        ("h323-conf-id", "h323-conf-id=1 2 3 4"), ("Kondge-Gateway-Address", "127.0.0.1"))
+QUIET = lambda *_a: None  # noqa: E731
+
+
+class Clock:
+    def __init__(self):
+        self.now = T0
+
+    def __call__(self):
+        return self.now
+
+
+class Draw:
+    """The random draw a request is admitted by (admitted if below the share)."""
+
+    def __init__(self, value=0.99):
+        self.value = value
+
+    def __call__(self):
+        return self.value
+
+
+def stamped(pairs, received: float):
+    return tuple(pairs) + (("Kondge-Received-Seconds", str(int(received))),
+                           ("Kondge-Received-Microseconds",
+                            str(round((received - int(received)) * 1e6))))
+
+
+class Recording:
+    """Counts what reaches the database; answers nothing (the records fail)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, work):
+        self.calls += 1
+        raise RuntimeError("no database in this test")
+
+
+def hook_with(limit_ms, db, when_down="reject", gateways=(CISCO,)):
+    billing = Billing(db, b"k" * 32, GatewayDirectory(lambda: list(gateways)),
+                      auth_when_db_down=when_down)
+    hook, radiusd, logged = load_hook(billing)
+    clock, draw = Clock(), Draw()
+    hook_runtime._overload = ov.Overload(limit_ms, clock=clock, draw=draw)
+    return hook, radiusd, logged, clock, draw
+
+
+def teardown_function(_f):
+    hook_runtime._overload = None
+
+
+def late(clock, seconds=0.4):
+    return stamped(STOP, clock.now - seconds)
+
+
+def test_queue_wait_reads_the_stamp_and_ignores_a_missing_or_odd_one():
+    assert ov.queue_wait(stamped(LOGIN, T0 - 0.25), T0) == 0.25
+    assert ov.queue_wait(LOGIN, T0) is None
+    assert ov.queue_wait(LOGIN + (("Kondge-Received-Seconds", "x"),), T0) is None
+    assert ov.queue_wait(stamped(LOGIN, T0 + 5), T0) == 0.0       # never negative
+
+
+def test_a_late_accounting_record_turns_new_calls_away_without_the_database():
+    db = Recording()
+    hook, radiusd, logged, clock, draw = hook_with(250, db)
+    hook.accounting(late(clock))       # still processed (here it fails on the database)
+    assert db.calls >= 1
+    assert [m for _, m in logged if m.startswith("kondge: overload")] == [
+        "kondge: overload: an accounting record waited 400 ms in the queue "
+        "(KONDGE_SHED_AFTER_MS=250); admitting fewer new calls until accounting is "
+        "served in time again"]
+    assert hook_runtime._overload.admit == ov.CUT
+    before = db.calls
+    for _ in range(3):                 # drawn above the share: turned away
+        code, reply, control = hook.authorize(stamped(LOGIN, clock.now - 0.001))
+        assert code == radiusd.RLM_MODULE_REJECT and control == ()
+        assert reply == (("h323-return-code", "h323-return-code=8"),
+                         ("Reply-Message", "service busy, try again later"))
+    assert db.calls == before
+    draw.value = 0.1                   # drawn within the share: served
+    code, _, _ = hook.authorize(stamped(LOGIN, clock.now - 0.001))
+    assert code == radiusd.RLM_MODULE_FAIL and db.calls == before + 1
+
+
+def test_by_default_they_get_no_answer_as_when_the_database_is_down():
+    hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase(), when_down="silent")
+    hook_runtime._overload.accounting(late(clock), QUIET)
+    assert hook.authorize(stamped(LOGIN, clock.now)) == (radiusd.RLM_MODULE_FAIL, (), ())
+    assert not any("Traceback" in m for _, m in logged)
+
+
+def test_the_share_is_cut_at_most_every_so_often_and_never_below_the_floor():
+    _hook, _radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    o = hook_runtime._overload
+    o.accounting(late(clock), QUIET)
+    o.accounting(late(clock), QUIET)              # same moment: one cut
+    assert o.admit == ov.CUT
+    for _ in range(100):
+        clock.now += ov.CUT_EVERY
+        o.accounting(late(clock), QUIET)
+    assert o.admit == ov.FLOOR
+
+
+def test_records_served_in_time_win_the_share_back_and_end_the_episode():
+    hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase())
+    o = hook_runtime._overload
+    o.accounting(late(clock), QUIET)
+    assert o.shedding
+    hook.authorize(stamped(LOGIN, clock.now))                     # one turned away
+    o.accounting(stamped(STOP, clock.now - 0.2), QUIET)           # 200 ms: neither
+    assert o.admit == ov.CUT
+    steps = 0
+    while o.shedding:
+        o.accounting(stamped(STOP, clock.now - 0.05), hook_runtime_log(logged))
+        steps += 1
+    assert steps == round((1 - ov.CUT) / ov.STEP)
+    assert logged[-1][1] == ("kondge: overload over: all new calls admitted again; "
+                             "1 authorization(s) turned away meanwhile")
+
+
+def hook_runtime_log(logged):
+    return lambda level, message: logged.append((level, "kondge: " + message))
+
+
+def test_all_are_admitted_again_when_no_record_was_late_for_a_while():
+    hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase())
+    hook_runtime._overload.accounting(late(clock), QUIET)
+    clock.now += ov.RECOVER_AFTER
+    # served again: the card look-up is reached (and refused by NoDatabase)
+    code, _, _ = hook.authorize(stamped(LOGIN, clock.now - 0.001))
+    assert code == radiusd.RLM_MODULE_FAIL
+    assert not hook_runtime._overload.shedding
+    assert any("Traceback" in m and "must not be touched" in m for _, m in logged)
+
+
+def test_an_authorization_that_itself_waited_too_long_is_turned_away():
+    hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    code, reply, _ = hook.authorize(stamped(LOGIN, clock.now - 0.3))
+    assert code == radiusd.RLM_MODULE_REJECT
+    assert ("h323-return-code", "h323-return-code=8") in reply
+
+
+def test_unstamped_records_and_a_zero_limit_never_shed():
+    _hook, _radiusd, _logged, clock, _draw = hook_with(0, NoDatabase())
+    hook_runtime._overload.accounting(late(clock, 60), QUIET)
+    assert not hook_runtime._overload.shedding
+    _hook, _radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    hook_runtime._overload.accounting(STOP, QUIET)           # read back from the spool
+    assert not hook_runtime._overload.shedding
+
+
+def test_an_unknown_gateway_still_gets_no_answer_while_shedding():
+    hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    hook_runtime._overload.accounting(late(clock), QUIET)
+    odd = tuple(p for p in LOGIN if p[0] != "Kondge-Gateway-Address") + (
+        ("Kondge-Gateway-Address", "10.9.9.9"),)
+    code, reply, _ = hook.authorize(stamped(odd, clock.now))
+    assert code == radiusd.RLM_MODULE_FAIL and reply == ()
+
+
+def test_the_refusal_speaks_the_gateways_dialect():
+    """A generic gateway gets Reply-Message only."""
+    generic = Gateway(2, "lucent", "127.0.0.3", "s", "generic", "optional", "session", 1)
+    hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase(),
+                                                     gateways=(CISCO, generic))
+    hook_runtime._overload.accounting(late(clock), QUIET)
+    pairs = tuple(p for p in LOGIN if p[0] != "Kondge-Gateway-Address") + (
+        ("Kondge-Gateway-Address", "127.0.0.3"),)
+    code, reply, _ = hook.authorize(stamped(pairs, clock.now))
+    assert code == radiusd.RLM_MODULE_REJECT
+    assert reply == (("Reply-Message", "service busy, try again later"),)
+
+
+def test_the_setting_is_read_and_checked():
+    assert config.load({}).shed_after_ms == 250.0
+    assert config.load({"KONDGE_SHED_AFTER_MS": "0"}).shed_after_ms == 0.0
+    assert config.load({"KONDGE_SHED_AFTER_MS": "0.5"}).shed_after_ms == 0.5
+    for bad in ("-1", "soon", "70000"):
+        try:
+            config.load({"KONDGE_SHED_AFTER_MS": bad})
+        except SystemExit as exc:
+            assert "KONDGE_SHED_AFTER_MS" in str(exc)
+        else:
+            raise AssertionError(f"{bad!r} accepted")
