@@ -104,7 +104,10 @@ def handle_authorize(billing, pairs, log, overload=None) -> tuple:
 def handle_accounting(billing, pairs, log, overload=None) -> str:
     """-> "ok" (answered: stored or a repeat) or "fail" (not answered)."""
     if overload is not None:
-        overload.accounting(pairs, log)
+        try:
+            overload.accounting(pairs, log)
+        except Exception:  # noqa: BLE001 - overload control must never cost a record
+            log("error", "overload control failed: " + traceback.format_exc())
     try:
         rec = accounting_record(pairs, datetime.now(timezone.utc))
         gateway = billing.gateways.get(rec.gateway_address)

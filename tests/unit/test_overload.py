@@ -199,3 +199,15 @@ def test_the_setting_is_read_and_checked():
             assert "KONDGE_SHED_AFTER_MS" in str(exc)
         else:
             raise AssertionError(f"{bad!r} accepted")
+
+
+def test_a_failing_overload_control_never_costs_an_accounting_record():
+    db = Recording()
+    hook, radiusd, logged, clock, _draw = hook_with(250, db)
+
+    def broken():
+        raise RuntimeError("clock gone")
+    hook_runtime._overload.clock = broken
+    hook.accounting(late(clock))
+    assert db.calls >= 1                      # the record still went to the database
+    assert any("overload control failed" in m and "clock gone" in m for _, m in logged)
