@@ -58,7 +58,7 @@ class Settings:
     auth_when_db_down: str
     queue_size: int
     workers: int
-    shed_after_ms: float = 250.0
+    shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
 
     @property
     def gateway_sync_seconds(self):
@@ -141,19 +141,20 @@ def load(env=None) -> Settings:
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
         queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
         workers=_workers(env),
-        shed_after_ms=_shed_after(env),
+        shed_after_us=_shed_after(env),
     )
 
 
-def _shed_after(env) -> float:
+def _shed_after(env) -> int:
+    """KONDGE_SHED_AFTER_MS (milliseconds, fractions allowed) in microseconds."""
     raw = env.get("KONDGE_SHED_AFTER_MS", "")
     if not raw:
-        return 250.0
+        return 250_000
     try:
-        value = float(Decimal(raw))        # a time, not money
+        value = int(Decimal(raw) * 1000)
     except InvalidOperation:
-        value = -1.0
-    if not 0 <= value <= 60000:
+        value = -1
+    if not 0 <= value <= 60_000_000:
         raise SystemExit(f"KONDGE_SHED_AFTER_MS={raw!r}: milliseconds from 0 (never shed) "
                          f"to 60000; fix or unset it")
     return value

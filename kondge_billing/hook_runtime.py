@@ -20,7 +20,7 @@ def start(log):
     settings = config.load()
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
     _billing = Billing.from_settings(settings, db, gateways.for_call_path)
-    _overload = Overload(settings.shed_after_ms)
+    _overload = Overload(settings.shed_after_us)
     log("info", f"ready (database {settings.radius_dsn})")
 
 

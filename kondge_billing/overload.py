@@ -26,6 +26,7 @@ A record read back from the spool carries no stamp and is never counted.
 Timings and shares are floats: never money.
 """
 
+import math
 import random
 import time
 
@@ -58,12 +59,12 @@ def queue_wait(pairs, now: float) -> float | None:
 class Overload:
     """One FreeRADIUS process's view of its own queue (an AIMD controller)."""
 
-    def __init__(self, limit_ms: float, clock=time.time, draw=random.random):
-        self.limit = limit_ms / 1000.0
+    def __init__(self, limit_us: int, clock=time.time, draw=random.random):
+        self.limit = limit_us / 1e6        # seconds
         self.clock = clock
         self.draw = draw
         self.admit = 1.0           # share of new Access-Requests served
-        self.last_cut = float("-inf")
+        self.last_cut = -math.inf
         self.refused = 0           # in the current episode
 
     @property

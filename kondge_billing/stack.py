@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg2
@@ -244,7 +245,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_LISTEN": s.listen, "KONDGE_AUTH_PORT": str(s.auth_port),
         "KONDGE_ACCT_PORT": str(s.acct_port), "KONDGE_DSN": s.dsn,
         "KONDGE_RADIUS_DSN": s.radius_dsn, "KONDGE_QUEUE_SIZE": str(s.queue_size),
-        "KONDGE_PIN_KEY": str(s.pin_key_file), "KONDGE_SHED_AFTER_MS": f"{s.shed_after_ms:g}",
+        "KONDGE_PIN_KEY": str(s.pin_key_file), "KONDGE_SHED_AFTER_MS": str(Decimal(s.shed_after_us) / 1000),
         "KONDGE_AUTH_WHEN_DB_DOWN": s.auth_when_db_down,
         "KONDGE_PYTHONPATH": f"{s.home / 'mods-config' / 'python'}:{s.home}:{site}",
     })

@@ -54,11 +54,12 @@ class Recording:
 
 
 def hook_with(limit_ms, db, when_down="reject", gateways=(CISCO,)):
+    """The hook with an Overload of `limit_ms` (as KONDGE_SHED_AFTER_MS)."""
     billing = Billing(db, b"k" * 32, GatewayDirectory(lambda: list(gateways)),
                       auth_when_db_down=when_down)
     hook, radiusd, logged = load_hook(billing)
     clock, draw = Clock(), Draw()
-    hook_runtime._overload = ov.Overload(limit_ms, clock=clock, draw=draw)
+    hook_runtime._overload = ov.Overload(limit_ms * 1000, clock=clock, draw=draw)
     return hook, radiusd, logged, clock, draw
 
 
@@ -189,9 +190,9 @@ def test_the_refusal_speaks_the_gateways_dialect():
 
 
 def test_the_setting_is_read_and_checked():
-    assert config.load({}).shed_after_ms == 250.0
-    assert config.load({"KONDGE_SHED_AFTER_MS": "0"}).shed_after_ms == 0.0
-    assert config.load({"KONDGE_SHED_AFTER_MS": "0.5"}).shed_after_ms == 0.5
+    assert config.load({}).shed_after_us == 250_000
+    assert config.load({"KONDGE_SHED_AFTER_MS": "0"}).shed_after_us == 0
+    assert config.load({"KONDGE_SHED_AFTER_MS": "0.5"}).shed_after_us == 500
     for bad in ("-1", "soon", "70000"):
         try:
             config.load({"KONDGE_SHED_AFTER_MS": bad})
