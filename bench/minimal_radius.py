@@ -17,7 +17,6 @@ with SIGTERM then SIGKILL like the service's FreeRADIUS.
 """
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -159,9 +158,7 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
         lookup = SQL_LOOKUP
     elif kind == "floor":
         here = Path(__file__).resolve().parent
-        site = (here.parent / ".venv" / "lib"
-                / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages")
-        modules = FLOOR_MODULE.format(bench=here, site=site)
+        modules = FLOOR_MODULE.format(bench=here, site=stack.venv_site_packages(here.parent))
         lookup = FLOOR_LOOKUP
     conf = RADIUSD_CONF.format(kind=kind, dir=directory, modules=modules, lookup=lookup,
                                auth_port=auth_port, acct_port=acct_port)

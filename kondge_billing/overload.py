@@ -9,8 +9,9 @@ So each FreeRADIUS process watches how long the accounting records it
 serves waited in its queue (sites-available/kondge stamps every packet with
 the time FreeRADIUS received it: Kondge-Received-Seconds / -Microseconds)
 and admits only a share of the new Access-Requests:
-- an accounting record that waited longer than KONDGE_SHED_AFTER_MS halves
-  the share (at most once every CUT_EVERY seconds, down to FLOOR);
+- an accounting record that waited longer than KONDGE_SHED_AFTER_MS cuts
+  the share to CUT of itself (at most once every CUT_EVERY seconds, down
+  to FLOOR);
 - one served within half that wait raises it by STEP, back up to all, and
   RECOVER_AFTER seconds without a late record admit all again;
 - an Access-Request that itself waited longer than the limit is turned
@@ -31,6 +32,7 @@ import random
 import time
 
 from . import attrs
+from .request import collect
 
 CUT_EVERY = 0.3     # seconds between two cuts of the share admitted
 STEP = 0.02         # share won back by each accounting record served in time
@@ -41,16 +43,11 @@ RECOVER_AFTER = 2.0  # seconds without a late record after which all are admitte
 
 def queue_wait(pairs, now: float) -> float | None:
     """Seconds since FreeRADIUS received the packet, or None if it is not stamped."""
-    seconds = micro = None
-    for item in pairs or ():
-        if not isinstance(item, tuple) or len(item) < 2:
-            continue
-        if item[0] == attrs.RECEIVED_SECONDS:
-            seconds = item[-1]
-        elif item[0] == attrs.RECEIVED_MICROSECONDS:
-            micro = item[-1]
+    values = collect(pairs)
+    seconds = values.get(attrs.RECEIVED_SECONDS, [None])[0]
+    micro = values.get(attrs.RECEIVED_MICROSECONDS, ["0"])[0]
     try:
-        received = int(seconds) + int(micro or 0) / 1e6
+        received = int(seconds) + int(micro) / 1e6
     except (TypeError, ValueError):
         return None
     return max(now - received, 0.0)

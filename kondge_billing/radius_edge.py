@@ -70,6 +70,15 @@ def reject_pairs(gateway, refusal: Refusal) -> tuple:
     return (attrs.h323_pair(gateway.dialect, attrs.RETURN_CODE, refusal.code), message)
 
 
+def unavailable_answer(billing, gateway, refusal: Refusal) -> tuple:
+    """What an Access-Request gets when it cannot be served now (database
+    unreachable, load shed): nothing, or with KONDGE_AUTH_WHEN_DB_DOWN=reject
+    an Access-Reject with code 8."""
+    if billing.auth_when_db_down == "reject" and gateway is not None:
+        return "reject", reject_pairs(gateway, refusal), ()
+    return "fail", (), ()
+
+
 def handle_authorize(billing, pairs, log, overload=None) -> tuple:
     """-> ("ok" | "reject" | "fail", reply pairs, control pairs)."""
     gateway = None
@@ -77,22 +86,18 @@ def handle_authorize(billing, pairs, log, overload=None) -> tuple:
         req = access_request(pairs)
         gateway = billing.gateways.get(req.gateway_address)
         if overload is not None and overload.refuse(pairs, log):
-            # answered as when the database is unreachable; logged once an
-            # episode by Overload, not once a request
-            if billing.auth_when_db_down == "reject":
-                return "reject", reject_pairs(gateway, Overloaded()), ()
-            return "fail", (), ()
+            # logged once an episode by Overload, not once a request
+            return unavailable_answer(billing, gateway, Overloaded())
         outcome = billing.authorize(gateway, req)
         return "ok", accept_pairs(gateway, outcome), ACCEPT_CONTROL
     except Refusal as refusal:
         log("info", f"reject code {refusal.code}: {refusal.detail}")
         return "reject", reject_pairs(gateway, refusal), ()
     except Unavailable as exc:
-        if billing.auth_when_db_down == "reject" and gateway is not None:
-            log("error", f"reject code 8 (KONDGE_AUTH_WHEN_DB_DOWN=reject): {exc}")
-            return "reject", reject_pairs(gateway, ServiceUnavailable()), ()
-        log("error", f"no answer: {exc}")
-        return "fail", (), ()
+        answer = unavailable_answer(billing, gateway, ServiceUnavailable())
+        log("error", (f"reject code 8 (KONDGE_AUTH_WHEN_DB_DOWN=reject): {exc}"
+                      if answer[0] == "reject" else f"no answer: {exc}"))
+        return answer
     except UnknownGateway as exc:
         log("error", f"no answer: {exc}")
         return "fail", (), ()

@@ -235,9 +235,14 @@ def prepare_database(s: config.Settings, load_demo: bool = True):
 
 # --- FreeRADIUS ----------------------------------------------------------------
 
+def venv_site_packages(home: Path) -> Path:
+    """The project venv's site-packages, for the Python FreeRADIUS embeds."""
+    return home / ".venv" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+
+
 def radius_env(s: config.Settings) -> dict:
     env = {k: v for k, v in os.environ.items()}
-    site = s.home / ".venv" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site = venv_site_packages(s.home)
     env.update({
         "KONDGE_HOME": str(s.home), "KONDGE_VAR": str(s.var),
         "KONDGE_RUN_DIR": str(s.radius_run_dir), "KONDGE_LOG_DIR": str(s.log_dir),
