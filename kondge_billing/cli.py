@@ -140,11 +140,26 @@ def cmd_gateways_add(args, s):
         except gateways.GatewayError as exc:
             raise Refused(str(exc)) from None
     gw = _in_transaction(s, work)
-    emit(args, gw.public(), [
+    served = _served(s, gw.revision)
+    emit(args, dict(gw.public(), served=served), [
         f"gateway {gw.name} added: {gw.address}, dialect {gw.dialect}, "
         f"message authenticator {gw.message_authenticator}, billed leg {gw.billed_leg}",
-        f"a running server serves it within {s.gateway_sync_seconds:g} s"])
-    return EXIT_OK
+        _served_line(s, served)])
+    return EXIT_OK if served is not False else EXIT_UNAVAILABLE
+
+
+def _served(s, revision):
+    """Wait until the running server (if any) serves the gateway table at `revision`."""
+    return stack.apply_gateway_change(s, revision)
+
+
+def _served_line(s, served) -> str:
+    if served is None:
+        return "no server is running here: it serves the change when it starts"
+    if served:
+        return "the running server serves the change now"
+    return (f"the change is stored, but the running server did not apply it in time; "
+            f"see {s.log_dir / 'supervisor.log'}")
 
 
 def cmd_gateways_list(args, s):
@@ -155,12 +170,13 @@ def cmd_gateways_list(args, s):
 
 
 def cmd_gateways_remove(args, s):
-    if not _in_transaction(s, lambda cur: gateways.remove(cur, args.name)):
+    revision = _in_transaction(s, lambda cur: gateways.remove(cur, args.name))
+    if revision is None:
         raise Refused(f"no gateway named {args.name}; see 'kondge gateways list'")
-    emit(args, {"removed": args.name}, [
-        f"gateway {args.name} removed; a running server stops answering it within "
-        f"{s.gateway_sync_seconds:g} s (plus a FreeRADIUS restart of about a second)"])
-    return EXIT_OK
+    served = _served(s, revision)
+    emit(args, {"removed": args.name, "served": served}, [
+        f"gateway {args.name} removed (its call records stay)", _served_line(s, served)])
+    return EXIT_OK if served is not False else EXIT_UNAVAILABLE
 
 
 # --- cards -----------------------------------------------------------------------
@@ -432,9 +448,10 @@ def cmd_gateways_modify(args, s):
         except gateways.GatewayError as exc:
             raise Refused(str(exc)) from None
     gw = _in_transaction(s, work)
-    emit(args, gw.public(), [f"gateway {gw.name} changed: " + ", ".join(
-        f"{k} {getattr(gw, k)}" for k in changes)])
-    return EXIT_OK
+    served = _served(s, gw.revision)
+    emit(args, dict(gw.public(), served=served), [f"gateway {gw.name} changed: " + ", ".join(
+        f"{k} {getattr(gw, k)}" for k in changes), _served_line(s, served)])
+    return EXIT_OK if served is not False else EXIT_UNAVAILABLE
 
 
 def _language_map(text):

@@ -81,6 +81,11 @@ class Settings:
         return self.var / "radius"
 
     @property
+    def gateway_directory(self) -> Path:
+        """The gateways every hook of this server serves (written by the supervisor)."""
+        return self.radius_run_dir / "gateways.json"
+
+    @property
     def supervisor_pid_file(self) -> Path:
         return self.var / "supervisor.pid"
 

@@ -1,11 +1,21 @@
 """Gateways: the RADIUS clients, their secrets and their dialects.
 
 This module owns the gateway table's SQL, renders FreeRADIUS's client list
-from it, and keeps the hook's in-process directory of gateways.
+from it, and the gateway directory the hook reads.
+
+Every FreeRADIUS process of a server must serve a gateway the same way at
+the same moment. So the hook does not read the gateway table itself: the
+supervisor writes the table, at one revision (migration 0011), into one
+file (`var/radius/gateways.json`, replaced atomically) before it changes
+the front end's client list, and every worker's FileDirectory re-reads that
+file as soon as it changes (a stat per request). `kondge gateways
+add/modify/remove` asks the supervisor to apply the change at once and
+returns when it is served (stack.apply_gateway_change).
 """
 
 import ipaddress
 import json
+import os
 import re
 import threading
 import time
@@ -20,7 +30,7 @@ SECRET = re.compile(r"^[!#-\[\]-~]{1,128}$")     # printable, no quote or backsl
 
 COLUMNS = ("id, name, host(address) AS address, secret, dialect, message_authenticator, "
            "billed_leg, prepaid_billing_model, country_code, international_prefix, "
-           "national_prefix, language_map")
+           "national_prefix, language_map, revision")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class Gateway:
     international_prefix: str = "00"
     national_prefix: str = ""
     language_map: dict = field(default_factory=dict, compare=False, hash=False)
+    revision: int = 0                  # the table's revision at this gateway's last change
 
     @property
     def number_format(self) -> NumberFormat:
@@ -112,10 +123,12 @@ def add(cur, name, address, secret, dialect, message_authenticator="optional",
     return Gateway(**cur.fetchone())
 
 
-def remove(cur, name: str) -> bool:
+def remove(cur, name: str) -> int | None:
+    """Retire a gateway (its row stays for its call records): the revision, or None."""
     cur.execute("""UPDATE kondge.gateway SET removed_at = now()
-                    WHERE name = %s AND removed_at IS NULL""", (name,))
-    return cur.rowcount == 1
+                    WHERE name = %s AND removed_at IS NULL RETURNING revision""", (name,))
+    row = cur.fetchone()
+    return row["revision"] if row else None
 
 
 def all_gateways(cur) -> list[Gateway]:
@@ -123,10 +136,21 @@ def all_gateways(cur) -> list[Gateway]:
     return [Gateway(**row) for row in cur.fetchall()]
 
 
-def for_call_path(cur) -> list[Gateway]:
-    """The gateways as the hook sees them (kondge.radius_gateways): no secrets."""
-    cur.execute("SELECT * FROM kondge.radius_gateways()")
-    return [Gateway(secret="", **row) for row in cur.fetchall()]
+def removed_gateways(cur) -> list[Gateway]:
+    """The latest removed gateway of each address no gateway holds now: its
+    records still waiting in a spool are stored under it."""
+    cur.execute(f"""SELECT DISTINCT ON (address) {COLUMNS} FROM kondge.gateway g
+                     WHERE removed_at IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM kondge.gateway a
+                                        WHERE a.address = g.address AND a.removed_at IS NULL)
+                     ORDER BY address, removed_at DESC""")
+    return [Gateway(**row) for row in cur.fetchall()]
+
+
+def table_revision(cur) -> int:
+    """The gateway table's revision: it grows with every change."""
+    cur.execute("SELECT coalesce(max(revision), 0) AS revision FROM kondge.gateway")
+    return cur.fetchone()["revision"]
 
 
 def render_clients(gateways) -> str:
@@ -161,11 +185,11 @@ def modify(cur, name: str, **changes) -> Gateway:
 
 
 class GatewayDirectory:
-    """The hook's view of the gateway table, by source address.
+    """The gateway table as the CLI and the tests see it, by source address.
 
-    Refreshed every `max_age` seconds and at once (at most once a second)
-    when an address is not known, so a new gateway is served without delay
-    and the refresh costs one small query now and then.
+    Loaded from the database by `loader` and kept `max_age` seconds, or
+    loaded again at once (at most once a second) when an address is not
+    known. The FreeRADIUS hook uses FileDirectory instead.
     """
 
     def __init__(self, loader, max_age: float = 10.0):
@@ -192,3 +216,99 @@ class GatewayDirectory:
             return self._by_address[address]
         except KeyError:
             raise UnknownGateway(f"no gateway has the address {address!r}") from None
+
+    def for_accounting(self, address: str) -> Gateway:
+        return self.get(address)
+
+
+# --- the directory file the supervisor writes and the hook reads ---------------
+
+def _to_json(gw: Gateway) -> dict:
+    data = asdict(gw)
+    del data["secret"]
+    return data
+
+
+def write_directory(path, revision: int, active, removed=()) -> None:
+    """Write the gateways (no secrets) at `revision` into `path`, atomically."""
+    text = json.dumps({"revision": revision,
+                       "gateways": [_to_json(gw) for gw in active],
+                       "removed": [_to_json(gw) for gw in removed]}, indent=1)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_revision(path) -> int | None:
+    """The revision a directory file holds, or None if there is none."""
+    try:
+        with open(path) as f:
+            return int(json.load(f)["revision"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class FileDirectory:
+    """The hook's gateways: the directory file, re-read whenever it changes.
+
+    A stat per look-up (about a microsecond) tells whether the supervisor
+    replaced the file; all the processes of a server then serve the new
+    revision from their next request on. The database is not needed, so an
+    answer that depends only on the gateway (code 8 while the database is
+    down) is still given.
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._key = None
+        self._by_address: dict[str, Gateway] = {}
+        self._removed: dict[str, Gateway] = {}
+        self.revision: int | None = None
+        self._lock = threading.Lock()
+
+    def _current(self):
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise UnknownGateway(f"the gateway list {self.path} cannot be read ({exc.strerror}); "
+                                 "the supervisor writes it: start the service with "
+                                 "'kondge server start'") from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if key != self._key:
+            with self._lock:
+                if key != self._key:
+                    self._load(key)
+
+    def _load(self, key):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            active = {g["address"]: Gateway(secret="", **g) for g in data["gateways"]}
+            removed = {g["address"]: Gateway(secret="", **g) for g in data.get("removed", ())}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UnknownGateway(f"the gateway list {self.path} is unreadable ({exc}); the "
+                                 "supervisor rewrites it at its next gateway check") from None
+        self._by_address, self._removed = active, removed
+        self.revision, self._key = data.get("revision"), key
+
+    def get(self, address: str) -> Gateway:
+        self._current()
+        try:
+            return self._by_address[address]
+        except KeyError:
+            raise UnknownGateway(f"no gateway has the address {address!r} "
+                                 f"(gateway list revision {self.revision})") from None
+
+    def for_accounting(self, address: str) -> Gateway:
+        """A gateway's accounting is stored even after it was removed (a
+        record that waited in the spool, a late Stop)."""
+        self._current()
+        found = self._by_address.get(address) or self._removed.get(address)
+        if found is None:
+            raise UnknownGateway(f"no gateway has (or had) the address {address!r} "
+                                 f"(gateway list revision {self.revision})")
+        return found

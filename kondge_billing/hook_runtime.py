@@ -2,7 +2,8 @@
 
 Built once at instantiate: settings, the PIN key, the database handle (one
 connection per worker thread, opened lazily so that `freeradius -C` and a
-start with the database down both work) and the gateway directory.
+start with the database down both work) and the gateway directory (the
+file the supervisor writes: every process of the server reads the same).
 """
 
 from . import config, gateways
@@ -19,7 +20,8 @@ def start(log):
     global _billing, _overload
     settings = config.load()
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
-    _billing = Billing.from_settings(settings, db, gateways.for_call_path)
+    directory = gateways.FileDirectory(settings.gateway_directory)
+    _billing = Billing.from_settings(settings, db, directory)
     _overload = Overload(settings.shed_after_us)
     log("info", f"ready (database {settings.radius_dsn})")
 

@@ -115,7 +115,7 @@ def handle_accounting(billing, pairs, log, overload=None) -> str:
             log("error", "overload control failed: " + traceback.format_exc())
     try:
         rec = accounting_record(pairs, datetime.now(timezone.utc))
-        gateway = billing.gateways.get(rec.gateway_address)
+        gateway = billing.gateways.for_accounting(rec.gateway_address)
         result = billing.account(gateway, rec)
         if result.outcome == "ignored":
             log("info", f"accounting {rec.status} from {gateway.name}: nothing to record")

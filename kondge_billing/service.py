@@ -14,7 +14,7 @@ from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
                      DestinationBlocked, InsufficientBalance, InvalidArgument, LoginNotAllowed,
                      MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
                      ZeroBalance)
-from .gateways import Gateway, GatewayDirectory
+from .gateways import Gateway, GatewayDirectory, all_gateways
 from .money import ZERO
 from .numbers import normalise
 from .pins import load_key, pin_hash
@@ -123,10 +123,11 @@ class Billing:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, settings, db, gateway_loader) -> "Billing":
+    def from_settings(cls, settings, db, directory=None) -> "Billing":
         """The service as configured (config.Settings), on `db`; the gateways
-        come from gateway_loader(cur)."""
-        directory = GatewayDirectory(lambda: db.run(gateway_loader))
+        come from `directory` (by default the gateway table, read from `db`)."""
+        if directory is None:
+            directory = GatewayDirectory(lambda: db.run(all_gateways))
         return cls(db, load_key(settings.pin_key_file), directory,
                    max_credit_time=settings.max_credit_time,
                    check_digit=settings.card_check_digit,

@@ -268,8 +268,58 @@ def _write_private(path: Path, text: str):
     tmp.replace(path)
 
 
-def render_clients(s: config.Settings, gateway_list) -> None:
+def directory_file(s: config.Settings) -> Path:
+    """The gateway directory every hook of this server reads (gateways.FileDirectory)."""
+    return s.gateway_directory
+
+
+def applied_file(s: config.Settings) -> Path:
+    """The gateway revision the running server serves, written by the supervisor
+    once the workers and the front end both have it."""
+    return s.radius_run_dir / "gateways.applied"
+
+
+def render_clients(s: config.Settings, gateway_list, revision: int = 0, removed=()) -> None:
+    """The gateways for FreeRADIUS: the workers' directory first, then the
+    front end's client list (with the secrets, readable by its owner only)."""
+    s.radius_run_dir.mkdir(parents=True, exist_ok=True)
+    gateway_list = list(gateway_list)
+    gateways.write_directory(directory_file(s), revision, gateway_list, removed)
     _write_private(s.radius_run_dir / "clients.conf", gateways.render_clients(gateway_list))
+
+
+def gateway_snapshot(db) -> tuple[int, dict, list]:
+    """(revision, {address: gateway}, removed gateways) of the gateway table, read
+    in one transaction so that the three agree."""
+    def read(cur):
+        return (gateways.table_revision(cur),
+                {gw.address: gw for gw in gateways.all_gateways(cur)},
+                gateways.removed_gateways(cur))
+    return db.transaction(read)
+
+
+def apply_gateway_change(s: config.Settings, revision: int, timeout: float = 30.0) -> bool | None:
+    """After a gateway change committed at `revision`: ask the running
+    supervisor to apply it now, and wait until the server serves it.
+
+    None: no server runs under this KONDGE_VAR (it serves the change when it
+    starts); True: served; False: not served within `timeout`."""
+    pid = supervisor_pid(s)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        applied = gateways.read_revision(applied_file(s))
+        if applied is not None and applied >= revision:
+            return True
+        if supervisor_pid(s) is None:
+            return None
+        time.sleep(0.05)
+    return False
 
 
 def worker_dirs(s: config.Settings) -> list[Path]:
@@ -606,33 +656,37 @@ class Supervisor:
         self.radius = RadiusSet(s)
         self.db = Database(s.dsn, application_name="kondge-supervisor")
         self.known: dict[str, gateways.Gateway] = {}
+        self.revision = -1
         self.stopping = False
+        self.sync_now = False
         self._billing: Billing | None = None
-
-    def _load_gateways(self):
-        return {gw.address: gw for gw in self.db.run(gateways.all_gateways)}
 
     def start(self):
         db_hold_flag(self.s).unlink(missing_ok=True)
         prepare_database(self.s)
-        self.known = self._load_gateways()
-        render_clients(self.s, self.known.values())
+        self.revision, self.known, removed = gateway_snapshot(self.db)
+        render_clients(self.s, self.known.values(), self.revision, removed)
         self.radius.start()
+        gateways.write_directory(applied_file(self.s), self.revision, ())
         behind = (f", {len(self.radius.workers)} worker processes behind a front end"
                   if self.radius.workers else "")
         _say(f"FreeRADIUS ready on {self.s.listen}: auth {self.s.auth_port}, "
              f"acct {self.s.acct_port}; {len(self.known)} gateway(s){behind}")
 
     def sync_gateways(self):
-        """Apply gateway changes to the running FreeRADIUS."""
-        current = self._load_gateways()
-        if current == self.known:
+        """Apply gateway changes to the running FreeRADIUS: the workers'
+        directory first (every worker serves the new revision from its next
+        request), then the front end's client list; then say which revision
+        is served (applied_file), which `kondge gateways ...` waits for."""
+        revision = self.db.run(gateways.table_revision)
+        if revision == self.revision:
             return
+        revision, current, removed = gateway_snapshot(self.db)
         added = [gw for a, gw in current.items() if a not in self.known]
         # only what FreeRADIUS's client list holds needs FreeRADIUS to change
         changed = any(a not in current or current[a].client_conf() != gw.client_conf()
                       for a, gw in self.known.items())
-        render_clients(self.s, current.values())
+        render_clients(self.s, current.values(), revision, removed)
         if not changed:
             for gw in added:
                 single = self.s.radius_run_dir / f"client-{gw.id}.conf"
@@ -644,7 +698,8 @@ class Supervisor:
         else:
             _say("gateways removed or changed: restarting FreeRADIUS to apply")
             self.radius.restart_front()
-        self.known = current
+        self.known, self.revision = current, revision
+        gateways.write_directory(applied_file(self.s), revision, ())
 
     def sweep(self):
         if db_held_down(self.s):
@@ -660,14 +715,15 @@ class Supervisor:
 
     def billing(self) -> Billing:
         if self._billing is None:
-            self._billing = Billing.from_settings(self.s, self.db, gateways.all_gateways)
+            self._billing = Billing.from_settings(self.s, self.db)
         return self._billing
 
     def loop(self):
         next_fsync = next_sweep = time.monotonic()
         next_sync = time.monotonic() + self.s.gateway_sync_seconds
         while not self.stopping:
-            time.sleep(0.2)
+            if not self.sync_now:
+                time.sleep(0.2)
             if self.stopping:
                 break
             try:
@@ -681,7 +737,8 @@ class Supervisor:
                     next_sweep = time.monotonic() + self.s.sweep_seconds
                     self.sweep()
                 self.radius.restart_dead()
-                if time.monotonic() >= next_sync:
+                if self.sync_now or time.monotonic() >= next_sync:
+                    self.sync_now = False
                     next_sync = time.monotonic() + self.s.gateway_sync_seconds
                     self.sync_gateways()
             except Exception as exc:  # noqa: BLE001 - keep supervising
@@ -700,8 +757,12 @@ def run_foreground(s: config.Settings, ready_file: Path | None = None) -> int:
     def on_signal(signum, _frame):
         sup.stopping = True
 
+    def on_gateway_change(signum, _frame):
+        sup.sync_now = True         # `kondge gateways ...` committed a change
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGUSR1, on_gateway_change)
     s.var.mkdir(parents=True, exist_ok=True)
     s.supervisor_pid_file.write_text(str(os.getpid()))
     try:

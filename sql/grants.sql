@@ -29,7 +29,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA kondge TO kondge_operator;
 REVOKE SELECT ON kondge.gateway FROM kondge_operator;
 GRANT SELECT (id, name, address, dialect, message_authenticator, billed_leg,
               prepaid_billing_model, country_code, international_prefix, national_prefix,
-              language_map, created_at, removed_at) ON kondge.gateway TO kondge_operator;
+              language_map, created_at, removed_at, revision) ON kondge.gateway TO kondge_operator;
 GRANT INSERT, UPDATE ON kondge.card, kondge.category, kondge.caller, kondge.access_number,
                         kondge.ledger_entry, kondge.audit_log, kondge.batch, kondge.voucher
    TO kondge_operator;

@@ -131,3 +131,40 @@ def test_one_process_serves_the_gateways_itself(stack_ready, tmp_path):
     finally:
         radius.stop()
     assert stack.radius_pids(s) == {}
+
+
+def test_every_worker_serves_a_gateway_as_it_is_once_the_command_returns(stack_ready):
+    """No polling: when `kondge gateways add/modify/remove` returns, every
+    worker serves the gateway in its new state (here its numbering rules)."""
+    from kondge_billing import callers
+    from kondge_billing.pins import load_key
+    from tests.e2e.test_callers import ani
+    from tests.support.cards import new_card
+    s = stack_ready.settings
+    wait_until_all_workers_in_use(s)
+    number = new_card(stack_ready.db, load_key(s.pin_key_file), "10.00")
+    stack_ready.db.run(lambda cur: callers.bind(cur, number, ["447700900611"]))
+    added = stack_ready.kondge("gateways", "add", "--name", "sync-1", "--address",
+                               "127.0.0.31", "--secret", "sync", "--dialect", "quintum")
+    assert added.returncode == 0, added.stderr
+    assert "serves the change now" in added.stdout
+    client = stack_ready.client("sync", source="127.0.0.31")
+    try:
+        # as added, it sends international numbers: 447700900611 is the caller
+        replies = [ani(client, "447700900611") for _ in range(24)]
+        assert all(r is not None and r.accepted for r in replies)
+        # a national number means nothing yet: the caller is bound to no card
+        national = ani(client, "07700900611")
+        assert national is not None and not national.accepted
+        changed = stack_ready.kondge("gateways", "modify", "sync-1", "--country-code", "44",
+                                     "--national-prefix", "0")
+        assert changed.returncode == 0, changed.stderr
+        replies = [ani(client, "07700900611") for _ in range(24)]
+        assert all(r is not None and r.accepted for r in replies), \
+            [r and r.pairs for r in replies if r is None or not r.accepted]
+        removed = stack_ready.kondge("gateways", "remove", "sync-1")
+        assert removed.returncode == 0, removed.stderr
+        client.sock.settimeout(0.3)
+        assert all(ani(client, "07700900611") is None for _ in range(8))
+    finally:
+        client.close()
