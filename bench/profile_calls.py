@@ -10,9 +10,9 @@ hands it) one packet at a time, and reports:
   - PostgreSQL's CPU per call (all of the cluster's processes, and the one
     backend serving the calls; from /proc, 10 ms ticks);
   - PostgreSQL's own time per server-side function (track_functions = all:
-    rating_context, radius_hold, record_leg, ...);
-  - EXPLAIN ANALYZE of CALL_LOOKUP and RATE_FOR_STOP, and auto_explain of the
-    statements inside radius_hold and record_leg;
+    rating_context, radius_hold, radius_account, radius_settle, ...);
+  - EXPLAIN ANALYZE of CALL_LOOKUP, and auto_explain of the statements
+    inside the radius_* functions;
   - a cProfile of the Python side, top functions by own time.
 
 Writes var/bench/profile.txt (and .json). Timings are floats, never money.
@@ -40,7 +40,7 @@ import psycopg2.extras  # noqa: E402
 
 from bench import calls as bench_calls  # noqa: E402
 from bench import loadgen  # noqa: E402
-from kondge_billing import calls, cards, config, gateways, stack  # noqa: E402
+from kondge_billing import cards, config, gateways, stack  # noqa: E402
 from kondge_billing.db import Database  # noqa: E402
 from kondge_billing.radius_edge import handle_accounting, handle_authorize  # noqa: E402
 from kondge_billing.service import Billing  # noqa: E402
@@ -130,13 +130,9 @@ def explain(dsn: str, gw_id: int, card: str, dest: str) -> str:
     with conn.cursor() as cur:
         params = {"number": card, "pin_hash": None, "caller_number": None, "called": dest,
                   "caller": loadgen.CALLER, "gateway_id": gw_id, "conf_id": "x",
-                  "call_id": "x", "at": at}
+                  "call_id": "x", "stage": "destination", "at": at}
         cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cards.CALL_LOOKUP, params)
         out += ["== CALL_LOOKUP (stage 2)"] + [r[0] for r in cur.fetchall()]
-        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + calls.RATE_FOR_STOP,
-                    {"number": card, "gateway_id": gw_id, "call_id": "x", "destination": dest,
-                     "caller": loadgen.CALLER, "at": at})
-        out += ["== RATE_FOR_STOP (billed Stop)"] + [r[0] for r in cur.fetchall()]
     conn.close()
     return "\n".join(out)
 

@@ -1,36 +1,54 @@
-"""Accounting: call legs, CDRs and the call charges. Owns their SQL."""
+"""Accounting: call legs, CDRs and the call charges. Owns their SQL.
+
+An accounting record goes through kondge.radius_account, which decides
+which leg of which call it is, stores it, and for the billed leg's Stop
+hands back what the call was authorised with; the service prices the call
+and stores it with kondge.radius_settle (or radius_correct, for the real
+Stop of a call the sweep closed). See sql/functions/radius_*.sql.
+"""
 
 import json
 
-# The rating of a stopped call (kondge.radius_rate_for_stop, migration 0007):
-# the card named by the billed leg (or, if that leg carries none, by the
-# other leg of the same call) and the rating context of the destination
-# under the card's tariff, at the call's start, with the incoming leg's
-# number as the access number. One round trip.
-RATE_FOR_STOP = """
-SELECT * FROM kondge.radius_rate_for_stop(%(number)s, %(gateway_id)s, %(call_id)s,
-                                          %(destination)s, %(caller)s, %(at)s)
+ACCOUNT = """
+SELECT * FROM kondge.radius_account(
+    %(status)s, %(gateway_id)s, %(billed_leg)s, %(call_id)s, %(has_conf)s, %(origin)s,
+    %(call_type)s, %(acct_session_id)s, %(user_name)s, %(card_number)s, %(caller_number)s,
+    %(caller)s, %(called)s, %(setup)s, %(connect)s, %(disconnect)s, %(session_time)s,
+    %(cause)s, %(flags)s, %(digest)s)
+"""
+
+SETTLE = """
+SELECT * FROM kondge.radius_settle(
+    %(gateway_id)s, %(call_key)s, %(call_id)s, %(leg)s, %(acct_session_id)s, %(hold_id)s,
+    %(card_id)s, %(charge)s, %(user_name)s, %(caller)s, %(called)s, %(setup)s, %(connect)s,
+    %(disconnect)s, %(session_time)s, %(duration)s, %(cause)s, %(flags)s, %(digest)s,
+    %(destination)s, %(access_number)s, %(category)s, %(version_id)s, %(plan_id)s,
+    %(destination_id)s, %(rate_prefix)s, %(price)s, %(cost)s, %(currency)s, %(granted)s,
+    %(authorised_at)s)
+"""
+
+CORRECT = """
+SELECT * FROM kondge.radius_correct(
+    %(cdr_id)s, %(leg)s, %(acct_session_id)s, %(disconnect)s, %(session_time)s,
+    %(duration)s, %(cause)s, %(digest)s, %(cost)s, %(flags)s)
 """
 
 
-def rate_for_stop(cur, gateway_id: int, call_id: str, number: str | None,
-                  destination: str | None, caller: str | None = None,
-                  at=None) -> dict:
-    cur.execute(RATE_FOR_STOP, {"number": number, "gateway_id": gateway_id,
-                                "call_id": call_id, "destination": destination or "",
-                                "caller": caller, "at": at})
+def account(cur, **values) -> dict:
+    """kondge.radius_account(): store the record, or say what its Stop needs."""
+    cur.execute(ACCOUNT, values)
     return cur.fetchone()
 
 
-def record_leg(cur, **values) -> dict:
-    """kondge.record_leg(): the leg, and for the billed Stop the CDR and charge."""
-    cur.execute(
-        """SELECT * FROM kondge.record_leg(
-               %(status)s, %(gateway_id)s, %(call_id)s, %(leg)s, %(acct_session_id)s,
-               %(user_name)s, %(caller)s, %(called)s, %(setup)s, %(connect)s, %(disconnect)s,
-               %(session_time)s, %(cause)s, %(flags)s, %(bill)s, %(card_number)s,
-               %(destination)s, %(cost)s, %(currency)s, %(tariff_id)s, %(rate_prefix)s,
-               %(price)s)""", values)
+def settle(cur, **values) -> dict:
+    """kondge.radius_settle(): the priced Stop: leg, CDR and charge at once."""
+    cur.execute(SETTLE, values)
+    return cur.fetchone()
+
+
+def correct(cur, **values) -> dict:
+    """kondge.radius_correct(): the real Stop of a call the sweep closed."""
+    cur.execute(CORRECT, values)
     return cur.fetchone()
 
 
@@ -39,13 +57,13 @@ def park(cur, pairs: list, error: str):
 
 
 CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "card_number", "batch", "caller",
-               "destination", "connect_time", "disconnect_time", "duration",
+               "destination", "access_number", "connect_time", "disconnect_time", "duration",
                "disconnect_cause", "rate_prefix", "price_per_minute", "cost", "charge",
                "uncollected", "currency", "flags"]
 
 LIST_CDRS = """
 SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, b.name AS batch,
-       d.caller, d.destination, d.connect_time, d.disconnect_time, d.duration,
+       d.caller, d.destination, d.access_number, d.connect_time, d.disconnect_time, d.duration,
        d.disconnect_cause, d.rate_prefix, d.price_per_minute, d.cost, d.charge,
        d.uncollected, d.currency, d.flags
   FROM kondge.cdr d

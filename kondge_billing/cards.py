@@ -8,7 +8,7 @@ from . import audit
 from .money import ZERO, to_decimal
 from .pins import pin_hash
 from .request import PIN, card_number_problem
-from .tariffs.codec import context_from_json
+from .tariffs.codec import context_from_json, loads
 from .tariffs.engine import RatingContext
 
 
@@ -28,8 +28,10 @@ class CallCard:
     status: str
     expires_at: datetime | None
     language: str
-    rating: RatingContext | None        # for Called-Station-Id, if it has a rate
-    called_is_access_number: bool
+    category: str
+    rating: RatingContext | None        # stage 2: the destination's price, if it has one
+    price: dict | None                  # ...and what chose it (kondge.rating_json: ids)
+    stage: str                          # login (stage 1) | destination (stage 2)
     billing: str                        # prepaid | postpaid
     credit_limit: Decimal
     max_calls: int
@@ -57,35 +59,38 @@ class CallCard:
         return self.balance + credit - self.held
 
 
-# One round trip: kondge.radius_card() (migration 0007) returns the card (by
-# its number, with the PIN checked against the keyed hash we pass, or by the
-# caller number bound to it), its category, what its other live calls hold,
-# the access number the call came in on and its policy, the card's bound
-# callers, and, for a number dialled that is not an access number, its
-# rating context under the card's tariff (kondge.rating_context, 0003).
+# One round trip: kondge.radius_card() (sql/functions/radius_card.sql)
+# returns the card (by its number, with the PIN checked against the keyed
+# hash we pass, or by the caller number bound to it), its category, what its
+# other calls hold, the stage, the access number the call came in on and its
+# policy, the card's bound callers, and at stage 2 the rating of the
+# destination under the card's tariff (kondge.rating_context).
 CALL_LOOKUP = """
 SELECT * FROM kondge.radius_card(%(number)s, %(pin_hash)s, %(caller_number)s, %(called)s,
-                                 %(caller)s, %(gateway_id)s, %(conf_id)s, %(call_id)s, %(at)s)
+                                 %(caller)s, %(gateway_id)s, %(call_id)s, %(conf_id)s,
+                                 %(stage)s, %(at)s)
 """
 
 
 def for_call(cur, number: str | None, called: str | None, caller: str | None = None,
              gateway_id: int | None = None, conf_id: str | None = None,
              call_id: str = "", at: datetime | None = None,
-             caller_number: str | None = None, pin_hash: str | None = None
-             ) -> CallCard | None:
+             caller_number: str | None = None, pin_hash: str | None = None,
+             stage: str | None = None) -> CallCard | None:
     """The card for a call, by its number or (number None) by the caller
     number bound to it. (gateway_id, call_id) names the call itself, whose
-    own earlier hold (a repeated authorisation) does not count against it."""
+    own earlier hold (a repeated authorisation) does not count against it;
+    `stage` is the stage the gateway named (Service-Type), if it did."""
     cur.execute(CALL_LOOKUP, {
         "number": number, "pin_hash": pin_hash, "called": called or "", "caller": caller,
         "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
-        "call_id": call_id, "at": at or datetime.now(timezone.utc)})
+        "call_id": call_id, "stage": stage, "at": at or datetime.now(timezone.utc)})
     row = cur.fetchone()
     if row is None:
         return None
-    row["rating"] = context_from_json(row["rating"])
-    return CallCard(**row)
+    price = loads(row["rating"]) if row["rating"] else None
+    row["rating"] = context_from_json(price)
+    return CallCard(price=price, **row)
 
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,

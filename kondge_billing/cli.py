@@ -558,7 +558,7 @@ def cmd_sessions_sweep(args, s):
         result = billing.sweep(s.session_grace if args.grace is None else args.grace)
     finally:
         db.close()
-    emit(args, result, [f"{result['holds_dropped']} expired hold(s) dropped, "
+    emit(args, result, [f"{result['holds_lapsed']} unstarted hold(s) lapsed, "
                         f"{result['sessions_closed']} call(s) without Stop closed"])
     return EXIT_OK
 

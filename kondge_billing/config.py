@@ -26,6 +26,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS thread; more are dropped (overload) |
 | KONDGE_WORKERS           | 4                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
 | KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
+| KONDGE_UNAUTHORISED_CALLS | record                      | a call whose accounting matches no authorisation: record (CDR flagged no-authorisation, nothing charged) or charge (the card its User-Name names pays, at its tariff) |
 | KONDGE_SHED_AFTER_MS     | 250                          | overload control: while accounting records wait longer than this in a FreeRADIUS process's queue, it turns new authorizations away as KONDGE_AUTH_WHEN_DB_DOWN says (0: never) |
 """
 
@@ -57,6 +58,7 @@ class Settings:
     sweep_seconds: int
     auth_when_db_down: str
     queue_size: int
+    unauthorised_calls: str
     workers: int
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
 
@@ -145,6 +147,7 @@ def load(env=None) -> Settings:
         sweep_seconds=_int(env, "KONDGE_SWEEP_SECONDS", 30),
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
         queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
+        unauthorised_calls=_choice(env, "KONDGE_UNAUTHORISED_CALLS", ("record", "charge")),
         workers=_workers(env),
         shed_after_us=_shed_after(env),
     )

@@ -30,7 +30,7 @@ SECRET = re.compile(r"^[!#-\[\]-~]{1,128}$")     # printable, no quote or backsl
 
 COLUMNS = ("id, name, host(address) AS address, secret, dialect, message_authenticator, "
            "billed_leg, prepaid_billing_model, country_code, international_prefix, "
-           "national_prefix, language_map, revision")
+           "national_prefix, language_map, revision, accounting_start")
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,20 @@ class Gateway:
     national_prefix: str = ""
     language_map: dict = field(default_factory=dict, compare=False, hash=False)
     revision: int = 0                  # the table's revision at this gateway's last change
+    # what its accounting Start marks: 'setup' or 'answer'; None: the dialect's default
+    accounting_start: str | None = None
 
     @property
     def number_format(self) -> NumberFormat:
         return NumberFormat(self.country_code, self.international_prefix, self.national_prefix)
+
+    @property
+    def start_marks_answer(self) -> bool:
+        """Its accounting Start says the call was answered (so the server's
+        time from Start to Stop is talk time): generic RFC gateways by
+        default; Cisco and Quintum send their Start at set-up."""
+        return (self.accounting_start or
+                ("answer" if self.dialect == "generic" else "setup")) == "answer"
 
     def language(self, ours: str) -> str:
         """Our language code as this gateway's IVR names it."""
@@ -163,6 +173,7 @@ def modify(cur, name: str, **changes) -> Gateway:
     """Change a gateway's number format, languages or billing settings."""
     allowed = {"country_code": r"^[0-9]{0,3}$", "international_prefix": r"^[0-9]{0,4}$",
                "national_prefix": r"^[0-9]{0,2}$", "billed_leg": r"^(originate|answer)$",
+               "accounting_start": r"^(setup|answer)$",
                "message_authenticator": r"^(required|optional)$", "language_map": None,
                "prepaid_billing_model": None}
     problems = [f"{k}: {v!r} is not allowed" for k, v in changes.items()

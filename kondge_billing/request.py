@@ -5,13 +5,16 @@ length, and what does not fit becomes a refusal (Access-Request) or a flag
 on the record (accounting), never an exception out of the hook.
 """
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from . import attrs
 
-MAX_VALUE = 253          # a RADIUS attribute cannot carry more
+# The longest session time taken as given (a day and a bit); more, like
+# 4294967295 (an unsigned -1), is not a talk time.
+MAX_SESSION_TIME = 100_000
 DIGITS = re.compile(r"^[0-9]{1,32}$")
 CARD_NUMBER = re.compile(r"^[0-9]{4,20}$")
 PIN = re.compile(r"^[0-9]{1,16}$")
@@ -196,6 +199,15 @@ STATUS = {"Start": "start", "Stop": "stop", "Interim-Update": "interim",
 
 @dataclass(frozen=True)
 class AccountingRecord:
+    """An Accounting-Request as the gateway sent it, checked for shape.
+
+    Numbers are as sent (`caller`, `called`: digits with a leading '+'
+    dropped; `caller_raw`, `called_raw`: the text); the service puts them
+    through the gateway's numbering rules. `session_time` is None when the
+    record has none or an unusable one (then flagged session-time-invalid).
+    `digest` is what identifies this record's content: a retransmission
+    repeats it, another Stop under the same ids does not."""
+
     gateway_address: str
     status: str                     # start | stop | interim | on | off | unknown
     acct_session_id: str | None
@@ -211,6 +223,11 @@ class AccountingRecord:
     disconnect_time: datetime | None
     disconnect_cause: str | None
     flags: tuple[str, ...] = field(default=())
+    call_type: str | None = None    # h323-call-type: VoIP | Telephony | None
+    caller_raw: str | None = None
+    called_raw: str | None = None
+    received_at: datetime | None = None
+    digest: str = ""
 
 
 def _short(raw: str | None, limit: int = 64) -> str | None:
@@ -233,7 +250,7 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
     raw_time = _first(values, attrs.ACCT_SESSION_TIME)
     session_time = None
     if raw_time is not None:
-        if raw_time.strip().isdigit() and int(raw_time) < 10 ** 7:
+        if raw_time.strip().isdigit() and int(raw_time) <= MAX_SESSION_TIME:
             session_time = int(raw_time)
         else:
             flags.append("session-time-invalid")
@@ -246,15 +263,6 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
         flags.extend(f for f in parsed.flags if f not in flags)
 
     status = STATUS.get((_first(values, attrs.ACCT_STATUS_TYPE) or "").strip(), "unknown")
-    if status == "stop":
-        # Times the gateway did not give, or gave unreadably: take the
-        # server's receive time (and the talk time back from it) and flag it.
-        if times["disconnect"] is None:
-            times["disconnect"] = received_at
-            flags.append("disconnect-time-from-server")
-        if times["connect"] is None and session_time:
-            times["connect"] = times["disconnect"] - timedelta(seconds=session_time)
-            flags.append("connect-time-from-server")
 
     origin = (h323_value(values, attrs.CALL_ORIGIN) or "").strip().lower() or None
     if origin not in (None, "answer", "originate"):
@@ -273,6 +281,12 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
     if called_raw and called is None:
         flags.append("called-invalid")
     cause = (h323_value(values, attrs.DISCONNECT_CAUSE) or "").strip()[:8] or None
+    call_type = (h323_value(values, attrs.CALL_TYPE) or "").strip()[:16] or None
+    digest = hashlib.sha256(repr((
+        status, _first(values, attrs.ACCT_SESSION_ID), raw_time,
+        h323_value(values, attrs.CONNECT_TIME), h323_value(values, attrs.DISCONNECT_TIME),
+        h323_value(values, attrs.DISCONNECT_CAUSE), _first(values, attrs.USER_NAME),
+        caller_raw, called_raw)).encode("utf-8", "backslashreplace")).hexdigest()[:32]
 
     return AccountingRecord(
         gateway_address=_first(values, attrs.GATEWAY_ADDRESS) or "",
@@ -290,4 +304,9 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
         disconnect_time=times["disconnect"],
         disconnect_cause=cause if cause and re.fullmatch(r"[0-9A-Fa-f]{1,8}", cause) else None,
         flags=tuple(flags),
+        call_type=call_type,
+        caller_raw=_short(caller_raw),
+        called_raw=_short(called_raw),
+        received_at=received_at,
+        digest=digest,
     )

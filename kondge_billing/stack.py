@@ -216,7 +216,10 @@ def prepare_database(s: config.Settings, load_demo: bool = True):
     ensure_cluster(s)
     start_postgres(s)
     ensure_database(s)
-    migrate.apply(s.dsn, s.home / "sql" / "migrations", log=_say)
+    try:
+        migrate.apply(s.dsn, s.home / "sql" / "migrations", log=_say)
+    except migrate.MigrationError as exc:
+        raise StackError(str(exc)) from None
     if load_demo:
         db = Database(s.dsn)
         try:
@@ -252,6 +255,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_RADIUS_DSN": s.radius_dsn, "KONDGE_QUEUE_SIZE": str(s.queue_size),
         "KONDGE_PIN_KEY": str(s.pin_key_file), "KONDGE_SHED_AFTER_MS": str(Decimal(s.shed_after_us) / 1000),
         "KONDGE_AUTH_WHEN_DB_DOWN": s.auth_when_db_down,
+        "KONDGE_UNAUTHORISED_CALLS": s.unauthorised_calls,
         "KONDGE_PYTHONPATH": f"{s.home / 'mods-config' / 'python'}:{s.home}:{site}",
     })
     return env
@@ -710,7 +714,7 @@ class Supervisor:
             _say(f"sweep postponed: {exc}")
             return
         if any(result.values()):
-            _say(f"sweep: {result['holds_dropped']} expired hold(s) dropped, "
+            _say(f"sweep: {result['holds_lapsed']} unstarted hold(s) lapsed, "
                  f"{result['sessions_closed']} call(s) without Stop closed")
 
     def billing(self) -> Billing:

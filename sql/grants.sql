@@ -1,24 +1,36 @@
--- Privileges of the roles (see migrations/0007_roles.sql), applied after
--- every migration run, so that new tables and functions are covered.
+-- Least privilege: what each role may do. The roles are made by the set-up
+-- (`kondge server start`) before the migrations run; this file is applied
+-- after the migrations and the functions at every start, so that new
+-- tables and functions are covered.
+--
+--   kondge           owns the schema: migrations, tariffs, gateways (admin)
+--   kondge_operator  issues and changes cards, reads reports
+--   kondge_radius    the call path only: the radius_* functions; it reads no
+--                    table, so it can neither read PIN hashes nor change a
+--                    tariff
+--
 -- kondge (the owner) has everything; nobody else has anything by default.
 REVOKE ALL ON SCHEMA kondge FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA kondge FROM PUBLIC;
 
--- The call path: its functions, nothing else.
+-- The call path: its functions, nothing else (each is SECURITY DEFINER and
+-- answers for one call; see sql/functions/radius_*.sql).
 GRANT USAGE ON SCHEMA kondge TO kondge_radius;
-GRANT EXECUTE ON FUNCTION kondge.radius_card(text, text, text, text, text, integer, text, text,
-                                             timestamptz),
-                          kondge.radius_rate_for_stop(text, integer, text, text, text,
-                                                      timestamptz),
-                          kondge.radius_gateways(),
-                          kondge.radius_park(jsonb, text),
-                          kondge.radius_auto_bind(bigint, text),
-                          kondge.radius_hold(bigint, integer, text, text, text, numeric, integer,
-                                             integer),
-                          kondge.record_leg(text, integer, text, text, text, text, text, text,
-                                            timestamptz, timestamptz, timestamptz, integer, text,
-                                            text[], boolean, text, text, numeric, text, integer,
-                                            text, numeric)
+GRANT EXECUTE ON FUNCTION
+    kondge.radius_card(text, text, text, text, text, integer, text, text, text, timestamptz),
+    kondge.radius_hold(bigint, integer, text, text, text, text, text, integer, integer, integer,
+                       text, text, numeric, integer, integer),
+    kondge.radius_account(text, integer, text, text, boolean, text, text, text, text, text, text,
+                          text, text, timestamptz, timestamptz, timestamptz, integer, text,
+                          text[], text),
+    kondge.radius_settle(integer, text, text, text, text, bigint, bigint, boolean, text, text,
+                         text, timestamptz, timestamptz, timestamptz, integer, integer, text,
+                         text[], text, text, text, text, integer, integer, integer, text,
+                         numeric, numeric, text, integer, timestamptz),
+    kondge.radius_correct(bigint, text, text, timestamptz, integer, integer, text, text, numeric,
+                          text[]),
+    kondge.radius_park(jsonb, text),
+    kondge.radius_auto_bind(bigint, text)
    TO kondge_radius;
 
 -- Operators: cards, categories, batches, vouchers, callers, access numbers
@@ -36,8 +48,21 @@ GRANT INSERT, UPDATE ON kondge.card, kondge.category, kondge.caller, kondge.acce
 GRANT DELETE ON kondge.caller, kondge.reservation TO kondge_operator;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA kondge TO kondge_operator;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA kondge TO kondge_operator;
-REVOKE EXECUTE ON FUNCTION kondge.radius_card(text, text, text, text, text, integer, text, text,
-                                              timestamptz) FROM kondge_operator;
+-- the call path's functions are the call path's
+REVOKE EXECUTE ON FUNCTION
+    kondge.radius_card(text, text, text, text, text, integer, text, text, text, timestamptz),
+    kondge.radius_hold(bigint, integer, text, text, text, text, text, integer, integer, integer,
+                       text, text, numeric, integer, integer),
+    kondge.radius_account(text, integer, text, text, boolean, text, text, text, text, text, text,
+                          text, text, timestamptz, timestamptz, timestamptz, integer, text,
+                          text[], text),
+    kondge.radius_settle(integer, text, text, text, text, bigint, bigint, boolean, text, text,
+                         text, timestamptz, timestamptz, timestamptz, integer, integer, text,
+                         text[], text, text, text, text, integer, integer, integer, text,
+                         numeric, numeric, text, integer, timestamptz),
+    kondge.radius_correct(bigint, text, text, timestamptz, integer, integer, text, text, numeric,
+                          text[])
+   FROM kondge_operator;
 GRANT USAGE ON SCHEMA reports TO kondge_operator;
 GRANT SELECT ON ALL TABLES IN SCHEMA reports TO kondge_operator;
 

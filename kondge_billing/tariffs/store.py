@@ -153,11 +153,9 @@ def rating_context(cur, destination: str, at: datetime, category=None, caller=No
 def stored_calls(cur, start: datetime, end: datetime) -> list[dict]:
     """The CDRs of calls connected in [start, end), with what re-rating needs."""
     cur.execute("""SELECT d.id, d.connect_time, d.duration, d.destination, d.caller, d.cost,
-                          d.charge, d.currency, d.tariff_id AS version_id,
-                          c.category, g.name AS gateway,
-                          (SELECT l.called FROM kondge.call_leg l
-                            WHERE l.gateway_id = d.gateway_id AND l.call_id = d.call_id
-                              AND l.leg = 'answer') AS access_number
+                          d.charge, d.currency, d.tariff_version_id AS version_id,
+                          coalesce(d.category, c.category) AS category, g.name AS gateway,
+                          d.access_number
                      FROM kondge.cdr d
                      JOIN kondge.gateway g ON g.id = d.gateway_id
                      LEFT JOIN kondge.card c ON c.id = d.card_id

@@ -99,6 +99,13 @@ def account(billing, rec):
     return billing.account(billing.gateways.get(rec.gateway_address), rec)
 
 
+def authorise(billing, number="1000000008", pin="1234", dest="447911123456", gw="127.0.0.1"):
+    """Stage 2 of the call CONF: the hold its accounting is billed by."""
+    grant = auth(billing, login(number, pin, dest, gw=gw))
+    assert isinstance(grant, Grant)
+    return grant
+
+
 def ledger(db, number):
     return db.run(lambda cur: (cur.execute(
         """SELECT l.kind, l.amount, l.key FROM kondge.ledger_entry l JOIN kondge.card c
@@ -107,6 +114,7 @@ def ledger(db, number):
 
 
 def test_a_call_is_charged_once_on_its_billed_leg(world, billing):
+    authorise(billing)
     for rec in (acct("Start", "answer"), acct("Start", "originate"),
                 acct("Stop", "originate", 125), acct("Stop", "answer", 150)):
         account(billing, rec)
@@ -123,6 +131,7 @@ def test_a_call_is_charged_once_on_its_billed_leg(world, billing):
 
 
 def test_retransmitted_stop_changes_nothing(world, billing):
+    authorise(billing)
     first = account(billing, acct("Stop", "originate", 125))
     again = account(billing, acct("Stop", "originate", 125, delay="5"))
     assert (first.outcome, again.outcome) == ("charged", "duplicate")
@@ -130,13 +139,15 @@ def test_retransmitted_stop_changes_nothing(world, billing):
 
 
 def test_stop_before_start_and_start_after_stop(world, billing):
+    authorise(billing)
     assert account(billing, acct("Stop", "originate", 60)).outcome == "charged"
     assert account(billing, acct("Start", "originate")).outcome == "recorded"
     assert account(billing, acct("Start", "originate")).outcome == "duplicate"
     assert balance(world, "1000000008") == Decimal("9.8500")
 
 
-def test_billed_leg_without_user_name_takes_the_card_from_the_other_leg(world, billing):
+def test_billed_leg_without_user_name_is_charged_to_the_authorised_card(world, billing):
+    authorise(billing)
     account(billing, acct("Start", "answer"))
     account(billing, acct("Stop", "originate", 60, number=None))
     assert balance(world, "1000000008") == Decimal("9.8500")
@@ -144,6 +155,7 @@ def test_billed_leg_without_user_name_takes_the_card_from_the_other_leg(world, b
 
 def test_overrun_never_takes_a_prepaid_card_below_zero(world, billing):
     # 0.50 at 0.15/min allows 198 s; the gateway let the call run 400 s.
+    authorise(billing, "1000000016", "2345")
     out = account(billing, acct("Stop", "originate", 400, number="1000000016"))
     assert out.charge == Decimal("0.50")
     assert balance(world, "1000000016") == Decimal("0.00")
@@ -156,10 +168,14 @@ def test_stop_for_unknown_card_is_recorded_flagged_and_charges_nothing(world, bi
     out = account(billing, acct("Stop", "originate", 60, number="1999999996"))
     assert out.outcome == "charged" and out.charge == 0
     cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
-    assert "unknown-card" in cdr["flags"]
+    assert {"unknown-card", "no-authorisation"} <= set(cdr["flags"])
 
 
 def test_generic_gateway_bills_by_session_id(world, billing):
+    # its Access-Request carries no call id: the Stop claims the hold by card and destination
+    assert auth(billing, access_request((
+        ("User-Name", "1000000008"), ("User-Password", "1234"),
+        ("Called-Station-Id", "15551230000"), ("Kondge-Gateway-Address", "127.0.0.3")))).seconds
     rec = accounting_record((("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "lucent-77"),
                              ("Acct-Session-Time", "61"), ("User-Name", "1000000008"),
                              ("Called-Station-Id", "15551230000"),
@@ -170,6 +186,7 @@ def test_generic_gateway_bills_by_session_id(world, billing):
 
 
 def test_ledger_and_balances_reconcile(world, billing):
+    authorise(billing)
     account(billing, acct("Stop", "originate", 125))
     mismatch = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.v_balance_mismatch"),
                                       cur.fetchall())[1])
@@ -180,11 +197,12 @@ def test_ledger_and_balances_reconcile(world, billing):
     "DELETE FROM kondge.gateway WHERE name = 'demo-gw'",
     "UPDATE kondge.gateway SET id = 999 WHERE name = 'demo-gw'",
     "TRUNCATE kondge.gateway",
-    "DELETE FROM kondge.tariff_version WHERE id = (SELECT tariff_id FROM kondge.cdr)",
-    "UPDATE kondge.tariff_version SET id = 999 WHERE id = (SELECT tariff_id FROM kondge.cdr)",
+    "DELETE FROM kondge.tariff_version WHERE id = (SELECT tariff_version_id FROM kondge.cdr)",
+    "UPDATE kondge.tariff_version SET id = 999 WHERE id = (SELECT tariff_version_id FROM kondge.cdr)",
     "TRUNCATE kondge.tariff_version",
 ])
 def test_call_records_keep_their_gateway_and_tariff_version(world, billing, sql):
+    authorise(billing)
     account(billing, acct("Stop", "originate", 60))
     with pytest.raises(psycopg2.Error) as refused:
         world.run(lambda cur: cur.execute(sql))
@@ -192,7 +210,7 @@ def test_call_records_keep_their_gateway_and_tariff_version(world, billing, sql)
         assert isinstance(refused.value, psycopg2.errors.ForeignKeyViolation)
     kept = world.run(lambda cur: (cur.execute(
         """SELECT count(*) AS n FROM kondge.cdr d JOIN kondge.gateway g ON g.id = d.gateway_id
-             JOIN kondge.tariff_version v ON v.id = d.tariff_id"""), cur.fetchone())[1])
+             JOIN kondge.tariff_version v ON v.id = d.tariff_version_id"""), cur.fetchone())[1])
     assert kept["n"] == 1
     # a gateway no call names can go, and one that calls name can be removed
     world.run(lambda cur: cur.execute("DELETE FROM kondge.gateway WHERE name = 'lucent-1'"))

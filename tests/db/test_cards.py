@@ -14,7 +14,7 @@ from kondge_billing import (audit, batches, cards, categories, demo, issuance, r
 from kondge_billing.batches import Selection
 from kondge_billing.pins import pin_matches
 from kondge_billing.progress import Progress
-from kondge_billing.request import accounting_record, luhn_valid
+from kondge_billing.request import access_request, accounting_record, luhn_valid
 
 NOW = datetime.now(timezone.utc)
 OP = "alice"
@@ -142,7 +142,14 @@ def test_validity_fixed_and_after_issue_set_at_issue(shop, pin_key):
 
 # --- a call through the real call path -------------------------------------------------
 
-def call(billing, number, seconds, conf, dest="447911123456"):
+def call(billing, piece, seconds, conf, dest="447911123456"):
+    """An authorised call of `piece` (an issued card: number and PIN) that talked `seconds`."""
+    number = piece.number
+    grant = billing.authorize(billing.gateways.get("127.0.0.1"), access_request((
+        ("User-Name", number), ("User-Password", piece.pin),
+        ("Called-Station-Id", dest), ("h323-conf-id", f"h323-conf-id={conf}"),
+        ("Kondge-Gateway-Address", "127.0.0.1"))))
+    assert grant.seconds >= seconds or seconds == 0
     pairs = {"Acct-Status-Type": "Stop", "Acct-Session-Id": conf[-8:], "User-Name": number,
              "Calling-Station-Id": "15551234567", "Called-Station-Id": dest,
              "h323-conf-id": f"h323-conf-id={conf}", "h323-call-origin": "h323-call-origin=originate",
@@ -153,26 +160,48 @@ def call(billing, number, seconds, conf, dest="447911123456"):
 
 def test_first_use_starts_the_validity_clock(shop, pin_key, billing):
     add_category(shop, "after-use", face_value="10", validity="after-first-use", valid_days=7)
-    number = issue(shop, pin_key, "after-use", 1)["pieces"][0].number
+    piece = issue(shop, pin_key, "after-use", 1)["pieces"][0]
+    number = piece.number
     card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
     assert card["expires_at"] is None and card["first_used_at"] is None
-    assert call(billing, number, 60, "AAAA0001 0F4411D6 AB5591F0 CBF3D765").outcome == "charged"
+    assert call(billing, piece, 60, "AAAA0001 0F4411D6 AB5591F0 CBF3D765").outcome == "charged"
     card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
     assert card["expires_at"] - card["first_used_at"] == timedelta(days=7)
-    call(billing, number, 60, "AAAA0002 0F4411D6 AB5591F0 CBF3D765")
+    call(billing, piece, 60, "AAAA0002 0F4411D6 AB5591F0 CBF3D765")
     again = one(shop, "SELECT expires_at FROM kondge.card WHERE number = %s", number)
     assert again["expires_at"] == card["expires_at"]          # only the first use counts
     assert mismatches(shop) == []
 
 
-def test_an_answered_call_that_costs_nothing_is_a_first_use_too(shop, pin_key, billing):
+FREE_TARIFF = """
+tariff: free-france
+valid_from: 2020-01-01T00:00:00Z
+currency: USD
+defaults: {initial: 60, increment: 6}
+destinations: {France: [33], UK: [44]}
+plans:
+  - name: standard
+    priority: 0
+    rates:
+      - {destination: France, per_minute: 0}
+      - {destination: UK, per_minute: 0.05}
+"""
+
+
+def test_an_answered_call_that_costs_nothing_is_a_first_use_too(shop, pin_key, billing, tmp_path):
     add_category(shop, "after-use", face_value="10", validity="after-first-use", valid_days=7)
-    number = issue(shop, pin_key, "after-use", 1)["pieces"][0].number
-    call(billing, number, 0, "BBBB0001 0F4411D6 AB5591F0 CBF3D765")      # not answered
+    piece = issue(shop, pin_key, "after-use", 1)["pieces"][0]
+    number = piece.number
+    (tmp_path / "free.yaml").write_text(FREE_TARIFF)
+    shop.run(lambda cur: (demo.load_tariff_file(cur, tmp_path / "free.yaml"), cur.execute(
+        """UPDATE kondge.card SET tariff_id = (SELECT id FROM kondge.tariff
+                                                WHERE name = 'free-france')
+            WHERE number = %s""", (number,))))
+    call(billing, piece, 0, "BBBB0001 0F4411D6 AB5591F0 CBF3D765", dest="442071234567")
     card = one(shop, "SELECT first_used_at FROM kondge.card WHERE number = %s", number)
-    assert card["first_used_at"] is None
-    out = call(billing, number, 30, "BBBB0002 0F4411D6 AB5591F0 CBF3D765", dest="33123456")
-    assert out.charge == 0                                       # no rate: nothing charged
+    assert card["first_used_at"] is None                         # not answered
+    out = call(billing, piece, 30, "BBBB0002 0F4411D6 AB5591F0 CBF3D765", dest="33123456")
+    assert out.charge == 0                                       # a free destination
     card = one(shop, "SELECT expires_at, first_used_at FROM kondge.card WHERE number = %s", number)
     assert card["expires_at"] - card["first_used_at"] == timedelta(days=7)
 
@@ -341,7 +370,7 @@ def test_stats_by_status_and_used(shop, pin_key, billing):
     batch = issue(shop, pin_key, "usd-10", 4, "s4", active=False)
     used = batch["pieces"][0].number
     tx(shop, lambda cur: batches.change_status(cur, Selection(numbers=(used,)), "activate", OP))
-    call(billing, used, 30, "BBBB0001 0F4411D6 AB5591F0 CBF3D765")
+    call(billing, batch["pieces"][0], 30, "BBBB0001 0F4411D6 AB5591F0 CBF3D765")
     by_status = {r["group"]: r for r in shop.run(lambda cur: reports.card_stats(cur, "status"))
                  if r["currency"] == "USD"}
     assert by_status["inactive"]["issued"] == 3 and by_status["inactive"]["activated"] == 0
@@ -353,8 +382,8 @@ def test_stats_by_status_and_used(shop, pin_key, billing):
 
 def test_statement_pdf_has_calls_refills_and_totals(shop, pin_key, billing, tmp_path):
     card = issue(shop, pin_key, "usd-10", 1)["pieces"][0]
-    call(billing, card.number, 125, "CCCC0001 0F4411D6 AB5591F0 CBF3D765")       # 0.3150
-    call(billing, card.number, 60, "CCCC0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    call(billing, card, 125, "CCCC0001 0F4411D6 AB5591F0 CBF3D765")       # 0.3150
+    call(billing, card, 60, "CCCC0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
     tx(shop, lambda cur: batches.top_up(cur, Selection(numbers=(card.number,)), OP, "3",
                                         "USD", "op-st"))
     st = shop.run(lambda cur: statements.statement(cur, card.number, NOW - timedelta(hours=1),
@@ -377,10 +406,11 @@ def test_statement_pdf_has_calls_refills_and_totals(shop, pin_key, billing, tmp_
 # --- report views -------------------------------------------------------------------------
 
 def test_report_views(shop, pin_key, billing):
-    cards_ = [p.number for p in issue(shop, pin_key, "usd-10", 2)["pieces"]]
-    call(billing, cards_[0], 125, "DDDD0001 0F4411D6 AB5591F0 CBF3D765")
-    call(billing, cards_[1], 60, "DDDD0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
-    call(billing, cards_[1], 0, "DDDD0003 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    pieces = issue(shop, pin_key, "usd-10", 2)["pieces"]
+    cards_ = [p.number for p in pieces]
+    call(billing, pieces[0], 125, "DDDD0001 0F4411D6 AB5591F0 CBF3D765")
+    call(billing, pieces[1], 60, "DDDD0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    call(billing, pieces[1], 0, "DDDD0003 0F4411D6 AB5591F0 CBF3D765", "442071234567")
     revenue = rows(shop, "SELECT * FROM reports.daily_revenue ORDER BY destination")
     assert [(r["gateway"], r["destination"], r["category"], r["calls"], r["revenue"])
             for r in revenue] == [("demo-gw", "44", "usd-10", 2, Decimal("0.05")),

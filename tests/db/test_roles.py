@@ -57,8 +57,8 @@ def test_radius_role_checks_one_pin_without_seeing_any_hash(world, dsn, pin_key)
         assert lookup("1234").pin_ok is True
         assert lookup("9999").pin_ok is False
         row = radius.run(lambda cur: (cur.execute(
-            "SELECT * FROM kondge.radius_card('1000000008', NULL, NULL, '', NULL, 1, NULL, 'x',"
-            " now())"), cur.fetchone())[1])
+            "SELECT * FROM kondge.radius_card('1000000008', NULL, NULL, '', NULL, 1, 'x', NULL,"
+            " NULL, now())"), cur.fetchone())[1])
         assert "pin_hash" not in row and not any(
             isinstance(v, str) and v.startswith("hmac-sha256$") for v in row.values())
     finally:

@@ -1,7 +1,8 @@
 """Tariffs in the real PostgreSQL: loads, versions in force, rating_context, re-rating."""
 
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 from decimal import Decimal
 from pathlib import Path
 from textwrap import dedent
@@ -10,14 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kondge_billing import calls, cards, demo, gateways
-from kondge_billing.db import Database
+from kondge_billing import cards, demo, gateways, sessions
 from kondge_billing.gateways import GatewayDirectory, all_gateways
 from kondge_billing.request import access_request, accounting_record
-from kondge_billing.service import Billing
+from kondge_billing.service import Billing, Login
 from kondge_billing.tariffs import diff, engine, schema, store
 from kondge_billing.tariffs.codec import context_from_json
 from kondge_billing.tariffs.resolve import context_for
+from tests.support.cards import luhn_number
 
 HOME = Path(__file__).resolve().parents[2]
 EXAMPLE = HOME / "tariffs" / "example.yaml"
@@ -129,7 +130,7 @@ def test_stage_two_grants_across_the_off_peak_boundary(world, pin_key):
     assert gold.seconds == 60000                                 # 0.01/min, per second
 
 
-def _stop(conf, seconds, connect, number="3000000012", called="4915112345"):
+def _stop(conf, seconds, connect, number="3000000012", called="4915112345", gw="127.0.0.1"):
     when = connect.astimezone(timezone.utc)
     h323 = when.strftime("%H:%M:%S.000 GMT %a %b %d %Y")
     return accounting_record((
@@ -138,19 +139,37 @@ def _stop(conf, seconds, connect, number="3000000012", called="4915112345"):
         ("h323-conf-id", f"h323-conf-id={conf}"),
         ("h323-call-origin", "h323-call-origin=originate"),
         ("h323-connect-time", f"h323-connect-time={h323}"),
-        ("Acct-Session-Time", str(seconds)), ("Kondge-Gateway-Address", "127.0.0.1")),
+        ("Acct-Session-Time", str(seconds)), ("Kondge-Gateway-Address", gw)),
         connect + timedelta(seconds=seconds))
+
+
+def _authorised(billing, conf, called, number="3000000012", pin="2222", gw="127.0.0.1"):
+    """Stage 2 of the call `conf`: the authorisation its Stop is billed by."""
+    return _authorize(billing, access_request((
+        ("User-Name", number), ("User-Password", pin), ("Calling-Station-Id", "4930123"),
+        ("Called-Station-Id", called), ("h323-conf-id", f"h323-conf-id={conf}"),
+        ("Kondge-Gateway-Address", gw))))
+
+
+def _next_weekday_in_berlin(hour, minute):
+    """The next Monday-to-Friday hour:minute on Berlin's wall clock, in UTC."""
+    berlin = ZoneInfo("Europe/Berlin")
+    day = datetime.now(berlin).date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, time(hour, minute), tzinfo=berlin).astimezone(timezone.utc)
 
 
 def test_accounting_prices_with_the_engine_at_the_calls_start(world, pin_key):
     billing = _billing(world, pin_key, datetime.now(timezone.utc))
-    connect = datetime(2026, 3, 3, 20, 58, tzinfo=timezone.utc)
-    rec = _stop("AAAA0001 0F4411D6 AB5591F0 CBF3D765", 600, connect)
-    out = billing.account(billing.gateways.get("127.0.0.1"), rec)
+    connect = _next_weekday_in_berlin(21, 58)          # 2 minutes before off-peak
+    conf = "AAAA0001 0F4411D6 AB5591F0 CBF3D765"
+    _authorised(billing, conf, "4915112345")
+    out = billing.account(billing.gateways.get("127.0.0.1"), _stop(conf, 600, connect))
     assert out.charge == Decimal("0.2400") + Decimal("0.4800")   # 120 s peak, 480 s off-peak
     cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
     versions = world.run(lambda cur: store.versions(cur, "intl"))
-    assert cdr["tariff_id"] == versions[0]["version_id"] and cdr["rate_prefix"] == "4915"
+    assert cdr["tariff_version_id"] == versions[0]["version_id"] and cdr["rate_prefix"] == "4915"
 
 
 @settings(max_examples=25, deadline=None,
@@ -160,10 +179,20 @@ def test_accounting_prices_with_the_engine_at_the_calls_start(world, pin_key):
 def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
         world, pin_key, seconds, minute, called):
     billing = _billing(world, pin_key, datetime.now(timezone.utc))
-    connect = datetime(2026, 3, 2, tzinfo=timezone.utc) + timedelta(minutes=minute)
+    connect = (datetime.now(timezone.utc).replace(microsecond=0, second=0)
+               + timedelta(minutes=minute))
     # one call per example: the destination is part of the call's identity
     conf = f"{minute:08X} {seconds:08X} AB5591F0 {zlib.crc32(called.encode()):08X}"
-    rec = _stop(conf, seconds, connect, called=called)
+    number = luhn_number()
+
+    def new_card(cur):
+        cards.add(cur, pin_key, number, "1111", "1000.00", "EUR")
+        cur.execute("""UPDATE kondge.card SET tariff_id = (SELECT id FROM kondge.tariff
+                                                            WHERE name = 'intl')
+                        WHERE number = %s""", (number,))
+    world.run(new_card)
+    _authorised(billing, conf, called, number=number, pin="1111")
+    rec = _stop(conf, seconds, connect, number=number, called=called)
     billing.account(billing.gateways.get("127.0.0.1"), rec)
     stored = world.run(lambda cur: store.stored_calls(cur, connect, connect + timedelta(0, 1)))
     mine = [c for c in stored if c["destination"] == called and c["duration"] == seconds]
@@ -174,35 +203,39 @@ def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
     assert rerated["old"] == rerated["recorded"] == sum(c["cost"] for c in mine)
 
 
-def _rate_for_stop(db, number, gateway_id, conf, called="4930123456", caller="4930123"):
-    return db.run(lambda cur: calls.rate_for_stop(
-        cur, gateway_id, conf, number, called, caller, datetime(2026, 3, 3, 9, tzinfo=timezone.utc)))
+def _plan_of_cdr(db, conf):
+    return db.run(lambda cur: (cur.execute(
+        """SELECT p.name AS plan, d.access_number FROM kondge.cdr d
+             JOIN kondge.tariff_plan p ON p.id = d.plan_id
+            WHERE d.call_id = %s""", (conf,)), cur.fetchone())[1])
 
 
-def test_the_rating_of_a_stop_takes_the_access_number_and_card_from_the_incoming_leg(
-        world, dsn, pin_key):
+def test_the_number_stage_one_came_in_on_prices_stage_two_and_the_cdr_in_any_order(
+        world, pin_key):
+    """The access number is stage 1's Called-Station-Id: stage 2 and the CDR are
+    priced by it whether the incoming leg's accounting came before, after or never."""
+    world.run(lambda cur: cur.execute(
+        "INSERT INTO kondge.access_number (number) VALUES ('498001234')"))
     billing = _billing(world, pin_key, datetime.now(timezone.utc))
     fra = billing.gateways.get("127.0.0.9")
     conf = "CCCC0001 0F4411D6 AB5591F0 CBF3D765"
-    billing.account(fra, accounting_record((
-        ("Acct-Status-Type", "Start"), ("Acct-Session-Id", "CBF3D765"),
-        ("User-Name", "3000000012"), ("Calling-Station-Id", "4930123"),
-        ("Called-Station-Id", "498001234"), ("h323-conf-id", f"h323-conf-id={conf}"),
-        ("h323-call-origin", "h323-call-origin=answer"), ("Kondge-Gateway-Address", "127.0.0.9")),
-        datetime.now(timezone.utc)))
-    radius = Database(dsn.replace("user=kondge", "user=kondge_radius"))
-    try:
-        # the billed leg names no card: the incoming leg's does; it came in on a 49800 number
-        found = _rate_for_stop(radius, None, fra.id, conf)
-        assert (found["number"], found["currency"]) == ("3000000012", "EUR")
-        assert context_from_json(found["rating"]).plan == "toll-free-entry"
-        # another call of the same card, with no incoming leg recorded: no access number
-        found = _rate_for_stop(radius, "3000000012", fra.id, "CCCC0002 0F4411D6 AB5591F0 CBF3D765")
-        assert context_from_json(found["rating"]).plan == "standard"
-        assert _rate_for_stop(radius, "3999999990", fra.id, conf) == {
-            "number": "3999999990", "currency": None, "rating": None}
-        assert _rate_for_stop(radius, None, fra.id, "CCCC0003 0F4411D6 AB5591F0 CBF3D765") == {
-            "number": None, "currency": None, "rating": None}
-        assert _rate_for_stop(radius, "3000000012", fra.id, conf, called="999")["rating"] is None
-    finally:
-        radius.close()
+    login = _authorize(billing, access_request((
+        ("User-Name", "3000000012"), ("User-Password", "2222"),
+        ("Calling-Station-Id", "4930123"), ("Called-Station-Id", "498001234"),
+        ("h323-conf-id", f"h323-conf-id={conf}"), ("Kondge-Gateway-Address", "127.0.0.9"))))
+    assert isinstance(login, Login)
+    # stage 2 before any accounting: the toll-free plan (0.03/min) already
+    toll_free = _authorised(billing, conf, "4930123456", gw="127.0.0.9")
+    live = world.run(lambda cur: sessions.live(cur, "3000000012"))
+    assert live[0]["access_number"] == "498001234"
+    # the billed Stop before the incoming leg's records: still the toll-free plan
+    connect = datetime.now(timezone.utc) - timedelta(seconds=60)
+    billing.account(fra, _stop(conf, 60, connect, called="4930123456", gw="127.0.0.9"))
+    assert _plan_of_cdr(world, conf) == {"plan": "toll-free-entry",
+                                         "access_number": "498001234"}
+    # another call with no stage 1 and no incoming leg: the standard plan
+    other = "CCCC0002 0F4411D6 AB5591F0 CBF3D765"
+    standard = _authorised(billing, other, "4930123456", gw="127.0.0.9")
+    assert standard.seconds > toll_free.seconds             # 0.02/min against 0.03/min
+    billing.account(fra, _stop(other, 60, connect, called="4930123456", gw="127.0.0.9"))
+    assert _plan_of_cdr(world, other) == {"plan": "standard", "access_number": None}

@@ -1,0 +1,122 @@
+-- A billed Stop, priced (kondge_billing/calls.py: settle): the leg, the CDR
+-- and the charge, in one transaction. The call's hold is released; the
+-- charge is the cost, but never more than the card can pay without taking
+-- what its other calls hold (a prepaid card never goes below zero, a
+-- postpaid one never below minus its credit limit): the rest is recorded
+-- as uncollected and the CDR flagged 'overrun'. No charge at all when
+-- p_charge is false (a call nobody authorised, by default). A repeat finds
+-- its leg already stopped and changes nothing. The card's first answered
+-- call starts its validity clock (first_used_at; the expiry of an
+-- after-first-use card).
+CREATE OR REPLACE FUNCTION kondge.radius_settle(
+    p_gateway_id integer, p_call_key text, p_call_id text, p_leg text,
+    p_acct_session_id text, p_hold_id bigint, p_card_id bigint, p_charge boolean,
+    p_user_name text, p_caller text, p_called text, p_setup timestamptz,
+    p_connect timestamptz, p_disconnect timestamptz, p_session_time integer,
+    p_duration integer, p_cause text, p_flags text[], p_digest text,
+    p_destination text, p_access_number text, p_category text, p_version_id integer,
+    p_plan_id integer, p_destination_id integer, p_rate_prefix text, p_price numeric,
+    p_cost numeric, p_currency text, p_granted integer, p_authorised_at timestamptz
+) RETURNS TABLE (outcome text, charge numeric, balance numeric, cdr_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+#variable_conflict use_column
+DECLARE
+    v_flags  text[] := coalesce(p_flags, '{}');
+    v_cost   numeric := coalesce(p_cost, 0);
+    v_card   record;
+    v_holds  record;
+    v_room   numeric;
+    v_charge numeric := 0;
+    v_leg_id bigint;
+    v_cdr_id bigint;
+    v_after  numeric;
+BEGIN
+    IF v_cost < 0 OR coalesce(p_duration, 0) < 0 THEN
+        RAISE EXCEPTION 'radius_settle: cost % and duration % must not be negative',
+                        p_cost, p_duration USING ERRCODE = 'check_violation';
+    END IF;
+    -- the card that pays (a call nobody authorised, not charged, touches no card)
+    SELECT c.id, c.balance, c.currency, c.first_used_at, cat.billing, cat.credit_limit,
+           cat.validity, cat.valid_days INTO v_card
+      FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
+     WHERE c.id = p_card_id AND p_charge FOR UPDATE OF c;
+
+    INSERT INTO kondge.call_leg AS l
+           (gateway_id, call_id, call_key, leg, acct_session_id, user_name, caller, called,
+            setup_time, connect_time, disconnect_time, session_time, disconnect_cause,
+            stop_received_at, stop_digest, flags)
+    VALUES (p_gateway_id, p_call_id, p_call_key, p_leg, coalesce(p_acct_session_id, ''),
+            p_user_name, p_caller, p_called, p_setup, p_connect, p_disconnect,
+            p_session_time, p_cause, now(), p_digest, v_flags)
+    ON CONFLICT (gateway_id, call_id, leg, acct_session_id, call_key) DO UPDATE
+       SET stop_received_at = now(), stop_digest = excluded.stop_digest,
+           setup_time = coalesce(l.setup_time, excluded.setup_time),
+           connect_time = coalesce(excluded.connect_time, l.connect_time),
+           disconnect_time = excluded.disconnect_time,
+           session_time = excluded.session_time,
+           disconnect_cause = excluded.disconnect_cause,
+           flags = l.flags || excluded.flags
+     WHERE l.stop_received_at IS NULL
+    RETURNING l.id INTO v_leg_id;
+    IF v_leg_id IS NULL THEN
+        RETURN QUERY SELECT 'duplicate'::text, NULL::numeric, NULL::numeric, NULL::bigint;
+        RETURN;
+    END IF;
+    IF p_hold_id IS NOT NULL THEN
+        DELETE FROM kondge.reservation WHERE id = p_hold_id;
+    END IF;
+
+    IF v_card.id IS NULL THEN
+        IF p_card_id IS NULL THEN
+            v_flags := v_flags || ARRAY['unknown-card'];
+        END IF;
+    ELSIF v_cost > 0 THEN
+        IF v_card.currency <> p_currency THEN
+            v_flags := v_flags || ARRAY['currency-mismatch'];
+        ELSE
+            v_holds := kondge.card_holds(v_card.id, NULL, NULL);
+            v_room := v_card.balance - v_holds.held
+                      + CASE WHEN v_card.billing = 'postpaid' THEN v_card.credit_limit ELSE 0 END;
+            v_charge := least(v_cost, greatest(v_room, 0));
+            IF v_charge < v_cost THEN
+                v_flags := v_flags || ARRAY['overrun'];
+            END IF;
+        END IF;
+    END IF;
+
+    INSERT INTO kondge.cdr
+           (gateway_id, call_id, call_key, acct_session_id, card_id, card_number, caller,
+            destination, access_number, category, connect_time, disconnect_time, duration,
+            session_time, disconnect_cause, tariff_version_id, plan_id, destination_id,
+            rate_prefix, price_per_minute, cost, charge, uncollected, currency, flags,
+            granted_seconds, authorised_at)
+    VALUES (p_gateway_id, p_call_id, p_call_key, p_acct_session_id, v_card.id,
+            (SELECT c.number FROM kondge.card c WHERE c.id = p_card_id), p_caller,
+            p_destination, p_access_number, p_category, p_connect, p_disconnect,
+            coalesce(p_duration, 0), p_session_time, p_cause, p_version_id, p_plan_id,
+            p_destination_id, p_rate_prefix, p_price, v_cost, v_charge, v_cost - v_charge,
+            coalesce(v_card.currency, p_currency), v_flags, p_granted, p_authorised_at)
+    ON CONFLICT (gateway_id, call_key) DO NOTHING
+    RETURNING id INTO v_cdr_id;
+    IF v_cdr_id IS NULL THEN
+        RAISE EXCEPTION 'radius_settle: call % of gateway % has a CDR but its leg was not stopped',
+                        p_call_key, p_gateway_id USING ERRCODE = 'unique_violation';
+    END IF;
+
+    v_after := v_card.balance;
+    IF v_charge > 0 THEN
+        v_after := kondge.post_ledger(v_card.id, -v_charge, 'call',
+                                      'call:' || p_gateway_id || ':' || p_call_key,
+                                      'cdr ' || v_cdr_id);
+    END IF;
+    IF v_card.id IS NOT NULL AND v_card.first_used_at IS NULL AND coalesce(p_duration, 0) > 0 THEN
+        UPDATE kondge.card
+           SET first_used_at = now(),
+               expires_at = CASE WHEN v_card.validity = 'after-first-use'
+                                 THEN now() + make_interval(days => v_card.valid_days)
+                                 ELSE expires_at END
+         WHERE id = v_card.id;
+    END IF;
+    RETURN QUERY SELECT 'charged'::text, v_charge, v_after, v_cdr_id;
+END;
+$$;
