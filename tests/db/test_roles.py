@@ -108,3 +108,21 @@ def test_operator_does_the_card_work_end_to_end(world, dsn, pin_key):
         assert [a["operator"] for a in audit] == ["demo", "olga"]     # demo: the demo cards
     finally:
         operator.close()
+
+
+def test_operator_names_tariffs_for_cards_and_categories(world, dsn, pin_key):
+    """Migration 0012's column needs no grant of its own."""
+    from kondge_billing import categories
+    operator = as_role(dsn, "kondge_operator")
+    try:
+        run = operator.transaction
+        added = run(lambda cur: categories.add(cur, "usd-demo", tariff="demo", operator="olga"))
+        card = run(lambda cur: cards.add(cur, pin_key, "1000000057", "4321", "5.00", "USD",
+                                         category="usd-demo", tariff="demo", operator="olga"))
+        assert (added["tariff"], card["tariff"], card["category_tariff"]) == ("demo",) * 3
+        gone = run(lambda cur: categories.modify(cur, "usd-demo", tariff=categories.NO_TARIFF,
+                                                 operator="olga"))
+        assert gone["tariff"] is None
+        assert [c["tariff"] for c in operator.run(categories.all_categories)] == [None, None]
+    finally:
+        operator.close()
