@@ -1,9 +1,10 @@
 """The tariff a card or a category names: found by its name, held to the currency.
 
-A call is rated with the card's own tariff, else its category's, else the
-default tariff. A tariff named for a card or a category must price in that
-currency: every version of it loaded so far (the one in force and any that
-take over later). Reads the tariff tables; tariffs/store.py writes them.
+The order is the card's own tariff, its category's, the default tariff
+(the call path does not read the category's yet). A tariff named for a
+card or a category must price in its currency: every version of it loaded
+so far (the one in force and any that take over later). Reads the tariff
+tables; tariffs/store.py writes them.
 """
 
 # One row per tariff name: its id and the currencies of its versions.

@@ -171,9 +171,7 @@ def cmd_cards_add(args, s):
         cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
         language=args.language, expires_at=args.expires, check_digit=s.card_check_digit,
         tariff=args.tariff, operator=args.operator)))
-    tariff = (f"tariff {card['tariff']}" if card["tariff"] else
-              f"tariff {card['category_tariff']} (the category's)" if card["category_tariff"]
-              else "the default tariff")
+    tariff = f"tariff {card['tariff']}" if card["tariff"] else "no tariff of its own"
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
                       f"category {card['category']}, language {card['language']}, {tariff}"])
     return EXIT_OK
@@ -889,8 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="card category (default standard), in the card's currency")
     p.add_argument("--language", default="en", help="prompt language (default en)")
     p.add_argument("--expires", type=_datetime, help="expiry date/time (ISO 8601)")
-    p.add_argument("--tariff", help="the card's own tariff (its name; in the card's currency); "
-                                    "default: the category's tariff, else the default tariff")
+    p.add_argument("--tariff", help="the card's own tariff (its name; every version in the "
+                                    "card's currency)")
     _operator_option(p)
     p = command(crd, "show", cmd_cards_show, "show one card")
     p.add_argument("number")
@@ -919,8 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digits of a card number, check digit included (8-20, default 12)")
     p.add_argument("--inactive", action="store_true",
                    help="issue them inactive: refused (code 7) until 'kondge cards activate'")
-    p.add_argument("--tariff", help="the cards' own tariff (its name; in the category's "
-                                    "currency); default: the category's tariff")
+    p.add_argument("--tariff", help="the cards' own tariff (its name; every version in the "
+                                    "category's currency)")
     _operator_option(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar on stderr (default: when stderr is a terminal)")
@@ -1101,8 +1099,7 @@ def _category_options(p, modify=False):
     p.add_argument("--pin-length", type=int, help="digits of a PIN, 4-12 (default 4)")
     tariff = p.add_mutually_exclusive_group() if modify else p
     tariff.add_argument("--tariff", help="the tariff of its cards that have none of their own "
-                                         "(its name; in the category's currency); default: the "
-                                         "default tariff")
+                                         "(its name; every version in the category's currency)")
     if modify:
         tariff.add_argument("--no-tariff", action="store_true",
                             help="take the category's tariff away (its cards without one of "
