@@ -176,10 +176,6 @@ def _fixed_problem(name, what, old, new, members) -> str | None:
             f"to {new} (a card keeps its {what} for life); {advice}")
 
 
-def in_use(cur, name: str) -> bool:
-    return any(_members(cur, name).values())
-
-
 def _members(cur, name: str) -> dict:
     """{"card": how many, "voucher": how many} in the category."""
     cur.execute("""SELECT (SELECT count(*) FROM kondge.card WHERE category = %(n)s) AS card,
