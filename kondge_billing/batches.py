@@ -11,8 +11,8 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from . import audit, categories
-from .money import MoneyError, to_decimal
+from . import audit, categories, currencies
+from .money import MoneyError, operator_amount
 
 TABLES = {"card": "kondge.card", "voucher": "kondge.voucher"}
 OPERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -121,15 +121,60 @@ def extend(cur, selection: Selection, operator: str, days: int | None = None,
                   {"days": days, "until": until}, {"days": days, "until": until})
 
 
+# What the cards (or vouchers) a move would take out of their categories are
+# in: currency and billing model, with how many. Their categories are locked
+# FOR SHARE, the target too (by the caller): none of them changes currency
+# or billing before this transaction ends.
+MOVING = """
+SELECT x.currency::text AS currency, cat.billing, count(*) AS n,
+       array_agg(DISTINCT cat.name ORDER BY cat.name) AS categories
+  FROM {table} x JOIN kondge.category cat ON cat.name = x.category
+ WHERE {where} AND x.category <> %(to)s
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
+LOCK_SOURCES = """
+SELECT name FROM kondge.category
+ WHERE name IN (SELECT x.category FROM {table} x WHERE {where} AND x.category <> %(to)s)
+ ORDER BY name FOR SHARE
+"""
+
+
 def move(cur, selection: Selection, operator: str, category: str) -> dict:
-    target = categories.show(cur, category)
+    """Move the selection into category: only within one currency and, for
+    calling cards, one billing model. A refused move changes nothing."""
+    target = categories.show(cur, category, share=True)
     if target is None:
         raise BatchError(f"no category {category}; see 'kondge categories list'")
     if target["kind"] != selection.kind:
         raise BatchError(f"category {category} is for {target['kind']}s")
+    sql, params = where(selection)
+    params = dict(params, to=category)
+    table = _table(selection)
+    cur.execute(LOCK_SOURCES.format(table=table, where=sql), params)
+    cur.execute(MOVING.format(table=table, where=sql), params)
+    refused = [_move_problem(row, target, selection.kind) for row in cur.fetchall()]
+    refused = [r for r in refused if r]
+    if refused:
+        raise BatchError("; ".join(refused) + "; nothing was moved")
     return _apply(cur, operator, "move", selection,
                   "UPDATE {table} x SET category = %(to)s WHERE {where} AND x.category <> %(to)s",
                   {"to": category}, {"to": category})
+
+
+def _move_problem(row: dict, target: dict, kind: str) -> str | None:
+    """Why the row's cards (one currency, one billing model) may not move into target."""
+    what = (f"{row['n']} selected {kind}s (category {', '.join(row['categories'])}) are"
+            if row["n"] != 1 else f"1 selected {kind} (category {row['categories'][0]}) is")
+    if row["currency"] != target["currency"]:
+        return (f"{what} in {row['currency']}, category {target['name']} is in "
+                f"{target['currency']}: a {kind} keeps its currency; issue new {kind}s in "
+                f"{target['name']}, or move these into a category in {row['currency']}")
+    if kind == "card" and row["billing"] != target["billing"]:
+        return (f"{what} {row['billing']}, category {target['name']} is "
+                f"{target['billing']}: a card keeps its billing model; issue new cards in "
+                f"{target['name']}, or move these into a {row['billing']} category in "
+                f"{row['currency']}")
+    return None
 
 
 def new_operation_id() -> str:
@@ -156,12 +201,18 @@ def top_up(cur, selection: Selection, operator: str, amount, currency: str,
     """Credit every selected card once per operation id."""
     if selection.kind != "card":
         raise BatchError("only calling cards are topped up")
+    bad_currency = currencies.currency_problem(currency)
+    if bad_currency:
+        raise BatchError(f"--currency: {bad_currency}")
     try:
-        value = to_decimal(amount)
+        value = operator_amount(amount)
     except MoneyError as exc:
         raise BatchError(f"--amount: {exc}") from None
     if value <= 0:
         raise BatchError("--amount: above zero (a correction is not a top-up)")
+    finer = currencies.minor_unit_problem(value, currency)
+    if finer:
+        raise BatchError(f"--amount: {finer}")
     if not OPERATION_ID.match(operation_id or ""):
         raise BatchError("--operation-id: letters, digits, '_', '.', ':', '-', at most 64")
     sql, params = where(selection)

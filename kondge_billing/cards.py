@@ -4,8 +4,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import audit
-from .money import ZERO, to_decimal
+from . import audit, card_tariffs, categories, currencies
+from .money import ZERO, operator_amount
 from .pins import pin_hash
 from .request import PIN, card_number_problem
 from .tariffs.codec import context_from_json, loads
@@ -95,55 +95,84 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
         category: str = "standard", language: str = "en",
-        expires_at: datetime | None = None, check_digit: str = "luhn") -> dict:
-    """Issue one card; its opening balance is the card's first ledger entry."""
+        expires_at: datetime | None = None, check_digit: str = "luhn",
+        tariff: str | None = None, operator: str | None = None) -> dict:
+    """Issue one card; its opening balance is the card's first ledger entry.
+
+    The card is in its category's currency; tariff, if given, is its own
+    tariff (in that currency too). Every problem is reported at once."""
     problems = []
     problem = card_number_problem(number or "", check_digit)
     if problem:
         problems.append(problem)
     if not PIN.match(pin or ""):
         problems.append("PIN: 1 to 16 digits")
-    try:
-        amount = to_decimal(balance)
-        if amount < 0:
-            problems.append("balance: must not be negative")
-    except ValueError as exc:
-        problems.append(f"balance: {exc}")
-        amount = ZERO
-    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
-        problems.append("currency: a three-letter ISO 4217 code such as USD")
-    if not (language.isalpha() and language.islower() and 2 <= len(language) <= 3):
+    bad_currency = currencies.currency_problem(currency)
+    if bad_currency:
+        problems.append(f"currency: {bad_currency}")
+    problems.append(categories.money_problem("balance", balance, currency))
+    if not (isinstance(language, str) and language.isalpha() and language.islower()
+            and 2 <= len(language) <= 3):
         problems.append("language: a two- or three-letter code such as en")
+    problems.append(_category_problem(cur, category, None if bad_currency else currency))
+    tariff_id = None
+    if tariff:
+        tariff_id, problem = card_tariffs.check(cur, tariff, None if bad_currency else currency,
+                                                f"card {number}")
+        problems.append(problem)
+    problems = [p for p in problems if p]
     if problems:
         raise CardError("; ".join(problems))
     cur.execute("SELECT 1 FROM kondge.card WHERE number = %s", (number,))
     if cur.fetchone():
         raise CardError(f"card {number} exists already")
+    amount = operator_amount(balance)
     cur.execute(
         """WITH c AS (
                INSERT INTO kondge.card (number, pin_hash, balance, currency, category,
-                                        language, expires_at)
+                                        language, expires_at, tariff_id)
                VALUES (%(number)s, %(hash)s, %(amount)s, %(currency)s, %(category)s,
-                       %(language)s, %(expires)s)
+                       %(language)s, %(expires)s, %(tariff_id)s)
                RETURNING id, balance)
            INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
            SELECT id, balance, 'issue', 'issue:' || %(number)s, balance, 'card issued' FROM c
            RETURNING card_id""",
         {"number": number, "hash": pin_hash(key, number, pin), "amount": amount,
-         "currency": currency.upper(), "category": category, "language": language,
-         "expires": expires_at})
+         "currency": currency, "category": category, "language": language,
+         "expires": expires_at, "tariff_id": tariff_id})
+    audit.record(cur, audit.operator_name(operator), "add card", 1, {"numbers": [number]},
+                 {"balance": amount, "currency": currency, "category": category,
+                  "tariff": tariff})
     return show(cur, number)
+
+
+def _category_problem(cur, name: str, currency: str | None) -> str | None:
+    """Why a card in currency cannot go into category name, or None. The
+    category is locked FOR SHARE: its currency and billing hold until commit."""
+    found = categories.show(cur, name, share=True)
+    if found is None:
+        return f"category: no category {name}; see 'kondge categories list'"
+    if found["kind"] != "card":
+        return f"category: {name} is for recharge vouchers, not calling cards"
+    if currency is not None and found["currency"] != currency:
+        return (f"category: {name} is in {found['currency']}, the card in {currency}; a card "
+                f"is in its category's currency: give --category of a category in {currency} "
+                "(see 'kondge categories list'; add one with 'kondge categories add')")
+    return None
 
 
 def show(cur, number: str) -> dict | None:
     cur.execute(
         """SELECT c.number, c.balance, c.currency, c.status, c.category, c.language,
                   c.expires_at, c.created_at, c.serial, b.name AS batch, c.activated_at,
-                  c.first_used_at,
+                  c.first_used_at, t.name AS tariff, ct.name AS category_tariff,
                   (SELECT count(*) FROM kondge.cdr WHERE card_id = c.id) AS calls,
                   (SELECT coalesce(sum(amount), 0) FROM kondge.ledger_entry
                     WHERE card_id = c.id) AS ledger_sum
              FROM kondge.card c LEFT JOIN kondge.batch b ON b.id = c.batch_id
+             LEFT JOIN kondge.tariff t ON t.id = c.tariff_id
+             LEFT JOIN kondge.category cat ON cat.name = c.category
+             LEFT JOIN kondge.tariff ct ON ct.id = cat.tariff_id
             WHERE c.number = %s""", (number,))
     return cur.fetchone()
 

@@ -3,14 +3,19 @@
 A category gives its cards a face value and currency, a validity (none; a
 fixed date; N days after first use; N days after issue), a prompt
 language, the most simultaneous calls, prepaid or postpaid with a credit
-limit, and the PIN length. Its kind says whether it issues calling cards or
-recharge vouchers.
+limit, the PIN length, and the tariff of its cards that have none of their
+own. Its kind says whether it issues calling cards or recharge vouchers.
+
+A card is in its category's currency and keeps its currency and billing
+model for life: a category with cards changes neither (nor, with vouchers,
+its currency), and its tariff prices in its currency.
 """
 
 import re
 from datetime import datetime
 
-from .money import MoneyError, to_decimal
+from . import audit, card_tariffs, currencies
+from .money import MoneyError, operator_amount
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 VALIDITIES = ("none", "fixed", "after-first-use", "after-issue")
@@ -19,17 +24,24 @@ KINDS = ("card", "voucher")
 FIELDS = ("description", "face_value", "currency", "validity", "valid_until", "valid_days",
           "language", "max_calls", "billing", "credit_limit", "pin_length", "kind")
 COLUMNS = ("name",) + FIELDS
+#: tariff=NO_TARIFF in modify() takes the category's tariff away
+NO_TARIFF = ""
 
 
 class CategoryError(ValueError):
     pass
 
 
-def _money_problem(label, value):
+def money_problem(label: str, value, currency) -> str | None:
+    """What is wrong with value as an amount of a category (or card) in currency."""
     try:
-        return f"{label}: must not be negative" if to_decimal(value) < 0 else None
+        amount = operator_amount(value)
     except MoneyError as exc:
         return f"{label}: {exc}"
+    if amount < 0:
+        return f"{label}: must not be negative"
+    finer = currencies.minor_unit_problem(amount, currency)
+    return f"{label}: {finer}" if finer else None
 
 
 def _int_problem(label, value, low, high):
@@ -43,15 +55,14 @@ def problems(c: dict) -> list[str]:
     found = [
         None if NAME.match(c["name"] or "") else
         "name: letters, digits, '_', '.', '-', at most 32, e.g. usd-10",
-        _money_problem("face value", c["face_value"]),
-        None if re.fullmatch(r"[A-Z]{3}", c["currency"] or "") else
-        "currency: a three-letter ISO 4217 code such as USD",
+        money_problem("face value", c["face_value"], c["currency"]),
+        _currency_problem(c["currency"]),
         None if c["validity"] in VALIDITIES else f"validity: one of {', '.join(VALIDITIES)}",
         None if re.fullmatch(r"[a-z]{2,3}", c["language"] or "") else
         "language: a two- or three-letter code such as en",
         _int_problem("max calls", c["max_calls"], 1, 1000),
         None if c["billing"] in BILLINGS else "billing: prepaid or postpaid",
-        _money_problem("credit limit", c["credit_limit"]),
+        money_problem("credit limit", c["credit_limit"], c["currency"]),
         _int_problem("PIN length", c["pin_length"], 4, 12),
         None if c["kind"] in KINDS else "kind: card or voucher",
     ]
@@ -61,13 +72,24 @@ def problems(c: dict) -> list[str]:
         found.append(_int_problem("valid days", c["valid_days"], 1, 36500)
                      if c["valid_days"] is not None else
                      f"valid days: validity {c['validity']} needs --valid-days N")
-    if c["billing"] == "prepaid" and not _money_problem("x", c["credit_limit"]) \
-            and to_decimal(c["credit_limit"]) != 0:
+    if c["billing"] == "prepaid" and _amount(c["credit_limit"]) not in (None, 0):
         found.append("credit limit: only a postpaid category has one")
-    if c["kind"] == "voucher" and not _money_problem("x", c["face_value"]) \
-            and to_decimal(c["face_value"]) <= 0:
+    if c["kind"] == "voucher" and _amount(c["face_value"]) == 0:
         found.append("face value: a voucher category needs a face value above zero")
     return [p for p in found if p]
+
+
+def _currency_problem(code) -> str | None:
+    found = currencies.currency_problem(code)
+    return f"currency: {found}" if found else None
+
+
+def _amount(value):
+    """value as an amount, or None if it is none (money_problem says why)."""
+    try:
+        return operator_amount(value)
+    except MoneyError:
+        return None
 
 
 DEFAULTS = {"description": "", "face_value": "0", "currency": "USD", "validity": "none",
@@ -75,50 +97,105 @@ DEFAULTS = {"description": "", "face_value": "0", "currency": "USD", "validity":
             "billing": "prepaid", "credit_limit": "0", "pin_length": 4, "kind": "card"}
 
 
-def _checked(values: dict) -> dict:
+def _checked(cur, values: dict, tariff: str | None) -> dict:
+    """values, complete, with face value, credit limit and tariff_id as
+    stored; every problem at once as a CategoryError. tariff: a tariff's
+    name, NO_TARIFF, or None to keep the one values has."""
     found = problems(values)
+    name = values.get("tariff") if tariff is None else (tariff or None)
+    tariff_id = None
+    if name is not None:
+        currency = None if _currency_problem(values["currency"]) else values["currency"]
+        tariff_id, problem = card_tariffs.check(cur, name, currency, f"category {values['name']}")
+        found.append(problem)
+        if values["kind"] == "voucher":
+            found.append("tariff: a voucher category rates no calls; it has no tariff")
+    found = [p for p in found if p]
     if found:
         raise CategoryError("; ".join(found))
-    return dict(values, face_value=to_decimal(values["face_value"]),
-                credit_limit=to_decimal(values["credit_limit"]))
+    return dict(values, face_value=operator_amount(values["face_value"]),
+                credit_limit=operator_amount(values["credit_limit"]), tariff_id=tariff_id)
 
 
-def add(cur, name: str, **fields) -> dict:
-    values = _checked({**DEFAULTS, "name": name,
-                       **{k: v for k, v in fields.items() if v is not None}})
+def _given(fields: dict) -> dict:
+    return {k: v for k, v in fields.items() if v is not None and k in FIELDS}
+
+
+def add(cur, name: str, operator: str | None = None, tariff: str | None = None,
+        **fields) -> dict:
+    """A new category; tariff names the tariff of its cards that have none."""
+    values = _checked(cur, {**DEFAULTS, "name": name, **_given(fields)}, tariff or None)
     if show(cur, name):
         raise CategoryError(f"category {name} exists already; change it with "
                             "'kondge categories modify'")
-    cur.execute(f"INSERT INTO kondge.category ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('%(' + c + ')s' for c in COLUMNS)})", values)
-    return show(cur, name)
+    cur.execute(f"INSERT INTO kondge.category ({', '.join(COLUMNS)}, tariff_id) "
+                f"VALUES ({', '.join('%(' + c + ')s' for c in COLUMNS)}, %(tariff_id)s)", values)
+    added = show(cur, name)
+    audit.record(cur, audit.operator_name(operator), "add category", 1, {"category": name},
+                 {k: added[k] for k in FIELDS + ("tariff",)})
+    return added
 
 
-def modify(cur, name: str, **fields) -> dict:
+def modify(cur, name: str, operator: str | None = None, tariff: str | None = None,
+           **fields) -> dict:
+    """Change the fields given (None: unchanged); tariff NO_TARIFF takes the
+    tariff away. A category with cards keeps its currency and billing model."""
     current = show(cur, name, lock=True)
     if current is None:
         raise CategoryError(f"no category {name}; see 'kondge categories list'")
-    values = _checked({**current, **{k: v for k, v in fields.items() if v is not None}})
-    if values["kind"] != current["kind"] and in_use(cur, name):
+    values = _checked(cur, {**current, **_given(fields)}, tariff)
+    members = _members(cur, name)
+    if values["kind"] != current["kind"] and any(members.values()):
         raise CategoryError(f"category {name} has cards or vouchers: its kind cannot change")
-    cur.execute(f"UPDATE kondge.category SET {', '.join(f'{c} = %({c})s' for c in FIELDS)} "
-                "WHERE name = %(name)s", values)
-    return show(cur, name)
+    refused = [_fixed_problem(name, what, current[what], values[what], members)
+               for what in ("currency", "billing") if values[what] != current[what]]
+    refused = [r for r in refused if r]
+    if refused:
+        raise CategoryError("; ".join(refused))
+    cur.execute(f"UPDATE kondge.category SET {', '.join(f'{c} = %({c})s' for c in FIELDS)}, "
+                "tariff_id = %(tariff_id)s WHERE name = %(name)s", values)
+    changed = show(cur, name)
+    changes = {k: {"from": current[k], "to": changed[k]} for k in FIELDS + ("tariff",)
+               if current[k] != changed[k]}
+    audit.record(cur, audit.operator_name(operator), "modify category", 1, {"category": name},
+                 {"changes": changes})
+    return changed
 
 
-def in_use(cur, name: str) -> bool:
-    cur.execute("""SELECT EXISTS (SELECT 1 FROM kondge.card WHERE category = %(n)s)
-                       OR EXISTS (SELECT 1 FROM kondge.voucher WHERE category = %(n)s) AS used""",
+def _fixed_problem(name, what, old, new, members) -> str | None:
+    """A category's currency (with cards or vouchers) and billing model (with
+    cards) stay as they are: its cards and vouchers were sold so."""
+    held = [f"{n} {kind}" + ("s" if n != 1 else "") for kind, n in members.items()
+            if n and (kind == "card" or what == "currency")]
+    if not held:
+        return None
+    advice = (f"add a category in {new} for new cards ('kondge categories add ... "
+              f"--currency {new}')" if what == "currency" else
+              f"add a {new} category for new cards ('kondge categories add ... --billing {new}')")
+    return (f"category {name} has {' and '.join(held)}: its {what} cannot change from {old} "
+            f"to {new} (a card keeps its {what} for life); {advice}")
+
+
+def _members(cur, name: str) -> dict:
+    """{"card": how many, "voucher": how many} in the category."""
+    cur.execute("""SELECT (SELECT count(*) FROM kondge.card WHERE category = %(n)s) AS card,
+                          (SELECT count(*) FROM kondge.voucher WHERE category = %(n)s) AS voucher""",
                 {"n": name})
-    return cur.fetchone()["used"]
+    return dict(cur.fetchone())
 
 
-def show(cur, name: str, lock: bool = False) -> dict | None:
-    cur.execute(f"SELECT {', '.join(COLUMNS)} FROM kondge.category WHERE name = %s"
-                + (" FOR UPDATE" if lock else ""), (name,))
+SELECT = (f"SELECT {', '.join('c.' + col for col in COLUMNS)}, t.name AS tariff "
+          "FROM kondge.category c LEFT JOIN kondge.tariff t ON t.id = c.tariff_id")
+
+
+def show(cur, name: str, lock: bool = False, share: bool = False) -> dict | None:
+    """The category; lock: FOR UPDATE (to change it), share: FOR SHARE (to put
+    cards in it while nobody changes its currency or billing)."""
+    cur.execute(f"{SELECT} WHERE c.name = %s"
+                + (" FOR UPDATE OF c" if lock else " FOR SHARE OF c" if share else ""), (name,))
     return cur.fetchone()
 
 
 def all_categories(cur) -> list[dict]:
-    cur.execute(f"SELECT {', '.join(COLUMNS)} FROM kondge.category ORDER BY name")
+    cur.execute(f"{SELECT} ORDER BY c.name")
     return cur.fetchall()

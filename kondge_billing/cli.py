@@ -13,9 +13,9 @@ from pathlib import Path
 
 import psycopg2.extras
 
-from . import (audit, batches, callers, calls, cards, categories, config, gateways,
-               issuance, reports, sessions, stack, statements, vouchers, xlsx)
-from .money import to_decimal
+from . import (audit, batches, callers, calls, cards, categories, config, currencies,
+               gateways, issuance, reports, sessions, stack, statements, vouchers, xlsx)
+from .money import MoneyError, operator_amount, to_decimal
 from .tariffs import csv_import, diff, engine, resolve, schema, store
 from .tariffs.progress import Progress
 from .db import Database
@@ -185,9 +185,11 @@ def cmd_cards_add(args, s):
     key = _pin_key(s)
     card = _in_transaction(s, _refusing(cards.CardError, lambda cur: cards.add(
         cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
-        language=args.language, expires_at=args.expires, check_digit=s.card_check_digit)))
+        language=args.language, expires_at=args.expires, check_digit=s.card_check_digit,
+        tariff=args.tariff, operator=args.operator)))
+    tariff = f"tariff {card['tariff']}" if card["tariff"] else "no tariff of its own"
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
-                      f"category {card['category']}, language {card['language']}"])
+                      f"category {card['category']}, language {card['language']}, {tariff}"])
     return EXIT_OK
 
 
@@ -237,7 +239,9 @@ def _new_file(path_text, suffix):
 # --- categories -------------------------------------------------------------------
 
 def _category_fields(args) -> dict:
-    return {f: getattr(args, f) for f in categories.FIELDS}
+    fields = {f: getattr(args, f) for f in categories.FIELDS}
+    fields["tariff"] = categories.NO_TARIFF if getattr(args, "no_tariff", False) else args.tariff
+    return dict(fields, operator=args.operator)
 
 
 def cmd_categories_add(args, s):
@@ -259,7 +263,7 @@ def cmd_categories_list(args, s):
     rows = _in_transaction(s, categories.all_categories)
     emit(args, rows, table(rows, ["name", "kind", "face_value", "currency", "validity",
                                   "valid_until", "valid_days", "language", "max_calls",
-                                  "billing", "credit_limit", "pin_length"]))
+                                  "billing", "credit_limit", "pin_length", "tariff"]))
     return EXIT_OK
 
 
@@ -282,7 +286,7 @@ def cmd_cards_issue(args, s):
     def work(cur):
         batch = issuance.issue(cur, key, args.category, args.count, args.batch, operator,
                                number_length=args.number_length, active=not args.inactive,
-                               progress=progress)
+                               progress=progress, tariff=args.tariff)
         # Written inside the transaction: if the file cannot be written,
         # no card exists whose PIN nobody has seen.
         bar = progress("writing", batch["count"])
@@ -353,7 +357,7 @@ def cmd_cards_move(args, s):
 def cmd_cards_topup(args, s):
     op_id = args.operation_id or batches.new_operation_id()
     code = _batch_change(args, s, lambda cur, sel, op: batches.top_up(
-        cur, sel, op, args.amount, args.currency.upper(), op_id))
+        cur, sel, op, args.amount, args.currency, op_id))
     if not args.json:
         print(f"operation id {op_id}: repeating the command with --operation-id {op_id} "
               "credits nobody twice")
@@ -766,6 +770,22 @@ def cmd_rate(args, s):
 
 # --- parser ------------------------------------------------------------------------
 
+def _amount(text):
+    """An amount an operator typed (money.operator_amount); else wrong usage (exit 2)."""
+    try:
+        return operator_amount(text)
+    except MoneyError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _currency(text):
+    """An active ISO 4217 code in capitals (currencies.py); else wrong usage (exit 2)."""
+    problem = currencies.currency_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def _datetime(text):
     try:
         value = datetime.fromisoformat(text)
@@ -875,11 +895,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="4 to 20 digits, the last a Luhn check digit (unless "
                         "KONDGE_CARD_CHECK_DIGIT=none)")
     p.add_argument("--pin", required=True, help="1 to 16 digits; stored only as a keyed hash")
-    p.add_argument("--balance", required=True, help="opening balance, e.g. 10.00")
-    p.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
-    p.add_argument("--category", default="standard", help="card category (default standard)")
+    p.add_argument("--balance", required=True, type=_amount,
+                   help="opening balance, a plain decimal such as 10.00 (at most 12 digits "
+                        "before the point and the currency's decimals after it)")
+    p.add_argument("--currency", required=True, type=_currency,
+                   help="ISO 4217 code in capitals, e.g. USD: the category's currency")
+    p.add_argument("--category", default="standard",
+                   help="card category (default standard), in the card's currency")
     p.add_argument("--language", default="en", help="prompt language (default en)")
     p.add_argument("--expires", type=_datetime, help="expiry date/time (ISO 8601)")
+    p.add_argument("--tariff", help="the card's own tariff (its name; every version in the "
+                                    "card's currency)")
+    _operator_option(p)
     p = command(crd, "show", cmd_cards_show, "show one card")
     p.add_argument("number")
 
@@ -907,6 +934,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digits of a card number, check digit included (8-20, default 12)")
     p.add_argument("--inactive", action="store_true",
                    help="issue them inactive: refused (code 7) until 'kondge cards activate'")
+    p.add_argument("--tariff", help="the cards' own tariff (its name; every version in the "
+                                    "category's currency)")
     _operator_option(p)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show a progress bar on stderr (default: when stderr is a terminal)")
@@ -927,8 +956,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(crd, "topup", cmd_cards_topup,
                 "credit each selected card once (a ledger entry keyed by the operation id)")
     _selection_options(p, vouchers=False)
-    p.add_argument("--amount", required=True, help="credit per card, e.g. 5.00")
-    p.add_argument("--currency", required=True, help="the cards' currency, e.g. USD")
+    p.add_argument("--amount", required=True, type=_amount,
+                   help="credit per card, a plain decimal such as 5.00")
+    p.add_argument("--currency", required=True, type=_currency,
+                   help="the cards' currency, ISO 4217 in capitals, e.g. USD")
     p.add_argument("--operation-id",
                    help="what makes this top-up unique: the same id again credits nobody "
                         "twice (default: a new id, printed)")
@@ -962,9 +993,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="e.g. usd-10")
     _category_options(p)
     p = command(cat, "modify", cmd_categories_modify,
-                "change a category (only the options given; issued cards keep their expiry)")
+                "change a category (only the options given; issued cards keep their expiry; "
+                "a category with cards keeps its currency and billing)")
     p.add_argument("name")
-    _category_options(p)
+    _category_options(p, modify=True)
     command(cat, "list", cmd_categories_list, "list the categories")
     p = command(cat, "show", cmd_categories_show, "show one category")
     p.add_argument("name")
@@ -1062,12 +1094,14 @@ def _selection_options(p, vouchers=True):
     _operator_option(p)
 
 
-def _category_options(p):
+def _category_options(p, modify=False):
     p.add_argument("--description", help="free text")
     p.add_argument("--kind", choices=categories.KINDS,
                    help="card (calling cards, the default) or voucher (recharge vouchers)")
-    p.add_argument("--face-value", help="value of a new card, e.g. 10.00 (default 0)")
-    p.add_argument("--currency", help="ISO 4217 code (default USD)")
+    p.add_argument("--face-value", type=_amount,
+                   help="value of a new card, a plain decimal such as 10.00 (default 0)")
+    p.add_argument("--currency", type=_currency,
+                   help="ISO 4217 code in capitals (default USD); fixed once it has cards")
     p.add_argument("--validity", choices=categories.VALIDITIES,
                    help="none (default); fixed (--valid-until); after-first-use or "
                         "after-issue (--valid-days)")
@@ -1075,9 +1109,19 @@ def _category_options(p):
     p.add_argument("--valid-days", type=int, help="days of validity")
     p.add_argument("--language", help="prompt language, e.g. en (default en)")
     p.add_argument("--max-calls", type=int, help="simultaneous calls allowed (default 1)")
-    p.add_argument("--billing", choices=categories.BILLINGS, help="prepaid (default) or postpaid")
-    p.add_argument("--credit-limit", help="a postpaid card's credit limit, e.g. 50.00")
+    p.add_argument("--billing", choices=categories.BILLINGS,
+                   help="prepaid (default) or postpaid; fixed once it has cards")
+    p.add_argument("--credit-limit", type=_amount,
+                   help="a postpaid card's credit limit, a plain decimal such as 50.00")
     p.add_argument("--pin-length", type=int, help="digits of a PIN, 4-12 (default 4)")
+    tariff = p.add_mutually_exclusive_group() if modify else p
+    tariff.add_argument("--tariff", help="the tariff of its cards that have none of their own "
+                                         "(its name; every version in the category's currency)")
+    if modify:
+        tariff.add_argument("--no-tariff", action="store_true",
+                            help="take the category's tariff away (its cards without one of "
+                                 "their own use the default tariff)")
+    _operator_option(p)
 
 
 def _cdr_filters(p):

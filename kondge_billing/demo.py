@@ -44,7 +44,7 @@ def load(cur, pin_key: bytes) -> list[str]:
              "increment 6 s; per minute 1 -> 0.02, 44 -> 0.05, 4470-4479 -> 0.15; other destinations refused",
              "access numbers: " + ", ".join(n for n, _ in DEMO_ACCESS_NUMBERS)]
     for number, pin, balance, status, language in DEMO_CARDS:
-        cards.add(cur, pin_key, number, pin, balance, "USD", language=language)
+        cards.add(cur, pin_key, number, pin, balance, "USD", language=language, operator="demo")
         if status != "active":
             cur.execute("UPDATE kondge.card SET status = %s WHERE number = %s", (status, number))
         lines.append(f"card {number} PIN {pin}: {balance} USD, {status}, language {language}")

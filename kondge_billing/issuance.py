@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from . import audit, categories
+from . import audit, card_tariffs, categories, currencies
 from .pins import pin_hash
 from .progress import Progress
 
@@ -110,9 +110,10 @@ def _stage(cur, key, count, number_length, pin_length, progress) -> dict:
 
 INSERT_CARDS = """
 INSERT INTO kondge.card (number, pin_hash, balance, currency, category, language,
-                         expires_at, status, activated_at, batch_id)
+                         expires_at, status, activated_at, batch_id, tariff_id)
 SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(language)s,
-       %(expires)s, %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s
+       %(expires)s, %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s,
+       %(tariff_id)s
   FROM issue_new
 """
 OPENING_ENTRIES = """
@@ -129,13 +130,43 @@ SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(expires)s,
 """
 
 
+def _category_problems(category: dict) -> list[str]:
+    """What a category made before its values were checked may still hold."""
+    name, currency = category["name"], category["currency"]
+    found = [currencies.currency_problem(currency),
+             categories.money_problem("face value", category["face_value"], currency)]
+    return [f"category {name}: {p}; it issues nothing until it is fixed "
+            "('kondge categories modify', or a new category)" for p in found if p]
+
+
+def _tariff_id(cur, category: dict, tariff: str | None) -> int | None:
+    """The id of the tariff the batch's cards get as their own (None: none)."""
+    if tariff is None:
+        return None
+    if category["kind"] != "card":
+        raise IssueError("--tariff: vouchers rate no calls; they have no tariff")
+    tariff_id, problem = card_tariffs.check(cur, tariff, category["currency"],
+                                            f"category {category['name']}")
+    if problem:
+        raise IssueError(problem)
+    return tariff_id
+
+
 def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | None,
           operator: str, number_length: int = DEFAULT_NUMBER_LENGTH, active: bool = True,
-          now: datetime | None = None, progress=Progress) -> dict:
-    """Issue a batch in the caller's transaction; return it with its pieces."""
-    category = categories.show(cur, category_name)
+          now: datetime | None = None, progress=Progress, tariff: str | None = None) -> dict:
+    """Issue a batch in the caller's transaction; return it with its pieces.
+
+    The cards get the category's currency and face value; tariff, if given,
+    is their own tariff (in that currency). The category stays locked FOR
+    SHARE until commit, so its currency and billing cannot change meanwhile."""
+    category = categories.show(cur, category_name, share=True)
     if category is None:
         raise IssueError(f"no category {category_name}; add it with 'kondge categories add'")
+    problems = _category_problems(category)
+    if problems:
+        raise IssueError("; ".join(problems))
+    tariff_id = _tariff_id(cur, category, tariff)
     if not 1 <= count <= MAX_BATCH:
         raise IssueError(f"count: from 1 to {MAX_BATCH:,}")
     if number_length not in NUMBER_LENGTHS:
@@ -160,7 +191,7 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
     bar.finish()
     values = {"value": category["face_value"], "currency": category["currency"],
               "category": category_name, "language": category["language"],
-              "expires": expires, "batch_id": batch_id,
+              "expires": expires, "batch_id": batch_id, "tariff_id": tariff_id,
               "batch": batch_name, "status": "active" if active else "inactive"}
     table = "card" if category["kind"] == "card" else "voucher"
     if table == "card":
@@ -174,9 +205,10 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
     audit.record(cur, operator, f"issue {category['kind']}s", len(pieces),
                  {"batch": batch_name}, {"category": category_name,
                                          "face_value": category["face_value"],
-                                         "currency": category["currency"]})
+                                         "currency": category["currency"], "tariff": tariff})
     return {"batch": batch_name, "batch_id": batch_id, "kind": category["kind"],
             "category": category_name, "count": len(pieces), "validity": category["validity"],
+            "tariff": tariff,
             "face_value": category["face_value"], "currency": category["currency"],
             "expires_at": values["expires"], "status": values["status"], "pieces": pieces}
 

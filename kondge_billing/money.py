@@ -3,6 +3,7 @@
 Floats are refused outright: a float has already lost the exact value.
 """
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 ROUNDING_MODES = {"up": ROUND_UP, "half-up": ROUND_HALF_UP, "down": ROUND_DOWN}
@@ -32,6 +33,58 @@ def to_decimal(value) -> Decimal:
     if not result.is_finite():
         raise MoneyError(f"not a finite amount: {value!r}")
     return result
+
+
+#: the most digits an operator may give before and after the point
+MAX_INTEGER_DIGITS = 12
+MAX_DECIMALS = 8
+_TYPED = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?", re.ASCII)
+TYPED_FORM = (f"a plain decimal such as 10.00: digits, at most {MAX_INTEGER_DIGITS} before "
+              f"the point and {MAX_DECIMALS} after it")
+
+
+def operator_amount(value) -> Decimal:
+    """An amount an operator typed: a balance, a face value, a credit limit,
+    a top-up, a voucher's value. The one door such amounts come in by.
+
+    A plain decimal: an optional '-', 1 to 12 digits, optionally '.' and 1
+    to 8 digits; spaces around it are dropped. No exponent (1e400), no NaN
+    or Infinity, no '+', no '_' or thousands separator, no digits of other
+    scripts, no negative zero. A Decimal or int is held to the same bounds
+    (trailing zeros after the point do not count). Whether a negative amount
+    or zero is allowed is the caller's rule."""
+    if isinstance(value, (float, bool)) or not isinstance(value, (str, int, Decimal)):
+        raise MoneyError(f"not an amount: {_shown(value)}; {TYPED_FORM}")
+    text = value.strip() if isinstance(value, str) else _plain_text(value)
+    match = _TYPED.fullmatch(text)
+    if not match:
+        raise MoneyError(f"{_shown(value)} is not {TYPED_FORM} (no exponent, no '+', "
+                         "no spaces or separators)")
+    sign, whole, fraction = match.groups()
+    if len(whole) > MAX_INTEGER_DIGITS:
+        raise MoneyError(f"{_shown(value)} has more than {MAX_INTEGER_DIGITS} digits before "
+                         "the point")
+    if fraction and len(fraction) > MAX_DECIMALS:
+        raise MoneyError(f"{_shown(value)} has more than {MAX_DECIMALS} digits after the point")
+    amount = Decimal(text)
+    if isinstance(value, Decimal) and -MAX_DECIMALS <= value.as_tuple().exponent <= 0:
+        amount = value                                  # as it was written: 10.00 stays 10.00
+    if sign and not amount:
+        raise MoneyError(f"{_shown(value)} is a negative zero; write 0")
+    return amount
+
+
+def _plain_text(number) -> str:
+    """A Decimal or int in fixed point, without trailing zeros after the point."""
+    if isinstance(number, Decimal) and not number.is_finite():
+        return str(number)
+    text = format(number, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _shown(value) -> str:
+    text = repr(str(value) if isinstance(value, Decimal) else value)
+    return text if len(text) <= 40 else text[:36] + "...'"
 
 
 def quantum(decimals: int) -> Decimal:

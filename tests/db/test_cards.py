@@ -443,3 +443,254 @@ def test_voucher_batches_are_activated_like_cards(shop, pin_key):
         tx(shop, lambda cur: batches.top_up(cur, sel, OP, "1", "USD", "op-v"))
     shown = shop.run(lambda cur: cards.show(cur, card.number))
     assert shown["serial"] == card.serial and shown["batch"] is not None
+
+
+# --- what would later bill a call wrongly is refused -------------------------------------
+
+EXAMPLE_TARIFF = demo.DEMO_TARIFF_FILE.parent / "example.yaml"      # tariff intl, in EUR
+
+
+def card_state(db, numbers):
+    """Everything a refused change must leave as it was: the cards and their ledger."""
+    return (rows(db, "SELECT number, category, currency, balance, tariff_id, status "
+                     "FROM kondge.card WHERE number = ANY(%s) ORDER BY number", list(numbers)),
+            rows(db, "SELECT l.* FROM kondge.ledger_entry l JOIN kondge.card c "
+                     "ON c.id = l.card_id WHERE c.number = ANY(%s) ORDER BY l.id", list(numbers)))
+
+
+def audited(db, action):
+    return rows(db, "SELECT * FROM kondge.audit_log WHERE action = %s ORDER BY id", action)
+
+
+def test_a_move_into_another_currency_is_refused_and_changes_nothing(shop, pin_key, billing):
+    add_category(shop, "eur-post", face_value="10", currency="EUR", billing="postpaid",
+                 credit_limit="50")
+    numbers = [p.number for p in issue(shop, pin_key, "usd-10", 3, "usd3")["pieces"]]
+    before = card_state(shop, numbers)
+    with pytest.raises(batches.BatchError) as err:
+        tx(shop, lambda cur: batches.move(cur, Selection(batch="usd3"), OP, "eur-post"))
+    message = str(err.value)
+    assert "3 selected cards (category usd-10) are in USD" in message
+    assert "category eur-post is in EUR" in message and "keeps its currency" in message
+    assert "issue new cards in eur-post" in message and "nothing was moved" in message
+    assert card_state(shop, numbers) == before
+    assert audited(shop, "move") == []
+    assert mismatches(shop) == []
+
+
+def test_a_move_into_another_billing_model_is_refused(shop, pin_key):
+    add_category(shop, "usd-post", currency="USD", billing="postpaid", credit_limit="50")
+    add_category(shop, "usd-other", face_value="20", currency="USD")
+    numbers = [p.number for p in issue(shop, pin_key, "usd-10", 2, "b2")["pieces"]]
+    before = card_state(shop, numbers)
+    with pytest.raises(batches.BatchError, match="2 selected cards .* are prepaid, category "
+                                                 "usd-post is postpaid: a card keeps its billing"):
+        tx(shop, lambda cur: batches.move(cur, Selection(batch="b2"), OP, "usd-post"))
+    assert card_state(shop, numbers) == before
+    # within one currency and billing model a move is what it was
+    assert tx(shop, lambda cur: batches.move(cur, Selection(batch="b2"), OP,
+                                             "usd-other"))["changed"] == 2
+    assert audited(shop, "move")[0]["details"]["to"] == "usd-other"
+
+
+def test_one_card_that_may_not_move_stops_the_whole_move(shop, pin_key):
+    add_category(shop, "eur-5", face_value="5", currency="EUR")
+    add_category(shop, "eur-6", face_value="6", currency="EUR")
+    usd = issue(shop, pin_key, "usd-10", 2, "u2")["pieces"]
+    eur = issue(shop, pin_key, "eur-5", 2, "e2")["pieces"]
+    numbers = [p.number for p in usd + eur]
+    before = card_state(shop, numbers)
+    with pytest.raises(batches.BatchError, match="2 selected cards .* in USD"):
+        tx(shop, lambda cur: batches.move(cur, Selection(numbers=tuple(numbers)), OP, "eur-6"))
+    assert card_state(shop, numbers) == before
+
+
+def test_vouchers_move_only_within_their_currency(shop, pin_key):
+    add_category(shop, "refill-eur", face_value="5", currency="EUR", kind="voucher")
+    issue(shop, pin_key, "refill-5", 1, "v1")
+    with pytest.raises(batches.BatchError, match="1 selected voucher .* is in USD"):
+        tx(shop, lambda cur: batches.move(cur, Selection(batch="v1", kind="voucher"), OP,
+                                          "refill-eur"))
+
+
+def test_a_category_with_cards_keeps_its_currency_and_billing(shop, pin_key):
+    issue(shop, pin_key, "usd-10", 3)
+    for change, says in (({"currency": "EUR"}, "its currency cannot change from USD to EUR"),
+                         ({"billing": "postpaid", "credit_limit": "5"},
+                          "its billing cannot change from prepaid to postpaid")):
+        with pytest.raises(categories.CategoryError) as err:
+            tx(shop, lambda cur: categories.modify(cur, "usd-10", **change))
+        assert "category usd-10 has 3 cards" in str(err.value) and says in str(err.value)
+    assert shop.run(lambda cur: categories.show(cur, "usd-10"))["currency"] == "USD"
+    issue(shop, pin_key, "refill-5", 2)
+    with pytest.raises(categories.CategoryError, match="refill-5 has 2 vouchers: its currency"):
+        tx(shop, lambda cur: categories.modify(cur, "refill-5", currency="EUR"))
+    # anything else still changes, and an empty category changes currency and billing
+    assert tx(shop, lambda cur: categories.modify(cur, "usd-10", face_value="12.00",
+                                                  operator=OP))["face_value"] == Decimal("12.00")
+    add_category(shop, "empty")
+    changed = tx(shop, lambda cur: categories.modify(cur, "empty", currency="EUR",
+                                                     billing="postpaid", credit_limit="5"))
+    assert (changed["currency"], changed["billing"]) == ("EUR", "postpaid")
+
+
+def test_a_card_is_added_only_into_a_calling_card_category_of_its_currency(shop, pin_key):
+    add_category(shop, "eur-5", face_value="5", currency="EUR")
+    for category, says in (("usd-10", "category: usd-10 is in USD, the card in EUR"),
+                           ("refill-5", "category: refill-5 is for recharge vouchers"),
+                           ("nope", "category: no category nope")):
+        with pytest.raises(cards.CardError, match=says):
+            tx(shop, lambda cur: cards.add(cur, pin_key, "3000000004", "1234", "5", "EUR",
+                                           category=category))
+    card = tx(shop, lambda cur: cards.add(cur, pin_key, "3000000004", "1234", "5", "EUR",
+                                          category="eur-5"))
+    assert (card["category"], card["currency"]) == ("eur-5", "EUR")
+
+
+@pytest.mark.parametrize("currency, says", [
+    ("usd", "'usd': ISO 4217 codes are written in capitals: USD"),
+    ("XYZ", "'XYZ' is no active ISO 4217 currency code"),
+    ("XAU", "XAU is an ISO 4217 code without minor units"),
+])
+def test_a_currency_is_an_active_iso_4217_code_in_capitals(shop, pin_key, currency, says):
+    with pytest.raises(cards.CardError, match=says):
+        tx(shop, lambda cur: cards.add(cur, pin_key, "3000000004", "1234", "5", currency))
+    with pytest.raises(categories.CategoryError, match=says):
+        add_category(shop, "odd", currency=currency)
+    with pytest.raises(categories.CategoryError, match=says):
+        tx(shop, lambda cur: categories.modify(cur, "refill-5", currency=currency))
+    issue(shop, pin_key, "usd-10", 1, "one")
+    with pytest.raises(batches.BatchError, match=says):
+        tx(shop, lambda cur: batches.top_up(cur, Selection(batch="one"), OP, "1", currency,
+                                            "op-c"))
+    assert rows(shop, "SELECT * FROM kondge.card WHERE currency <> 'USD'") == []
+
+
+def test_a_category_made_before_the_checks_issues_nothing(shop, pin_key):
+    shop.run(lambda cur: cur.execute(
+        "INSERT INTO kondge.category (name, currency, face_value) VALUES "
+        "('legacy', 'XYZ', 1), ('legacy-2', 'USD', 1e30)"))
+    with pytest.raises(issuance.IssueError, match="category legacy: 'XYZ' is no active"):
+        issue(shop, pin_key, "legacy", 1)
+    with pytest.raises(issuance.IssueError, match="legacy-2: face value: .* more than 12 digits"):
+        issue(shop, pin_key, "legacy-2", 1)
+    assert rows(shop, "SELECT * FROM kondge.batch") == []
+
+
+@pytest.mark.parametrize("typed, says", [
+    ("1e400", "not a plain decimal"),
+    ("NaN", "not a plain decimal"),
+    ("Infinity", "not a plain decimal"),
+    ("-0", "negative zero"),
+    ("-0.00", "negative zero"),
+    ("0." + "0" * 29 + "1", "more than 8 digits after the point"),
+    ("1234567890123", "more than 12 digits before the point"),
+    ("10.005", "finer than USD allows"),
+    ("-1", "must not be negative"),
+])
+def test_absurd_amounts_are_refused_everywhere(shop, pin_key, typed, says):
+    with pytest.raises(cards.CardError, match=f"balance: .*{says}"):
+        tx(shop, lambda cur: cards.add(cur, pin_key, "3000000004", "1234", typed, "USD"))
+    with pytest.raises(categories.CategoryError, match=f"face value: .*{says}"):
+        add_category(shop, "odd", face_value=typed)
+    with pytest.raises(categories.CategoryError, match=f"credit limit: .*{says}"):
+        add_category(shop, "odd", billing="postpaid", credit_limit=typed)
+    with pytest.raises(categories.CategoryError, match=f"face value: .*{says}"):
+        add_category(shop, "odd", kind="voucher", face_value=typed)
+    issue(shop, pin_key, "usd-10", 1, "one")
+    before = card_state(shop, [c["number"] for c in rows(shop, "SELECT number FROM kondge.card")])
+    expected = "above zero" if typed.startswith("-1") else says
+    with pytest.raises(batches.BatchError, match=f"--amount: .*{expected}"):
+        tx(shop, lambda cur: batches.top_up(cur, Selection(batch="one"), OP, typed, "USD",
+                                            "op-a"))
+    assert card_state(shop, [c["number"] for c in
+                             rows(shop, "SELECT number FROM kondge.card")]) == before
+    assert [c["name"] for c in shop.run(categories.all_categories)] == [
+        "refill-5", "standard", "usd-10"]
+
+
+def test_an_amount_is_kept_exactly_as_typed(shop, pin_key):
+    card = tx(shop, lambda cur: cards.add(cur, pin_key, "3000000004", "1234",
+                                          "123456789012.10", "USD"))
+    assert card["balance"] == Decimal("123456789012.10") == card["ledger_sum"]
+    add_category(shop, "jpy", currency="JPY", face_value="1000.00")
+    assert issue(shop, pin_key, "jpy", 1)["face_value"] == Decimal("1000")
+
+
+# --- tariffs of cards and categories ------------------------------------------------------
+
+@pytest.fixture
+def tariffs(shop):
+    """The demo tariff (USD, the default) and the example tariff intl (EUR)."""
+    shop.run(lambda cur: demo.load_tariff_file(cur, EXAMPLE_TARIFF))
+    add_category(shop, "eur-5", face_value="5.00", currency="EUR")
+    return shop
+
+
+def test_a_card_gets_a_tariff_of_its_currency(tariffs, pin_key):
+    def add(number, currency, tariff, category="standard"):
+        return tx(tariffs, lambda cur: cards.add(cur, pin_key, number, "1234", "5", currency,
+                                                 category=category, tariff=tariff, operator=OP))
+    with pytest.raises(cards.CardError, match="tariff: no tariff named 'nope'"):
+        add("3000000004", "USD", "nope")
+    with pytest.raises(cards.CardError, match="tariff: intl prices in EUR, card 3000000004 is "
+                                              "in USD; name a tariff in USD"):
+        add("3000000004", "USD", "intl")
+    assert rows(tariffs, "SELECT * FROM kondge.card WHERE number = '3000000004'") == []
+    card = add("3000000004", "EUR", "intl", category="eur-5")
+    assert (card["tariff"], card["category_tariff"]) == ("intl", None)
+    assert one(tariffs, "SELECT t.name FROM kondge.card c JOIN kondge.tariff t "
+                        "ON t.id = c.tariff_id WHERE c.number = '3000000004'")["name"] == "intl"
+    assert add("3000000012", "USD", None)["tariff"] is None
+    entry = audited(tariffs, "add card")[-2]
+    assert entry["operator"] == OP and entry["selection"] == {"numbers": ["3000000004"]}
+    assert entry["details"] == {"balance": "5", "currency": "EUR", "category": "eur-5",
+                                "tariff": "intl"}
+
+
+def test_a_category_names_a_tariff_of_its_currency(tariffs, pin_key):
+    with pytest.raises(categories.CategoryError, match="tariff: intl prices in EUR, category "
+                                                       "usd-x is in USD"):
+        add_category(tariffs, "usd-x", currency="USD", tariff="intl")
+    with pytest.raises(categories.CategoryError, match="tariff: no tariff named 'nope'"):
+        add_category(tariffs, "usd-x", tariff="nope")
+    with pytest.raises(categories.CategoryError, match="voucher category rates no calls"):
+        add_category(tariffs, "v-x", kind="voucher", face_value="1", tariff="demo")
+    added = add_category(tariffs, "eur-intl", currency="EUR", tariff="intl", operator=OP)
+    assert added["tariff"] == "intl"
+    assert [c["tariff"] for c in tariffs.run(categories.all_categories)
+            if c["name"] == "eur-intl"] == ["intl"]
+    number = issue(tariffs, pin_key, "eur-intl", 1)["pieces"][0].number
+    shown = tariffs.run(lambda cur: cards.show(cur, number))
+    assert (shown["tariff"], shown["category_tariff"]) == (None, "intl")
+    # its currency cannot leave its tariff behind (even with no cards), nor a tariff come in
+    # that prices in another currency
+    add_category(tariffs, "empty-eur", currency="EUR", tariff="intl")
+    with pytest.raises(categories.CategoryError, match="intl prices in EUR, category "
+                                                       "empty-eur is in USD"):
+        tx(tariffs, lambda cur: categories.modify(cur, "empty-eur", currency="USD"))
+    moved = tx(tariffs, lambda cur: categories.modify(cur, "empty-eur", currency="USD",
+                                                      tariff="demo", operator=OP))
+    assert (moved["currency"], moved["tariff"]) == ("USD", "demo")
+    gone = tx(tariffs, lambda cur: categories.modify(cur, "empty-eur",
+                                                     tariff=categories.NO_TARIFF, operator=OP))
+    assert gone["tariff"] is None
+    log = audited(tariffs, "modify category")
+    assert [e["details"]["changes"] for e in log[-2:]] == [
+        {"currency": {"from": "EUR", "to": "USD"}, "tariff": {"from": "intl", "to": "demo"}},
+        {"tariff": {"from": "demo"}}]
+    assert audited(tariffs, "add category")[-1]["details"]["tariff"] == "intl"
+
+
+def test_issued_cards_get_the_tariff_asked_for(tariffs, pin_key):
+    with pytest.raises(issuance.IssueError, match="intl prices in EUR, category usd-10 is in USD"):
+        issue(tariffs, pin_key, "usd-10", 2, "t-usd", tariff="intl")
+    with pytest.raises(issuance.IssueError, match="vouchers rate no calls"):
+        issue(tariffs, pin_key, "refill-5", 2, "t-v", tariff="demo")
+    assert rows(tariffs, "SELECT * FROM kondge.batch") == []
+    batch = issue(tariffs, pin_key, "eur-5", 2, "t-eur", tariff="intl")
+    assert batch["tariff"] == "intl"
+    got = rows(tariffs, "SELECT DISTINCT t.name FROM kondge.card c JOIN kondge.tariff t "
+                        "ON t.id = c.tariff_id WHERE c.batch_id = %s", batch["batch_id"])
+    assert [g["name"] for g in got] == ["intl"]
+    assert audited(tariffs, "issue cards")[-1]["details"]["tariff"] == "intl"

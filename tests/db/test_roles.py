@@ -88,9 +88,10 @@ def test_operator_does_the_card_work_end_to_end(world, dsn, pin_key):
     quiet = factory(False)
     try:
         run = operator.transaction
-        run(lambda cur: categories.add(cur, "usd-10", face_value="10.00", currency="USD"))
+        run(lambda cur: categories.add(cur, "usd-10", face_value="10.00", currency="USD",
+                                       operator="olga"))
         run(lambda cur: categories.add(cur, "refill-5", face_value="5.00", currency="USD",
-                                       kind="voucher"))
+                                       kind="voucher", operator="olga"))
         card = run(lambda cur: issuance.issue(cur, pin_key, "usd-10", 3, None, "olga",
                                               progress=quiet))["pieces"][0]
         voucher = run(lambda cur: issuance.issue(cur, pin_key, "refill-5", 1, None, "olga",
@@ -103,7 +104,25 @@ def test_operator_does_the_card_work_end_to_end(world, dsn, pin_key):
         stats = operator.run(lambda cur: reports.card_stats(cur, by="category"))
         assert any(r["group"] == "usd-10" and r["issued"] == 3 for r in stats)
         audit = world.run(lambda cur: (cur.execute(
-            "SELECT DISTINCT operator FROM kondge.audit_log"), cur.fetchall())[1])
-        assert [a["operator"] for a in audit] == ["olga"]
+            "SELECT DISTINCT operator FROM kondge.audit_log ORDER BY 1"), cur.fetchall())[1])
+        assert [a["operator"] for a in audit] == ["demo", "olga"]     # demo: the demo cards
+    finally:
+        operator.close()
+
+
+def test_operator_names_tariffs_for_cards_and_categories(world, dsn, pin_key):
+    """Migration 0012's column needs no grant of its own."""
+    from kondge_billing import categories
+    operator = as_role(dsn, "kondge_operator")
+    try:
+        run = operator.transaction
+        added = run(lambda cur: categories.add(cur, "usd-demo", tariff="demo", operator="olga"))
+        card = run(lambda cur: cards.add(cur, pin_key, "1000000057", "4321", "5.00", "USD",
+                                         category="usd-demo", tariff="demo", operator="olga"))
+        assert (added["tariff"], card["tariff"], card["category_tariff"]) == ("demo",) * 3
+        gone = run(lambda cur: categories.modify(cur, "usd-demo", tariff=categories.NO_TARIFF,
+                                                 operator="olga"))
+        assert gone["tariff"] is None
+        assert [c["tariff"] for c in operator.run(categories.all_categories)] == [None, None]
     finally:
         operator.close()

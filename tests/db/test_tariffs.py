@@ -35,9 +35,11 @@ def world(db, pin_key):
     def setup(cur):
         demo.load(cur, pin_key)
         gateways.add(cur, "fra-1", "127.0.0.9", "f-secret", "cisco")
-        cur.execute("INSERT INTO kondge.category (name) VALUES ('gold')")
+        # a card is in its category's currency
+        cur.execute("INSERT INTO kondge.category (name, currency) VALUES ('gold', 'EUR'), "
+                    "('eur', 'EUR')")
         cards.add(cur, pin_key, "3000000004", "1111", "10.00", "EUR", category="gold")
-        cards.add(cur, pin_key, "3000000012", "2222", "10.00", "EUR")
+        cards.add(cur, pin_key, "3000000012", "2222", "10.00", "EUR", category="eur")
     db.run(setup)
     db.run(lambda cur: demo.load_tariff_file(cur, EXAMPLE))
     db.run(lambda cur: cur.execute("UPDATE kondge.card SET tariff_id = "

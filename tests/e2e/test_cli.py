@@ -30,8 +30,11 @@ def test_bad_gateway_reports_every_problem(service):
 
 
 def test_card_add_show_and_refusals(service):
+    # a card is in its category's currency (standard is in USD)
+    assert service.kondge("categories", "add", "cli-eur", "--currency", "EUR").returncode == 0
     r = service.kondge("cards", "add", "--number", "3000000004", "--pin", "4321",
-                       "--balance", "7.25", "--currency", "EUR", "--language", "fr", "--json")
+                       "--balance", "7.25", "--currency", "EUR", "--category", "cli-eur",
+                       "--language", "fr", "--json")
     assert r.returncode == 0, r.stderr
     card = json.loads(r.stdout)
     assert card["balance"] == "7.25" and card["currency"] == "EUR" and card["ledger_sum"] == "7.25"
