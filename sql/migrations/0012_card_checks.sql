@@ -1,9 +1,8 @@
 -- A category may name the tariff of its cards that have none of their own
 -- (card.tariff_id): the order is the card's own, the category's (this
 -- column), the default tariff. The card tools (kondge_billing/categories.py,
--- card_tariffs.py) hold it to the category's currency. The call path
--- (kondge.rating_context) does not read this column yet: until it does, a
--- card without a tariff of its own is rated with the default tariff.
+-- card_tariffs.py) hold it to the category's currency; the call path
+-- (sql/functions/radius_card.sql) prices by it.
 --
 -- No grant is needed: kondge_operator has INSERT and UPDATE on the whole of
 -- kondge.category and SELECT on kondge.tariff (sql/grants.sql); the

@@ -188,7 +188,7 @@ def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
     number = luhn_number()
 
     def new_card(cur):
-        cards.add(cur, pin_key, number, "1111", "1000.00", "EUR")
+        cards.add(cur, pin_key, number, "1111", "1000.00", "EUR", category="eur")
         cur.execute("""UPDATE kondge.card SET tariff_id = (SELECT id FROM kondge.tariff
                                                             WHERE name = 'intl')
                         WHERE number = %s""", (number,))
