@@ -76,14 +76,17 @@ SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, b.name A
    AND (%(destination)s::text IS NULL OR d.destination LIKE %(destination)s || '%%')
    AND (%(since)s::timestamptz IS NULL OR coalesce(d.connect_time, d.created_at) >= %(since)s)
    AND (%(until)s::timestamptz IS NULL OR coalesce(d.connect_time, d.created_at) < %(until)s)
+   AND (%(flag)s::text IS NULL OR %(flag)s = ANY (d.flags))
  ORDER BY d.id DESC LIMIT %(limit)s
 """
 
 
 def list_cdrs(cur, card_number: str | None = None, limit: int | None = 100, batch=None,
-              gateway=None, destination=None, since=None, until=None) -> list[dict]:
-    """The latest CDRs, newest first; every filter given must hold (destination: a prefix)."""
+              gateway=None, destination=None, since=None, until=None,
+              flag=None) -> list[dict]:
+    """The latest CDRs, newest first; every filter given must hold (destination: a
+    prefix; flag: one of the CDR's flags)."""
     cur.execute(LIST_CDRS, {"card": card_number, "batch": batch, "gateway": gateway,
                             "destination": destination, "since": since, "until": until,
-                            "limit": limit})
+                            "flag": flag, "limit": limit})
     return cur.fetchall()

@@ -427,7 +427,7 @@ def cmd_audit_list(args, s):
 def _cdrs(args, s, limit):
     return _in_transaction(s, lambda cur: calls.list_cdrs(
         cur, args.card, limit, batch=args.batch, gateway=args.gateway,
-        destination=args.destination, since=args.start, until=args.end))
+        destination=args.destination, since=args.start, until=args.end, flag=args.flag))
 
 
 def cmd_cdrs_list(args, s):
@@ -440,7 +440,8 @@ def cmd_cdrs_list(args, s):
 def cmd_gateways_modify(args, s):
     changes = {k: getattr(args, k) for k in (
         "country_code", "international_prefix", "national_prefix", "billed_leg",
-        "message_authenticator", "prepaid_billing_model") if getattr(args, k) is not None}
+        "message_authenticator", "prepaid_billing_model", "accounting_start")
+        if getattr(args, k) is not None}
     if args.language_map is not None:
         changes["language_map"] = args.language_map
     if not changes:
@@ -862,6 +863,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--billed-leg", choices=["originate", "answer"])
     p.add_argument("--message-authenticator", choices=["required", "optional"])
     p.add_argument("--prepaid-billing-model", type=int, choices=[0, 1])
+    p.add_argument("--accounting-start", choices=["setup", "answer"],
+                   help="what its accounting Start marks: setup (Cisco, Quintum: before "
+                        "the call rings) or answer (the server's time from Start to Stop "
+                        "is then talk time, used when a Stop reports none)")
 
     cal = group("callers", "caller numbers (ANI) bound to cards: they log in without a PIN")
     for name, func, text in (("bind", cmd_callers_bind, "bind caller numbers to a card"),
@@ -1131,6 +1136,9 @@ def _cdr_filters(p):
     p.add_argument("--destination", type=_digits, help="only destinations starting with these digits")
     p.add_argument("--from", dest="start", type=_datetime, help="connected at or after (ISO 8601)")
     p.add_argument("--to", dest="end", type=_datetime, help="connected before (ISO 8601)")
+    p.add_argument("--flag", help="only CDRs carrying this flag, e.g. no-authorisation, "
+                                  "overrun, duration-from-h323-times (see the README's "
+                                  "billing rules)")
 
 
 def _digits(text):

@@ -12,9 +12,9 @@
 -- Which call: the billed leg's records claim the call's hold (the
 -- authorisation) with their Acct-Session-Id: first the hold this session
 -- claimed, else the oldest unclaimed hold of the call identity, else (a
--- gateway that sent no h323-conf-id in its Access-Request) the oldest
--- unclaimed 'auth:' hold on the gateway for the same card and
--- destination. The hold, not the record, decides the card, destination
+-- gateway that sent no h323-conf-id in its Access-Request, or none in its
+-- accounting) the oldest unclaimed hold on the gateway for the same card
+-- and destination. The hold, not the record, decides the card, destination
 -- and price; what the record says that disagrees is flagged.
 -- Repeats: a Stop identical to the stored one (stop_digest), or a Start of
 -- a leg already started, changes nothing. A Stop that differs from a
@@ -89,6 +89,17 @@ BEGIN
     END IF;
 
     -- 2. a repeat, or a later record of a leg already stored
+    IF p_status = 'stop' AND EXISTS (
+           SELECT 1 FROM kondge.call_leg l
+            WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
+              AND l.acct_session_id = v_sess AND (v_leg IS NULL OR l.leg = v_leg)
+              AND l.stop_digest = p_digest) THEN
+        RETURN QUERY SELECT 'duplicate'::text, NULL::text, v_leg, v_flags,
+            NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
+            NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text,
+            NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
+        RETURN;
+    END IF;
     SELECT * INTO v_prev FROM kondge.call_leg l
      WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
        AND l.acct_session_id = v_sess AND (v_leg IS NULL OR l.leg = v_leg)
@@ -188,11 +199,14 @@ BEGIN
             END LOOP;
         END IF;
         IF v_hold.id IS NULL AND v_prev.id IS NULL THEN
-            -- a hold made without a call identity ('auth:…'), by card and destination
+            -- a hold made without a call identity ('auth:…'), or a record that
+            -- carries none (a gateway that sends no h323 attributes in its
+            -- accounting): by card and destination
             UPDATE kondge.reservation r SET acct_session_id = v_sess, call_id = p_call_id
              WHERE r.id = (
                    SELECT h.id FROM kondge.reservation h JOIN kondge.card c ON c.id = h.card_id
-                    WHERE h.gateway_id = p_gateway_id AND h.call_id LIKE 'auth:%'
+                    WHERE h.gateway_id = p_gateway_id
+                      AND (h.call_id LIKE 'auth:%' OR NOT p_has_conf)
                       AND h.acct_session_id IS NULL
                       AND (p_called IS NULL OR h.destination = p_called)
                       AND (c.number = p_card_number
@@ -206,8 +220,12 @@ BEGIN
         END IF;
         IF v_hold.id IS NOT NULL AND v_billed IS NULL THEN
             v_billed := true;
-            v_leg := CASE WHEN p_has_conf THEN p_billed_leg ELSE 'session' END;
-            v_flags := v_flags || ARRAY['leg-guessed'];
+            IF p_has_conf THEN
+                v_leg := p_billed_leg;
+                v_flags := v_flags || ARRAY['leg-guessed'];
+            ELSE
+                v_leg := 'session';     -- a session of its own that claims the hold
+            END IF;
         END IF;
     END IF;
     IF v_leg IS NULL THEN
@@ -325,7 +343,8 @@ BEGIN
 
     -- 6. a billed Stop: what the caller needs to price it
     IF v_hold.id IS NOT NULL THEN
-        RETURN QUERY SELECT 'price'::text, v_key, v_leg, v_flags, v_hold.id, v_hold.card_id,
+        RETURN QUERY SELECT 'price'::text, v_key, v_leg, v_flags || v_hold.flags, v_hold.id,
+            v_hold.card_id,
             (SELECT c.number FROM kondge.card c WHERE c.id = v_hold.card_id),
             v_hold.currency, v_hold.destination, v_hold.access_number, v_hold.category,
             v_hold.granted_seconds, v_hold.amount, v_hold.created_at,

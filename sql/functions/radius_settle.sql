@@ -85,12 +85,12 @@ BEGIN
     END IF;
 
     INSERT INTO kondge.cdr
-           (gateway_id, call_id, call_key, acct_session_id, card_id, card_number, caller,
+           (gateway_id, call_id, call_key, leg, acct_session_id, card_id, card_number, caller,
             destination, access_number, category, connect_time, disconnect_time, duration,
             session_time, disconnect_cause, tariff_version_id, plan_id, destination_id,
             rate_prefix, price_per_minute, cost, charge, uncollected, currency, flags,
             granted_seconds, authorised_at)
-    VALUES (p_gateway_id, p_call_id, p_call_key, p_acct_session_id, v_card.id,
+    VALUES (p_gateway_id, p_call_id, p_call_key, p_leg, p_acct_session_id, v_card.id,
             (SELECT c.number FROM kondge.card c WHERE c.id = p_card_id), p_caller,
             p_destination, p_access_number, p_category, p_connect, p_disconnect,
             coalesce(p_duration, 0), p_session_time, p_cause, p_version_id, p_plan_id,

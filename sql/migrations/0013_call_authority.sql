@@ -105,6 +105,7 @@ ALTER TABLE cdr RENAME COLUMN tariff_id TO tariff_version_id;
 COMMENT ON COLUMN cdr.tariff_version_id IS 'the tariff version that priced the call';
 ALTER TABLE cdr
     ADD COLUMN call_key text,
+    ADD COLUMN leg text,                      -- the leg billed
     ADD COLUMN acct_session_id text,
     ADD COLUMN access_number text,
     ADD COLUMN category text,
