@@ -6,7 +6,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kondge_billing import cards, demo
+from kondge_billing import calls, cards, demo
 from kondge_billing.db import Database
 from kondge_billing.pins import pin_hash
 from kondge_billing.tariffs import schema, store
@@ -126,3 +126,26 @@ def test_operator_names_tariffs_for_cards_and_categories(world, dsn, pin_key):
         assert [c["tariff"] for c in operator.run(categories.all_categories)] == [None, None]
     finally:
         operator.close()
+
+
+def test_the_call_path_cannot_credit_a_card_through_a_negative_cost(world, dsn):
+    radius = as_role(dsn, "kondge_radius")
+    try:
+        card_id = world.run(lambda cur: (cur.execute(
+            "SELECT id FROM kondge.card WHERE number = '1000000008'"), cur.fetchone())[1])["id"]
+        for cost, duration in (("-5.00", 60), ("1.00", -60)):
+            with pytest.raises(psycopg2.errors.CheckViolation):
+                radius.run(lambda cur: calls.settle(
+                    cur, gateway_id=1, call_key="neg", call_id="neg", leg="originate",
+                    acct_session_id="", hold_id=None, card_id=card_id, charge=True,
+                    user_name=None, caller=None, called=None, setup=None, connect=None,
+                    disconnect=None, session_time=60, duration=duration, cause=None, flags=[],
+                    digest="x", destination="447911123456", access_number=None,
+                    category=None, version_id=None, plan_id=None, destination_id=None,
+                    rate_prefix=None, price=None, cost=cost, currency="USD", granted=None,
+                    authorised_at=None))
+        balance = world.run(lambda cur: (cur.execute(
+            "SELECT balance FROM kondge.card WHERE id = %s", (card_id,)), cur.fetchone())[1])
+        assert balance["balance"] == 10
+    finally:
+        radius.close()
