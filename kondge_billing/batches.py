@@ -181,18 +181,13 @@ def new_operation_id() -> str:
     return "op-" + secrets.token_hex(8)
 
 
+# Every selected card once per operation id, through the one writer of money.
 TOP_UP = """
-WITH sel AS (
-    SELECT x.id, x.balance, x.currency FROM {table} x WHERE {where} FOR UPDATE),
-credit AS (
-    INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-    SELECT id, %(amount)s, 'refill', 'topup:' || %(op)s || ':' || id, balance + %(amount)s,
-           'top-up ' || %(op)s || ' by ' || %(operator)s
-      FROM sel
-    ON CONFLICT (key) DO NOTHING
-    RETURNING card_id, amount)
-UPDATE kondge.card c SET balance = c.balance + credit.amount
-  FROM credit WHERE c.id = credit.card_id
+WITH sel AS (SELECT x.id FROM {table} x WHERE {where} ORDER BY x.id)
+SELECT * FROM kondge.post_ledger(
+    ARRAY(SELECT id FROM sel), ARRAY(SELECT %(amount)s::numeric FROM sel), 'refill',
+    ARRAY(SELECT 'topup:' || %(op)s || ':' || id FROM sel),
+    'top-up ' || %(op)s || ' by ' || %(operator)s)
 """
 
 

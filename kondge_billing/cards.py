@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import audit, card_tariffs, categories, currencies
+from . import audit, ledger, card_tariffs, categories, currencies
 from .money import ZERO, operator_amount
 from .pins import pin_hash
 from .request import PIN, card_number_problem
@@ -128,18 +128,16 @@ def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
         raise CardError(f"card {number} exists already")
     amount = operator_amount(balance)
     cur.execute(
-        """WITH c AS (
-               INSERT INTO kondge.card (number, pin_hash, balance, currency, category,
-                                        language, expires_at, tariff_id)
-               VALUES (%(number)s, %(hash)s, %(amount)s, %(currency)s, %(category)s,
-                       %(language)s, %(expires)s, %(tariff_id)s)
-               RETURNING id, balance)
-           INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-           SELECT id, balance, 'issue', 'issue:' || %(number)s, balance, 'card issued' FROM c
-           RETURNING card_id""",
-        {"number": number, "hash": pin_hash(key, number, pin), "amount": amount,
-         "currency": currency, "category": category, "language": language,
-         "expires": expires_at, "tariff_id": tariff_id})
+        """INSERT INTO kondge.card (number, pin_hash, currency, category, language,
+                                    expires_at, tariff_id)
+           VALUES (%(number)s, %(hash)s, %(currency)s, %(category)s, %(language)s,
+                   %(expires)s, %(tariff_id)s)
+           RETURNING id""",
+        {"number": number, "hash": pin_hash(key, number, pin), "currency": currency,
+         "category": category, "language": language, "expires": expires_at,
+         "tariff_id": tariff_id})
+    ledger.post(cur, "issue", [(cur.fetchone()["id"], amount, f"issue:{number}")],
+                "card issued")
     audit.record(cur, audit.operator_name(operator), "add card", 1, {"numbers": [number]},
                  {"balance": amount, "currency": currency, "category": category,
                   "tariff": tariff})
@@ -179,22 +177,10 @@ def show(cur, number: str) -> dict | None:
 
 # Value left on an expired card leaves it through the ledger: one 'expiry'
 # entry per card and expiry date, so running it again changes nothing.
-EXPIRE = """
-WITH due AS (
-    SELECT id, balance, expires_at FROM kondge.card
-     WHERE expires_at <= %(now)s AND balance > 0
-     FOR UPDATE),
-gone AS (
-    INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-    SELECT id, -balance, 'expiry',
-           'expiry:' || id || ':' || extract(epoch FROM expires_at)::bigint, 0,
-           'value expired with the card'
-      FROM due
-    ON CONFLICT (key) DO NOTHING
-    RETURNING card_id, amount)
-UPDATE kondge.card c SET balance = c.balance + gone.amount
-  FROM gone WHERE c.id = gone.card_id
-RETURNING c.id, -gone.amount AS expired, c.currency
+EXPIRED = """
+SELECT id, balance, currency, extract(epoch FROM expires_at)::bigint AS expired_at
+  FROM kondge.card WHERE expires_at <= %(now)s AND balance > 0
+ ORDER BY id FOR UPDATE
 """
 
 
@@ -202,9 +188,14 @@ def expire(cur, operator: str, now: datetime | None = None) -> dict:
     """Move the remaining balance of every expired card to zero."""
     cur.execute("SELECT coalesce(%s, now()) AS now", (now,))
     now = cur.fetchone()["now"]
-    cur.execute(EXPIRE, {"now": now})
+    cur.execute(EXPIRED, {"now": now})
+    due = {row["id"]: row for row in cur.fetchall()}
+    posted = ledger.post(cur, "expiry", [
+        (c["id"], -c["balance"], f"expiry:{c['id']}:{c['expired_at']}") for c in due.values()],
+        "value expired with the card")
     totals: dict[str, Decimal] = {}
-    rows = cur.fetchall()
+    rows = [dict(card_id=p["card_id"], expired=-p["amount"],
+                 currency=due[p["card_id"]]["currency"]) for p in posted]
     for row in rows:
         totals[row["currency"]] = totals.get(row["currency"], ZERO) + row["expired"]
     audit.record(cur, operator, "expire", len(rows), {"expired_by": now.isoformat()},

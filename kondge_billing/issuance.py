@@ -109,17 +109,19 @@ def _stage(cur, key, count, number_length, pin_length, progress) -> dict:
 
 
 INSERT_CARDS = """
-INSERT INTO kondge.card (number, pin_hash, balance, currency, category, language,
+INSERT INTO kondge.card (number, pin_hash, currency, category, language,
                          expires_at, status, activated_at, batch_id, tariff_id)
-SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(language)s,
+SELECT number, pin_hash, %(currency)s, %(category)s, %(language)s,
        %(expires)s, %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s,
        %(tariff_id)s
   FROM issue_new
 """
+# The face value of each new card, as its first ledger entry (the one writer of money).
 OPENING_ENTRIES = """
-INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-SELECT id, balance, 'issue', 'issue:' || number, balance, 'batch ' || %(batch)s
-  FROM kondge.card WHERE batch_id = %(batch_id)s
+WITH new AS (SELECT id, number FROM kondge.card WHERE batch_id = %(batch_id)s ORDER BY id)
+SELECT count(*) AS n FROM kondge.post_ledger(
+    ARRAY(SELECT id FROM new), ARRAY(SELECT %(value)s::numeric FROM new), 'issue',
+    ARRAY(SELECT 'issue:' || number FROM new), 'batch ' || %(batch)s)
 """
 INSERT_VOUCHERS = """
 INSERT INTO kondge.voucher (number, pin_hash, value, currency, category, expires_at,

@@ -8,7 +8,7 @@ for the first and then finds the voucher used. The ledger key
 
 from datetime import datetime
 
-from . import audit
+from . import audit, ledger
 from .pins import pin_matches
 
 
@@ -84,12 +84,12 @@ def refill(cur, key: bytes, card_number: str, voucher_number: str, pin: str,
     if card["currency"] != voucher["currency"]:
         raise RefillError(f"voucher {voucher_number} is in {voucher['currency']}, "
                           f"card {card_number} in {card['currency']}")
-    balance = card["balance"] + voucher["value"]
-    cur.execute("""INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-                   VALUES (%s, %s, 'refill', %s, %s, %s)""",
-                (card["id"], voucher["value"], f"voucher:{voucher_number}", balance,
-                 f"voucher {voucher_number} serial {voucher['serial']}"))
-    cur.execute("UPDATE kondge.card SET balance = %s WHERE id = %s", (balance, card["id"]))
+    posted = ledger.post(cur, "refill", [(card["id"], voucher["value"],
+                                          f"voucher:{voucher_number}")],
+                         f"voucher {voucher_number} serial {voucher['serial']}")
+    if not posted:
+        raise RefillError(f"voucher {voucher_number} was used already")
+    balance = posted[0]["balance_after"]
     cur.execute("UPDATE kondge.voucher SET status = 'used', used_at = now(), used_by = %s, "
                 "failed_attempts = 0 WHERE id = %s", (card["id"], voucher["id"]))
     audit.record(cur, operator, "refill", 1, {"card": card_number, "voucher": voucher_number},

@@ -42,9 +42,11 @@ BEGIN
         v_delta := v_charge - v_cdr.charge;
         v_after := v_card.balance;
         IF v_delta <> 0 THEN
-            v_after := kondge.post_ledger(v_card.id, -v_delta, 'adjustment',
-                                          'correction:' || v_cdr.gateway_id || ':' || v_cdr.call_key,
-                                          'late Stop of cdr ' || v_cdr.id);
+            SELECT l.balance_after INTO v_after
+              FROM kondge.post_ledger(ARRAY[v_card.id], ARRAY[-v_delta], 'adjustment',
+                                      ARRAY['correction:' || v_cdr.gateway_id || ':'
+                                            || v_cdr.call_key],
+                                      'late Stop of cdr ' || v_cdr.id) l;
         END IF;
     END IF;
     UPDATE kondge.cdr

@@ -105,9 +105,10 @@ BEGIN
 
     v_after := v_card.balance;
     IF v_charge > 0 THEN
-        v_after := kondge.post_ledger(v_card.id, -v_charge, 'call',
-                                      'call:' || p_gateway_id || ':' || p_call_key,
-                                      'cdr ' || v_cdr_id);
+        SELECT l.balance_after INTO v_after
+          FROM kondge.post_ledger(ARRAY[v_card.id], ARRAY[-v_charge], 'call',
+                                  ARRAY['call:' || p_gateway_id || ':' || p_call_key],
+                                  'cdr ' || v_cdr_id) l;
     END IF;
     IF v_card.id IS NOT NULL AND v_card.first_used_at IS NULL AND coalesce(p_duration, 0) > 0 THEN
         UPDATE kondge.card

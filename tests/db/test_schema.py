@@ -40,20 +40,27 @@ def test_a_database_stopped_half_way_through_the_old_migrations_is_refused(dsn, 
 
 
 def test_money_moves_only_with_its_ledger_entry_and_only_once(db, pin_key):
-    from kondge_billing import cards
-    db.run(lambda cur: cards.add(cur, pin_key, "1000000008", "1234", "10.00", "USD"))
-
-    def post(cur, amount, key):
-        cur.execute("""SELECT kondge.post_ledger(id, %s, 'adjustment', %s) AS after
-                         FROM kondge.card WHERE number = '1000000008'""", (amount, key))
-        return cur.fetchone()["after"]
     from decimal import Decimal
-    assert db.run(lambda cur: post(cur, Decimal("-2.50"), "test:1")) == Decimal("7.50")
-    assert db.run(lambda cur: post(cur, Decimal("-2.50"), "test:1")) is None     # again: nothing
-    row = db.run(lambda cur: (cur.execute(
-        """SELECT balance, (SELECT sum(amount) FROM kondge.ledger_entry l
-                             WHERE l.card_id = c.id) AS ledger
-             FROM kondge.card c WHERE number = '1000000008'"""), cur.fetchone())[1])
-    assert row["balance"] == row["ledger"] == Decimal("7.50")
-    with pytest.raises(psycopg2.Error):
-        db.run(lambda cur: post(cur, None, "test:2"))
+    from kondge_billing import cards, ledger
+    for number in ("1000000008", "1000000016"):
+        db.run(lambda cur: cards.add(cur, pin_key, number, "1234", "10.00", "USD"))
+    ids = db.run(lambda cur: (cur.execute(
+        "SELECT id FROM kondge.card ORDER BY number"), [r["id"] for r in cur.fetchall()])[1])
+
+    def post(movements):
+        return db.transaction(lambda cur: ledger.post(cur, "adjustment", movements, "test"))
+    posted = post([(ids[0], Decimal("-2.50"), "test:1"), (ids[1], Decimal("1.25"), "test:2")])
+    assert sorted(p["balance_after"] for p in posted) == [Decimal("7.50"), Decimal("11.25")]
+    assert post([(ids[0], Decimal("-2.50"), "test:1")]) == []          # again: nothing moves
+    books = db.run(lambda cur: (cur.execute(
+        """SELECT c.balance, (SELECT sum(amount) FROM kondge.ledger_entry l
+                               WHERE l.card_id = c.id) AS ledger
+             FROM kondge.card c ORDER BY number"""), cur.fetchall())[1])
+    assert [(b["balance"], b["ledger"]) for b in books] == [
+        (Decimal("7.50"), Decimal("7.50")), (Decimal("11.25"), Decimal("11.25"))]
+    for bad in ([(ids[0], Decimal("1"), "t:3"), (ids[0], Decimal("1"), "t:4")],   # twice
+                [(ids[0], Decimal("1"), None)]):                               # no key
+        with pytest.raises(psycopg2.Error):
+            post(bad)
+    with pytest.raises(TypeError):
+        post([(ids[0], 1.5, "t:5")])                                  # never a float
