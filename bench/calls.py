@@ -124,19 +124,21 @@ def load_dataset(s, env: dict, cards: list, gws: list, prefixes: int) -> dict:
                         (CATEGORY,))
             buf = io.StringIO()
             for number, pin in cards:
-                buf.write(f"{number}\t{pin_hash(key, number, pin)}\t{OPENING_BALANCE}\tUSD\t"
+                buf.write(f"{number}\t{pin_hash(key, number, pin)}\tUSD\t"
                           f"{CATEGORY}\ten\t{tariff_id}\tactive\n")
             buf.seek(0)
-            cur.copy_expert("COPY kondge.card (number, pin_hash, balance, currency, category, "
+            cur.copy_expert("COPY kondge.card (number, pin_hash, currency, category, "
                             "language, tariff_id, status) FROM STDIN", buf)
             cur.execute("UPDATE kondge.card SET activated_at = created_at WHERE category = %s",
                         (CATEGORY,))
-            # every balance change is a ledger entry: the opening balance is the first
-            cur.execute("""INSERT INTO kondge.ledger_entry (card_id, amount, kind, key,
-                                                            balance_after, note)
-                           SELECT id, balance, 'issue', 'issue:' || number, balance,
-                                  'bench card' FROM kondge.card WHERE category = %s""",
-                        (CATEGORY,))
+            # the opening balance is the first ledger entry (the one writer of money)
+            cur.execute("""WITH new AS (SELECT id, number FROM kondge.card
+                                         WHERE category = %(category)s ORDER BY id)
+                           SELECT count(*) FROM kondge.post_ledger(
+                               ARRAY(SELECT id FROM new),
+                               ARRAY(SELECT %(balance)s::numeric FROM new), 'issue',
+                               ARRAY(SELECT 'issue:' || number FROM new), 'bench card')""",
+                        {"category": CATEGORY, "balance": OPENING_BALANCE})
             for i, (address, secret) in enumerate(gws):
                 gateways.add(cur, f"bench-gw-{i:03d}", address, secret, "cisco")
             timings["cards_load_seconds"] = round(time.perf_counter() - t, 2)
