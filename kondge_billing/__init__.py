@@ -1,3 +1,3 @@
 """Kondge billing: prepaid calling-card billing behind FreeRADIUS."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg2.extras
 
+from . import __version__
 from . import (audit, batches, callers, calls, cards, categories, config, currencies,
                gateways, issuance, reports, sessions, stack, statements, vouchers, xlsx)
 from .money import MoneyError, operator_amount, to_decimal
@@ -809,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 done, 1 refused, 2 wrong usage, 3 database or service "
                "unavailable. Settings come from KONDGE_* environment variables (README).")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--version", action="version", version=f"kondge {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def group(name, help_text):

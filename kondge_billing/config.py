@@ -31,11 +31,21 @@ KONDGE_VAR (and the ports) to run beside the first.
 """
 
 import os
+import sys
 from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_HOME = Path(__file__).resolve().parent.parent
+def _project_home() -> Path:
+    """The folder with freeradius/, sql/ and tariffs/: the checkout the package
+    sits in, or, for an installed package (a wheel), <prefix>/share/kondge-billing."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "sql" / "migrations").is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "kondge-billing"
+
+
+PROJECT_HOME = _project_home()
 
 
 @dataclass(frozen=True)
