@@ -79,6 +79,11 @@ def _names(items):
 
 
 def rules_from_json(rules: dict) -> dict:
+    return dict(_rules(rules))
+
+
+def _rules(rules: dict) -> dict:
+    """The parsed rules, as remembered (not to be changed: rules_from_json copies)."""
     key = (rules.get("timezone") or "UTC",
            tuple((b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
                  for b in rules.get("bands") or ()),
@@ -86,7 +91,7 @@ def rules_from_json(rules: dict) -> dict:
            tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
                   _names(d.get("bands")), d.get("from"), d.get("until"))
                  for d in rules.get("discounts") or ()))
-    return dict(_remember(_RULES, key, _parse_rules))
+    return _remember(_RULES, key, _parse_rules)
 
 
 def _parse_rules(key) -> dict:
@@ -113,7 +118,7 @@ def context_from_json(data) -> RatingContext | None:
         data = loads(data)
         if data is None:
             return None
-    rules = rules_from_json(data.get("rules") or {})
+    rules = _rules(data.get("rules") or {})
     return RatingContext(
         tariff=data["tariff"], tariff_id=data.get("tariff_id"),
         version_id=data.get("version_id"), version=data.get("version"),

@@ -54,7 +54,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import date, datetime, time, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from ..money import ROUNDING_MODES, ZERO, quantum, round_money
@@ -76,6 +76,7 @@ MAX_SURCHARGES = 16
 MAX_SECONDS = 10 ** 7              # the longest call priced or granted (about 115 days)
 
 _PLACES = quantum(MAX_PLACES)
+_PREC60 = Context(prec=60)         # the one division of a price, and _limit60's
 _SECOND = timedelta(seconds=1)
 _TICK = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -301,7 +302,7 @@ class _Tables:
     """A context's bands and time zone, ready: the day table, the zone, the band
     names in use, and the cache of stretch ends (real instants, UTC)."""
 
-    __slots__ = ("days", "zone", "names", "holiday_covered", "ends")
+    __slots__ = ("days", "zone", "names", "holiday_covered", "ends", "plain")
 
     def __init__(self, bands, zone_name):
         self.zone = _zone(zone_name)
@@ -315,6 +316,7 @@ class _Tables:
             elif problem:
                 raise RatingError(f"bands on {kind}: {problem}")
         self.ends: dict = {}
+        self.plain = _Checked(self)               # a checked context without surcharges
 
 
 def _zone(name) -> ZoneInfo:
@@ -351,23 +353,37 @@ def _tiling_problem(ranges) -> str | None:
 
 
 def _tables(ctx: RatingContext) -> _Tables:
-    """The context's band tables (one per bands and time zone, shared)."""
-    cached = ctx.memo.get("tables")
+    """The context's band tables (one per bands and time zone, shared).
+
+    The codec hands every call of a tariff version the very same bands
+    tuple, so the tables are found by its identity first (_LATEST), and by
+    its value only when that misses."""
+    bands, zone = ctx.bands, ctx.timezone
+    latest = _LATEST.get(id(bands))
+    if latest is not None and latest[0] is bands and latest[1] == zone:
+        return latest[2]
+    found = _tables_by_value(bands, zone)
+    if len(_LATEST) > 64:
+        _LATEST.clear()
+    _LATEST[id(bands)] = (bands, zone, found)      # holds `bands`: its id stays its own
+    return found
+
+
+def _tables_by_value(bands, zone) -> _Tables:
+    key = (bands, zone)
+    try:
+        cached = _TABLE_CACHE.get(key)
+    except TypeError:
+        raise RatingError("bands and time zone must be a tuple of Band and a name") from None
     if cached is None:
-        key = (ctx.bands, ctx.timezone)
-        try:
-            cached = _TABLE_CACHE.get(key)
-        except TypeError:
-            raise RatingError("bands and time zone must be a tuple of Band and a name") from None
-        if cached is None:
-            if len(_TABLE_CACHE) > 256:
-                _TABLE_CACHE.clear()
-            cached = _TABLE_CACHE[key] = _Tables(*key)
-        ctx.memo["tables"] = cached
+        if len(_TABLE_CACHE) > 256:
+            _TABLE_CACHE.clear()
+        cached = _TABLE_CACHE[key] = _Tables(*key)
     return cached
 
 
 _TABLE_CACHE: dict = {}
+_LATEST: dict = {}
 
 
 class _Checked:
@@ -375,7 +391,7 @@ class _Checked:
 
     __slots__ = ("tables", "surcharges", "per_minute", "connect")
 
-    def __init__(self, tables, surcharges, per_minute, connect):
+    def __init__(self, tables, surcharges=(), per_minute=ZERO, connect=ZERO):
         self.tables, self.surcharges = tables, surcharges
         self.per_minute, self.connect = per_minute, connect
 
@@ -389,56 +405,60 @@ def _checked(ctx: RatingContext) -> _Checked:
 
 
 def _check(ctx: RatingContext) -> _Checked:
-    if not _whole(ctx.decimals, 0, MAX_PLACES):
+    if ctx.decimals.__class__ is not int or not 0 <= ctx.decimals <= MAX_PLACES:
         raise RatingError(f"decimals: {ctx.decimals!r} is not from 0 to {MAX_PLACES}")
     if ctx.rounding not in ROUNDING_MODES:
         raise RatingError(f"rounding: {ctx.rounding!r} is not one of "
                           f"{', '.join(ROUNDING_MODES)}")
     tables = _tables(ctx)
-    if not isinstance(ctx.rates, dict) or not ctx.rates:
+    rates = ctx.rates
+    if rates.__class__ is not dict or not rates:
         raise RatingError("no rates")
-    for band, rate in ctx.rates.items():
-        if not isinstance(rate, Rate):
+    for band, rate in rates.items():
+        if rate.__class__ is not Rate:
             raise RatingError(f"rate of band {band!r}: {rate!r} is not a Rate")
         if rate.problem:
             raise RatingError(f"rate of band {band}: {rate.problem}")
-    for name in tables.names:
-        if ctx.rate_for(name) is None:
-            raise RatingError(f"no rate for band {name} (and none for all bands)")
+    if ALL_BANDS not in rates:
+        for name in tables.names:
+            if name not in rates:
+                raise RatingError(f"no rate for band {name} (and none for all bands)")
     if ctx.holidays and not tables.holiday_covered:
         raise RatingError("holidays are listed but the bands do not cover the day holiday")
-    if not isinstance(ctx.discounts, tuple) or len(ctx.discounts) > MAX_DISCOUNTS:
-        raise RatingError(f"discounts: at most {MAX_DISCOUNTS}, in a tuple")
-    for d in ctx.discounts:
-        if not isinstance(d, Discount) or d.problem:
-            raise RatingError(d.problem if isinstance(d, Discount) else f"{d!r} is no Discount")
-    if not isinstance(ctx.surcharges, tuple) or len(ctx.surcharges) > MAX_SURCHARGES:
-        raise RatingError(f"surcharges: at most {MAX_SURCHARGES}, in a tuple")
-    for what in ("category", "access_number", "caller", "gateway"):
-        if not isinstance(getattr(ctx, what), (str, type(None))):
-            raise RatingError(f"{what}: {getattr(ctx, what)!r} is not text")
-    applied = []
-    per_minute = connect = ZERO
-    for s in ctx.surcharges:
-        if not isinstance(s, Surcharge) or s.problem:
-            raise RatingError(s.problem if isinstance(s, Surcharge) else f"{s!r} is no Surcharge")
-        if s.applies_to(ctx):
-            applied.append(s)
-            per_minute += s.per_minute
-            connect += s.connect
-    return _Checked(tables, tuple(applied), per_minute, connect)
+    if ctx.discounts:
+        _check_all(ctx.discounts, Discount, MAX_DISCOUNTS, "discounts")
+    surcharges = ctx.surcharges
+    if not surcharges:
+        return tables.plain
+    for fact in (ctx.category, ctx.access_number, ctx.caller, ctx.gateway):
+        if fact is not None and fact.__class__ is not str:
+            raise RatingError(f"the call's category, access number, caller and gateway are "
+                              f"text or None, not {fact!r}")
+    _check_all(surcharges, Surcharge, MAX_SURCHARGES, "surcharges")
+    applied = tuple(s for s in surcharges if s.applies_to(ctx))
+    return _Checked(tables, applied, sum((s.per_minute for s in applied), ZERO),
+                    sum((s.connect for s in applied), ZERO))
+
+
+def _check_all(items, kind, most: int, what: str):
+    if items.__class__ is not tuple or len(items) > most:
+        raise RatingError(f"{what}: at most {most}, in a tuple")
+    for item in items:
+        if item.__class__ is not kind:
+            raise RatingError(f"{what}: {item!r} is not a {kind.__name__}")
+        if item.problem:
+            raise RatingError(item.problem)
 
 
 def _utc(start) -> datetime:
     if not isinstance(start, datetime) or start.utcoffset() is None:
         raise RatingError(f"a call's start must be a datetime with its time zone, not {start!r}")
-    return start.astimezone(timezone.utc)
+    return start if start.tzinfo is timezone.utc else start.astimezone(timezone.utc)
 
 
-def _call_seconds(seconds) -> int:
+def _refuse_seconds(seconds):
     if not isinstance(seconds, int) or seconds > MAX_SECONDS:
         raise RatingError(f"a call of {seconds!r} s: whole seconds, at most {MAX_SECONDS}")
-    return seconds
 
 
 # --- time bands -----------------------------------------------------------------
@@ -470,12 +490,13 @@ def _band_from(ctx: RatingContext, tables: _Tables, origin: datetime,
     earlier of two real instants: its end on the local clock at the UTC
     offset in force now, and the next change of that offset.
     """
-    instant = origin + timedelta(seconds=offset)
+    instant = origin + timedelta(seconds=offset) if offset else origin
     local = instant.astimezone(tables.zone)
     shift = local.utcoffset()
     day = local.date()
     minute = local.hour * 60 + local.minute
-    for s, e, name in tables.days[day_kind(ctx, day)]:
+    kind = "holiday" if day in ctx.holidays else DAY_KINDS[day.weekday()]
+    for s, e, name in tables.days[kind]:
         if s <= minute < e:
             end = tables.ends.get((day, e, shift))
             if end is None:
@@ -549,11 +570,11 @@ class _Walk:
         band0, left = _band_from(ctx, checked.tables, self.origin, 0)
         self.band0, self.rate0 = band0, ctx.rate_for(band0)
         self.discount = _UNKNOWN                 # looked up when a price needs it
-        self.segments = [self._segment(ctx, 0, band0, left)]
+        self.segments = [self._segment(ctx, 0, band0, left, self.rate0)]
 
     @staticmethod
-    def _segment(ctx, p, band, left):
-        rate = ctx.rate_for(band)                # checked: every band has one
+    def _segment(ctx, p, band, left, rate=None):
+        rate = rate or ctx.rate_for(band)        # checked: every band has one
         i, nxt = rate.step_at(p)
         q = p + left if nxt is None else min(p + left, nxt)
         return p, q, band, i, rate.steps[i].per_minute
@@ -672,9 +693,7 @@ def _finish(ctx: RatingContext, total60: Decimal, percent: Decimal) -> tuple[Dec
     One division at 60 significant digits, then round_money with the
     tariff's decimals and mode. Nothing else in the engine rounds.
     """
-    with localcontext() as c:
-        c.prec = 60
-        raw = total60 * (100 - percent) / 6000
+    raw = _PREC60.divide(_PREC60.multiply(total60, 100 - percent), 6000)
     return raw, round_money(raw, ctx.decimals, ctx.rounding)
 
 
@@ -684,9 +703,9 @@ def _connect(walk: _Walk) -> Decimal:
     return walk.rate0.connect + extra if extra else walk.rate0.connect
 
 
-def _charge60(ctx, walk: _Walk, billed: int, segments) -> tuple[Decimal, bool]:
+def _charge60(ctx, walk: _Walk, billed: int, segments, connect) -> tuple[Decimal, bool]:
     """(60 x the undiscounted amount of `billed` seconds, whether the minimum applied)."""
-    total60 = _connect(walk) * 60 + _price_seconds(ctx, walk, billed, segments)
+    total60 = connect * 60 + _price_seconds(ctx, walk, billed, segments)
     minimum = walk.rate0.minimum
     if total60 < minimum * 60:
         return minimum * 60, True
@@ -696,8 +715,10 @@ def _charge60(ctx, walk: _Walk, billed: int, segments) -> tuple[Decimal, bool]:
 def rate_call(ctx: RatingContext, start: datetime, seconds: int,
               explain: bool = True) -> Breakdown:
     """The price of a call of `seconds` started at `start`, with its breakdown."""
+    if seconds.__class__ is not int or seconds > MAX_SECONDS:
+        _refuse_seconds(seconds)
     try:
-        return _rate_call(ctx, start, _call_seconds(seconds), explain)
+        return _rate_call(ctx, start, seconds, explain)
     except ArithmeticError as exc:
         raise RatingError(f"cannot price this call: {exc!r}") from exc
 
@@ -710,17 +731,20 @@ def _rate_call(ctx, start, seconds, explain) -> Breakdown:
         return Breakdown(max(seconds, 0), 0, walk.band0, rate, (), ZERO, False, None, ZERO,
                          round_money(ZERO, ctx.decimals, ctx.rounding))
     segments = [] if explain else None
-    total60, minimum_applied = _charge60(ctx, walk, billed, segments)
+    connect = _connect(walk)
+    total60, minimum_applied = _charge60(ctx, walk, billed, segments, connect)
     discount = walk.discount_of(ctx)
     raw, cost = _finish(ctx, total60, discount.percent if discount else ZERO)
-    return Breakdown(seconds, billed, walk.band0, rate, tuple(segments or ()), _connect(walk),
+    return Breakdown(seconds, billed, walk.band0, rate, tuple(segments or ()), connect,
                      minimum_applied, discount, raw, cost, walk.checked.surcharges)
 
 
 def call_cost(ctx: RatingContext, start: datetime, seconds: int) -> Decimal:
     """What a call of `seconds` talk time started at `start` costs (rate_call's cost)."""
+    if seconds.__class__ is not int or seconds > MAX_SECONDS:
+        _refuse_seconds(seconds)
     try:
-        return _cost(ctx, start, _call_seconds(seconds))
+        return _cost(ctx, start, seconds)
     except ArithmeticError as exc:
         raise RatingError(f"cannot price this call: {exc!r}") from exc
 
@@ -730,7 +754,7 @@ def _cost(ctx: RatingContext, start: datetime, seconds: int) -> Decimal:
     billed = billed_seconds(walk.rate0, seconds)
     if billed == 0:
         return round_money(ZERO, ctx.decimals, ctx.rounding)
-    total60, _ = _charge60(ctx, walk, billed, None)
+    total60, _ = _charge60(ctx, walk, billed, None, _connect(walk))
     discount = walk.discount_of(ctx)
     return _finish(ctx, total60, discount.percent if discount else ZERO)[1]
 
@@ -884,9 +908,7 @@ def _limit60(ctx: RatingContext, balance, discount: Discount | None):
     top = balance.quantize(step, rounding=ROUND_FLOOR) + step * edge
     if not percent:
         return top * 60, edge != 0
-    with localcontext() as c:
-        c.prec = 60
-        return top * 6000 / (100 - percent), edge != 0
+    return _PREC60.divide(_PREC60.multiply(top, 6000), 100 - percent), edge != 0
 
 
 def first_block_cost(ctx: RatingContext, start: datetime) -> Decimal:

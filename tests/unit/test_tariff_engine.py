@@ -686,7 +686,8 @@ def refused_contexts():
          {"surcharges": (engine.Surcharge("x", Decimal(-1)),)}),
         ("at most 16", rate(), (),
          {"surcharges": tuple(engine.Surcharge(f"s{n}") for n in range(17))}),
-        ("access_number", rate(), (), {"access_number": 1800}),
+        ("not 1800", rate(), (),                  # the facts matter where surcharges do
+         {"access_number": 1800, "surcharges": (engine.Surcharge("x", access=("1800",)),)}),
     ]
     return [(c + ((), {}))[:4] if len(c) == 2 else (c + ({},))[:4] for c in cases]
 
