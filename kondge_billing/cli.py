@@ -631,6 +631,8 @@ def cmd_tariffs_diff(args, s):
                                                     else "") for c in changes["plans"]]
     lines += [f"rate {c['plan']} / {c['destination']} / band {c['band']}: "
               f"{c['old'] or '(none)'} -> {c['new'] or '(none)'}" for c in changes["rates"]]
+    lines += [f"surcharge {c['surcharge']}: {c['old'] or '(none)'} -> {c['new'] or '(none)'}"
+              for c in changes["surcharges"]]
     lines += [f"{key} changed" for key in changes["rules"]]
     if len(lines) == 2:
         lines.append("no differences")

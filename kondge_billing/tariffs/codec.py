@@ -3,6 +3,14 @@
 kondge.rating_context() returns it; a tariff file resolved in Python
 (resolve.py) builds the same shape; context_from_json turns either into the
 engine's RatingContext. Money is a string in JSON (exact), never a number.
+
+    {"tariff", "tariff_id", "version_id", "version", "currency", "decimals",
+     "rounding", "plan", "category", "destination", "prefix",
+     "rates": {band or "*": rate_to_json},
+     "rules": rules_to_json (the version's: time zone, bands, holidays,
+              discounts, surcharges),
+     "access_number", "caller", "gateway"}      # the call's facts surcharges
+                                                 # select by; absent = None
 """
 
 import json
@@ -10,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from ..money import to_decimal
-from .engine import Band, Discount, Rate, RatingContext, Step
+from .engine import Band, Discount, Rate, RatingContext, Step, Surcharge
 
 
 def rate_to_json(rate: Rate) -> dict:
@@ -60,7 +68,11 @@ def _when(text):
     return datetime.fromisoformat(text) if text else None
 
 
-def rules_to_json(timezone: str, bands, holidays, discounts) -> dict:
+def _list(items):
+    return list(items) if items is not None else None
+
+
+def rules_to_json(timezone: str, bands, holidays, discounts, surcharges=()) -> dict:
     return {
         "timezone": timezone,
         "bands": [{"name": b.name, "days": list(b.days), "minutes": [list(m) for m in b.minutes]}
@@ -71,7 +83,12 @@ def rules_to_json(timezone: str, bands, holidays, discounts) -> dict:
                        "bands": list(d.bands) if d.bands is not None else None,
                        "from": d.start.isoformat() if d.start else None,
                        "until": d.until.isoformat() if d.until else None}
-                      for d in discounts]}
+                      for d in discounts],
+        "surcharges": [{"name": s.name, "per_minute": str(s.per_minute),
+                        "connect": str(s.connect), "access": _list(s.access),
+                        "callers": _list(s.callers), "gateways": _list(s.gateways),
+                        "categories": _list(s.categories)}
+                       for s in surcharges]}
 
 
 def _names(items):
@@ -90,19 +107,26 @@ def _rules(rules: dict) -> dict:
            tuple(rules.get("holidays") or ()),
            tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
                   _names(d.get("bands")), d.get("from"), d.get("until"))
-                 for d in rules.get("discounts") or ()))
+                 for d in rules.get("discounts") or ()),
+           tuple((s["name"], str(s.get("per_minute", "0")), str(s.get("connect", "0")),
+                  _names(s.get("access")), _names(s.get("callers")),
+                  _names(s.get("gateways")), _names(s.get("categories")))
+                 for s in rules.get("surcharges") or ()))
     return _remember(_RULES, key, _parse_rules)
 
 
 def _parse_rules(key) -> dict:
-    timezone, bands, holidays, discounts = key
+    timezone, bands, holidays, discounts, surcharges = key
     return {
         "timezone": timezone,
         "bands": tuple(Band(*band) for band in bands),
         "holidays": frozenset(date.fromisoformat(d) for d in holidays),
         "discounts": tuple(
             Discount(name, to_decimal(percent), categories, bands, _when(start), _when(until))
-            for name, percent, categories, bands, start, until in discounts)}
+            for name, percent, categories, bands, start, until in discounts),
+        "surcharges": tuple(
+            Surcharge(name, to_decimal(per_minute), to_decimal(connect), *selectors)
+            for name, per_minute, connect, *selectors in surcharges)}
 
 
 def loads(text: str):
@@ -127,4 +151,6 @@ def context_from_json(data) -> RatingContext | None:
         category=data.get("category"), destination=data["destination"],
         prefix=data["prefix"],
         rates={band: rate_from_json(r) for band, r in data["rates"].items()},
-        bands=rules["bands"], holidays=rules["holidays"], discounts=rules["discounts"])
+        bands=rules["bands"], holidays=rules["holidays"], discounts=rules["discounts"],
+        surcharges=rules["surcharges"], access_number=data.get("access_number"),
+        caller=data.get("caller"), gateway=data.get("gateway"))

@@ -69,7 +69,7 @@ def test_a_broken_file_is_refused_with_every_mistake(stack_ready, tmp_path):
     for command in ("validate", "load"):
         r = stack_ready.kondge("tariffs", command, str(path))
         assert r.returncode == 1
-        assert f"{path}:5: defaults: increment: 0 must be at least 1" in r.stderr
+        assert f"{path}:5: defaults: increment: 0 must be from 1 to 86400" in r.stderr
         assert f"{path}:17: plan standard: France: per_minute: negative price" in r.stderr
     listed = json.loads(stack_ready.kondge("tariffs", "list", "demo", "--json").stdout)
     assert all(v["source_name"] != str(path) for v in listed)

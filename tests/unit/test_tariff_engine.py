@@ -782,3 +782,75 @@ def test_any_context_gets_a_right_answer_or_a_rating_error_quickly(
         if granted:
             assert call_cost(ctx, start, granted) <= balance
     assert time.process_time() - began < 5
+
+
+# --- surcharges ------------------------------------------------------------------------
+
+SURCHARGED = """
+    tariff: sur
+    valid_from: 2026-01-01
+    currency: USD
+    decimals: 4
+    defaults: {initial: 60, increment: 6}
+    destinations: {UK: [44], UK mobile: [447]}
+    plans:
+      - name: standard
+        rates:
+          - {destination: UK, per_minute: 0.05}
+          - {destination: UK mobile, per_minute: 0.15, minimum: 0.20}
+    discounts:
+      - {name: gold, percent: 50, categories: [gold]}
+    surcharges:
+      - name: toll-free entry
+        match: {access: ["1800"]}
+        per_minute: 0.03
+        connect: 0.05
+      - {name: payphone, match: {callers: ["4420"]}, per_minute: 0.10}
+      - {name: hotel, match: {gateways: [hotel-1], categories: [standard, gold]}, connect: 0.50}
+      - {name: roaming, match: {callers: ["33"]}, per_minute: 0.02}
+"""
+
+
+@pytest.mark.parametrize("number, call, seconds, expected, applied", [
+    ("442071234567", {}, 125, "0.1050", []),                    # 126 s at 0.05
+    ("442071234567", {"access": "18005550100"}, 125, "0.2180",  # 126 s at 0.08, + 0.05
+     ["toll-free entry"]),
+    ("442071234567", {"access": "18885550100"}, 125, "0.1050", []),
+    ("442071234567", {"access": "18005550100", "caller": "442079460000"}, 125, "0.4280",
+     ["toll-free entry", "payphone"]),                          # all that match: 0.18/min
+    ("442071234567", {"gateway": "hotel-1", "category": "standard"}, 125, "0.6050", ["hotel"]),
+    ("442071234567", {"gateway": "hotel-1"}, 125, "0.1050", []),  # every selector must hold
+    ("442071234567", {"access": "18005550100"}, 0, "0.0000", []),  # unanswered: nothing
+    ("447911123456", {"access": "18005550100"}, 10, "0.2300", ["toll-free entry"]),
+    # the minimum charge is the least the whole call costs, surcharges included
+    ("447911123456", {"caller": "33612345678"}, 10, "0.2000", ["roaming"]),
+    # the discount comes off the whole price, surcharges included: (0.168 + 0.05) / 2
+    ("442071234567", {"access": "18005550100", "category": "gold"}, 125, "0.1090",
+     ["toll-free entry"]),
+])
+def test_surcharges_are_added_to_the_calls_they_match(number, call, seconds, expected, applied):
+    ctx = ctx_of(SURCHARGED, number, **call)
+    b = engine.rate_call(ctx, T0, seconds)
+    assert b.cost == Decimal(expected)
+    assert [s.name for s in b.surcharges] == applied
+    assert b == reference.rate_call(ctx, T0, seconds)
+    assert b.cost == call_cost(ctx, T0, seconds)
+
+
+def test_the_breakdown_shows_the_surcharge():
+    ctx = ctx_of(SURCHARGED, "442071234567", access="18005550100")
+    b = engine.rate_call(ctx, T0, 125)
+    assert b.connect == Decimal("0.05") and b.rate.connect == 0
+    assert [(s.start, s.end, s.per_minute, s.surcharge) for s in b.segments] == [
+        (0, 126, Decimal("0.05"), Decimal("0.03"))]
+    assert engine.surcharges_for(ctx) == b.surcharges
+
+
+def test_a_grant_pays_the_surcharges_too():
+    ctx = ctx_of(SURCHARGED, "442071234567", access="18005550100")
+    # (1.00 - 0.05) at 0.08/min is 712.5 s; the last whole 6 s step ends at 708
+    assert allowed_seconds(ctx, T0, Decimal("1.00"), 86400) == 708
+    assert call_cost(ctx, T0, 708) <= Decimal("1.00") < call_cost(ctx, T0, 709)
+    assert allowed_seconds(ctx, T0, Decimal("0.0899"), 86400) == 0    # 0.05 + 60 s at 0.08
+    plain = ctx_of(SURCHARGED, "442071234567")
+    assert allowed_seconds(plain, T0, Decimal("1.00"), 86400) == 1200
