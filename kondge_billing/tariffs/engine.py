@@ -212,10 +212,10 @@ class Surcharge:
     categories: tuple[str, ...] | None = None  # card categories
 
     def applies_to(self, ctx: "RatingContext") -> bool:
-        return ((self.categories is None or ctx.category in self.categories)
+        return ((self.access is None or _prefixed(self.access, ctx.access_number))
+                and (self.callers is None or _prefixed(self.callers, ctx.caller))
                 and (self.gateways is None or ctx.gateway in self.gateways)
-                and _prefixed(self.access, ctx.access_number)
-                and _prefixed(self.callers, ctx.caller))
+                and (self.categories is None or ctx.category in self.categories))
 
     @cached_property
     def problem(self) -> str | None:
@@ -435,12 +435,18 @@ def _check(ctx: RatingContext) -> _Checked:
             raise RatingError(f"the call's category, access number, caller and gateway are "
                               f"text or None, not {fact!r}")
     _check_all(surcharges, Surcharge, MAX_SURCHARGES, "surcharges")
-    applied = tuple(s for s in surcharges if s.applies_to(ctx))
-    return _Checked(tables, applied, sum((s.per_minute for s in applied), ZERO),
+    applied = [s for s in surcharges if s.applies_to(ctx)]
+    if not applied:
+        return tables.plain
+    return _Checked(tables, tuple(applied), sum((s.per_minute for s in applied), ZERO),
                     sum((s.connect for s in applied), ZERO))
 
 
 def _check_all(items, kind, most: int, what: str):
+    """Discounts or surcharges the engine can price with (each tuple checked once:
+    the codec hands every call of a version the same one)."""
+    if _CHECKED_TUPLES.get(id(items)) is items:
+        return
     if items.__class__ is not tuple or len(items) > most:
         raise RatingError(f"{what}: at most {most}, in a tuple")
     for item in items:
@@ -448,6 +454,12 @@ def _check_all(items, kind, most: int, what: str):
             raise RatingError(f"{what}: {item!r} is not a {kind.__name__}")
         if item.problem:
             raise RatingError(item.problem)
+    if len(_CHECKED_TUPLES) > 256:
+        _CHECKED_TUPLES.clear()
+    _CHECKED_TUPLES[id(items)] = items           # holds `items`: its id stays its own
+
+
+_CHECKED_TUPLES: dict = {}
 
 
 def _utc(start) -> datetime:
