@@ -407,7 +407,7 @@ def _checked(ctx: RatingContext) -> _Checked:
 def _check(ctx: RatingContext) -> _Checked:
     if ctx.decimals.__class__ is not int or not 0 <= ctx.decimals <= MAX_PLACES:
         raise RatingError(f"decimals: {ctx.decimals!r} is not from 0 to {MAX_PLACES}")
-    if ctx.rounding not in ROUNDING_MODES:
+    if ctx.rounding.__class__ is not str or ctx.rounding not in ROUNDING_MODES:
         raise RatingError(f"rounding: {ctx.rounding!r} is not one of "
                           f"{', '.join(ROUNDING_MODES)}")
     tables = _tables(ctx)
@@ -423,8 +423,10 @@ def _check(ctx: RatingContext) -> _Checked:
         for name in tables.names:
             if name not in rates:
                 raise RatingError(f"no rate for band {name} (and none for all bands)")
-    if ctx.holidays and not tables.holiday_covered:
-        raise RatingError("holidays are listed but the bands do not cover the day holiday")
+    if ctx.holidays:
+        _check_holidays(ctx.holidays)
+        if not tables.holiday_covered:
+            raise RatingError("holidays are listed but the bands do not cover the day holiday")
     if ctx.discounts:
         _check_all(ctx.discounts, Discount, MAX_DISCOUNTS, "discounts")
     surcharges = ctx.surcharges
@@ -460,6 +462,15 @@ def _check_all(items, kind, most: int, what: str):
 
 
 _CHECKED_TUPLES: dict = {}
+
+
+def _check_holidays(holidays):
+    """A frozenset of dates (checked once, like the tuples)."""
+    if _CHECKED_TUPLES.get(id(holidays)) is holidays:
+        return
+    if holidays.__class__ is not frozenset or any(d.__class__ is not date for d in holidays):
+        raise RatingError(f"holidays: {holidays!r} is not a frozenset of dates")
+    _CHECKED_TUPLES[id(holidays)] = holidays
 
 
 def _utc(start) -> datetime:
