@@ -534,8 +534,10 @@ def _stretch_end(tables: _Tables, day: date, e: int, shift: timedelta,
     minute `e` of the day at that offset, or the offset's change if sooner.
 
     The same for every instant of that day and offset (kept in tables.ends):
-    within a day an offset holds for one unbroken stretch (no zone changes
-    its offset and back within a week), whose end is the change.
+    within a day an offset holds for one unbroken stretch, whose end is the
+    change. (That, and checking the offset only at the edge, rest on no zone
+    changing its offset and back within a day: in the tz database since 1970
+    the shortest such return takes a week.)
     """
     ends = tables.ends
     if len(ends) > 4096:
