@@ -101,17 +101,19 @@ def rules_from_json(rules: dict) -> dict:
 
 def _rules(rules: dict) -> dict:
     """The parsed rules, as remembered (not to be changed: rules_from_json copies)."""
+    bands, holidays = rules.get("bands"), rules.get("holidays")
+    discounts, surcharges = rules.get("discounts"), rules.get("surcharges")
     key = (rules.get("timezone") or "UTC",
            tuple((b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
-                 for b in rules.get("bands") or ()),
-           tuple(rules.get("holidays") or ()),
+                 for b in bands) if bands else (),
+           tuple(holidays) if holidays else (),
            tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
                   _names(d.get("bands")), d.get("from"), d.get("until"))
-                 for d in rules.get("discounts") or ()),
+                 for d in discounts) if discounts else (),
            tuple((s["name"], str(s.get("per_minute", "0")), str(s.get("connect", "0")),
                   _names(s.get("access")), _names(s.get("callers")),
                   _names(s.get("gateways")), _names(s.get("categories")))
-                 for s in rules.get("surcharges") or ()))
+                 for s in surcharges) if surcharges else ())
     return _remember(_RULES, key, _parse_rules)
 
 
@@ -143,14 +145,11 @@ def context_from_json(data) -> RatingContext | None:
         if data is None:
             return None
     rules = _rules(data.get("rules") or {})
-    return RatingContext(
-        tariff=data["tariff"], tariff_id=data.get("tariff_id"),
-        version_id=data.get("version_id"), version=data.get("version"),
-        currency=data["currency"].strip(), decimals=int(data["decimals"]),
-        rounding=data["rounding"], timezone=rules["timezone"], plan=data["plan"],
-        category=data.get("category"), destination=data["destination"],
-        prefix=data["prefix"],
-        rates={band: rate_from_json(r) for band, r in data["rates"].items()},
-        bands=rules["bands"], holidays=rules["holidays"], discounts=rules["discounts"],
-        surcharges=rules["surcharges"], access_number=data.get("access_number"),
-        caller=data.get("caller"), gateway=data.get("gateway"))
+    get = data.get
+    return RatingContext(     # by position, in the order of RatingContext's fields
+        data["tariff"], get("tariff_id"), get("version_id"), get("version"),
+        data["currency"].strip(), int(data["decimals"]), data["rounding"], rules["timezone"],
+        data["plan"], get("category"), data["destination"], data["prefix"],
+        {band: rate_from_json(r) for band, r in data["rates"].items()},
+        rules["bands"], rules["holidays"], rules["discounts"], rules["surcharges"],
+        get("access_number"), get("caller"), get("gateway"))
