@@ -68,8 +68,7 @@ def _when(text):
     return datetime.fromisoformat(text) if text else None
 
 
-def _list(items):
-    return list(items) if items is not None else None
+SELECTORS = ("access", "callers", "gateways", "categories")     # a surcharge's `match`
 
 
 def rules_to_json(timezone: str, bands, holidays, discounts, surcharges=()) -> dict:
@@ -85,9 +84,9 @@ def rules_to_json(timezone: str, bands, holidays, discounts, surcharges=()) -> d
                        "until": d.until.isoformat() if d.until else None}
                       for d in discounts],
         "surcharges": [{"name": s.name, "per_minute": str(s.per_minute),
-                        "connect": str(s.connect), "access": _list(s.access),
-                        "callers": _list(s.callers), "gateways": _list(s.gateways),
-                        "categories": _list(s.categories)}
+                        "connect": str(s.connect),
+                        "match": {key: list(getattr(s, key)) for key in SELECTORS
+                                  if getattr(s, key) is not None}}
                        for s in surcharges]}
 
 
@@ -104,16 +103,16 @@ def _rules(rules: dict) -> dict:
     bands, holidays = rules.get("bands"), rules.get("holidays")
     discounts, surcharges = rules.get("discounts"), rules.get("surcharges")
     key = (rules.get("timezone") or "UTC",
-           tuple((b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
-                 for b in bands) if bands else (),
+           tuple([(b["name"], tuple(b["days"]), tuple([tuple(m) for m in b["minutes"]]))
+                  for b in bands]) if bands else (),
            tuple(holidays) if holidays else (),
-           tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
-                  _names(d.get("bands")), d.get("from"), d.get("until"))
-                 for d in discounts) if discounts else (),
-           tuple((s["name"], str(s.get("per_minute", "0")), str(s.get("connect", "0")),
-                  _names(s.get("access")), _names(s.get("callers")),
-                  _names(s.get("gateways")), _names(s.get("categories")))
-                 for s in surcharges) if surcharges else ())
+           tuple([(d["name"], str(d["percent"]), _names(d.get("categories")),
+                   _names(d.get("bands")), d.get("from"), d.get("until"))
+                  for d in discounts]) if discounts else (),
+           tuple([(s["name"], s.get("per_minute", "0"), s.get("connect", "0"),
+                   tuple([(k, tuple(v)) for k, v in s["match"].items()]) if s.get("match")
+                   else ())
+                  for s in surcharges]) if surcharges else ())
     return _remember(_RULES, key, _parse_rules)
 
 
@@ -126,9 +125,14 @@ def _parse_rules(key) -> dict:
         "discounts": tuple(
             Discount(name, to_decimal(percent), categories, bands, _when(start), _when(until))
             for name, percent, categories, bands, start, until in discounts),
-        "surcharges": tuple(
-            Surcharge(name, to_decimal(per_minute), to_decimal(connect), *selectors)
-            for name, per_minute, connect, *selectors in surcharges)}
+        "surcharges": tuple(_surcharge(*s) for s in surcharges)}
+
+
+def _surcharge(name, per_minute, connect, match) -> Surcharge:
+    unknown = [key for key, _ in match if key not in SELECTORS]
+    if unknown:          # never drop a selector: the surcharge would reach other calls
+        raise ValueError(f"surcharge {name}: unknown selector(s) {', '.join(unknown)}")
+    return Surcharge(name, to_decimal(per_minute), to_decimal(connect), **dict(match))
 
 
 def loads(text: str):

@@ -4,6 +4,7 @@ import json
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,9 +18,8 @@ RULES = {"timezone": "Europe/Berlin",
          "discounts": [{"name": "gold", "percent": "25", "categories": ["gold"], "bands": None,
                         "from": "2026-12-01T00:00:00+01:00", "until": None}],
          "surcharges": [{"name": "toll-free", "per_minute": "0.03", "connect": "0",
-                         "access": ["1800", "1888"], "callers": None, "gateways": None,
-                         "categories": None},
-                        {"name": "hotel", "connect": "0.50", "gateways": ["hotel-1"]}]}
+                         "match": {"access": ["1800", "1888"]}},
+                        {"name": "hotel", "connect": "0.50", "match": {"gateways": ["hotel-1"]}}]}
 
 
 def rate_json(connect="0", minimum="0", initial=60, steps=((0, "0.15", 6),)):
@@ -113,3 +113,10 @@ def test_the_calls_facts_are_read_when_the_json_has_them():
     older = codec.context_from_json(json.dumps(CONTEXT))        # as the database gives it now
     assert (older.access_number, older.caller, older.gateway) == (None, None, None)
     assert older.currency == "USD" and older.category == "gold"
+
+
+def test_a_surcharge_selector_not_understood_is_an_error_not_ignored():
+    rules = dict(RULES, surcharges=[{"name": "x", "per_minute": "1", "connect": "0",
+                                     "match": {"planets": ["mars"]}}])
+    with pytest.raises(ValueError, match="surcharge x: unknown selector"):
+        codec.rules_from_json(rules)
