@@ -3,6 +3,14 @@
 kondge.rating_context() returns it; a tariff file resolved in Python
 (resolve.py) builds the same shape; context_from_json turns either into the
 engine's RatingContext. Money is a string in JSON (exact), never a number.
+
+    {"tariff", "tariff_id", "version_id", "version", "currency", "decimals",
+     "rounding", "plan", "category", "destination", "prefix",
+     "rates": {band or "*": rate_to_json},
+     "rules": rules_to_json (the version's: time zone, bands, holidays,
+              discounts, surcharges),
+     "access_number", "caller", "gateway"}      # the call's facts surcharges
+                                                 # select by; absent = None
 """
 
 import json
@@ -10,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from ..money import to_decimal
-from .engine import Band, Discount, Rate, RatingContext, Step
+from .engine import Band, Discount, Rate, RatingContext, Step, Surcharge
 
 
 def rate_to_json(rate: Rate) -> dict:
@@ -60,7 +68,10 @@ def _when(text):
     return datetime.fromisoformat(text) if text else None
 
 
-def rules_to_json(timezone: str, bands, holidays, discounts) -> dict:
+SELECTORS = ("access", "callers", "gateways", "categories")     # a surcharge's `match`
+
+
+def rules_to_json(timezone: str, bands, holidays, discounts, surcharges=()) -> dict:
     return {
         "timezone": timezone,
         "bands": [{"name": b.name, "days": list(b.days), "minutes": [list(m) for m in b.minutes]}
@@ -71,7 +82,12 @@ def rules_to_json(timezone: str, bands, holidays, discounts) -> dict:
                        "bands": list(d.bands) if d.bands is not None else None,
                        "from": d.start.isoformat() if d.start else None,
                        "until": d.until.isoformat() if d.until else None}
-                      for d in discounts]}
+                      for d in discounts],
+        "surcharges": [{"name": s.name, "per_minute": str(s.per_minute),
+                        "connect": str(s.connect),
+                        "match": {key: list(getattr(s, key)) for key in SELECTORS
+                                  if getattr(s, key) is not None}}
+                       for s in surcharges]}
 
 
 def _names(items):
@@ -79,25 +95,44 @@ def _names(items):
 
 
 def rules_from_json(rules: dict) -> dict:
+    return dict(_rules(rules))
+
+
+def _rules(rules: dict) -> dict:
+    """The parsed rules, as remembered (not to be changed: rules_from_json copies)."""
+    bands, holidays = rules.get("bands"), rules.get("holidays")
+    discounts, surcharges = rules.get("discounts"), rules.get("surcharges")
     key = (rules.get("timezone") or "UTC",
-           tuple((b["name"], tuple(b["days"]), tuple(tuple(m) for m in b["minutes"]))
-                 for b in rules.get("bands") or ()),
-           tuple(rules.get("holidays") or ()),
-           tuple((d["name"], str(d["percent"]), _names(d.get("categories")),
-                  _names(d.get("bands")), d.get("from"), d.get("until"))
-                 for d in rules.get("discounts") or ()))
-    return dict(_remember(_RULES, key, _parse_rules))
+           tuple([(b["name"], tuple(b["days"]), tuple([tuple(m) for m in b["minutes"]]))
+                  for b in bands]) if bands else (),
+           tuple(holidays) if holidays else (),
+           tuple([(d["name"], str(d["percent"]), _names(d.get("categories")),
+                   _names(d.get("bands")), d.get("from"), d.get("until"))
+                  for d in discounts]) if discounts else (),
+           tuple([(s["name"], s.get("per_minute", "0"), s.get("connect", "0"),
+                   tuple([(k, tuple(v)) for k, v in s["match"].items()]) if s.get("match")
+                   else ())
+                  for s in surcharges]) if surcharges else ())
+    return _remember(_RULES, key, _parse_rules)
 
 
 def _parse_rules(key) -> dict:
-    timezone, bands, holidays, discounts = key
+    timezone, bands, holidays, discounts, surcharges = key
     return {
         "timezone": timezone,
         "bands": tuple(Band(*band) for band in bands),
         "holidays": frozenset(date.fromisoformat(d) for d in holidays),
         "discounts": tuple(
             Discount(name, to_decimal(percent), categories, bands, _when(start), _when(until))
-            for name, percent, categories, bands, start, until in discounts)}
+            for name, percent, categories, bands, start, until in discounts),
+        "surcharges": tuple(_surcharge(*s) for s in surcharges)}
+
+
+def _surcharge(name, per_minute, connect, match) -> Surcharge:
+    unknown = [key for key, _ in match if key not in SELECTORS]
+    if unknown:          # never drop a selector: the surcharge would reach other calls
+        raise ValueError(f"surcharge {name}: unknown selector(s) {', '.join(unknown)}")
+    return Surcharge(name, to_decimal(per_minute), to_decimal(connect), **dict(match))
 
 
 def loads(text: str):
@@ -113,13 +148,12 @@ def context_from_json(data) -> RatingContext | None:
         data = loads(data)
         if data is None:
             return None
-    rules = rules_from_json(data.get("rules") or {})
-    return RatingContext(
-        tariff=data["tariff"], tariff_id=data.get("tariff_id"),
-        version_id=data.get("version_id"), version=data.get("version"),
-        currency=data["currency"].strip(), decimals=int(data["decimals"]),
-        rounding=data["rounding"], timezone=rules["timezone"], plan=data["plan"],
-        category=data.get("category"), destination=data["destination"],
-        prefix=data["prefix"],
-        rates={band: rate_from_json(r) for band, r in data["rates"].items()},
-        bands=rules["bands"], holidays=rules["holidays"], discounts=rules["discounts"])
+    rules = _rules(data.get("rules") or {})
+    get = data.get
+    return RatingContext(     # by position, in the order of RatingContext's fields
+        data["tariff"], get("tariff_id"), get("version_id"), get("version"),
+        data["currency"].strip(), int(data["decimals"]), data["rounding"], rules["timezone"],
+        data["plan"], get("category"), data["destination"], data["prefix"],
+        {band: rate_from_json(r) for band, r in data["rates"].items()},
+        rules["bands"], rules["holidays"], rules["discounts"], rules["surcharges"],
+        get("access_number"), get("caller"), get("gateway"))

@@ -1,7 +1,7 @@
 """What changed between two tariff versions, and what each would have earned."""
 
 from ..money import ZERO
-from .engine import Rate, rate_call
+from .engine import Rate, Surcharge, rate_call
 from .resolve import context_for
 from .schema import TariffDoc
 
@@ -15,12 +15,22 @@ def describe_rate(rate: Rate) -> str:
     return f"{steps}, initial {rate.initial} s{extra}"
 
 
+def describe_surcharge(s: Surcharge) -> str:
+    amounts = ", ".join(text for amount, text in ((s.per_minute, f"+{s.per_minute}/min"),
+                                                  (s.connect, f"+{s.connect} connect")) if amount)
+    match = "; ".join(f"{key} {', '.join(getattr(s, key))}"
+                      for key in ("access", "callers", "gateways", "categories")
+                      if getattr(s, key) is not None)
+    return (amounts or "+0") + (f" for {match}" if match else " for every call")
+
+
 SETTINGS = ("name", "valid_from", "currency", "decimals", "rounding", "timezone", "default")
 
 
 def diff_docs(old: TariffDoc, new: TariffDoc) -> dict:
     """Every difference, as plain data (the CLI prints it or dumps it as JSON)."""
-    out = {"settings": [], "destinations": [], "plans": [], "rates": [], "rules": []}
+    out = {"settings": [], "destinations": [], "plans": [], "rates": [], "surcharges": [],
+           "rules": []}
     for key in SETTINGS:
         a, b = getattr(old, key), getattr(new, key)
         if a != b:
@@ -52,6 +62,16 @@ def diff_docs(old: TariffDoc, new: TariffDoc) -> dict:
                     "plan": name, "destination": key[0], "band": key[1],
                     "old": describe_rate(ra[key]) if key in ra else None,
                     "new": describe_rate(rb[key]) if key in rb else None})
+    old_sur = {x.name: x for x in old.surcharges}
+    new_sur = {x.name: x for x in new.surcharges}
+    for name in sorted(set(old_sur) | set(new_sur)):
+        a, b = old_sur.get(name), new_sur.get(name)
+        if a != b:
+            out["surcharges"].append({
+                "surcharge": name,
+                "change": "added" if a is None else "removed" if b is None else "changed",
+                "old": describe_surcharge(a) if a else None,
+                "new": describe_surcharge(b) if b else None})
     for key in ("bands", "holidays", "discounts"):
         if getattr(old, key) != getattr(new, key):
             out["rules"].append(key)

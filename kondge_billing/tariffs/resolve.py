@@ -42,7 +42,7 @@ def longest_prefix(doc: TariffDoc, number: str) -> tuple[str, str] | None:
 
 
 def rules_json(doc: TariffDoc) -> dict:
-    return rules_to_json(doc.timezone, doc.bands, doc.holidays, doc.discounts)
+    return rules_to_json(doc.timezone, doc.bands, doc.holidays, doc.discounts, doc.surcharges)
 
 
 def context_json(doc: TariffDoc, destination: str, category=None, caller=None, access=None,
@@ -61,7 +61,8 @@ def context_json(doc: TariffDoc, destination: str, category=None, caller=None, a
     return {"tariff": doc.name, "tariff_id": None, "version_id": None, "version": version,
             "currency": doc.currency, "decimals": doc.decimals, "rounding": doc.rounding,
             "rules": rules_json(doc), "plan": plan.name, "category": category,
-            "destination": dest, "prefix": prefix, "rates": rates}
+            "destination": dest, "prefix": prefix, "rates": rates,
+            "access_number": access, "caller": caller, "gateway": gateway}
 
 
 def context_for(doc: TariffDoc, destination: str, **call) -> RatingContext | None:

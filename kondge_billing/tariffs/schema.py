@@ -4,8 +4,14 @@ The file is composed into YAML nodes (which carry their line numbers) and
 read node by node; no value goes through YAML's own type guessing, so a
 price is read from its text straight into a Decimal. Every check appends a
 "file:line: message" to the problem list instead of stopping, so one run
-reports every mistake. The schema, by example, is tariffs/demo.yaml and the
-README's "Tariffs" section.
+reports every mistake. The schema, by example, is tariffs/example.yaml and
+the README's "Tariffs" section.
+
+Values are refused beyond what the engine prices exactly (its limits, in
+engine.py): amounts (prices, connect and minimum charges, surcharges) from 0
+to 1,000,000 with at most 8 decimals; initial blocks 0 to 86,400 seconds,
+increments and step lengths 1 to 86,400; at most 32 steps a rate, 24 bands,
+48 stretches of bands on one day, 32 discounts, 16 surcharges.
 """
 
 import re
@@ -17,8 +23,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from ..money import ROUNDING_MODES, MoneyError, to_decimal
-from .engine import ALL_BANDS, DAY_KINDS, MINUTES_PER_DAY, Band, Discount, Rate, Step
+from ..money import ROUNDING_MODES, ZERO, MoneyError, quantum, to_decimal
+from .engine import (ALL_BANDS, DAY_KINDS, MAX_AMOUNT, MAX_BANDS, MAX_BLOCK, MAX_DAY_RANGES,
+                     MAX_DISCOUNTS, MAX_PLACES, MAX_STEPS, MAX_SURCHARGES, MINUTES_PER_DAY, Band,
+                     Discount, Rate, Step, Surcharge)
 
 try:
     _LOADER = yaml.CSafeLoader
@@ -30,6 +38,7 @@ PREFIX = re.compile(r"^[0-9]{1,32}$")
 RANGE = re.compile(r"^([0-9]{1,32})-([0-9]{1,32})$")
 HOURS = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
 MAX_RANGE = 100000
+_PLACES = quantum(MAX_PLACES)
 SELECTORS = {"categories": "categories", "access": "access", "gateways": "gateways",
              "callers": "callers"}
 
@@ -62,6 +71,7 @@ class TariffDoc:
     bands: tuple[Band, ...] = ()
     holidays: frozenset = frozenset()
     discounts: tuple[Discount, ...] = ()
+    surcharges: tuple[Surcharge, ...] = ()
     plans: list = field(default_factory=list)
 
     @property
@@ -123,14 +133,15 @@ class _Reader:
         if not re.fullmatch(r"-?[0-9]+", raw):
             self.err(node, f"{what}: {raw!r} is not a whole number")
             return None
-        value = int(raw)
+        value = int(raw) if len(raw) <= 20 else (-1 if raw.startswith("-") else 1) * 10 ** 20
         if value < low or (high is not None and value > high):
             bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-            self.err(node, f"{what}: {value} must be {bound}")
+            self.err(node, f"{what}: {raw} must be {bound}")
             return None
         return value
 
-    def money(self, node, what: str) -> Decimal | None:
+    def money(self, node, what: str, most: Decimal = MAX_AMOUNT) -> Decimal | None:
+        """An amount from 0 to `most` with at most MAX_PLACES decimals."""
         raw = self.text(node, what)
         if raw is None:
             return None
@@ -141,8 +152,13 @@ class _Reader:
             return None
         if value < 0:
             self.err(node, f"{what}: negative price {raw}")
-            return None
-        return value
+        elif value > most:
+            self.err(node, f"{what}: {raw} is more than {most:,}")
+        elif value != value.quantize(_PLACES):
+            self.err(node, f"{what}: {raw} has more than {MAX_PLACES} decimals")
+        else:
+            return value
+        return None
 
     def when(self, node, what: str, zone) -> datetime | None:
         raw = self.text(node, what)
@@ -186,7 +202,10 @@ def _hhmm(minute: int) -> str:
 def _read_bands(reader: _Reader, node, has_holidays: bool) -> tuple[Band, ...]:
     bands = []
     owner: dict[str, list] = {kind: [None] * MINUTES_PER_DAY for kind in DAY_KINDS}
-    for name, body in reader.mapping(node, "bands").items():
+    specs = reader.mapping(node, "bands")
+    if len(specs) > MAX_BANDS:
+        reader.err(node, f"bands: {len(specs)} bands; at most {MAX_BANDS}")
+    for name, body in specs.items():
         if not NAME.match(name):
             reader.err(body, f"band {name!r}: a name of letters, digits, '_', '.', '-'")
         spec = reader.mapping(body, f"band {name}", {"days", "hours"})
@@ -214,6 +233,11 @@ def _read_bands(reader: _Reader, node, has_holidays: bool) -> tuple[Band, ...]:
         bands.append(Band(name, days, tuple(sorted(minutes))))
     if bands:
         kinds = DAY_KINDS if has_holidays else DAY_KINDS[:7]
+        for kind in DAY_KINDS:
+            stretches = sum(len(b.minutes) for b in bands if kind in b.days)
+            if stretches > MAX_DAY_RANGES:
+                reader.err(node, f"bands: {kind} is cut into {stretches} stretches; at most "
+                                 f"{MAX_DAY_RANGES}")
         for kind in kinds:
             gaps = [m for m in range(MINUTES_PER_DAY) if owner[kind][m] is None]
             if gaps:
@@ -262,6 +286,8 @@ DEFAULT_KEYS = {"connect", "minimum", "initial", "increment"}
 
 
 def _read_rate(reader: _Reader, spec: dict, defaults: dict, where: str) -> Rate | None:
+    """The rate a plan's entry gives, or None; every value is read (and every
+    problem reported) before giving up."""
     def pick(key, read, *args):
         if key in spec:
             return read(spec[key], f"{where}: {key}", *args)
@@ -269,57 +295,64 @@ def _read_rate(reader: _Reader, spec: dict, defaults: dict, where: str) -> Rate 
 
     connect = pick("connect", reader.money) or Decimal(0)
     minimum = pick("minimum", reader.money) or Decimal(0)
-    steps = []
-    if "steps" in spec:
-        if "per_minute" in spec:
-            reader.err(spec["per_minute"], f"{where}: give per_minute or steps, not both")
-        items = reader.sequence(spec["steps"], f"{where}: steps")
-        start = 0
-        for n, item in enumerate(items):
-            s = reader.mapping(item, f"{where}: step {n + 1}",
-                               {"seconds", "per_minute", "increment"})
-            price = reader.money(s["per_minute"], f"{where}: step {n + 1}: per_minute") \
-                if "per_minute" in s else reader.err(item, f"{where}: step {n + 1}: per_minute "
-                                                            "missing")
-            if "increment" in s:
-                inc = reader.integer(s["increment"], f"{where}: step {n + 1}: increment", 1)
-            else:
-                inc = defaults.get("increment")
-                if inc is None:
-                    reader.err(item, f"{where}: step {n + 1}: increment missing")
-            length = None
-            if "seconds" in s:
-                length = reader.integer(s["seconds"], f"{where}: step {n + 1}: seconds", 1)
-            elif n < len(items) - 1:
-                reader.err(item, f"{where}: step {n + 1}: seconds missing (only the last step "
-                                 "runs to the end of the call)")
-            if price is None or inc is None:
-                return None
-            steps.append(Step(start, price, inc))
-            start += length or 0
-        if not items:
-            reader.err(spec["steps"], f"{where}: steps: at least one step")
-            return None
-    else:
-        if "per_minute" not in spec:
-            reader.err(spec.get("destination"), f"{where}: per_minute (or steps) missing")
-            return None
-        price = reader.money(spec["per_minute"], f"{where}: per_minute")
-        inc = pick("increment", reader.integer, 1)
-        if inc is None:
-            if "increment" not in spec and "increment" not in defaults:
-                reader.err(spec["per_minute"], f"{where}: increment missing (or set "
-                                               "defaults: increment)")
-            return None
-        if price is None:
-            return None
-        steps.append(Step(0, price, inc))
-    initial = pick("initial", reader.integer, 0)
+    steps = _read_steps(reader, spec, defaults, where) if "steps" in spec \
+        else _read_single_step(reader, spec, defaults, where, pick)
+    initial = pick("initial", reader.integer, 0, MAX_BLOCK)
+    if steps is None:
+        return None
     if initial is None:
         initial = steps[0].increment if "initial" not in spec else None
     if initial is None:
         return None
     return Rate(connect, minimum, initial, tuple(steps))
+
+
+def _read_single_step(reader: _Reader, spec: dict, defaults: dict, where: str, pick):
+    if "per_minute" not in spec:
+        reader.err(spec.get("destination"), f"{where}: per_minute (or steps) missing")
+        return None
+    price = reader.money(spec["per_minute"], f"{where}: per_minute")
+    inc = pick("increment", reader.integer, 1, MAX_BLOCK)
+    if inc is None and "increment" not in spec and "increment" not in defaults:
+        reader.err(spec["per_minute"], f"{where}: increment missing (or set "
+                                       "defaults: increment)")
+    return [Step(0, price, inc)] if price is not None and inc is not None else None
+
+
+def _read_steps(reader: _Reader, spec: dict, defaults: dict, where: str):
+    if "per_minute" in spec:
+        reader.err(spec["per_minute"], f"{where}: give per_minute or steps, not both")
+    items = reader.sequence(spec["steps"], f"{where}: steps")
+    if not items:
+        reader.err(spec["steps"], f"{where}: steps: at least one step")
+        return None
+    if len(items) > MAX_STEPS:
+        reader.err(spec["steps"], f"{where}: steps: {len(items)} steps; at most {MAX_STEPS}")
+        return None
+    steps, start, broken = [], 0, False
+    for n, item in enumerate(items):
+        what = f"{where}: step {n + 1}"
+        s = reader.mapping(item, what, {"seconds", "per_minute", "increment"})
+        price = reader.money(s["per_minute"], f"{what}: per_minute") if "per_minute" in s \
+            else reader.err(item, f"{what}: per_minute missing")
+        if "increment" in s:
+            inc = reader.integer(s["increment"], f"{what}: increment", 1, MAX_BLOCK)
+        else:
+            inc = defaults.get("increment")
+            if inc is None:
+                reader.err(item, f"{what}: increment missing")
+        length = None
+        if "seconds" in s:
+            length = reader.integer(s["seconds"], f"{what}: seconds", 1, MAX_BLOCK)
+        elif n < len(items) - 1:
+            reader.err(item, f"{what}: seconds missing (only the last step runs to the end "
+                             "of the call)")
+        if price is None or inc is None:
+            broken = True
+        else:
+            steps.append(Step(start, price, inc))
+        start += length or 0
+    return None if broken else steps
 
 
 def _read_plan(reader: _Reader, node, doc: TariffDoc, defaults: dict) -> PlanDoc | None:
@@ -332,14 +365,7 @@ def _read_plan(reader: _Reader, node, doc: TariffDoc, defaults: dict) -> PlanDoc
         if "priority" in spec else 0
     plan = PlanDoc(name, priority or 0, node.start_mark.line + 1)
     if "match" in spec:
-        match = reader.mapping(spec["match"], f"plan {name}: match", set(SELECTORS))
-        for key, value in match.items():
-            items = reader.names(value, f"plan {name}: match: {key}")
-            if key in ("access", "callers"):
-                for i in items:
-                    if not PREFIX.match(i):
-                        reader.err(value, f"plan {name}: match: {key}: {i!r} is not a number "
-                                          "prefix")
+        for key, items in _read_match(reader, spec["match"], f"plan {name}").items():
             setattr(plan, key, items)
     bands = set(doc.band_names)
     for item in reader.sequence(spec.get("rates"), f"plan {name}: rates") \
@@ -375,6 +401,19 @@ def _read_plan(reader: _Reader, node, doc: TariffDoc, defaults: dict) -> PlanDoc
     return plan
 
 
+def _read_match(reader: _Reader, node, where: str) -> dict:
+    """A plan's or a surcharge's selectors: {selector: names or prefixes}."""
+    found = {}
+    for key, value in reader.mapping(node, f"{where}: match", set(SELECTORS)).items():
+        items = reader.names(value, f"{where}: match: {key}")
+        if key in ("access", "callers"):
+            for i in items:
+                if not PREFIX.match(i):
+                    reader.err(value, f"{where}: match: {key}: {i!r} is not a number prefix")
+        found[key] = items
+    return found
+
+
 def _overlaps(a, b) -> bool:
     """Could one value satisfy both selectors? (None = any; prefixes nest.)"""
     if a is None or b is None:
@@ -402,13 +441,16 @@ def _check_plan_overlaps(reader: _Reader, plans: list[PlanDoc]):
 
 def _read_discounts(reader: _Reader, node, doc: TariffDoc, zone) -> tuple[Discount, ...]:
     found = []
-    for item in reader.sequence(node, "discounts"):
+    items = reader.sequence(node, "discounts")
+    if len(items) > MAX_DISCOUNTS:
+        reader.err(node, f"discounts: {len(items)} discounts; at most {MAX_DISCOUNTS}")
+    for item in items:
         spec = reader.mapping(item, "discount",
                               {"name", "percent", "categories", "bands", "from", "until"})
         name = reader.text(spec["name"], "discount: name") if "name" in spec else "discount"
-        percent = reader.money(spec["percent"], f"discount {name}: percent") \
+        percent = reader.money(spec["percent"], f"discount {name}: percent", Decimal(100)) \
             if "percent" in spec else reader.err(item, f"discount {name}: percent missing")
-        if percent is not None and not 0 < percent <= 100:
+        if percent is not None and not 0 < percent:
             reader.err(spec["percent"], f"discount {name}: percent must be above 0, at most 100")
             percent = None
         cats = reader.names(spec["categories"], f"discount {name}: categories") \
@@ -429,8 +471,40 @@ def _read_discounts(reader: _Reader, node, doc: TariffDoc, zone) -> tuple[Discou
     return tuple(found)
 
 
+SURCHARGE_KEYS = {"name", "match", "per_minute", "connect"}
+
+
+def _read_surcharges(reader: _Reader, node) -> tuple[Surcharge, ...]:
+    """More money for the calls a surcharge's selectors match: per_minute added to
+    every billed second's price, connect once to an answered call."""
+    found, names = [], set()
+    items = reader.sequence(node, "surcharges")
+    if len(items) > MAX_SURCHARGES:
+        reader.err(node, f"surcharges: {len(items)} surcharges; at most {MAX_SURCHARGES}")
+    for item in items:
+        spec = reader.mapping(item, "surcharge", SURCHARGE_KEYS)
+        name = reader.text(spec["name"], "surcharge: name") if "name" in spec else None
+        if name is None:
+            if "name" not in spec:
+                reader.err(item, "surcharge: name missing")
+            continue
+        if name in names:
+            reader.err(item, f"surcharge {name}: given twice")
+        names.add(name)
+        if "per_minute" not in spec and "connect" not in spec:
+            reader.err(item, f"surcharge {name}: per_minute, connect or both")
+            continue
+        amounts = {key: reader.money(spec[key], f"surcharge {name}: {key}") if key in spec
+                   else ZERO for key in ("per_minute", "connect")}
+        match = _read_match(reader, spec["match"], f"surcharge {name}") if "match" in spec \
+            else {}
+        if None not in amounts.values():
+            found.append(Surcharge(name, **amounts, **match))
+    return tuple(found)
+
+
 TOP_KEYS = {"tariff", "default", "valid_from", "currency", "decimals", "rounding", "timezone",
-            "defaults", "destinations", "bands", "holidays", "plans", "discounts"}
+            "defaults", "destinations", "bands", "holidays", "plans", "discounts", "surcharges"}
 
 
 def parse(source: str, path: str = "<tariff>") -> tuple[TariffDoc | None, list[str]]:
@@ -488,7 +562,8 @@ def parse(source: str, path: str = "<tariff>") -> tuple[TariffDoc | None, list[s
             if key in ("connect", "minimum"):
                 got = reader.money(value, f"defaults: {key}")
             else:
-                got = reader.integer(value, f"defaults: {key}", 1 if key == "increment" else 0)
+                got = reader.integer(value, f"defaults: {key}", 1 if key == "increment" else 0,
+                                     MAX_BLOCK)
             if got is not None:
                 defaults[key] = got
     holidays = set()
@@ -505,6 +580,8 @@ def parse(source: str, path: str = "<tariff>") -> tuple[TariffDoc | None, list[s
         _read_destinations(reader, top["destinations"], doc)
     if "discounts" in top:
         doc.discounts = _read_discounts(reader, top["discounts"], doc, zone)
+    if "surcharges" in top:
+        doc.surcharges = _read_surcharges(reader, top["surcharges"])
     names = set()
     for item in reader.sequence(top["plans"], "plans") if "plans" in top else []:
         plan = _read_plan(reader, item, doc, defaults)

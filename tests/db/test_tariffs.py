@@ -16,7 +16,6 @@ from kondge_billing.gateways import GatewayDirectory, all_gateways
 from kondge_billing.request import access_request, accounting_record
 from kondge_billing.service import Billing, Login
 from kondge_billing.tariffs import diff, engine, schema, store
-from kondge_billing.tariffs.codec import context_from_json
 from kondge_billing.tariffs.resolve import context_for
 from tests.support.cards import luhn_number
 
@@ -241,3 +240,59 @@ def test_the_number_stage_one_came_in_on_prices_stage_two_and_the_cdr_in_any_ord
     assert standard.seconds > toll_free.seconds             # 0.02/min against 0.03/min
     billing.account(fra, _stop(other, 60, connect, called="4930123456", gw="127.0.0.9"))
     assert _plan_of_cdr(world, other) == {"plan": "standard", "access_number": None}
+
+
+SURCHARGED = """
+    tariff: surcharged
+    valid_from: 2026-01-01T00:00:00+00:00
+    currency: USD
+    timezone: America/New_York
+    defaults: {initial: 60, increment: 6}
+    destinations: {UK: [44]}
+    plans: [{name: standard, rates: [{destination: UK, per_minute: 0.05}]}]
+    surcharges:
+      - {name: everyone, connect: 0.10}
+      - {name: gold extra, match: {categories: [gold]}, per_minute: 0.01}
+      - {name: toll-free entry, match: {access: ["1800"]}, per_minute: 0.03, connect: 0.05}
+      - {name: hotel, match: {gateways: [fra-1], callers: ["4930"]}, connect: 0.25}
+"""
+
+
+def _surcharged(world, call):
+    loaded = load_text(world, SURCHARGED)
+    doc, _ = schema.parse(dedent(SURCHARGED), "s.yaml")
+    at = datetime(2026, 3, 8, 6, 30, tzinfo=timezone.utc)      # New York's DST change
+
+    def lookup(cur):
+        gw = store.gateway_id(cur, call.get("gateway")) if call.get("gateway") else None
+        return store.rating_context(cur, "442071234567", at, category=call.get("category"),
+                                    caller=call.get("caller"), access=call.get("access"),
+                                    gateway_id=gw, tariff_id=loaded["tariff_id"])
+    return world.run(lookup), context_for(doc, "442071234567", **call), at
+
+
+@pytest.mark.parametrize("category, expected", [("gold", "0.2200"), ("standard", "0.2000")])
+def test_surcharges_are_stored_and_rated_through_the_database(world, category, expected):
+    from_sql, from_file, at = _surcharged(world, {"category": category})
+    assert from_sql.surcharges == from_file.surcharges                # read back exactly
+    stored = world.run(lambda cur: (cur.execute(
+        "SELECT jsonb_typeof(rules->'surcharges'->0->'connect') AS kind, "
+        "rules->'surcharges'->0->>'connect' AS connect FROM kondge.tariff_version "
+        "WHERE id = %s", (from_sql.version_id,)), cur.fetchone())[1])
+    assert (stored["kind"], stored["connect"]) == ("string", "0.10")   # money as text
+    # 120 s at 0.05 (+0.01 gold) + 0.10 connect
+    assert engine.call_cost(from_sql, at, 120) == engine.call_cost(from_file, at, 120) \
+        == Decimal(expected)
+    assert engine.allowed_seconds(from_sql, at, Decimal("1.00"), 86400) == \
+        engine.allowed_seconds(from_file, at, Decimal("1.00"), 86400)
+
+
+def test_surcharges_by_access_number_caller_and_gateway_through_the_database(world):
+    call = {"category": "standard", "access": "18005550100", "caller": "4930123",
+            "gateway": "fra-1"}
+    from_sql, from_file, at = _surcharged(world, call)
+    assert [s.name for s in engine.surcharges_for(from_file)] == [
+        "everyone", "toll-free entry", "hotel"]
+    assert (from_sql.access_number, from_sql.caller, from_sql.gateway) == (
+        "18005550100", "4930123", "fra-1")
+    assert engine.call_cost(from_sql, at, 120) == engine.call_cost(from_file, at, 120)

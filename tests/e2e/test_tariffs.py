@@ -69,7 +69,7 @@ def test_a_broken_file_is_refused_with_every_mistake(stack_ready, tmp_path):
     for command in ("validate", "load"):
         r = stack_ready.kondge("tariffs", command, str(path))
         assert r.returncode == 1
-        assert f"{path}:5: defaults: increment: 0 must be at least 1" in r.stderr
+        assert f"{path}:5: defaults: increment: 0 must be from 1 to 86400" in r.stderr
         assert f"{path}:17: plan standard: France: per_minute: negative price" in r.stderr
     listed = json.loads(stack_ready.kondge("tariffs", "list", "demo", "--json").stdout)
     assert all(v["source_name"] != str(path) for v in listed)
@@ -86,3 +86,36 @@ def test_rate_explains_a_price_and_a_balance(stack_ready):
     assert json.loads(r.stdout)["allowed_seconds"] == 3996
     assert stack_ready.kondge("rate", "--to", "999", "--seconds", "5").returncode == 1
     assert stack_ready.kondge("rate", "--to", "44").returncode == 2
+
+
+def test_rate_reads_numbers_as_dialled(stack_ready):
+    for number in ("+447911123456", "+44 7911 123456", "0044-7911-123456", "(44) 7911 123456"):
+        r = stack_ready.kondge("rate", "--to", number, "--seconds", "61", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["prefix"] == "4479"
+    r = stack_ready.kondge("rate", "--to", "+44 79II 123456", "--seconds", "61")
+    assert r.returncode == 2 and "is not a phone number" in r.stderr
+    r = stack_ready.kondge("rate", "--to", "447911123456", "--from", "anonymous", "--seconds", "1")
+    assert r.returncode == 2 and "argument --from" in r.stderr
+
+
+def test_rate_reads_a_time_without_offset_on_the_tariffs_clock(stack_ready):
+    """The example tariff (not the default) is in Europe/Berlin: peak until 22:00."""
+    example = stack_ready.settings.home / "tariffs" / "example.yaml"
+    if not any(v["tariff"] == "intl" for v in json.loads(
+            stack_ready.kondge("tariffs", "list", "intl", "--json").stdout)):
+        loaded = stack_ready.kondge("tariffs", "load", str(example))
+        assert loaded.returncode == 0, loaded.stderr
+
+    def rate(at):
+        r = stack_ready.kondge("rate", "--tariff", "intl", "--to", "+49 151 12345",
+                               "--seconds", "600", "--at", at, "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    local = rate("2026-03-03T21:58")                  # Berlin: 2 min of peak, then off-peak
+    assert (local["at"], local["cost"]) == ("2026-03-03T21:58:00+01:00", "0.7200")
+    given = rate("2026-03-03T21:58:00+00:00")         # 22:58 in Berlin: off-peak only
+    assert (given["at"], given["cost"]) == ("2026-03-03T22:58:00+01:00", "0.6000")
+    r = stack_ready.kondge("rate", "--tariff", "intl", "--to", "4915112345", "--seconds", "60",
+                           "--at", "2026-10-25T02:30")
+    assert r.returncode == 1 and "happens twice in Europe/Berlin" in r.stderr

@@ -1,7 +1,10 @@
 """The rating engine: worked examples, band crossings, steps, and properties."""
 
+import dataclasses
+import re
+import time
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from textwrap import dedent
 from zoneinfo import ZoneInfo
 
@@ -9,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kondge_billing.money import MoneyError, round_money, to_decimal
+from kondge_billing.money import ZERO, MoneyError, round_money, to_decimal
 from kondge_billing.tariffs import engine, schema
 from kondge_billing.tariffs.engine import Rate, RatingContext, Step, allowed_seconds, call_cost
 from kondge_billing.tariffs.resolve import context_for
@@ -301,6 +304,18 @@ def band_layouts(draw):
 
 
 @st.composite
+def surcharge_lists(draw):
+    """Up to three surcharges, each matching some calls and not others."""
+    return tuple(
+        engine.Surcharge(f"s{n}", draw(money_amounts), draw(money_amounts),
+                         draw(st.sampled_from([None, ("1800",), ("49", "1")])),
+                         draw(st.sampled_from([None, ("44",)])),
+                         draw(st.sampled_from([None, ("ny-1",)])),
+                         draw(st.sampled_from([None, ("gold",), ("gold", "silver")])))
+        for n in range(draw(st.integers(0, 3))))
+
+
+@st.composite
 def calls(draw):
     """(context, start, balance, cap): starts near band ends, midnight and DST changes."""
     zone = draw(st.sampled_from(ZONES))
@@ -308,8 +323,8 @@ def calls(draw):
     names = [b.name for b in bands]
     rated = draw(st.sets(st.sampled_from(names))) if names else set()
     rates = {name: draw(any_rate()) for name in sorted(rated)}
-    if not rates or draw(st.booleans()):
-        rates["*"] = draw(any_rate())
+    if not rates or set(names) - rated or draw(st.booleans()):
+        rates["*"] = draw(any_rate())         # every band has a rate (else: RatingError)
     day = draw(st.one_of(st.sampled_from(DAYS),
                          st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31))))
     anchor = draw(st.sampled_from([0, 120, 180] + cuts))
@@ -331,7 +346,10 @@ def calls(draw):
     ctx = RatingContext("t", 1, 1, 1, "USD", draw(st.integers(0, 6)),
                         draw(st.sampled_from(["up", "half-up", "down"])), zone, "p",
                         draw(st.sampled_from([None, "gold"])), "X", "1", rates, bands,
-                        holidays, discounts)
+                        holidays, discounts, draw(surcharge_lists()),
+                        draw(st.sampled_from([None, "18005550100", "4930800"])),
+                        draw(st.sampled_from([None, "447700900123", "4930123"])),
+                        draw(st.sampled_from([None, "ny-1", "fra-1"])))
     cap = draw(st.one_of(st.sampled_from([1, 2, 60, 61, 3600, 86400]), st.integers(1, 30000)))
     if draw(st.booleans()):
         balance = draw(st.decimals(min_value=Decimal(0), max_value=Decimal(60), places=6))
@@ -395,20 +413,22 @@ def test_last_billed_is_the_longest_billed_duration_within(rate):
         assert engine._last_billed(rate, s) == max((b for b in billed if b <= s), default=0)
 
 
-def test_prices_that_fall_get_the_old_search():
-    """Outside what the schema allows (a negative price) there is no estimate."""
+def test_a_price_that_falls_is_refused():
+    """Outside what the schema allows (a negative price) the engine does not guess."""
     rate = Rate(Decimal("0.5"), Decimal(0), 10, (Step(0, Decimal("0.6"), 10),
                                                  Step(300, Decimal("-0.3"), 1)))
     ctx = RatingContext("t", 1, 1, 1, "USD", 4, "up", "UTC", "p", None, "X", "1", {"*": rate})
-    for balance in ("0.5", "1.5", "3.4", "3.5", "100"):
-        call = (ctx, T0, Decimal(balance), 86400)
-        assert engine._estimate(*call) == 0
-        assert allowed_seconds(*call) == reference.allowed_seconds(*call)
+    with pytest.raises(engine.RatingError, match="step 2: per_minute: -0.3 is negative"):
+        allowed_seconds(ctx, T0, Decimal("1.5"), 86400)
+    with pytest.raises(engine.RatingError):
+        call_cost(ctx, T0, 400)
+    with pytest.raises(engine.RatingError):
+        engine.rate_call(ctx, T0, 0)
 
 
-def test_each_start_has_its_own_walk():
-    """Equal instants, other time zones: across a DST change they add seconds
-    differently (wall clock), so the memo keeps a walk per datetime object."""
+def test_a_start_in_any_time_zone_is_the_same_instant():
+    """Equal instants in other time zones are the same call, across a DST change
+    too: the engine counts a call's seconds on the UTC clock, never the wall clock."""
     ctx = ctx_of(BANDS.replace("timezone: UTC", "timezone: Europe/Berlin")
                  .replace("08:00-22:00", "04:00-22:00").replace("22:00-08:00", "22:00-04:00")
                  .replace("weekend: {days: [sat, sun, holiday]}",
@@ -420,14 +440,18 @@ def test_each_start_has_its_own_walk():
                  "491511")
     utc_start = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)  # Sunday, 01:30 in Berlin
     berlin_start = utc_start.astimezone(ZoneInfo("Europe/Berlin"))
-    assert utc_start == berlin_start
-    for start in (utc_start, berlin_start, utc_start, berlin_start):
+    tokyo_start = utc_start.astimezone(ZoneInfo("Asia/Tokyo"))
+    expected = reference.rate_call(ctx, utc_start, 3 * 3600)
+    # 01:30 CET to 04:00 CEST is 1.5 hours of night: 5400 s, then weekend
+    assert [(s.band, s.start, s.end) for s in expected.segments] == [
+        ("night", 0, 5400), ("weekend", 5400, 10800)]
+    for start in (utc_start, berlin_start, tokyo_start, utc_start, berlin_start):
         for seconds in (3 * 3600, 600):
             assert engine.rate_call(ctx, start, seconds) == \
                 reference.rate_call(ctx, start, seconds)
+        assert engine.rate_call(ctx, start, 3 * 3600) == expected
         assert allowed_seconds(ctx, start, Decimal("1.00"), 86400) == \
-            reference.allowed_seconds(ctx, start, Decimal("1.00"), 86400)
-    assert call_cost(ctx, utc_start, 3 * 3600) != call_cost(ctx, berlin_start, 3 * 3600)
+            reference.allowed_seconds(ctx, utc_start, Decimal("1.00"), 86400)
 
 
 def test_band_changes_are_found_on_every_day():
@@ -439,3 +463,397 @@ def test_band_changes_are_found_on_every_day():
         for seconds in (600, 36000):
             assert engine.rate_call(ctx, start, seconds) == \
                 reference.rate_call(ctx, start, seconds)
+
+
+# --- daylight saving: every second by its own local time ---------------------------
+#
+# Europe/Berlin 2026-03-29: at 01:00Z the clocks go from 02:00 CET to 03:00
+# CEST (02:00-03:00 never shows). 2026-10-25: at 01:00Z from 03:00 CEST back
+# to 02:00 CET (02:00-03:00 shows twice: 00:00Z-01:00Z and 01:00Z-02:00Z).
+
+DST = """
+    tariff: dst
+    valid_from: 2026-01-01
+    currency: EUR
+    decimals: 6
+    timezone: {zone}
+    defaults: {{initial: 1, increment: 1}}
+    destinations: {{X: [49]}}
+    bands:
+{bands}
+    plans:
+      - name: p
+        rates:
+{rates}
+"""
+PRICES = {"night": "0.01", "early": "0.10", "day": "1.00", "weekend": "0.02"}
+EVERY_DAY = "[mon, tue, wed, thu, fri, sat, sun]"
+
+
+def dst_ctx(zone: str, hours: dict, days: str = EVERY_DAY) -> RatingContext:
+    """A tariff in `zone` whose bands cover `days` with {band: "HH:MM-HH:MM"}."""
+    bands = [f'      {name}: {{days: {days}, hours: "{h}"}}' for name, h in hours.items()]
+    if days != EVERY_DAY:
+        bands.append("      weekend: {days: [sat, sun]}")
+    names = list(hours) + (["weekend"] if days != EVERY_DAY else [])
+    rates = [f"          - {{destination: X, band: {n}, per_minute: {PRICES[n]}}}" for n in names]
+    return ctx_of(DST.format(zone=zone, bands="\n".join(bands), rates="\n".join(rates)), "491")
+
+
+def per_minute_to_money(total: Decimal) -> Decimal:
+    """sum(per_minute x seconds) / 60, at the engine's 60 digits."""
+    with localcontext() as c:
+        c.prec = 60
+        return total / 60
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def night_day(edge: str) -> dict:
+    return {"night": f"00:00-{edge}", "day": f"{edge}-24:00"}
+
+
+@pytest.mark.parametrize("zone, hours, start, seconds, expected", [
+    # spring forward: a band ending at, inside or at the end of the missing
+    # hour ends when the clocks jump (01:00Z); one ending later, at its time
+    ("Europe/Berlin", night_day("02:00"), utc(2026, 3, 29, 0, 59), 7200,
+     [("night", 0, 60), ("day", 60, 7200)]),
+    ("Europe/Berlin", night_day("02:30"), utc(2026, 3, 29, 0, 59), 7200,       # as reported
+     [("night", 0, 60), ("day", 60, 7200)]),
+    ("Europe/Berlin", night_day("03:00"), utc(2026, 3, 29, 0, 59), 7200,
+     [("night", 0, 60), ("day", 60, 7200)]),
+    ("Europe/Berlin", night_day("03:30"), utc(2026, 3, 29, 0, 59), 7200,
+     [("night", 0, 1860), ("day", 1860, 7200)]),
+    ("Europe/Berlin", night_day("01:30"), utc(2026, 3, 29, 0, 0), 7200,
+     [("night", 0, 1800), ("day", 1800, 7200)]),
+    # a call across the change with three bands: midnight CET to 06:00 CEST
+    ("Europe/Berlin", {"night": "00:00-02:15", "early": "02:15-06:00", "day": "06:00-24:00"},
+     utc(2026, 3, 28, 23, 0), 21600,
+     [("night", 0, 7200), ("early", 7200, 18000), ("day", 18000, 21600)]),
+    # the start given on the local clock
+    ("Europe/Berlin", night_day("02:30"), datetime(2026, 3, 29, 1, 59, tzinfo=BERLIN), 7200,
+     [("night", 0, 60), ("day", 60, 7200)]),
+    # fall back: 02:00-03:00 shows twice
+    ("Europe/Berlin", night_day("02:00"), utc(2026, 10, 24, 23, 30), 10800,
+     [("night", 0, 1800), ("day", 1800, 10800)]),
+    ("Europe/Berlin", night_day("02:30"), utc(2026, 10, 25, 0, 10), 7200,
+     [("night", 0, 1200), ("day", 1200, 3000), ("night", 3000, 4800), ("day", 4800, 7200)]),
+    ("Europe/Berlin", night_day("03:00"), utc(2026, 10, 24, 23, 30), 10800,
+     [("night", 0, 9000), ("day", 9000, 10800)]),
+    ("Europe/Berlin", night_day("01:30"), utc(2026, 10, 24, 23, 0), 10800,
+     [("night", 0, 1800), ("day", 1800, 10800)]),
+    ("Europe/Berlin", night_day("03:30"), utc(2026, 10, 24, 23, 0), 14400,
+     [("night", 0, 12600), ("day", 12600, 14400)]),
+    ("Europe/Berlin", night_day("02:30"), utc(2026, 10, 25, 1, 15), 3600,     # second pass
+     [("night", 0, 900), ("day", 900, 3600)]),
+    ("Europe/Berlin", night_day("02:30"),
+     datetime(2026, 10, 25, 2, 15, fold=1, tzinfo=BERLIN), 3600,
+     [("night", 0, 900), ("day", 900, 3600)]),
+    ("Europe/Berlin", night_day("02:30"), datetime(2026, 10, 25, 2, 15, tzinfo=BERLIN), 7200,
+     [("night", 0, 900), ("day", 900, 2700), ("night", 2700, 4500), ("day", 4500, 7200)]),
+    # the local day (Sunday, weekend) ends at 23:00Z after the change
+    ("Europe/Berlin", night_day("06:00"), utc(2026, 10, 25, 22, 30), 3600,
+     [("weekend", 0, 1800), ("night", 1800, 3600)]),
+    # New York falls back at 06:00Z (01:00-02:00 twice); Lord Howe by half
+    # an hour at 15:00Z (01:30-02:00 twice)
+    ("America/New_York", night_day("01:30"), utc(2026, 11, 1, 5, 15), 3600,
+     [("night", 0, 900), ("day", 900, 2700), ("night", 2700, 3600)]),
+    ("Australia/Lord_Howe", night_day("01:45"), utc(2026, 4, 4, 14, 40), 3600,
+     [("night", 0, 300), ("day", 300, 1200), ("night", 1200, 2100), ("day", 2100, 3600)]),
+])
+def test_bands_across_daylight_saving_changes(zone, hours, start, seconds, expected):
+    days = "[mon, tue, wed, thu, fri]" if expected[0][0] == "weekend" else EVERY_DAY
+    ctx = dst_ctx(zone, hours, days)
+    b = engine.rate_call(ctx, start, seconds)
+    assert [(s.band, s.start, s.end) for s in b.segments] == expected
+    assert b == reference.rate_call(ctx, start, seconds)
+    price = {name: Decimal(p) for name, p in PRICES.items()}
+    assert b.raw == per_minute_to_money(sum(price[band] * (q - p) for band, p, q in expected))
+    # the grant across the change is the largest that fits, second by second
+    balance = b.cost - Decimal("0.000001")
+    assert allowed_seconds(ctx, start, balance, 86400) == \
+        reference.allowed_seconds(ctx, start, balance, 86400) == seconds - 1
+
+
+def test_the_reported_call_pays_one_minute_of_night():
+    """2026-03-29, from 00:59Z (01:59 CET): 60 s of night, then day; not 31 minutes."""
+    ctx = dst_ctx("Europe/Berlin", night_day("02:30"))
+    b = engine.rate_call(ctx, utc(2026, 3, 29, 0, 59), 1860)
+    assert [(s.band, s.end - s.start) for s in b.segments] == [("night", 60), ("day", 1800)]
+    assert b.cost == Decimal("0.01") + Decimal("30.00")
+
+
+def brute_force_prices(ctx: RatingContext, start: datetime, billed: int) -> list:
+    """(band, per-minute price) of each billed second, each looked up by itself:
+    the second's instant, on the tariff's wall clock."""
+    zone, table = ZoneInfo(ctx.timezone), engine.day_table(ctx.bands)
+    origin = start.astimezone(timezone.utc)
+    rate0 = ctx.rate_for(reference.band_of_instant(ctx, origin))
+    assert rate0 is not None
+    prices = []
+    for k in range(billed):
+        local = (origin + timedelta(seconds=k)).astimezone(zone)
+        minute = local.hour * 60 + local.minute
+        band = next(name for s, e, name in table[engine.day_kind(ctx, local.date())]
+                    if s <= minute < e)
+        rate = ctx.rate_for(band)
+        prices.append((band, rate.steps[rate.step_at(k)[0]].per_minute))
+    return prices
+
+
+CHANGES = (utc(2026, 3, 29, 1), utc(2026, 10, 25, 1))
+
+
+@st.composite
+def dst_calls(draw):
+    """A Berlin tariff cut near the changed hours, a call around a change."""
+    cuts = sorted(draw(st.sets(st.one_of(st.integers(60, 240), st.integers(1, 1439)),
+                               min_size=1, max_size=4)))
+    edges = [0] + cuts + [engine.MINUTES_PER_DAY]
+    ranges: dict = {}
+    for n, (s, e) in enumerate(zip(edges, edges[1:])):
+        ranges.setdefault("abc"[n % 3] if len(edges) > 3 else "ab"[n % 2], []).append((s, e))
+    bands = tuple(engine.Band(name, engine.DAY_KINDS[:7], tuple(r))
+                  for name, r in ranges.items())
+    rates = {}
+    for n, name in enumerate(sorted(ranges)):
+        steps = (Step(0, Decimal(n + 1), 1),)
+        if draw(st.booleans()):
+            steps += (Step(draw(st.integers(1, 7200)), Decimal(n + 1) / 10, 1),)
+        rates[name] = Rate(Decimal(0), Decimal(0), 1, steps)
+    ctx = RatingContext("t", 1, 1, 1, "EUR", 8, "up", "Europe/Berlin", "p", None, "X", "1",
+                        rates, bands)
+    start = draw(st.sampled_from(CHANGES)) + timedelta(
+        seconds=draw(st.integers(-6 * 3600, 6 * 3600)),
+        microseconds=draw(st.sampled_from([0, 1, 500000, 999999])))
+    if draw(st.booleans()):
+        start = start.astimezone(BERLIN)           # on the local clock, fold as it falls
+    return ctx, start, draw(st.integers(1, 4 * 3600))
+
+
+@settings(max_examples=80, deadline=None)
+@given(dst_calls())
+def test_each_second_is_priced_by_its_own_local_time(call):
+    ctx, start, seconds = call
+    b = engine.rate_call(ctx, start, seconds)
+    per_second = [(s.band, s.per_minute) for s in b.segments for _ in range(s.start, s.end)]
+    expected = brute_force_prices(ctx, start, b.billed)
+    assert per_second == expected
+    assert b.raw == per_minute_to_money(sum(price for _, price in expected))
+    assert b == reference.rate_call(ctx, start, seconds)
+
+
+# --- limits: a right answer or RatingError, never a hang or a wrong number ------------
+
+def refused_contexts():
+    good = simple().rates["*"]
+    step = good.steps[0]
+    bands = (engine.Band("day", engine.DAY_KINDS[:7], ((0, 1440),)),)
+
+    def rate(**change):
+        return {"*": Rate(**{**vars(good), **change})}
+    cases = [
+        ("per_minute: 1E+308 is above", rate(steps=(Step(0, Decimal("1e308"), 6),))),
+        ("connect: 1E+30 is above", rate(connect=Decimal("1e30"))),
+        ("minimum: Decimal('NaN')", rate(minimum=Decimal("NaN"))),
+        ("more than 8 decimals", rate(steps=(Step(0, Decimal("0.000000001"), 6),))),
+        ("initial: 10", rate(initial=10 ** 26)),
+        ("increment 100000000000000000000", rate(steps=(Step(0, step.per_minute, 10 ** 20),))),
+        ("increment 0", rate(steps=(Step(0, step.per_minute, 0),))),
+        ("step 2 starts", rate(steps=(step, Step(10 ** 20, step.per_minute, 6)))),
+        ("step 2 starts", rate(steps=(step, step))),
+        ("step 1 starts", rate(steps=(Step(5, step.per_minute, 6),))),
+        ("from 1 to 32 steps", rate(steps=tuple(Step(n, step.per_minute, 1)
+                                                for n in range(33)))),
+        ("from 1 to 32 steps", rate(steps=())),
+        ("no rates", {}),
+        ("no rate for band day", {"day": None} | {"night": good}, bands),
+        ("decimals", rate(), (), {"decimals": 9}),
+        ("rounding", rate(), (), {"rounding": "bankers"}),
+        ("rounding", rate(), (), {"rounding": ["up"]}),
+        ("holidays", rate(), (), {"holidays": frozenset({"2026-12-25"})}),
+        ("holidays", rate(), (), {"holidays": [date(2026, 12, 25)]}),
+        ("unknown time zone", rate(), (), {"timezone": "Mars/Olympus"}),
+        ("bands on mon", rate(), (engine.Band("day", engine.DAY_KINDS, ((0, 600),)),)),
+        ("bands on sun", rate(), (engine.Band("day", engine.DAY_KINDS[:6], ((0, 1440),)),)),
+        ("at most 24 bands", rate(), tuple(engine.Band(f"b{n}", ("mon",), ((n, n + 1),))
+                                           for n in range(25))),
+        ("percent: 150 is above 100", rate(), (),
+         {"discounts": (engine.Discount("x", Decimal(150)),)}),
+        ("surcharge x: per_minute: -1 is negative", rate(), (),
+         {"surcharges": (engine.Surcharge("x", Decimal(-1)),)}),
+        ("at most 16", rate(), (),
+         {"surcharges": tuple(engine.Surcharge(f"s{n}") for n in range(17))}),
+        ("not 1800", rate(), (),                  # the facts matter where surcharges do
+         {"access_number": 1800, "surcharges": (engine.Surcharge("x", access=("1800",)),)}),
+    ]
+    return [(c + ((), {}))[:4] if len(c) == 2 else (c + ({},))[:4] for c in cases]
+
+
+@pytest.mark.parametrize("words, rates, bands, change", refused_contexts(),
+                         ids=[c[0] for c in refused_contexts()])
+def test_a_context_beyond_the_limits_is_refused(words, rates, bands, change):
+    rates = {k: v for k, v in rates.items() if v is not None}
+    ctx = dataclasses.replace(simple(), rates=rates, bands=bands, **change)
+    for attempt in (lambda: call_cost(ctx, T0, 61), lambda: engine.rate_call(ctx, T0, 0),
+                    lambda: allowed_seconds(ctx, T0, Decimal("10"), 86400)):
+        with pytest.raises(engine.RatingError, match=re.escape(words)):
+            attempt()
+
+
+@pytest.mark.parametrize("attempt, words", [
+    (lambda: call_cost(simple(), datetime(2026, 3, 3, 12), 60), "with its time zone"),
+    (lambda: call_cost(simple(), T0, engine.MAX_SECONDS + 1), "at most 10000000"),
+    (lambda: call_cost(simple(), T0, 60.0), "whole seconds"),
+    (lambda: allowed_seconds(simple(), T0, Decimal("NaN"), 60), "not a finite Decimal"),
+    (lambda: allowed_seconds(simple(), T0, 1.5, 60), "not a finite Decimal"),
+    (lambda: allowed_seconds(simple(), T0, Decimal(1), 60.5), "whole seconds"),
+    (lambda: call_cost(simple(), datetime(9999, 12, 31, tzinfo=timezone.utc), 86400),
+     "cannot price"),
+])
+def test_a_call_beyond_the_limits_is_refused(attempt, words):
+    with pytest.raises(engine.RatingError, match=re.escape(words)):
+        attempt()
+
+
+def test_the_longest_call_is_priced_and_granted_quickly():
+    ctx = ctx_of(BANDS.replace("timezone: UTC", "timezone: Europe/Berlin"), "491511")
+    began = time.process_time()
+    assert call_cost(ctx, T0, engine.MAX_SECONDS) > 0
+    assert allowed_seconds(simple("0"), T0, Decimal(1), 10 ** 12) == engine.MAX_SECONDS
+    assert allowed_seconds(ctx, T0, Decimal(10) ** 30, 10 ** 12) == engine.MAX_SECONDS
+    assert allowed_seconds(ctx, T0, Decimal("1E+60"), 86400) == 86400
+    assert time.process_time() - began < 5
+
+
+extreme_amounts = st.one_of(
+    st.sampled_from([Decimal(0), Decimal("0.01"), Decimal(10) ** 6, Decimal(10) ** 6 + 1,
+                     Decimal("1e308"), Decimal("1e30"), Decimal(-1), Decimal("NaN"),
+                     Decimal("Infinity"), Decimal("0.000000001"), Decimal("1E-50"),
+                     Decimal(10) ** 26, Decimal("999999.99999999")]),
+    st.decimals(min_value=0, max_value=10 ** 6, places=8))
+extreme_seconds = st.sampled_from([0, 1, 5, 60, 86400, 86401, 10 ** 6, 10 ** 20, 10 ** 26, -1])
+
+
+@st.composite
+def extreme_contexts(draw):
+    def rate():
+        n = draw(st.integers(0, 3))
+        starts = [0] + sorted(draw(st.lists(extreme_seconds, min_size=n, max_size=n)))
+        steps = tuple(Step(s, draw(extreme_amounts), draw(extreme_seconds)) for s in starts)
+        return Rate(draw(extreme_amounts), draw(extreme_amounts), draw(extreme_seconds), steps)
+    bands = draw(st.sampled_from([(), (engine.Band("d", engine.DAY_KINDS, ((0, 720),)),
+                                       engine.Band("n", engine.DAY_KINDS, ((720, 1440),)))]))
+    rates = {"*": rate()} if not bands or draw(st.booleans()) else {"d": rate(), "n": rate()}
+    return RatingContext(
+        "t", 1, 1, 1, "USD", draw(st.sampled_from([0, 4, 8, 9, 50, -1])),
+        draw(st.sampled_from(["up", "half-up", "down", "bankers"])),
+        draw(st.sampled_from(["UTC", "Europe/Berlin", "Mars/Olympus"])), "p", "gold", "X", "1",
+        rates, bands, frozenset(),
+        tuple(engine.Discount("d", p) for p in draw(st.lists(extreme_amounts, max_size=1))),
+        tuple(engine.Surcharge("s", draw(extreme_amounts), draw(extreme_amounts))
+              for _ in range(draw(st.integers(0, 2)))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(extreme_contexts(),
+       st.sampled_from([T0, datetime(2026, 3, 29, 0, 59, 30, tzinfo=timezone.utc),
+                        datetime(1, 1, 1, tzinfo=timezone.utc),
+                        datetime(9999, 12, 30, tzinfo=timezone.utc)]),
+       st.one_of(st.integers(0, 10 ** 5), st.sampled_from([engine.MAX_SECONDS, 10 ** 12])),
+       st.integers(0, 7200),
+       st.sampled_from([Decimal(0), Decimal("0.5"), Decimal(100), Decimal(10) ** 30,
+                        Decimal("1E-30"), Decimal("-5")]),
+       st.sampled_from([1, 86400, engine.MAX_SECONDS, 10 ** 12]))
+def test_any_context_gets_a_right_answer_or_a_rating_error_quickly(
+        ctx, start, seconds, extra, balance, cap):
+    began = time.process_time()
+    try:
+        first, second = call_cost(ctx, start, seconds), call_cost(ctx, start, seconds + extra)
+        b = engine.rate_call(ctx, start, seconds)
+        granted = allowed_seconds(ctx, start, balance, cap)
+    except engine.RatingError:
+        pass
+    else:
+        assert ZERO <= first <= second and b.cost == first
+        assert 0 <= granted <= min(cap, engine.MAX_SECONDS)
+        if granted:
+            assert call_cost(ctx, start, granted) <= balance
+    assert time.process_time() - began < 5
+
+
+# --- surcharges ------------------------------------------------------------------------
+
+SURCHARGED = """
+    tariff: sur
+    valid_from: 2026-01-01
+    currency: USD
+    decimals: 4
+    defaults: {initial: 60, increment: 6}
+    destinations: {UK: [44], UK mobile: [447]}
+    plans:
+      - name: standard
+        rates:
+          - {destination: UK, per_minute: 0.05}
+          - {destination: UK mobile, per_minute: 0.15, minimum: 0.20}
+    discounts:
+      - {name: gold, percent: 50, categories: [gold]}
+    surcharges:
+      - name: toll-free entry
+        match: {access: ["1800"]}
+        per_minute: 0.03
+        connect: 0.05
+      - {name: payphone, match: {callers: ["4420"]}, per_minute: 0.10}
+      - {name: hotel, match: {gateways: [hotel-1], categories: [standard, gold]}, connect: 0.50}
+      - {name: roaming, match: {callers: ["33"]}, per_minute: 0.02}
+"""
+
+
+@pytest.mark.parametrize("number, call, seconds, expected, applied", [
+    ("442071234567", {}, 125, "0.1050", []),                    # 126 s at 0.05
+    ("442071234567", {"access": "18005550100"}, 125, "0.2180",  # 126 s at 0.08, + 0.05
+     ["toll-free entry"]),
+    ("442071234567", {"access": "18885550100"}, 125, "0.1050", []),
+    ("442071234567", {"access": "18005550100", "caller": "442079460000"}, 125, "0.4280",
+     ["toll-free entry", "payphone"]),                          # all that match: 0.18/min
+    ("442071234567", {"gateway": "hotel-1", "category": "standard"}, 125, "0.6050", ["hotel"]),
+    ("442071234567", {"gateway": "hotel-1"}, 125, "0.1050", []),  # every selector must hold
+    ("442071234567", {"access": "18005550100"}, 0, "0.0000", []),  # unanswered: nothing
+    ("447911123456", {"access": "18005550100"}, 10, "0.2300", ["toll-free entry"]),
+    # the minimum charge is the least the whole call costs, surcharges included
+    ("447911123456", {"caller": "33612345678"}, 10, "0.2000", ["roaming"]),
+    # the discount comes off the whole price, surcharges included: (0.168 + 0.05) / 2
+    ("442071234567", {"access": "18005550100", "category": "gold"}, 125, "0.1090",
+     ["toll-free entry"]),
+])
+def test_surcharges_are_added_to_the_calls_they_match(number, call, seconds, expected, applied):
+    ctx = ctx_of(SURCHARGED, number, **call)
+    b = engine.rate_call(ctx, T0, seconds)
+    assert b.cost == Decimal(expected)
+    assert [s.name for s in b.surcharges] == applied
+    assert b == reference.rate_call(ctx, T0, seconds)
+    assert b.cost == call_cost(ctx, T0, seconds)
+
+
+def test_the_breakdown_shows_the_surcharge():
+    ctx = ctx_of(SURCHARGED, "442071234567", access="18005550100")
+    b = engine.rate_call(ctx, T0, 125)
+    assert b.connect == Decimal("0.05") and b.rate.connect == 0
+    assert [(s.start, s.end, s.per_minute, s.surcharge) for s in b.segments] == [
+        (0, 126, Decimal("0.05"), Decimal("0.03"))]
+    assert engine.surcharges_for(ctx) == b.surcharges
+
+
+def test_a_grant_pays_the_surcharges_too():
+    ctx = ctx_of(SURCHARGED, "442071234567", access="18005550100")
+    # (1.00 - 0.05) at 0.08/min is 712.5 s; the last whole 6 s step ends at 708
+    assert allowed_seconds(ctx, T0, Decimal("1.00"), 86400) == 708
+    assert call_cost(ctx, T0, 708) <= Decimal("1.00") < call_cost(ctx, T0, 709)
+    assert allowed_seconds(ctx, T0, Decimal("0.0899"), 86400) == 0    # 0.05 + 60 s at 0.08
+    plain = ctx_of(SURCHARGED, "442071234567")
+    assert allowed_seconds(plain, T0, Decimal("1.00"), 86400) == 1200

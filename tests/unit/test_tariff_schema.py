@@ -1,14 +1,17 @@
 """Tariff files: the examples validate; a broken file reports every mistake with its line."""
 
+from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 
-from kondge_billing.tariffs import csv_import, diff, schema
+from kondge_billing.tariffs import csv_import, diff, engine, schema
 from kondge_billing.tariffs.resolve import context_for, select_plan
 
 HOME = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "example.yaml"])
@@ -52,7 +55,7 @@ BROKEN = dedent("""\
     (10, "overlaps band peak"),
     (16, "unknown destination 'Narnia'"),
     (17, "negative price"),
-    (18, "increment: 0 must be at least 1"),
+    (18, "increment: 0 must be from 1 to 86400"),
     (19, "unknown band 'lunch'"),
     (20, "plans a (line 13) and b both match"),
 ])
@@ -145,3 +148,175 @@ def test_csv_deck_problems_carry_their_line(tmp_path):
                     "33,France,-1\n")
     _, problems = csv_import.read_deck(deck)
     assert [p.split(": ")[0] for p in problems] == [f"{deck}:3", f"{deck}:4", f"{deck}:5"]
+
+
+# --- limits: values the engine cannot price exactly are refused, all at once ---------
+
+LIMITS = dedent("""\
+    tariff: limits
+    valid_from: 2026-01-01
+    currency: USD
+    defaults: {increment: 100000, initial: 86401}
+    destinations: {UK: [44], US: [1], FR: [33]}
+    plans:
+      - name: p
+        rates:
+          - {destination: UK, per_minute: 1e308, increment: 6}
+          - {destination: US, per_minute: 0.000000001, increment: 6, initial: 100000000000000000000000000}
+          - destination: FR
+            connect: 1e30
+            minimum: 1000000.00000001
+            steps:
+              - {seconds: 100000000000000000000, per_minute: 0.1, increment: 6}
+              - {per_minute: 0.1, increment: 86401}
+    discounts:
+      - {name: odd, percent: 12.123456789}
+      - {name: much, percent: 150}
+    surcharges:
+      - {name: big, per_minute: 1000001}
+    """)
+
+
+@pytest.mark.parametrize("line, words", [
+    (4, "defaults: increment: 100000 must be from 1 to 86400"),
+    (4, "defaults: initial: 86401 must be from 0 to 86400"),
+    (9, "per_minute: 1e308 is more than 1,000,000"),
+    (10, "per_minute: 0.000000001 has more than 8 decimals"),
+    (10, "initial: 100000000000000000000000000 must be from 0 to 86400"),
+    (12, "connect: 1e30 is more than 1,000,000"),
+    (13, "minimum: 1000000.00000001 is more than 1,000,000"),
+    (15, "step 1: seconds: 100000000000000000000 must be from 1 to 86400"),
+    (16, "step 2: increment: 86401 must be from 1 to 86400"),
+    (18, "discount odd: percent: 12.123456789 has more than 8 decimals"),
+    (19, "discount much: percent: 150 is more than 100"),
+    (21, "surcharge big: per_minute: 1000001 is more than 1,000,000"),
+])
+def test_values_beyond_the_limits_are_refused_with_their_line(line, words):
+    doc, problems = schema.parse(LIMITS, "limits.yaml")
+    assert any(p.startswith(f"limits.yaml:{line}: ") and words in p for p in problems), problems
+
+
+def test_the_largest_values_within_the_limits_are_accepted():
+    text = dedent("""\
+        tariff: edge
+        valid_from: 2026-01-01
+        currency: USD
+        decimals: 8
+        destinations: {UK: [44]}
+        plans:
+          - name: p
+            rates:
+              - destination: UK
+                connect: 1000000
+                minimum: 0.00000001
+                initial: 86400
+                steps:
+                  - {seconds: 86400, per_minute: 999999.99999999, increment: 86400}
+                  - {per_minute: 1000000, increment: 1}
+        discounts: [{name: d, percent: 99.99999999}]
+        surcharges: [{name: s, per_minute: 1000000, connect: 1000000}]
+        """)
+    doc, problems = schema.parse(text, "edge.yaml")
+    assert problems == []
+    ctx = context_for(doc, "4420")
+    assert engine.call_cost(ctx, T0, engine.MAX_SECONDS) > 0
+
+
+def count_limit_file(steps=1, bands=1, stretches=1, discounts=0, surcharges=0) -> str:
+    """A valid file but for how many steps, bands, stretches of a day, discounts or
+    surcharges it has (bands and stretches are counted on tuesdays)."""
+    minutes = [f"{m // 60:02d}:{m % 60:02d}" for m in range(0, 24 * 60 + 1, 10)]
+    tuesday = [f'"{minutes[n]}-{minutes[n + 1]}"' for n in range(stretches - 1)]
+    tuesday.append(f'"{minutes[stretches - 1]}-24:00"')
+    lines = ["tariff: counts", "valid_from: 2026-01-01", "currency: USD",
+             "destinations: {UK: [44]}", "bands:",
+             '  all: {days: [mon, wed, thu, fri, sat, sun], hours: "00:00-24:00"}']
+    lines += [f'  t{n}: {{days: [tue], hours: ["{minutes[n]}-{minutes[n + 1]}"]}}'
+              for n in range(bands - 2)]
+    lines.append(f"  tue: {{days: [tue], hours: [{', '.join(tuesday[bands - 2:] if bands > 2 else tuesday)}]}}")
+    step_lines = ["{seconds: 1, per_minute: 1, increment: 1}"] * (steps - 1) + [
+        "{per_minute: 1, increment: 1}"]
+    lines += ["plans:", "  - name: p", "    rates:",
+              f"      - {{destination: UK, steps: [{', '.join(step_lines)}]}}",
+              f"discounts: [{', '.join(f'{{name: d{n}, percent: 1}}' for n in range(discounts))}]",
+              f"surcharges: [{', '.join(f'{{name: s{n}, connect: 1}}' for n in range(surcharges))}]"]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_count_limit_file_is_valid():
+    assert schema.parse(count_limit_file(), "counts.yaml")[1] == []
+    assert schema.parse(count_limit_file(steps=32, bands=24, stretches=48, discounts=32,
+                                         surcharges=16), "counts.yaml")[1] == []
+
+
+@pytest.mark.parametrize("counts, words", [
+    ({"steps": 33}, "steps: 33 steps; at most 32"),
+    ({"bands": 25, "stretches": 24}, "bands: 25 bands; at most 24"),
+    ({"stretches": 49}, "bands: tue is cut into 49 stretches; at most 48"),
+    ({"discounts": 33}, "discounts: 33 discounts; at most 32"),
+    ({"surcharges": 17}, "surcharges: 17 surcharges; at most 16"),
+])
+def test_too_many_steps_bands_stretches_discounts_or_surcharges(counts, words):
+    _, problems = schema.parse(count_limit_file(**counts), "counts.yaml")
+    assert any(words in p for p in problems), problems
+    most = {key: value - 1 for key, value in counts.items()}
+    assert schema.parse(count_limit_file(**most), "counts.yaml")[1] == []
+
+
+# --- surcharges ------------------------------------------------------------------------
+
+SURCHARGES = PLANS + dedent("""\
+    surcharges:
+      - name: toll-free entry
+        match: {access: ["1800", "1888"]}
+        per_minute: 0.03
+        connect: 0.05
+      - {name: hotel, match: {gateways: [hotel-1], categories: [gold]}, connect: 0.50}
+      - {name: everyone, per_minute: 0.001}
+    """)
+
+
+def test_surcharges_are_read():
+    doc, problems = schema.parse(SURCHARGES, "s.yaml")
+    assert problems == []
+    assert doc.surcharges == (
+        engine.Surcharge("toll-free entry", Decimal("0.03"), Decimal("0.05"), ("1800", "1888")),
+        engine.Surcharge("hotel", Decimal(0), Decimal("0.50"), gateways=("hotel-1",),
+                         categories=("gold",)),
+        engine.Surcharge("everyone", Decimal("0.001"), Decimal(0)))
+
+
+def test_broken_surcharges_report_every_mistake_with_its_line():
+    text = PLANS + dedent("""\
+        surcharges:
+          - {name: a, match: {access: [18x0]}, per_minute: 0.03}
+          - {name: b}
+          - {per_minute: 0.01}
+          - {name: c, per_minute: -0.01, colour: red}
+          - {name: a, connect: 0.1, match: {planets: [mars]}}
+        """)
+    _, problems = schema.parse(text, "s.yaml")
+    start = PLANS.count("\n") + 2
+    for offset, words in [(0, "surcharge a: match: access: '18x0' is not a number prefix"),
+                          (1, "surcharge b: per_minute, connect or both"),
+                          (2, "surcharge: name missing"),
+                          (3, "surcharge c: per_minute: negative price -0.01"),
+                          (3, "surcharge: unknown key 'colour'"),
+                          (4, "surcharge a: given twice"),
+                          (4, "surcharge a: match: unknown key 'planets'")]:
+        assert any(p.startswith(f"s.yaml:{start + offset}: ") and words in p
+                   for p in problems), (offset, words, problems)
+
+
+def test_diff_names_every_changed_surcharge():
+    old, _ = schema.parse(SURCHARGES, "old.yaml")
+    new, _ = schema.parse(SURCHARGES.replace("per_minute: 0.03", "per_minute: 0.04")
+                          .replace("  - {name: everyone, per_minute: 0.001}\n", ""), "new.yaml")
+    changes = diff.diff_docs(old, new)
+    assert changes["surcharges"] == [
+        {"surcharge": "everyone", "change": "removed",
+         "old": "+0.001/min for every call", "new": None},
+        {"surcharge": "toll-free entry", "change": "changed",
+         "old": "+0.03/min, +0.05 connect for access 1800, 1888",
+         "new": "+0.04/min, +0.05 connect for access 1800, 1888"}]
+    assert changes["rates"] == [] and changes["rules"] == []
