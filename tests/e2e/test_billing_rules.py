@@ -41,6 +41,8 @@ plans:
     rates:
       - {destination: UK, per_minute: 0.04}
       - {destination: UK mobile, per_minute: 0.12}
+surcharges:                      # said once, for every plan and destination
+  - {name: toll-free entry, match: {access: ["1800555"]}, per_minute: 0.03}
 """
 
 
@@ -222,6 +224,31 @@ def test_the_access_number_of_stage_one_prices_stage_two_and_the_cdr(
     # no stage 1, no incoming leg: the standard price
     other = Call(cisco, number)
     assert granted(other.access("442071234567")) == 11796        # 9.8320 at 0.05
+
+
+def test_a_surcharge_on_the_access_number_is_said_once_and_priced_in_any_order(
+        stack_ready, cisco, entry_tariff):
+    number = tariffed_card(stack_ready, entry_tariff)
+    call = Call(cisco, number)
+    assert call.access(ACCESS).accepted                           # toll-free entry
+    assert granted(call.access("442071234567")) == 7500          # 10.00 at 0.05 + 0.03
+    call.acct("Stop", called="442071234567", seconds=125)       # before the incoming leg
+    assert balance(stack_ready, number) == Decimal("9.8320")     # 126 s at 0.08
+
+
+def test_a_tariff_value_that_cannot_be_rated_is_refused_before_it_is_loaded(
+        stack_ready, tmp_path):
+    broken = TARIFF.replace("tariff: entry-test", "tariff: overflow").replace(
+        "{destination: UK, per_minute: 0.05}", "{destination: UK, per_minute: 1e308}").replace(
+        "defaults: {initial: 60, increment: 6}", "defaults: {initial: 100000000000000000000000000, increment: 6}")
+    path = tmp_path / "overflow.yaml"
+    path.write_text(broken)
+    for command in ("validate", "load"):
+        r = stack_ready.kondge("tariffs", command, str(path))
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "overflow.yaml:" in r.stdout + r.stderr
+    assert stack_ready.db.run(lambda cur: (cur.execute(
+        "SELECT count(*) AS n FROM kondge.tariff WHERE name = 'overflow'"), cur.fetchone())[1])["n"] == 0
 
 
 # --- 3. every number through the gateway's numbering rules, once, at the edge --------
