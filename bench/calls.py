@@ -47,7 +47,7 @@ from bench import loadgen, minimal_radius, tariffs as tariff_bench  # noqa: E402
 from kondge_billing import config, gateways, stack  # noqa: E402
 from kondge_billing.issuance import luhn_digit  # noqa: E402
 from kondge_billing.pins import load_key, pin_hash  # noqa: E402
-from kondge_billing.request import luhn_valid  # noqa: E402
+from kondge_billing.identifiers import luhn_valid  # noqa: E402
 
 VAR = HOME / "var" / "bench-calls"
 OUT = HOME / "var" / "bench"

@@ -6,16 +6,16 @@ card whose key holds the operation id, so repeating the command with the
 same id credits nobody twice.
 """
 
-import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from . import audit, categories, currencies
+from .identifiers import BATCH_NAME
 from .money import MoneyError, operator_amount
 
 TABLES = {"card": "kondge.card", "voucher": "kondge.voucher"}
-OPERATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+OPERATION_ID = BATCH_NAME
 
 
 class BatchError(ValueError):

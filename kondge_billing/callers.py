@@ -5,7 +5,7 @@ import re
 from .numbers import NumberFormat, normalise
 
 LOGINS = ("card", "caller", "both")
-LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+from .identifiers import LANGUAGE
 
 
 class CallerError(ValueError):
@@ -62,7 +62,7 @@ def list_callers(cur, card_number: str | None = None) -> list[dict]:
 
 def _check_access(number, login, language):
     problems = []
-    if not re.match(r"^[0-9]{1,32}$", number or ""):
+    if not re.match(r"^[0-9]{1,32}\Z", number or ""):
         problems.append("number: the digits the caller dials, as the gateway sends them")
     if login is not None and login not in LOGINS:
         problems.append(f"login: one of {', '.join(LOGINS)}")

@@ -7,7 +7,7 @@ from decimal import Decimal
 from . import audit, ledger, card_tariffs, categories, currencies
 from .money import ZERO, operator_amount
 from .pins import pin_hash
-from .request import PIN, card_number_problem
+from .identifiers import card_number_problem, language_problem, pin_problem
 from .tariffs.codec import context_from_json, loads
 from .tariffs.engine import RatingContext
 
@@ -105,15 +105,12 @@ def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
     problem = card_number_problem(number or "", check_digit)
     if problem:
         problems.append(problem)
-    if not PIN.match(pin or ""):
-        problems.append("PIN: 1 to 16 digits")
+    problems.append(pin_problem(pin))
     bad_currency = currencies.currency_problem(currency)
     if bad_currency:
         problems.append(f"currency: {bad_currency}")
     problems.append(categories.money_problem("balance", balance, currency))
-    if not (isinstance(language, str) and language.isalpha() and language.islower()
-            and 2 <= len(language) <= 3):
-        problems.append("language: a two- or three-letter code such as en")
+    problems.append(language_problem(language))
     problems.append(_category_problem(cur, category, None if bad_currency else currency))
     tariff_id = None
     if tariff:

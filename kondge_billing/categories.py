@@ -11,13 +11,13 @@ model for life: a category with cards changes neither (nor, with vouchers,
 its currency), and its tariff prices in its currency.
 """
 
-import re
 from datetime import datetime
 
 from . import audit, card_tariffs, currencies
+from .identifiers import CATEGORY_NAME, LANGUAGE
 from .money import MoneyError, operator_amount
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+NAME = CATEGORY_NAME
 VALIDITIES = ("none", "fixed", "after-first-use", "after-issue")
 BILLINGS = ("prepaid", "postpaid")
 KINDS = ("card", "voucher")
@@ -58,7 +58,7 @@ def problems(c: dict) -> list[str]:
         money_problem("face value", c["face_value"], c["currency"]),
         _currency_problem(c["currency"]),
         None if c["validity"] in VALIDITIES else f"validity: one of {', '.join(VALIDITIES)}",
-        None if re.fullmatch(r"[a-z]{2,3}", c["language"] or "") else
+        None if LANGUAGE.match(c["language"] or "") else
         "language: a two- or three-letter code such as en",
         _int_problem("max calls", c["max_calls"], 1, 1000),
         None if c["billing"] in BILLINGS else "billing: prepaid or postpaid",

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 
 from .attrs import DIALECTS
 from .errors import UnknownGateway
+from .identifiers import LANGUAGE, NAME
 from .numbers import NumberFormat
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-SECRET = re.compile(r"^[!#-\[\]-~]{1,128}$")     # printable, no quote or backslash
+SECRET = re.compile(r"^[!#-\[\]-~]{1,128}\Z")     # printable, no quote or backslash
 
 COLUMNS = ("id, name, host(address) AS address, secret, dialect, message_authenticator, "
            "billed_leg, prepaid_billing_model, country_code, international_prefix, "
@@ -171,15 +171,15 @@ def render_clients(gateways) -> str:
 
 def modify(cur, name: str, **changes) -> Gateway:
     """Change a gateway's number format, languages or billing settings."""
-    allowed = {"country_code": r"^[0-9]{0,3}$", "international_prefix": r"^[0-9]{0,4}$",
-               "national_prefix": r"^[0-9]{0,2}$", "billed_leg": r"^(originate|answer)$",
-               "accounting_start": r"^(setup|answer)$",
-               "message_authenticator": r"^(required|optional)$", "language_map": None,
+    allowed = {"country_code": r"^[0-9]{0,3}\Z", "international_prefix": r"^[0-9]{0,4}\Z",
+               "national_prefix": r"^[0-9]{0,2}\Z", "billed_leg": r"^(originate|answer)\Z",
+               "accounting_start": r"^(setup|answer)\Z",
+               "message_authenticator": r"^(required|optional)\Z", "language_map": None,
                "prepaid_billing_model": None}
     problems = [f"{k}: {v!r} is not allowed" for k, v in changes.items()
                 if k not in allowed or (allowed[k] and not re.match(allowed[k], str(v)))]
     if "language_map" in changes and not all(
-            re.match(r"^[a-z]{2,3}$", k) and isinstance(v, str) and 0 < len(v) <= 16
+            LANGUAGE.match(k) and isinstance(v, str) and 0 < len(v) <= 16
             for k, v in changes["language_map"].items()):
         problems.append("language map: ours=theirs pairs like zh=ch")
     if problems:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import audit, card_tariffs, categories, currencies
+from .identifiers import luhn_digit
 from .pins import pin_hash
 from .progress import Progress
 
@@ -35,17 +36,6 @@ class Issued:
     serial: int
     number: str
     pin: str
-
-
-def luhn_digit(body: str) -> str:
-    """The check digit that makes body + digit pass the Luhn test."""
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = ord(ch) - 48
-        if i % 2 == 0:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str(-total % 10)
 
 
 def new_number(length: int = DEFAULT_NUMBER_LENGTH) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg2
 
-FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql\Z")
 LOCK_KEY = 0x6B6F6E64  # "kond"
 BASELINE = 11          # 0011_baseline.sql: the schema of migrations 1 to 11
 

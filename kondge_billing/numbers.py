@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 CLEAN = re.compile(r"[\s\-().]")
-DIGITS = re.compile(r"^[0-9]{1,32}$")
+DIGITS = re.compile(r"^[0-9]{1,32}\Z")
 
 
 @dataclass(frozen=True)

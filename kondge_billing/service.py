@@ -21,8 +21,8 @@ from .pins import load_key, pin_hash
 from .sessions import new_hold_id
 from .tariffs.codec import context_from_json, loads
 from .tariffs.engine import allowed_seconds, call_cost, rate_call
-from .request import (CARD_NUMBER, PIN, AccessRequest, AccountingRecord,
-                      card_number_problem)
+from .identifiers import CARD_NUMBER, PIN, card_number_problem
+from .request import AccessRequest, AccountingRecord
 from .talk_time import TalkTime, talk_time
 
 

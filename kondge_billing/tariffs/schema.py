@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from ..identifiers import NAME
 from ..money import ROUNDING_MODES, ZERO, MoneyError, quantum, to_decimal
 from .engine import (ALL_BANDS, DAY_KINDS, MAX_AMOUNT, MAX_BANDS, MAX_BLOCK, MAX_DAY_RANGES,
                      MAX_DISCOUNTS, MAX_PLACES, MAX_STEPS, MAX_SURCHARGES, MINUTES_PER_DAY, Band,
@@ -33,10 +34,9 @@ try:
 except AttributeError:        # PyYAML without libyaml: slower, same result
     _LOADER = yaml.SafeLoader
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-PREFIX = re.compile(r"^[0-9]{1,32}$")
-RANGE = re.compile(r"^([0-9]{1,32})-([0-9]{1,32})$")
-HOURS = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})$")
+PREFIX = re.compile(r"^[0-9]{1,32}\Z")
+RANGE = re.compile(r"^([0-9]{1,32})-([0-9]{1,32})\Z")
+HOURS = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})\Z")
 MAX_RANGE = 100000
 _PLACES = quantum(MAX_PLACES)
 SELECTORS = {"categories": "categories", "access": "access", "gateways": "gateways",

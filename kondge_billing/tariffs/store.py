@@ -117,7 +117,7 @@ def versions(cur, name: str | None = None) -> list[dict]:
     return cur.fetchall()
 
 
-REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})@([0-9]+)$")
+REF = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})@([0-9]+)\Z")
 
 
 def is_version_ref(text: str) -> bool:

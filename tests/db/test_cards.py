@@ -14,7 +14,8 @@ from kondge_billing import (audit, batches, cards, categories, demo, issuance, r
 from kondge_billing.batches import Selection
 from kondge_billing.pins import pin_matches
 from kondge_billing.progress import Progress
-from kondge_billing.request import access_request, accounting_record, luhn_valid
+from kondge_billing.identifiers import luhn_valid
+from kondge_billing.request import access_request, accounting_record
 
 NOW = datetime.now(timezone.utc)
 OP = "alice"

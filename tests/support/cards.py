@@ -3,7 +3,7 @@
 import secrets
 
 from kondge_billing import cards
-from kondge_billing.request import luhn_valid
+from kondge_billing.identifiers import luhn_valid
 
 
 def luhn_number(length: int = 12) -> str:

@@ -2,8 +2,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from kondge_billing.request import (access_request, accounting_record, card_number_problem,
-                                    conf_id, h323_time, luhn_valid, phone_number)
+from kondge_billing.identifiers import card_number_problem, luhn_valid
+from kondge_billing.request import (access_request, accounting_record, conf_id, h323_time,
+                                    phone_number)
 from kondge_billing.service import call_identity, stage_named
 from kondge_billing.gateways import Gateway
 
