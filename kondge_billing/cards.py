@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from . import audit, ledger, card_tariffs, categories, currencies
-from .money import ZERO, operator_amount
+from .money import ZERO, Money, operator_amount
 from .pins import pin_hash
 from .identifiers import card_number_problem, language_problem, pin_problem
 from .tariffs.codec import context_from_json, loads
@@ -53,10 +53,10 @@ class CallCard:
         return self.access_language or self.language
 
     @property
-    def available(self) -> Decimal:
+    def available(self) -> Money:
         """What a new call may spend: balance (+ credit) - other calls' holds."""
         credit = self.credit_limit if self.billing == "postpaid" else ZERO
-        return self.balance + credit - self.held
+        return Money(self.balance + credit - self.held, self.currency.strip())
 
 
 # One round trip: kondge.radius_card() (sql/functions/radius_card.sql)

@@ -4,6 +4,7 @@ Floats are refused outright: a float has already lost the exact value.
 """
 
 import re
+from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
 
 ROUNDING_MODES = {"up": ROUND_UP, "half-up": ROUND_HALF_UP, "down": ROUND_DOWN}
@@ -109,3 +110,65 @@ def format_amount(amount: Decimal, decimals: int = 2) -> str:
     Rounded down, so the balance announced is never more than the card holds.
     """
     return str(amount.quantize(quantum(decimals), rounding=ROUND_DOWN))
+
+
+@dataclass(frozen=True)
+class Money:
+    """An amount in a currency: immutable, Decimal only. Amounts of two
+    currencies are never added, subtracted or compared: that is an error."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self):
+        if not isinstance(self.amount, Decimal) or not self.amount.is_finite():
+            raise MoneyError(f"not an amount of money: {self.amount!r}")
+        if not (isinstance(self.currency, str) and len(self.currency) == 3
+                and self.currency.isalpha() and self.currency.isupper()):
+            raise MoneyError(f"not a currency code: {self.currency!r}")
+
+    def same_currency(self, other: "Money") -> "Money":
+        """`other`, when it is money in this currency; else MoneyError."""
+        if not isinstance(other, Money):
+            raise MoneyError(f"{other!r} is not money")
+        if other.currency != self.currency:
+            raise MoneyError(f"{self.currency} and {other.currency} do not mix")
+        return other
+
+    def in_currency(self, currency: str) -> "Money":
+        """This amount, when it is in `currency`; else MoneyError."""
+        if currency != self.currency:
+            raise MoneyError(f"{self.currency} and {currency} do not mix")
+        return self
+
+    def __add__(self, other):
+        return Money(self.amount + self.same_currency(other).amount, self.currency)
+
+    def __sub__(self, other):
+        return Money(self.amount - self.same_currency(other).amount, self.currency)
+
+    def __neg__(self):
+        return Money(-self.amount, self.currency)
+
+    def __lt__(self, other):
+        return self.amount < self.same_currency(other).amount
+
+    def __le__(self, other):
+        return self.amount <= self.same_currency(other).amount
+
+    def __gt__(self, other):
+        return self.amount > self.same_currency(other).amount
+
+    def __ge__(self, other):
+        return self.amount >= self.same_currency(other).amount
+
+    @property
+    def positive(self) -> bool:
+        return self.amount > 0
+
+    def announced(self, decimals: int = 2) -> str:
+        """As a gateway announces it (rounded down: never more than there is)."""
+        return format_amount(self.amount, decimals)
+
+    def __str__(self):
+        return f"{self.announced()} {self.currency}"

@@ -15,7 +15,7 @@ from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
                      MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
                      ZeroBalance)
 from .gateways import Gateway, GatewayDirectory, all_gateways
-from .money import ZERO
+from .money import ZERO, Money, MoneyError
 from .numbers import normalise
 from .pins import load_key, pin_hash
 from .sessions import new_hold_id
@@ -171,8 +171,8 @@ class Billing:
             return self._grant(number, gateway, call_id, nums, card, now, called)
         if not req.is_caller_login:
             self._auto_bind(card, nums.caller)
-        return Login(card.available, card.currency, card.language_for_call, card.billing,
-                     max(-card.balance, ZERO), card.access_prompt_id)
+        return Login(card.available.amount, card.available.currency, card.language_for_call,
+                     card.billing, max(-card.balance, ZERO), card.access_prompt_id)
 
     def _card_by_number(self, gateway, req, nums, called, call_id, now):
         number = (req.user_name or "").strip()
@@ -218,8 +218,8 @@ class Billing:
         self.db.run(lambda cur: callers.auto_bind(cur, card.id, caller))
 
     @staticmethod
-    def _check_room(number, card, available):
-        if available > ZERO:
+    def _check_room(number, card, available: Money):
+        if available.positive:
             return
         if card.active_calls >= card.max_calls:
             raise CardInUse(f"card {number} has {card.active_calls} call(s) up holding "
@@ -227,7 +227,8 @@ class Billing:
         held = f" ({card.held} held by live calls)" if card.held else ""
         if card.billing == "postpaid":
             raise CreditLimitReached(f"card {number} is at its credit limit{held}")
-        raise ZeroBalance(f"card {number} has {available} {card.currency} available{held}")
+        raise ZeroBalance(f"card {number} has {available.amount} {available.currency} "
+                          f"available{held}")
 
     def _grant(self, number, gateway, call_id, nums, card, now, called) -> Grant:
         destination = nums.called
@@ -236,20 +237,21 @@ class Billing:
         rating = card.rating
         if rating is None:
             raise DestinationBlocked(f"no rate for {destination} on card {number}'s tariff")
-        if rating.currency != card.currency:
+        try:
+            available = card.available.in_currency(rating.currency)
+        except MoneyError:
             raise ServiceUnavailable(f"tariff is in {rating.currency}, card {number} in "
-                                     f"{card.currency}")
+                                     f"{card.currency}") from None
         if card.active_calls >= card.max_calls:
             raise CardInUse(f"card {number} has {card.active_calls} call(s) up, "
                             f"its limit is {card.max_calls}")
         cap = min(self.max_credit_time, card.max_call_seconds or self.max_credit_time)
-        available = card.available
         # Another call on the card may take part of the balance between the
         # look-up and the hold: the hold re-checks under the card's row lock
         # and says what is left; a few tries settle it.
         for _ in range(3):
             try:
-                seconds = allowed_seconds(rating, now, available, cap)
+                seconds = allowed_seconds(rating, now, available.amount, cap)
                 amount = call_cost(rating, now, seconds) if seconds else ZERO
             except (ArithmeticError, ValueError) as exc:
                 raise DestinationBlocked(f"the rate for {destination} on card {number}'s "
@@ -257,19 +259,20 @@ class Billing:
             if seconds == 0:
                 self._check_room(number, card, available)
                 raise InsufficientBalance(
-                    f"card {number}: {available} {card.currency} available is below the "
+                    f"card {number}: {available} available is below the "
                     f"first block to {destination}")
             held = self.db.run(lambda cur: sessions.hold(
                 cur, card.id, gateway.id, call_id, nums.caller, destination,
                 card.access_number, card.category, card.price, amount, seconds,
                 self.hold_seconds))
             if held["outcome"] == "held":
-                return Grant(seconds, available, card.currency, card.language_for_call,
+                return Grant(seconds, available.amount, available.currency,
+                             card.language_for_call,
                              rating.prefix)
             if held["outcome"] == "in-use":
                 raise CardInUse(f"card {number} has {held['active_calls']} call(s) up, "
                                 f"its limit is {card.max_calls}")
-            available = held["available"]
+            available = Money(held["available"], available.currency)
         raise InsufficientBalance(f"card {number}: the balance kept changing; try again")
 
     # --- Accounting-Request ----------------------------------------------

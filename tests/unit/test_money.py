@@ -87,3 +87,21 @@ def test_any_text_is_an_exact_amount_or_a_money_error(text):
     assert amount.is_finite() and not (amount.is_zero() and amount.is_signed())
     assert -amount.as_tuple().exponent <= MAX_DECIMALS
     assert abs(amount) < Decimal(10) ** MAX_INTEGER_DIGITS
+
+
+def test_money_carries_its_currency_and_never_mixes_two():
+    from kondge_billing.money import Money
+    ten, two = Money(Decimal("10.00"), "USD"), Money(Decimal("2.5"), "USD")
+    assert (ten - two).amount == Decimal("7.50") and (ten + two).currency == "USD"
+    assert two < ten and ten >= two and (-two).amount == Decimal("-2.5")
+    assert str(Money(Decimal("9.999"), "EUR")) == "9.99 EUR"          # announced rounded down
+    euros = Money(Decimal("1"), "EUR")
+    for mixed in (lambda: ten + euros, lambda: ten < euros, lambda: ten.in_currency("EUR")):
+        with pytest.raises(MoneyError, match="do not mix"):
+            mixed()
+    for bad in ((1.5, "USD"), (Decimal("NaN"), "USD"), (Decimal("1"), "usd"),
+                (Decimal("1"), "US")):
+        with pytest.raises(MoneyError):
+            Money(*bad)
+    with pytest.raises(Exception):
+        ten.amount = Decimal("0")                                     # immutable
