@@ -25,19 +25,16 @@ from pathlib import Path
 
 import psycopg2
 
-from . import config, demo, gateways, migrate
+from . import config, demo, gateways, migrate, radius_config
 from .db import Database
-from .errors import Unavailable
+from .errors import StackError, Unavailable
 from .pins import load_key
+from .radius_config import WORKER_HOME_SERVER, workers_conf  # noqa: F401 (bench, callers)
 from .service import Billing
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
 RADMIN = shutil.which("radmin") or "/usr/sbin/radmin"
-
-
-class StackError(RuntimeError):
-    pass
 
 
 def _say(message):
@@ -261,15 +258,7 @@ def radius_env(s: config.Settings) -> dict:
     return env
 
 
-def _write_private(path: Path, text: str):
-    """Write a file only its owner can read (it holds RADIUS secrets), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.chmod(0o600)
-    tmp.replace(path)
+_write_private = radius_config.write_private   # bench/ceilings.py uses it
 
 
 def directory_file(s: config.Settings) -> Path:
@@ -289,7 +278,8 @@ def render_clients(s: config.Settings, gateway_list, revision: int = 0, removed=
     s.radius_run_dir.mkdir(parents=True, exist_ok=True)
     gateway_list = list(gateway_list)
     gateways.write_directory(directory_file(s), revision, gateway_list, removed)
-    _write_private(s.radius_run_dir / "clients.conf", gateways.render_clients(gateway_list))
+    radius_config.write_private(s.radius_run_dir / "clients.conf",
+                                radius_config.clients_conf(gateway_list))
 
 
 def gateway_snapshot(db) -> tuple[int, dict, list]:
@@ -476,45 +466,6 @@ def _free_port_pair(host: str = "127.0.0.1") -> int:
     raise StackError("no two consecutive free UDP ports on loopback for a worker")
 
 
-# How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf
-# for each item). A worker answers in milliseconds; one that has not
-# answered three requests in response_window is a zombie, used only if no
-# other worker is alive, and alive again as soon as it answers a
-# Status-Server (sent every check_interval, the least FreeRADIUS allows;
-# zombie_period is longer, so that it is not declared dead first). A
-# worker the supervisor restarts is declared alive at once (radmin).
-WORKER_HOME_SERVER = """home_server {name} {{
-	type = auth+acct
-	ipaddr = 127.0.0.1
-	port = {port}
-	secret = {secret}
-	response_window = 5
-	response_timeouts = 3
-	zombie_period = 20
-	status_check = status-server
-	check_interval = 6
-	check_timeout = 2
-	num_answers_to_alive = 3
-	max_outstanding = 65536
-	limit {{
-		max_connections = 16
-	}}
-}}
-"""
-
-
-def workers_conf(homes, secret: str, pool_type: str = "load-balance") -> str:
-    """The front end's workers.conf: a home server for each (name, port) in
-    `homes` (auth on port, acct on port + 1), the pool of them all and the
-    realm that names it (policy.d/kondge: kondge_to_workers)."""
-    servers = "".join(WORKER_HOME_SERVER.format(name=name, port=port, secret=secret)
-                      for name, port in homes)
-    pool = "".join(f"\thome_server = {name}\n" for name, _port in homes)
-    return (servers + f"home_server_pool kondge_workers {{\n\ttype = {pool_type}\n{pool}}}\n"
-            + "realm kondge_workers {\n\tauth_pool = kondge_workers\n"
-              "\tacct_pool = kondge_workers\n\tnostrip\n}\n")
-
-
 class RadiusSet:
     """The FreeRADIUS processes of the service.
 
@@ -549,12 +500,10 @@ class RadiusSet:
                 "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(port),
                 "KONDGE_ACCT_PORT": str(port + 1), "KONDGE_BEHIND_FRONTEND": "yes"})
             worker.port = port
-            _write_private(worker.run_dir / "clients.conf",
-                           "client kondge-frontend {\n\tipaddr = 127.0.0.1\n"
-                           f"\tsecret = {secret}\n\tshortname = kondge-frontend\n"
-                           "\trequire_message_authenticator = no\n}\n")
+            radius_config.write_private(worker.run_dir / "clients.conf",
+                                        radius_config.frontend_client(secret))
             self.workers.append(worker)
-        _write_private(s.radius_run_dir / "workers.conf", workers_conf(
+        radius_config.write_private(s.radius_run_dir / "workers.conf", workers_conf(
             [(f"kondge-{w.name}", w.port) for w in self.workers], secret))
 
     def start(self):
@@ -688,14 +637,14 @@ class Supervisor:
         revision, current, removed = gateway_snapshot(self.db)
         added = [gw for a, gw in current.items() if a not in self.known]
         # only what FreeRADIUS's client list holds needs FreeRADIUS to change
-        changed = any(a not in current or current[a].client_conf() != gw.client_conf()
+        client = radius_config.gateway_client
+        changed = any(a not in current or client(current[a]) != client(gw)
                       for a, gw in self.known.items())
         render_clients(self.s, current.values(), revision, removed)
         if not changed:
             for gw in added:
                 single = self.s.radius_run_dir / f"client-{gw.id}.conf"
-                single.write_text(gw.client_conf())
-                single.chmod(0o600)
+                radius_config.write_private(single, client(gw))
                 radmin(self.s, f"add client file {single}")
                 single.unlink()
                 _say(f"gateway {gw.name} ({gw.address}) added to the running server")
