@@ -12,7 +12,6 @@ both parts; `status` reports them.
 """
 
 import os
-import pwd
 import shutil
 import secrets
 import signal
@@ -23,214 +22,19 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg2
-
-from . import config, demo, gateways, migrate, radius_config
+from . import config, gateways, radius_config
+from .cluster import (PG_TUNING, ROLES, db_held_down, db_hold_flag, db_start, db_stop,  # noqa: F401
+                      ensure_cluster, ensure_database, pg_bin, pg_running,
+                      prepare_database, start_postgres, stop_postgres, superuser_dsn,
+                      write_pg_tuning)
+from .console import say as _say, tail as _tail
 from .db import Database
 from .errors import StackError, Unavailable
-from .pins import load_key
 from .radius_config import WORKER_HOME_SERVER, workers_conf  # noqa: F401 (bench, callers)
 from .service import Billing
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 FREERADIUS = shutil.which("freeradius") or "/usr/sbin/freeradius"
 RADMIN = shutil.which("radmin") or "/usr/sbin/radmin"
-
-
-def _say(message):
-    print(f"kondge: {message}", flush=True)
-
-
-# --- PostgreSQL ----------------------------------------------------------------
-
-def _pg_user():
-    """initdb refuses root: as root the cluster belongs to 'postgres'."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError:
-        raise StackError("there is no 'postgres' user; install the postgresql package "
-                         "(make setup)") from None
-
-
-def _as_pg(argv, **kwargs):
-    user = _pg_user()
-    if user is not None:
-        argv = ["runuser", "-u", "postgres", "--"] + argv
-    return subprocess.run(argv, capture_output=True, text=True, **kwargs)
-
-
-def _make_traversable(path: Path):
-    """The postgres user must reach var/pg: add o+x where a parent lacks it."""
-    for parent in reversed(path.parents):
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            _say(f"allowing the postgres user through {parent} (chmod o+x)")
-            parent.chmod(mode | 0o001)
-
-
-def ensure_cluster(s: config.Settings):
-    data = s.pg_data
-    if (data / "PG_VERSION").exists():
-        return False
-    pg_root = data.parent
-    (pg_root / "run").mkdir(parents=True, exist_ok=True)
-    data.mkdir(parents=True, exist_ok=True)
-    user = _pg_user()
-    if user is not None:
-        _make_traversable(pg_root)
-        for path in (pg_root, pg_root / "run", data):
-            os.chown(path, user.pw_uid, user.pw_gid)
-    data.chmod(0o700)
-    _say(f"creating the PostgreSQL cluster in {data}")
-    result = _as_pg([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                     "--auth-local=trust", "--auth-host=reject", "-E", "UTF8",
-                     "--locale=C.UTF-8"])
-    if result.returncode != 0:
-        raise StackError(f"initdb failed: {result.stderr.strip()}")
-    with open(data / "postgresql.conf", "a") as conf:
-        conf.write(
-            "\n# Kondge billing: a private cluster reached through its socket only.\n"
-            f"port = {s.pg_port}\n"
-            "listen_addresses = ''\n"
-            f"unix_socket_directories = '{pg_root / 'run'}'\n"
-            "unix_socket_permissions = 0700\n"
-            "max_connections = 200\n"
-            "shared_buffers = 256MB\n"
-            "synchronous_commit = on\n"
-            "fsync = on\n")
-    return True
-
-
-def pg_running(s: config.Settings) -> bool:
-    if not (s.pg_data / "PG_VERSION").exists():
-        return False
-    return _as_pg([str(PG_BIN / "pg_ctl"), "-D", str(s.pg_data), "status"]).returncode == 0
-
-
-# Settings of the private cluster for the call path, rewritten at every
-# start (kondge.conf, included from postgresql.conf), so that a cluster made
-# by an earlier version gets them too. Durability is untouched: every
-# commit is flushed before the gateway is answered.
-PG_TUNING = """# Written by kondge_billing/stack.py at every start: do not edit here.
-# commit_delay stays 0: the workers' concurrent commits already share WAL
-# flushes (2.4 syncs for 5 commits a call), and 200 or 1,000 microseconds
-# of delay cost 10 % of the calls per second (measured with
-# bench/profile_calls.py, 4 threads).
-# Fewer checkpoints, so fewer full-page images in the WAL under steady load.
-max_wal_size = 4GB
-checkpoint_timeout = 15min
-checkpoint_completion_target = 0.9
-# The call path's statements are small: never compile them.
-jit = off
-"""
-
-
-def write_pg_tuning(s: config.Settings):
-    conf = s.pg_data / "postgresql.conf"
-    text = conf.read_text()
-    if "include_if_exists = 'kondge.conf'" not in text:
-        with open(conf, "a") as f:
-            f.write("\n# Kondge billing's call-path settings (rewritten at every start)\n"
-                    "include_if_exists = 'kondge.conf'\n")
-    target = s.pg_data / "kondge.conf"
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(PG_TUNING)
-    user = _pg_user()
-    if user is not None:
-        os.chown(tmp, user.pw_uid, user.pw_gid)
-    tmp.replace(target)
-
-
-def start_postgres(s: config.Settings):
-    if pg_running(s):
-        return
-    write_pg_tuning(s)
-    log = s.pg_data.parent / "postgres.log"
-    result = _as_pg([str(PG_BIN / "pg_ctl"), "-D", str(s.pg_data), "-l", str(log), "-w",
-                     "-t", "60", "-o", f"-p {s.pg_port}", "start"])
-    if result.returncode != 0:
-        if pg_running(s):
-            return      # started meanwhile by someone else (the supervisor, db-start)
-        tail = log.read_text()[-1500:] if log.exists() else ""
-        raise StackError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
-
-
-def stop_postgres(s: config.Settings):
-    if pg_running(s):
-        _as_pg([str(PG_BIN / "pg_ctl"), "-D", str(s.pg_data), "-m", "fast", "-w", "-t", "60",
-                "stop"])
-
-
-def db_hold_flag(s: config.Settings) -> Path:
-    return s.pg_data.parent / "held-down"
-
-
-def db_held_down(s: config.Settings) -> bool:
-    """An operator stopped the database on purpose: do not restart it."""
-    return db_hold_flag(s).exists()
-
-
-def db_stop(s: config.Settings):
-    """Stop PostgreSQL for maintenance; FreeRADIUS keeps running and spools."""
-    db_hold_flag(s).touch()
-    stop_postgres(s)
-
-
-def db_start(s: config.Settings):
-    db_hold_flag(s).unlink(missing_ok=True)
-    start_postgres(s)
-
-
-def superuser_dsn(s: config.Settings) -> str:
-    return f"host={s.pg_socket_dir} port={s.pg_port} dbname=postgres user=postgres"
-
-
-# The owner (migrations, tariffs, gateways), the operators' role and the
-# call path's role: sql/migrations/0007_roles.sql and sql/grants.sql.
-ROLES = ("kondge", "kondge_operator", "kondge_radius")
-
-
-def ensure_database(s: config.Settings):
-    conn = psycopg2.connect(superuser_dsn(s))
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            for role in ROLES:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                if not cur.fetchone():
-                    cur.execute(f"CREATE ROLE {role} LOGIN")
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = 'kondge'")
-            if not cur.fetchone():
-                cur.execute("CREATE DATABASE kondge OWNER kondge")
-    finally:
-        conn.close()
-
-
-def prepare_database(s: config.Settings, load_demo: bool = True):
-    """Cluster, database, migrations and (into an empty database) the demo set."""
-    ensure_cluster(s)
-    start_postgres(s)
-    ensure_database(s)
-    try:
-        migrate.apply(s.dsn, s.home / "sql" / "migrations", log=_say)
-    except migrate.MigrationError as exc:
-        raise StackError(str(exc)) from None
-    if load_demo:
-        db = Database(s.dsn)
-        try:
-            def load(cur):
-                if demo.is_empty(cur):
-                    return demo.load(cur, load_key(s.pin_key_file))
-                return []
-            lines = db.run(load)
-        finally:
-            db.close()
-        if lines:
-            _say("empty database: loaded the demo set")
-            for line in lines:
-                print("    " + line, flush=True)
 
 
 # --- FreeRADIUS ----------------------------------------------------------------
@@ -589,16 +393,6 @@ def _terminate(pid: int, proc: subprocess.Popen | None = None, grace: float = 5.
         return
     if proc is not None:
         proc.wait(timeout=10)
-
-
-def _tail(path: Path, offset: int, size: int = 2000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except OSError:
-        return ""
-    return data[-size:].decode(errors="replace")
 
 
 # --- the supervisor ---------------------------------------------------------
