@@ -10,7 +10,7 @@ import pytest
 
 from kondge_billing import radius_config as rc
 from kondge_billing.gateways import Gateway
-from kondge_billing.stack import FREERADIUS
+from kondge_billing.radius_processes import FREERADIUS
 
 pytestmark = pytest.mark.skipif(shutil.which(FREERADIUS) is None, reason="no freeradius")
 
