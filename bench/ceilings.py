@@ -11,8 +11,8 @@ A B then B A, so that the noise of the machine falls on both.
 
 With `--frontend N`, the service's front end takes turns with the direct
 server too: freeradius/frontend.conf run as the supervisor runs it
-(kondge_billing.stack: Radius, the gateways' clients.conf, workers.conf from
-stack.workers_conf) in front of N unlang-only workers (minimal_radius's
+(kondge_billing.radius_processes: Radius, the gateways' clients.conf;
+workers.conf from radius_config.workers_conf) in front of N unlang-only workers (minimal_radius's
 site on loopback port pairs, the front end their only client, one shared
 secret). Each step reports the front end's CPU alone, the workers' together
 and the machine's, and the front end's CPU microseconds per packet.
@@ -50,7 +50,7 @@ HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
 from bench import calls, loadgen, minimal_radius, tariffs as tariff_bench  # noqa: E402
-from kondge_billing import config, gateways, stack  # noqa: E402
+from kondge_billing import config, gateways, radius_config, radius_processes  # noqa: E402
 
 VAR = HOME / "var" / "bench-ceilings"
 STEPS = (500, 1000, 2000, 3000, 4000)
@@ -106,7 +106,7 @@ class Target:
 
 def unlang_instance(name: str, clients: list) -> tuple[minimal_radius.Instance, int]:
     """minimal_radius's unlang-only server on a free loopback port pair, started."""
-    port = stack._free_port_pair()
+    port = radius_processes.free_port_pair()
     inst = minimal_radius.Instance(
         minimal_radius.write_raddb(VAR / name, "unlang", clients, port, port + 1))
     inst.start()
@@ -144,8 +144,8 @@ def _rewrite(path: Path, pattern: str, replacement: str, count: int):
 
 
 def frontend(name: str, workers: list, secret: str, gws: list, threads: int | None = None,
-             pool: str = "load-balance", nice: int = 0) -> stack.Radius:
-    """The service's front end (frontend.conf, started by stack.Radius as the
+             pool: str = "load-balance", nice: int = 0) -> radius_processes.Radius:
+    """The service's front end (frontend.conf, started by radius_processes.Radius as the
     supervisor starts it) on free ports, for the gateways `gws`, in front of
     `workers` [(name, port)]; started, and if `nice`, reniced (every thread)."""
     auth, acct = tariff_bench.free_port(), tariff_bench.free_port()
@@ -153,12 +153,13 @@ def frontend(name: str, workers: list, secret: str, gws: list, threads: int | No
                      "KONDGE_VAR": str(VAR / name / "var"), "KONDGE_LISTEN": "127.0.0.1",
                      "KONDGE_AUTH_PORT": str(auth), "KONDGE_ACCT_PORT": str(acct),
                      "KONDGE_WORKERS": str(len(workers))})
-    stack.render_clients(s, [gateways.Gateway(i + 1, f"bench-gw-{i:03d}", address, gw_secret,
-                                              "cisco", "optional", "originate", 1)
-                             for i, (address, gw_secret) in enumerate(gws)])
-    stack._write_private(s.radius_run_dir / "workers.conf",
-                         stack.workers_conf(workers, secret, pool))
-    front = stack.Radius(s, conf="frontend")
+    radius_processes.render_clients(s, [
+        gateways.Gateway(i + 1, f"bench-gw-{i:03d}", address, gw_secret, "cisco", "optional",
+                         "originate", 1)
+        for i, (address, gw_secret) in enumerate(gws)])
+    radius_config.write_private(s.radius_run_dir / "workers.conf",
+                                radius_config.workers_conf(workers, secret, pool))
+    front = radius_processes.Radius(s, conf="frontend")
     front.start()
     for tid in os.listdir(f"/proc/{front.proc.pid}/task") if nice else ():
         os.setpriority(os.PRIO_PROCESS, int(tid), nice)     # per thread on Linux

@@ -46,7 +46,7 @@ sys.path.insert(0, str(HOME))
 import psycopg2  # noqa: E402
 
 from bench import calls, ceilings, loadgen, minimal_radius  # noqa: E402
-from kondge_billing import config, stack  # noqa: E402
+from kondge_billing import cluster, config, radius_processes, supervisor  # noqa: E402
 
 VAR = HOME / "var" / "bench-floor"
 PG_PORT = 5494
@@ -107,7 +107,7 @@ def start_workers(kind: str, count: int, secret: str, started: list) -> list:
     their only client; [(name, port, pid)]."""
     workers = []
     for i in range(1, count + 1):
-        port = stack._free_port_pair()
+        port = radius_processes.free_port_pair()
         inst = minimal_radius.Instance(minimal_radius.write_raddb(
             ceilings.VAR / f"{kind}-worker-{i}", kind, [("127.0.0.1", secret)], port, port + 1))
         inst.start()
@@ -134,7 +134,7 @@ def start_service(env: dict, workers: int) -> tuple[ceilings.Target, dict]:
     if started.returncode != 0:
         raise RuntimeError("the service did not start:\n" + started.stdout + started.stderr)
     s = config.load(env)
-    pids = stack.radius_pids(s)
+    pids = radius_processes.radius_pids(s)
     front = pids.pop("freeradius") if workers > 1 else None
     return ceilings.Target("service", s.auth_port, s.acct_port, list(pids.values()), front), env
 
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     data = (gws, cards, calls.destinations(100000))
     env = calls.bench_env(VAR, PG_PORT)
     if VAR.exists():
-        stack.stop_background(config.load(env))
+        supervisor.stop_background(config.load(env))
         shutil.rmtree(VAR)
     # the floor's and the unlang workers' front ends live under this run's folder
     ceilings.VAR = VAR / "radius"
@@ -268,7 +268,7 @@ def main(argv=None) -> int:
             subprocess.run(calls.KONDGE + ["server", "stop"], env=service_env, cwd=HOME,
                            capture_output=True, text=True, timeout=120)
         if s is not None:
-            stack.stop_postgres(s)
+            cluster.stop_postgres(s)
     results["summary"] = ceilings.summary(results["runs"])
     results["ratios"] = ratios(results["summary"])
     ceilings.save(results, table(results), Path(args.out))

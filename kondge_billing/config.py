@@ -9,6 +9,7 @@ KONDGE_VAR (and the ports) to run beside the first.
 | KONDGE_HOME              | the project folder           | where freeradius/ and mods-config/ are |
 | KONDGE_VAR               | $KONDGE_HOME/var             | runtime state: database cluster, logs, pids |
 | KONDGE_PG_PORT           | 5433                         | port of the private PostgreSQL cluster |
+| KONDGE_PG_BIN            | found (cluster.pg_bin)       | folder of PostgreSQL's initdb and pg_ctl; unset: the first holding both of /usr/lib/postgresql/<the cluster's version>/bin, pg_config --bindir, the newest /usr/lib/postgresql/<version>/bin |
 | KONDGE_DSN               | the private cluster's socket | libpq connection string of the database (the owner role, kondge) |
 | KONDGE_RADIUS_DSN        | KONDGE_DSN as kondge_radius  | what FreeRADIUS's hook connects as (the call-path role) |
 | KONDGE_DB_USER           | kondge                       | the role the kondge tool connects as on the private cluster (kondge_operator: card work only) |
@@ -71,6 +72,7 @@ class Settings:
     unauthorised_calls: str
     workers: int
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
+    pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
 
     @property
     def gateway_sync_seconds(self):
@@ -160,6 +162,7 @@ def load(env=None) -> Settings:
         unauthorised_calls=_choice(env, "KONDGE_UNAUTHORISED_CALLS", ("record", "charge")),
         workers=_workers(env),
         shed_after_us=_shed_after(env),
+        pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
     )
 
 

@@ -83,3 +83,9 @@ class Unavailable(Exception):
 
 class UnknownGateway(Exception):
     """A packet from an address that is no (longer a) gateway."""
+
+
+class StackError(RuntimeError):
+    """A part of the running service (the PostgreSQL cluster, FreeRADIUS, the
+    supervisor) cannot be set up, started or reached; the message says why
+    and what to do."""

@@ -1,7 +1,8 @@
 """Gateways: the RADIUS clients, their secrets and their dialects.
 
-This module owns the gateway table's SQL, renders FreeRADIUS's client list
-from it, and the gateway directory the hook reads.
+This module owns the gateway table's SQL, the Gateway record and the
+gateway directory the hook reads. FreeRADIUS's client list is rendered from
+the records by radius_config.py.
 
 Every FreeRADIUS process of a server must serve a gateway the same way at
 the same moment. So the hook does not read the gateway table itself: the
@@ -10,7 +11,7 @@ file (`var/radius/gateways.json`, replaced atomically) before it changes
 the front end's client list, and every worker's FileDirectory re-reads that
 file as soon as it changes (a stat per request). `kondge gateways
 add/modify/remove` asks the supervisor to apply the change at once and
-returns when it is served (stack.apply_gateway_change).
+returns when it is served (supervisor.apply_gateway_change).
 """
 
 import ipaddress
@@ -26,7 +27,7 @@ from .errors import UnknownGateway
 from .identifiers import LANGUAGE, NAME
 from .numbers import NumberFormat
 
-SECRET = re.compile(r"^[!#-\[\]-~]{1,128}\Z")     # printable, no quote or backslash
+SECRET = re.compile(r"^[!#-\[\]-~]{1,128}\Z")     # printable ASCII but space, double quote, backslash
 
 COLUMNS = ("id, name, host(address) AS address, secret, dialect, message_authenticator, "
            "billed_leg, prepaid_billing_model, country_code, international_prefix, "
@@ -67,17 +68,6 @@ class Gateway:
         """Our language code as this gateway's IVR names it."""
         return self.language_map.get(ours, ours)
 
-    def client_conf(self) -> str:
-        """This gateway's FreeRADIUS client definition."""
-        return (f"client gw{self.id} {{\n"
-                f"\tipaddr = {self.address}\n"
-                f"\tsecret = \"{self.secret}\"\n"
-                f"\tshortname = \"{self.name}\"\n"
-                f"\tnas_type = \"{self.dialect}\"\n"
-                f"\trequire_message_authenticator = "
-                f"{'yes' if self.message_authenticator == 'required' else 'no'}\n"
-                f"}}\n")
-
     def public(self) -> dict:
         """What an operator sees: everything but the secret."""
         data = asdict(self)
@@ -102,7 +92,7 @@ def check(name: str, address: str, secret: str, dialect: str,
     except ValueError:
         problems.append(f"address: {address!r} is not an IP address (a gateway is one host)")
     if not SECRET.match(secret or ""):
-        problems.append("secret: 1 to 128 printable ASCII characters, no spaces, quotes or backslashes")
+        problems.append("secret: 1 to 128 printable ASCII characters, no spaces, double quotes or backslashes")
     if dialect not in DIALECTS:
         problems.append(f"dialect: one of {', '.join(DIALECTS)}")
     if message_authenticator not in ("required", "optional"):
@@ -161,12 +151,6 @@ def table_revision(cur) -> int:
     """The gateway table's revision: it grows with every change."""
     cur.execute("SELECT coalesce(max(revision), 0) AS revision FROM kondge.gateway")
     return cur.fetchone()["revision"]
-
-
-def render_clients(gateways) -> str:
-    """FreeRADIUS client definitions for the gateways (clients.conf)."""
-    return "# Rendered from the gateway table by Kondge billing; do not edit.\n" + "".join(
-        gw.client_conf() for gw in gateways)
 
 
 def modify(cur, name: str, **changes) -> Gateway:

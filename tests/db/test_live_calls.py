@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import demo, sessions
+from kondge_billing import demo, sessions, stack
 from kondge_billing.db import Database
 from kondge_billing.errors import CardInUse, CreditLimitReached, InsufficientBalance, ZeroBalance
 from kondge_billing.gateways import GatewayDirectory, all_gateways
@@ -189,6 +189,18 @@ def test_sweep_closes_a_call_whose_stop_is_lost(world, billing, pin_key, interim
     assert sum(e["amount"] for e in ledger) == Decimal("9.6850")
     assert world.run(lambda cur: (cur.execute("SELECT * FROM kondge.v_balance_mismatch"),
                                   cur.fetchall())[1]) == []
+
+
+def test_the_supervisor_is_handed_the_billing_sweep_which_says_what_it_did(
+        world, billing, pin_key, settings):
+    sweep = stack.billing_sweep(settings, world)
+    assert sweep() == ""
+    number = new_card(world, pin_key, "10.00")
+    auth(billing, req(number, n=1))
+    world.run(lambda cur: cur.execute(
+        "UPDATE kondge.reservation SET hold_expires_at = now() - interval '1 day'"))
+    assert sweep() == "1 unstarted hold(s) lapsed, 0 call(s) without Stop closed"
+    assert sweep() == ""
 
 
 def test_postpaid_account_spends_down_to_its_credit_limit(world, billing, pin_key):

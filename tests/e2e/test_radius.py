@@ -161,6 +161,22 @@ def test_gateway_added_and_removed_without_a_restart_by_hand(stack_ready):
     wait_until_served(stack_ready, "127.0.0.1", "testing123")
 
 
+def test_a_secret_freeradius_would_expand_is_served_as_given(stack_ready):
+    """${...} and $ENV{...} in a secret: served as typed when the gateway is
+    added to the running server and after a change restarts the front end."""
+    secret = "a${b}'c$ENV{HOME}$"
+    assert stack_ready.kondge("gateways", "add", "--name", "dollar-1", "--address", "127.0.0.6",
+                              "--secret", secret, "--dialect", "cisco").returncode == 0
+    wait_until_served(stack_ready, "127.0.0.6", secret)
+    assert stack_ready.kondge("gateways", "modify", "dollar-1", "--message-authenticator",
+                              "required").returncode == 0
+    wait_until_served(stack_ready, "127.0.0.6", secret, served=False)
+    wait_until_served(stack_ready, "127.0.0.6", secret, message_authenticator=True)
+    assert stack_ready.kondge("gateways", "remove", "dollar-1").returncode == 0
+    wait_until_served(stack_ready, "127.0.0.6", secret, message_authenticator=True,
+                      served=False)
+
+
 def test_database_restart_is_survived(stack_ready, cisco):
     """Each worker's old connection fails once after a restart: reconnect, answer."""
     s = stack_ready.settings

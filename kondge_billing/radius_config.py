@@ -1,0 +1,178 @@
+"""FreeRADIUS configuration written at run time: the one writer of its syntax.
+
+The static raddb is freeradius/; what depends on the gateway table or on a
+start is rendered here and written under var/radius:
+
+- clients.conf of the process the gateways talk to: one client per gateway
+  (`clients_conf`); a gateway added to a running server goes in alone
+  (`gateway_client`, through radmin's `add client file`);
+- clients.conf of a worker: the front end is its only client
+  (`frontend_client`);
+- the front end's workers.conf: a home server per worker, their pool and
+  the realm that names it (`workers_conf`).
+
+Every string value is written with `string`: FreeRADIUS reads it back
+exactly as given, or it is refused. FreeRADIUS expands `${...}` and
+`$ENV{...}` in bare words and in double-quoted strings, and no escape stops
+that (a backslash is kept as it is, then the expansion happens), so a
+secret such as `a${b}` would stop the server from starting and one holding
+`$ENV{HOME}` would silently become another secret. Single-quoted strings
+are not expanded: inside them `\\'` is a quote and every other character
+stands for itself, except that a backslash before a quote or at the end
+could not be told from an escape; so a quote is escaped, and a backslash,
+a control character or anything outside printable ASCII is refused.
+"""
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+
+from .errors import StackError
+
+# Printable ASCII without the backslash: what a single-quoted string carries as itself.
+LITERAL = re.compile(r"^[ -\[\]-~]*\Z")
+# What names a section (client, home_server): a bare word of these.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+# A gateway's Message-Authenticator setting (gateways.check): must its
+# Access-Requests carry one (FreeRADIUS's require_message_authenticator)?
+REQUIRE_MESSAGE_AUTHENTICATOR = {"required": True, "optional": False}
+
+FRONTEND_CLIENT = "kondge-frontend"
+WORKERS_POOL = "kondge_workers"          # the pool and the realm (policy.d/kondge)
+
+
+class RadiusConfigError(StackError):
+    """A value FreeRADIUS would not read back as it was given."""
+
+
+def string(value: str, what: str = "a value") -> str:
+    """`value` as a FreeRADIUS single-quoted string, read back unchanged.
+    The refusal names `what`, never the value (it may be a secret)."""
+    if not isinstance(value, str) or not LITERAL.match(value):
+        raise RadiusConfigError(f"{what} holds a character FreeRADIUS would not read as "
+                                "itself (a backslash, a control character or one outside "
+                                "printable ASCII)")
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise RadiusConfigError(f"{value!r} is not an IP address") from None
+
+
+def _name(value: str) -> str:
+    """A section's name (a client, a home server): a bare word."""
+    if not isinstance(value, str) or not NAME.match(value):
+        raise RadiusConfigError(f"{value!r} cannot name a section")
+    return value
+
+
+def _secret(value: str) -> str:
+    if not value:
+        raise RadiusConfigError("the secret is empty")
+    return string(value, "the secret")
+
+
+def client(name: str, address: str, secret: str, shortname: str,
+           require_message_authenticator: bool, nas_type: str | None = None) -> str:
+    """One `client` section: a RADIUS client FreeRADIUS answers."""
+    lines = [f"client {_name(name)} {{",
+             f"\tipaddr = {_address(address)}",
+             f"\tsecret = {_secret(secret)}",
+             f"\tshortname = {string(shortname, 'the shortname')}"]
+    if nas_type is not None:
+        lines.append(f"\tnas_type = {string(nas_type, 'the nas_type')}")
+    lines.append("\trequire_message_authenticator = "
+                 f"{'yes' if require_message_authenticator else 'no'}")
+    return "\n".join(lines) + "\n}\n"
+
+
+def gateway_client(gw) -> str:
+    """A gateway (gateways.Gateway) as a client: named gw<id>, its name as
+    shortname (the hook's Kondge-Gateway-Name), its dialect as nas_type."""
+    try:
+        required = REQUIRE_MESSAGE_AUTHENTICATOR[gw.message_authenticator]
+        return client(f"gw{gw.id}", gw.address, gw.secret, gw.name, required,
+                      nas_type=gw.dialect)
+    except KeyError:
+        raise RadiusConfigError(f"gateway {gw.name}: message authenticator "
+                                f"{gw.message_authenticator!r} is neither 'required' "
+                                "nor 'optional'") from None
+    except RadiusConfigError as exc:
+        raise RadiusConfigError(f"gateway {gw.name}: {exc}") from None
+
+
+def clients_conf(gateways) -> str:
+    """clients.conf of the process the gateways talk to."""
+    return "# Rendered from the gateway table by Kondge billing; do not edit.\n" + "".join(
+        gateway_client(gw) for gw in gateways)
+
+
+def frontend_client(secret: str) -> str:
+    """clients.conf of a worker: the front end, on loopback, is its only client."""
+    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, False)
+
+
+# How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf
+# for each item). A worker answers in milliseconds; one that has not
+# answered three requests in response_window is a zombie, used only if no
+# other worker is alive, and alive again as soon as it answers a
+# Status-Server (sent every check_interval, the least FreeRADIUS allows;
+# zombie_period is longer, so that it is not declared dead first). A
+# worker the supervisor restarts is declared alive at once (radmin).
+WORKER_HOME_SERVER = """home_server {name} {{
+	type = auth+acct
+	ipaddr = 127.0.0.1
+	port = {port}
+	secret = {secret}
+	response_window = 5
+	response_timeouts = 3
+	zombie_period = 20
+	status_check = status-server
+	check_interval = 6
+	check_timeout = 2
+	num_answers_to_alive = 3
+	max_outstanding = 65536
+	limit {{
+		max_connections = 16
+	}}
+}}
+"""
+
+POOL_TYPES = ("load-balance", "keyed-balance", "client-balance", "client-port-balance",
+              "fail-over")
+
+
+def workers_conf(homes, secret: str, pool_type: str = "load-balance") -> str:
+    """The front end's workers.conf: a home server for each (name, port) in
+    `homes` (auth on port, acct on port + 1), the pool of them all and the
+    realm that names it (policy.d/kondge: kondge_to_workers)."""
+    if pool_type not in POOL_TYPES:
+        raise RadiusConfigError(f"pool type {pool_type!r}: one of {', '.join(POOL_TYPES)}")
+    homes = list(homes)
+    for _, port in homes:
+        if not (isinstance(port, int) and 0 < port < 65535):
+            raise RadiusConfigError(f"home server port {port!r}: 1 to 65534 (acct is the next)")
+    servers = "".join(WORKER_HOME_SERVER.format(name=_name(name), port=port,
+                                                secret=_secret(secret))
+                      for name, port in homes)
+    pool = "".join(f"\thome_server = {name}\n" for name, _port in homes)
+    return (servers
+            + f"home_server_pool {WORKERS_POOL} {{\n\ttype = {pool_type}\n{pool}}}\n"
+            + f"realm {WORKERS_POOL} {{\n\tauth_pool = {WORKERS_POOL}\n"
+              f"\tacct_pool = {WORKERS_POOL}\n\tnostrip\n}}\n")
+
+
+def write_private(path: Path, text: str):
+    """Write a file only its owner can read (it holds RADIUS secrets), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
