@@ -2,12 +2,22 @@
 
 The call path runs under FreeRADIUS's Python lock, so every wait here stalls
 the whole server: statements are single (each is atomic on its own), carry
-a statement timeout, and a dead database is noticed fast. After a
-PostgreSQL restart a thread's old connection fails once: it is replaced and
-the statement retried once. Every call-path statement is idempotent (keyed
-by the call's identity), so the retry cannot move money twice.
+a statement timeout, and a dead or hung database is noticed fast:
+
+- a connection the server closed (PostgreSQL restarted, crashed, or was
+  stopped with -m immediate) fails its next statement, with an
+  OperationalError or a bare DatabaseError ("server closed the connection
+  unexpectedly"): it is replaced and the statement tried once more on a
+  new one. Every call-path statement is idempotent (keyed by the call's
+  identity), so the retry cannot move money twice;
+- a database that does not answer at all (its processes stopped, a
+  network that drops packets) is given up after `deadline_ms` by the
+  client itself: the statement timeout is the server's own and cannot fire
+  when the server does not run. The call path then answers as when the
+  database is down (accounting goes to the spool).
 """
 
+import select
 import threading
 import time
 
@@ -18,13 +28,39 @@ import psycopg2.extras
 from .errors import Unavailable
 
 
-
 def _refuse_float(value):
     raise TypeError(f"float {value!r} sent to the database; money must be Decimal")
 
 
 # NUMERIC arrives as Decimal (psycopg2's default); a float is never sent.
 psycopg2.extensions.register_adapter(float, _refuse_float)
+
+
+class DeadlineExceeded(psycopg2.OperationalError):
+    """The database did not answer within the client's own deadline."""
+
+
+_deadline = threading.local()
+
+
+def _wait_with_deadline(conn):
+    """psycopg2's wait callback: wait for the server, but not past the deadline
+    of the thread's current statement (none: wait as long as it takes)."""
+    limit = getattr(_deadline, "at", None)
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        if state == psycopg2.extensions.POLL_READ:
+            want = ([conn.fileno()], [], [])
+        elif state == psycopg2.extensions.POLL_WRITE:
+            want = ([], [conn.fileno()], [])
+        else:
+            raise psycopg2.OperationalError(f"bad state from poll: {state}")
+        timeout = None if limit is None else max(0.0, limit - time.monotonic())
+        ready = select.select(*want, timeout)
+        if not any(ready):
+            raise DeadlineExceeded("the database did not answer in time")
 
 
 class Database:
@@ -34,25 +70,34 @@ class Database:
     #: on the database again inside the next request.
     RETRY_CONNECT_AFTER = 1.0
 
-    def __init__(self, dsn: str, timeout_ms: int = 2000, application_name: str = "kondge"):
+    def __init__(self, dsn: str, timeout_ms: int = 2000, application_name: str = "kondge",
+                 deadline_ms: int | None = None):
         self.dsn = dsn
         self.timeout_ms = timeout_ms
         self.application_name = application_name
+        #: the client's own limit on one statement (and a connect); None: none
+        self.deadline_ms = deadline_ms
         self._local = threading.local()
         self._down_until = 0.0
+        if deadline_ms is not None:
+            psycopg2.extensions.set_wait_callback(_wait_with_deadline)
 
     def _connect(self):
         if time.monotonic() < self._down_until:
             raise Unavailable("database unreachable (waiting before the next try)")
         try:
-            conn = psycopg2.connect(
-                self.dsn, connect_timeout=2, application_name=self.application_name,
-                options=f"-c statement_timeout={self.timeout_ms}")
+            with self._deadline():
+                conn = psycopg2.connect(
+                    self.dsn, connect_timeout=2, application_name=self.application_name,
+                    options=f"-c statement_timeout={self.timeout_ms}")
+                conn.autocommit = True
         except psycopg2.Error as exc:
             self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
             raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from exc
-        conn.autocommit = True
         return conn
+
+    def _deadline(self):
+        return _Deadline(self.deadline_ms)
 
     def connection(self):
         conn = getattr(self._local, "conn", None)
@@ -74,12 +119,22 @@ class Database:
         for attempt in (1, 2):
             conn = self.connection()
             try:
-                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-                    return work(cur)
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                broken = conn.closed != 0
+                with self._deadline():
+                    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                        return work(cur)
+            except DeadlineExceeded as exc:
+                self.drop()              # its state is unknown: never used again
+                self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
+                raise Unavailable(f"database error: {exc}") from exc
+            except psycopg2.DatabaseError as exc:
+                # the server closed the connection (a restart, a crash): a bare
+                # DatabaseError or an OperationalError, on a connection now closed
+                broken = conn.closed != 0 or isinstance(
+                    exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                if not broken:
+                    raise                # a statement's own error (a check, a bug)
                 self.drop()
-                if broken and attempt == 1:
+                if conn.closed != 0 and attempt == 1:
                     continue
                 raise Unavailable(f"database error: {str(exc).strip()}") from exc
 
@@ -97,3 +152,19 @@ class Database:
 
     def close(self):
         self.drop()
+
+
+class _Deadline:
+    """Sets the thread's statement deadline for psycopg2's wait callback."""
+
+    def __init__(self, limit_ms: int | None):
+        self.limit_ms = limit_ms
+
+    def __enter__(self):
+        self.previous = getattr(_deadline, "at", None)
+        _deadline.at = (None if self.limit_ms is None
+                        else time.monotonic() + self.limit_ms / 1000)
+
+    def __exit__(self, *exc):
+        _deadline.at = self.previous
+        return False

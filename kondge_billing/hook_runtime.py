@@ -19,7 +19,9 @@ _overload: Overload | None = None
 def start(log):
     global _billing, _overload
     settings = config.load()
-    db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius")
+    # the client gives up on a hung database shortly after the server's own timeout
+    db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius",
+                  deadline_ms=settings.db_timeout_ms + 500)
     directory = gateways.FileDirectory(settings.gateway_directory)
     _billing = Billing.from_settings(settings, db, directory)
     _overload = Overload(settings.shed_after_us)
