@@ -896,7 +896,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kondge",
         description="Kondge billing: prepaid calling cards behind FreeRADIUS.",
         epilog="Exit status: 0 done, 1 refused, 2 wrong usage, 3 database or service "
-               "unavailable. Settings come from KONDGE_* environment variables (README).")
+               "unavailable. Settings come from KONDGE_* environment variables "
+               "(docs/operations.md, Settings).")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("--version", action="version", version=f"kondge {__version__}")
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
@@ -1235,8 +1236,8 @@ def _cdr_filters(p):
     p.add_argument("--from", dest="start", type=_datetime, help="connected at or after (ISO 8601)")
     p.add_argument("--to", dest="end", type=_datetime, help="connected before (ISO 8601)")
     p.add_argument("--flag", help="only CDRs carrying this flag, e.g. no-authorisation, "
-                                  "overrun, duration-from-h323-times (see the README's "
-                                  "billing rules)")
+                                  "overrun, duration-from-h323-times (see docs/gateways.md, "
+                                  "Billing rules)")
 
 
 def _digits(text):

@@ -4,31 +4,11 @@ Every path defaults to a place inside the project folder, so a fresh
 checkout runs without configuration. A test or a second instance sets
 KONDGE_VAR (and the ports) to run beside the first.
 
-| variable                 | default                      | meaning |
-|--------------------------|------------------------------|---------|
-| KONDGE_HOME              | the project folder           | where freeradius/ and mods-config/ are |
-| KONDGE_VAR               | $KONDGE_HOME/var             | runtime state: database cluster, logs, pids |
-| KONDGE_PG_PORT           | 5433                         | port of the private PostgreSQL cluster |
-| KONDGE_PG_BIN            | found (cluster.pg_bin)       | folder of PostgreSQL's initdb and pg_ctl; unset: the first holding both of /usr/lib/postgresql/<the cluster's version>/bin, pg_config --bindir, the newest /usr/lib/postgresql/<version>/bin |
-| KONDGE_DSN               | the private cluster's socket | libpq connection string of the database (the owner role, kondge) |
-| KONDGE_RADIUS_DSN        | KONDGE_DSN as kondge_radius  | what FreeRADIUS's hook connects as (the call-path role) |
-| KONDGE_DB_USER           | kondge                       | the role the kondge tool connects as on the private cluster (kondge_operator: card work only) |
-| KONDGE_LISTEN            | 127.0.0.1                    | address FreeRADIUS listens on |
-| KONDGE_AUTH_PORT         | 1812                         | RADIUS authentication port |
-| KONDGE_ACCT_PORT         | 1813                         | RADIUS accounting port |
-| KONDGE_PIN_KEY           | $KONDGE_HOME/var/secrets/pin.key | key of the PIN hashes |
-| KONDGE_GATEWAY_SYNC      | 2                            | seconds between gateway-table checks (0.5 allowed) |
-| KONDGE_MAX_CREDIT_TIME   | 86400                        | upper bound of a granted call, seconds |
-| KONDGE_DB_TIMEOUT_MS     | 2000                         | statement timeout on the call path |
-| KONDGE_CARD_CHECK_DIGIT  | luhn                         | luhn: a card number's last digit is its Luhn check digit; none: no check |
-| KONDGE_HOLD_SECONDS      | 300                          | a stage-2 hold whose call never starts stops counting after this |
-| KONDGE_SESSION_GRACE     | 600                          | a live call is closed this long after its granted time if no Stop came |
-| KONDGE_SWEEP_SECONDS     | 30                           | how often the supervisor sweeps holds and lost calls |
-| KONDGE_QUEUE_SIZE        | 256                          | packets that may wait for a FreeRADIUS thread; more are dropped (overload) |
-| KONDGE_WORKERS           | 4                            | FreeRADIUS processes running the billing hook; 2 or more sit behind a FreeRADIUS front end on the gateway ports, 1 serves the gateways itself |
-| KONDGE_AUTH_WHEN_DB_DOWN | silent                       | silent: no answer (the gateway tries its second server); reject: Access-Reject, code 8 |
-| KONDGE_UNAUTHORISED_CALLS | record                      | a call whose accounting matches no authorisation: record (CDR flagged no-authorisation, nothing charged) or charge (the card its User-Name names pays, at its tariff) |
-| KONDGE_SHED_AFTER_MS     | 250                          | overload control: while accounting records wait longer than this in a FreeRADIUS process's queue, it turns new authorizations away as KONDGE_AUTH_WHEN_DB_DOWN says (0: never) |
+The KONDGE_* variables, their defaults and meanings are in one table:
+docs/operations.md, Settings. tests/unit/test_settings_doc.py checks that
+table against load() and against every KONDGE_* name the package, the hook
+and the FreeRADIUS configuration use: a setting added here needs its row
+there.
 """
 
 import os

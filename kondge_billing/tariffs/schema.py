@@ -5,7 +5,7 @@ read node by node; no value goes through YAML's own type guessing, so a
 price is read from its text straight into a Decimal. Every check appends a
 "file:line: message" to the problem list instead of stopping, so one run
 reports every mistake. The schema, by example, is tariffs/example.yaml and
-the README's "Tariffs" section.
+docs/operators.md, Tariffs.
 
 Values are refused beyond what the engine prices exactly (its limits, in
 engine.py): amounts (prices, connect and minimum charges, surcharges) from 0
