@@ -25,6 +25,8 @@ TIMESTAMP = "Timestamp"
 CISCO_AVPAIR = "Cisco-AVPair"
 QUINTUM_AVPAIR = "Quintum-AVPair"
 
+# A flag the server puts on a record it stores (never sent on the wire).
+FLAG = "Kondge-Flag"
 # Set by policy.d/kondge from the packet's source and the matched client.
 GATEWAY_ADDRESS = "Kondge-Gateway-Address"
 GATEWAY_NAME = "Kondge-Gateway-Name"

@@ -6,7 +6,11 @@ start with the database down both work) and the gateway directory (the
 file the supervisor writes: every process of the server reads the same).
 """
 
-from . import config, gateways
+import os
+import time
+from pathlib import Path
+
+from . import config, gateways, spool
 from .db import Database
 from .overload import Overload
 from .radius_edge import handle_accounting, handle_authorize
@@ -14,11 +18,14 @@ from .service import Billing
 
 _billing: Billing | None = None
 _overload: Overload | None = None
+_spool: Path | None = None
 
 
 def start(log):
-    global _billing, _overload
+    global _billing, _overload, _spool
     settings = config.load()
+    # this process's own spool (each worker has a run directory of its own)
+    _spool = Path(os.environ.get("KONDGE_RUN_DIR") or settings.radius_run_dir) / spool.SPOOL
     # the client gives up on a hung database shortly after the server's own timeout
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius",
                   deadline_ms=settings.db_timeout_ms + 500)
@@ -38,4 +45,8 @@ def authorize(pairs, log):
 
 
 def accounting(pairs, log):
-    return handle_accounting(_billing, pairs, log, _overload)
+    return handle_accounting(_billing, pairs, log, _overload, keep=_keep)
+
+
+def _keep(pairs):
+    spool.append(_spool, pairs, time.time())

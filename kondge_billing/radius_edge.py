@@ -4,15 +4,22 @@ The hook in mods-config/python calls these two functions and maps the
 result name to radiusd's integer code. This is the one place that turns
 outcomes into answers:
 
-| outcome                         | result   | what the gateway gets |
-|---------------------------------|----------|-----------------------|
-| Login / Grant                   | ok       | Access-Accept with the dialect's credit pairs |
-| Refusal (a billing "no")        | reject   | Access-Reject + return code + Reply-Message, no credit |
-| record stored, or a repeat      | ok       | Accounting-Response |
-| overload (overload.py)          | fail     | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
-| database unreachable            | fail     | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8); an Accounting-Request goes to the spool instead |
-| unknown gateway address         | fail     | nothing (the packet is dropped) |
-| unexpected exception            | fail     | nothing; the traceback is logged |
+| outcome                         | result    | what the gateway gets |
+|---------------------------------|-----------|-----------------------|
+| Login / Grant                   | ok        | Access-Accept with the dialect's credit pairs |
+| Refusal (a billing "no")        | reject    | Access-Reject + return code + Reply-Message, no credit |
+| record stored, or a repeat      | ok        | Accounting-Response |
+| record the database cannot take | ok        | Accounting-Response, once the spool has it on disk (fsynced) |
+| ...and the spool cannot either  | no-answer | nothing: the gateway sends it again (logged loudly) |
+| record the call path cannot process (a bug) | ok | Accounting-Response; kept in kondge.unprocessed_record (kondge parked) |
+| overload (overload.py)          | no-answer | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
+| database unreachable (Access)   | no-answer | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
+| unknown gateway address         | no-answer | nothing (the packet is dropped) |
+| unexpected exception (Access)   | no-answer | nothing; the traceback is logged |
+
+"no-answer" reaches FreeRADIUS as a fail with control Kondge-No-Answer
+(mods-config/python/kondge_hook.py); sites-available/kondge turns it into
+silence towards the gateway (policy.d/kondge, kondge_no_answer_now).
 """
 
 import traceback
@@ -23,6 +30,7 @@ from .errors import Overloaded, Refusal, ServiceUnavailable, Unavailable, Unknow
 from .money import format_amount
 from .request import access_request, accounting_record
 from .service import Grant
+from .spool import SpoolError
 
 ACCEPT_CONTROL = ((attrs.AUTH_TYPE, ":=", "Accept"),)
 
@@ -76,11 +84,11 @@ def unavailable_answer(billing, gateway, refusal: Refusal) -> tuple:
     an Access-Reject with code 8."""
     if billing.auth_when_db_down == "reject" and gateway is not None:
         return "reject", reject_pairs(gateway, refusal), ()
-    return "fail", (), ()
+    return "no-answer", (), ()
 
 
 def handle_authorize(billing, pairs, log, overload=None) -> tuple:
-    """-> ("ok" | "reject" | "fail", reply pairs, control pairs)."""
+    """-> ("ok" | "reject" | "no-answer", reply pairs, control pairs)."""
     gateway = None
     try:
         req = access_request(pairs)
@@ -100,14 +108,19 @@ def handle_authorize(billing, pairs, log, overload=None) -> tuple:
         return answer
     except UnknownGateway as exc:
         log("error", f"no answer: {exc}")
-        return "fail", (), ()
+        return "no-answer", (), ()
     except Exception:  # noqa: BLE001 - the hook must never raise
         log("error", "unexpected error in authorize: " + traceback.format_exc())
-        return "fail", (), ()
+        return "no-answer", (), ()
 
 
-def handle_accounting(billing, pairs, log, overload=None) -> str:
-    """-> "ok" (answered: stored or a repeat) or "fail" (not answered)."""
+def handle_accounting(billing, pairs, log, overload=None, keep=None) -> str:
+    """-> "ok" (answered: stored, a repeat, or kept to be stored) or
+    "no-answer" (kept nowhere: the gateway sends it again).
+
+    keep(pairs) keeps a record the database cannot take now (the spool) or
+    raises SpoolError; without it (the supervisor replaying the spool) such a
+    record is "no-answer" and stays where it is."""
     if overload is not None:
         try:
             overload.accounting(pairs, log)
@@ -125,16 +138,39 @@ def handle_accounting(billing, pairs, log, overload=None) -> str:
         if rec.flags:
             log("info", f"accounting record flagged {','.join(rec.flags)}")
         return "ok"
-    except (Unavailable, UnknownGateway) as exc:
-        log("error", f"accounting not stored now (it waits in the spool): {exc}")
-        return "fail"
+    except Unavailable as exc:
+        return _keep(pairs, log, keep, f"the database cannot take it now ({exc})")
+    except UnknownGateway as exc:
+        if keep is not None:
+            log("error", f"accounting not answered: {exc}")
+            return "no-answer"
+        return _park(billing, pairs, log, keep, f"no such gateway: {exc}")
     except Exception:  # noqa: BLE001 - the hook must never raise
         error = traceback.format_exc()
         log("error", "unexpected error in accounting: " + error)
-        try:
-            billing.park(pairs, error)
-        except Exception as exc:  # noqa: BLE001
-            log("error", f"could not keep the record aside either: {exc}")
-            return "fail"
-        log("error", "the record is kept in kondge.unprocessed_record and answered")
-        return "ok"
+        return _park(billing, pairs, log, keep, error)
+
+
+def _park(billing, pairs, log, keep, error: str) -> str:
+    """Keep a record the call path cannot process in kondge.unprocessed_record
+    (listed and replayed by `kondge parked`), or else in the spool."""
+    try:
+        billing.park(pairs, error)
+    except Exception as exc:  # noqa: BLE001
+        return _keep(pairs, log, keep, f"it could not be set aside in the database ({exc})")
+    log("error", "the record is kept in kondge.unprocessed_record (kondge parked list) "
+                 "and answered")
+    return "ok"
+
+
+def _keep(pairs, log, keep, why: str) -> str:
+    if keep is None:
+        return "no-answer"
+    try:
+        keep(pairs)
+    except SpoolError as exc:
+        log("error", f"ACCOUNTING NOT ANSWERED: {why}, and the spool cannot keep it "
+                     f"either: {exc}; the gateway will send it again")
+        return "no-answer"
+    log("info", f"accounting kept in the spool, answered: {why}")
+    return "ok"

@@ -81,9 +81,15 @@ def spool_dirs(s: config.Settings) -> list[Path]:
     return [s.radius_run_dir / "spool"] + [d / "spool" for d in worker_dirs(s)]
 
 
+def quarantine_dirs(s: config.Settings) -> list[Path]:
+    """Where FreeRADIUS keeps records it could not hand to the hook (spool.py)."""
+    return [d.parent / "quarantine" for d in spool_dirs(s)]
+
+
 def fsync_spool(s: config.Settings):
-    """FreeRADIUS's detail writer does not fsync: make spooled records durable."""
-    for directory in spool_dirs(s):
+    """FreeRADIUS's detail writer does not fsync: make quarantined records durable
+    (the hook fsyncs its own spool before it answers)."""
+    for directory in quarantine_dirs(s):
         try:
             names = list(directory.iterdir())
         except FileNotFoundError:

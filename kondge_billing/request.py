@@ -220,7 +220,9 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
     the time it was first received (Timestamp, in a record read back from
     the spool)."""
     values = collect(pairs)
-    flags: list[str] = []
+    # flags the server itself put on the record (a quarantined record replayed)
+    flags: list[str] = [f for f in values.get(attrs.FLAG, ())
+                        if re.fullmatch(r"[a-z][a-z-]{0,31}", f)]
     stamp = (_first(values, attrs.TIMESTAMP) or "").strip()
     if stamp.isdigit() and len(stamp) <= 11:
         received_at = datetime.fromtimestamp(int(stamp), timezone.utc)

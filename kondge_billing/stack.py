@@ -28,12 +28,17 @@ from .cluster import (PG_TUNING, ROLES, db_held_down, db_hold_flag, db_start, db
                       ensure_cluster, ensure_database, pg_bin, pg_running,
                       prepare_database, start_postgres, stop_postgres, superuser_dsn,
                       write_pg_tuning)
+from . import spool
+from .console import say
 from .db import Database
+from .gateways import FileDirectory
+from .radius_edge import handle_accounting
 from .errors import StackError
 from .radius_config import WORKER_HOME_SERVER, workers_conf
 from .radius_processes import (FREERADIUS, RADMIN, Radius, RadiusSet, directory_file,
-                               front_end_view, fsync_spool, radius_env, radius_pids, radmin,
-                               render_clients, spool_dirs, venv_site_packages, worker_dirs)
+                               front_end_view, fsync_spool, quarantine_dirs, radius_env,
+                               radius_pids, radmin, render_clients, spool_dirs,
+                               venv_site_packages, worker_dirs)
 from .service import Billing
 from .supervisor import (Supervisor, applied_file, apply_gateway_change, gateway_snapshot,
                          start_background, status, stop_background, supervisor_pid)
@@ -55,8 +60,12 @@ __all__ = [
     "Supervisor", "applied_file", "apply_gateway_change", "gateway_snapshot",
     "start_background", "status", "stop_background", "supervisor_pid",
     # here
-    "billing_sweep", "run_foreground",
+    "billing_sweep", "run_foreground", "spool_replay",
 ]
+
+
+# How often the supervisor looks for spooled accounting to store.
+SPOOL_REPLAY_SECONDS = 2
 
 
 def billing_sweep(s: config.Settings, db: Database) -> supervisor.Sweep:
@@ -77,7 +86,43 @@ def billing_sweep(s: config.Settings, db: Database) -> supervisor.Sweep:
     return sweep
 
 
+def spool_replay(s: config.Settings, db: Database) -> supervisor.Sweep:
+    """The supervisor's replay of the accounting spools (spool.py): every record
+    the hook kept while the database could not take it, then the quarantined
+    ones, through the same call path as the hook's, saying what it stored."""
+    billing: Billing | None = None
+
+    def log(level, message):
+        if level == "error":
+            say(f"spool: {message}")
+
+    def replay() -> str:
+        nonlocal billing
+        dirs = spool_dirs(s)
+        if not any(spool.pending(d) for d in dirs) and not any(
+                q.is_dir() and any(q.iterdir()) for q in quarantine_dirs(s)):
+            return ""
+        if billing is None:
+            billing = Billing.from_settings(s, db, FileDirectory(s.gateway_directory))
+
+        def handle(pairs):
+            return handle_accounting(billing, pairs, log)
+        kept = spool.replay(dirs, handle, log)
+        quarantined = spool.replay_quarantine(dirs, handle, log)
+        stored = kept.stored + quarantined.stored
+        if not stored:
+            return ""
+        left = kept.waiting + quarantined.waiting
+        return (f"{stored} record(s) stored from the spool"
+                + (f", {left} still waiting (the database stopped answering)" if left else ""))
+    return replay
+
+
 def run_foreground(s: config.Settings, ready_file: Path | None = None) -> int:
-    """`kondge server run`: the supervisor in the foreground, with the billing sweep."""
+    """`kondge server run`: the supervisor in the foreground, with the billing
+    sweep and the replay of the accounting spools."""
     db = Database(s.dsn, application_name="kondge-supervisor")
-    return supervisor.run_foreground(s, db, billing_sweep(s, db), ready_file)
+    replay_db = Database(s.radius_dsn, application_name="kondge-spool-replay")
+    return supervisor.run_foreground(s, db, billing_sweep(s, db), ready_file,
+                                     chores=(("spool", SPOOL_REPLAY_SECONDS,
+                                              spool_replay(s, replay_db)),))

@@ -79,11 +79,15 @@ def apply_gateway_change(s: config.Settings, revision: int, timeout: float = 30.
 class Supervisor:
     """The loop of `kondge server run`, on its own database connection `db`."""
 
-    def __init__(self, s: config.Settings, db: Database, sweep: Sweep):
+    def __init__(self, s: config.Settings, db: Database, sweep: Sweep,
+                 chores: tuple = ()):
         self.s = s
         self.radius = RadiusSet(s)
         self.db = db
         self.sweep_work = sweep
+        #: more work of the same kind as the sweep: (name, every seconds, Sweep)
+        self.chores = list(chores)
+        self._next_chore = {name: 0.0 for name, _every, _work in chores}
         self.known: dict[str, gateways.Gateway] = {}
         self.revision = -1
         self.stopping = False
@@ -140,6 +144,21 @@ class Supervisor:
         if done:
             say(f"sweep: {done}")
 
+    def run_chores(self):
+        """Each chore that is due, as the sweep is run (not while the database
+        is held down; quietly later when it cannot be reached)."""
+        now = time.monotonic()
+        for name, every, work in self.chores:
+            if now < self._next_chore[name] or db_held_down(self.s):
+                continue
+            self._next_chore[name] = now + every
+            try:
+                done = work()
+            except Unavailable:
+                continue
+            if done:
+                say(f"{name}: {done}")
+
     def loop(self):
         next_fsync = next_sweep = time.monotonic()
         next_sync = time.monotonic() + self.s.gateway_sync_seconds
@@ -155,6 +174,7 @@ class Supervisor:
                 if time.monotonic() >= next_fsync:
                     next_fsync = time.monotonic() + 1.0
                     fsync_spool(self.s)
+                self.run_chores()
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.s.sweep_seconds
                     self.sweep()
@@ -174,11 +194,11 @@ class Supervisor:
 
 
 def run_foreground(s: config.Settings, db: Database, sweep: Sweep,
-                   ready_file: Path | None = None) -> int:
+                   ready_file: Path | None = None, chores: tuple = ()) -> int:
     """`kondge server run`: supervise until SIGINT or SIGTERM; SIGUSR1 asks
     for the gateway table to be applied now. `ready_file` is written once
     the service serves (start_background waits for it)."""
-    sup = Supervisor(s, db, sweep)
+    sup = Supervisor(s, db, sweep, chores)
 
     def on_signal(signum, _frame):
         sup.stopping = True

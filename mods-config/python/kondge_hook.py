@@ -10,7 +10,9 @@ import radiusd
 from kondge_billing import hook_runtime
 
 CODES = {"ok": radiusd.RLM_MODULE_OK, "reject": radiusd.RLM_MODULE_REJECT,
-         "fail": radiusd.RLM_MODULE_FAIL}
+         "no-answer": radiusd.RLM_MODULE_FAIL}
+# A request to leave unanswered now (sites-available/kondge reads it).
+NO_ANSWER = (("Kondge-No-Answer", "1"),)
 LEVELS = {"info": radiusd.L_INFO, "error": radiusd.L_ERR}
 
 
@@ -34,8 +36,13 @@ def detach(_p=None):
 
 def authorize(p):
     result, reply, control = hook_runtime.authorize(p, _log)
+    if result == "no-answer":
+        control = tuple(control) + NO_ANSWER
     return (CODES[result], tuple(reply), tuple(control))
 
 
 def accounting(p):
-    return CODES[hook_runtime.accounting(p, _log)]
+    result = hook_runtime.accounting(p, _log)
+    if result == "no-answer":
+        return (CODES[result], (), NO_ANSWER)
+    return CODES[result]

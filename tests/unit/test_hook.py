@@ -9,6 +9,7 @@ from kondge_billing.service import Billing
 from tests.support.hook import load_hook
 
 CISCO = Gateway(1, "gw", "127.0.0.1", "s", "cisco", "optional", "originate", 1)
+NO_ANSWER = (("Kondge-No-Answer", "1"),)
 
 
 class NoDatabase:
@@ -45,24 +46,32 @@ def test_unknown_gateway_gets_no_answer():
     hook, radiusd, logged = load_hook(billing(NoDatabase()))
     code, reply, control = hook.authorize((("User-Name", "1000000008"),
                                            ("Kondge-Gateway-Address", "10.9.9.9")))
-    assert code == radiusd.RLM_MODULE_FAIL and reply == () and control == ()
+    assert code == radiusd.RLM_MODULE_FAIL and reply == () and control == NO_ANSWER
     assert any("10.9.9.9" in m for _, m in logged)
 
 
-def test_unexpected_error_is_logged_and_fails_without_raising():
+def test_unexpected_error_is_logged_and_fails_without_raising(tmp_path):
     hook, radiusd, logged = load_hook(billing(BrokenDatabase()))
-    code, _, _ = hook.authorize((("User-Name", "1000000008"), ("User-Password", "1"),
-                                 ("Kondge-Gateway-Address", "127.0.0.1")))
-    assert code == radiusd.RLM_MODULE_FAIL
+    code, _, control = hook.authorize((("User-Name", "1000000008"), ("User-Password", "1"),
+                                       ("Kondge-Gateway-Address", "127.0.0.1")))
+    assert code == radiusd.RLM_MODULE_FAIL and control == NO_ANSWER
     assert any("Traceback" in m and "boom" in m for _, m in logged)
-    assert hook.accounting((("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "x"),
-                            ("Kondge-Gateway-Address", "127.0.0.1"))) == radiusd.RLM_MODULE_FAIL
+    record = (("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "x"),
+              ("Kondge-Gateway-Address", "127.0.0.1"))
+    # kept nowhere (the database fails, the spool cannot be written): not answered
+    assert hook.accounting(record) == (radiusd.RLM_MODULE_FAIL, (), NO_ANSWER)
+    assert any("ACCOUNTING NOT ANSWERED" in m for _, m in logged)
+    # with a spool that can be written, kept there and answered
+    hook, radiusd, logged = load_hook(billing(BrokenDatabase()), spool=tmp_path)
+    assert hook.accounting(record) == radiusd.RLM_MODULE_OK
+    assert '"Acct-Session-Id", "x"' in (tmp_path / "records.jsonl").read_text()
 
 
 def test_garbage_pairs_do_not_crash():
     hook, radiusd, _ = load_hook(billing(NoDatabase()))
-    code, _, _ = hook.authorize(None)
+    code, _, control = hook.authorize(None)
     assert code == radiusd.RLM_MODULE_FAIL        # no gateway address: dropped
+    assert control == NO_ANSWER
     code = hook.accounting((("Acct-Status-Type", "Accounting-On"), 42, ("x",),
                             ("Kondge-Gateway-Address", "127.0.0.1")))
     assert code == radiusd.RLM_MODULE_OK          # nothing to store, answered
@@ -79,7 +88,7 @@ def test_database_down_policy_silent_or_reject():
     hook, radiusd, _ = load_hook(b)
     pairs = (("User-Name", "1000000008"), ("User-Password", "1234"),
              ("Kondge-Gateway-Address", "127.0.0.1"))
-    assert hook.authorize(pairs) == (radiusd.RLM_MODULE_FAIL, (), ())
+    assert hook.authorize(pairs) == (radiusd.RLM_MODULE_FAIL, (), NO_ANSWER)
     b.auth_when_db_down = "reject"
     code, reply, _ = hook.authorize(pairs)
     assert code == radiusd.RLM_MODULE_REJECT
