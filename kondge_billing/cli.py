@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import psycopg2.extras
+import psycopg2
 
 from . import __version__
 from . import (audit, batches, callers, calls, cards, categories, config, currencies,
@@ -715,11 +715,9 @@ def _rating_for(args, s):
             raise Refused(f"no gateway named {args.gateway}; see 'kondge gateways list'")
         tariff_id = None
         if args.tariff:
-            cur.execute("SELECT id FROM kondge.tariff WHERE name = %s", (args.tariff,))
-            row = cur.fetchone()
-            if row is None:
+            tariff_id = store.tariff_id(cur, args.tariff)
+            if tariff_id is None:
                 raise Refused(f"no tariff named {args.tariff}; see 'kondge tariffs list'")
-            tariff_id = row["id"]
 
         def lookup(at):
             return store.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
