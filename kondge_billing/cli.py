@@ -135,14 +135,9 @@ def cmd_server_status(args, s):
 # --- gateways ------------------------------------------------------------------
 
 def cmd_gateways_add(args, s):
-    def work(cur):
-        try:
-            return gateways.add(cur, args.name, args.address, args.secret, args.dialect,
-                                args.message_authenticator, args.billed_leg,
-                                args.prepaid_billing_model)
-        except gateways.GatewayError as exc:
-            raise Refused(str(exc)) from None
-    gw = _in_transaction(s, work)
+    gw = _in_transaction(s, lambda cur: gateways.add(
+        cur, args.name, args.address, args.secret, args.dialect, args.message_authenticator,
+        args.billed_leg, args.prepaid_billing_model))
     served = _served(s, gw.revision)
     emit(args, dict(gw.public(), served=served), [
         f"gateway {gw.name} added: {gw.address}, dialect {gw.dialect}, "
@@ -185,11 +180,11 @@ def cmd_gateways_remove(args, s):
 # --- cards -----------------------------------------------------------------------
 
 def cmd_cards_add(args, s):
-    key = _pin_key(s)
-    card = _in_transaction(s, _refusing(cards.CardError, lambda cur: cards.add(
+    key = load_key(s.pin_key_file)
+    card = _in_transaction(s, lambda cur: cards.add(
         cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
         language=args.language, expires_at=args.expires, check_digit=s.card_check_digit,
-        tariff=args.tariff, operator=args.operator)))
+        tariff=args.tariff, operator=args.operator))
     tariff = f"tariff {card['tariff']}" if card["tariff"] else "no tariff of its own"
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
                       f"category {card['category']}, language {card['language']}, {tariff}"])
@@ -213,23 +208,6 @@ def cmd_cards_show(args, s):
     return _show_one(args, s, lambda cur: cards.show(cur, args.number), f"no card {args.number}")
 
 
-def _pin_key(s):
-    try:
-        return load_key(s.pin_key_file)
-    except PinKeyError as exc:
-        raise Refused(str(exc)) from None
-
-
-def _refusing(errors, work):
-    """work(cur), with the domain's errors turned into refusals (exit 1)."""
-    def run(cur):
-        try:
-            return work(cur)
-        except errors as exc:
-            raise Refused(str(exc)) from None
-    return run
-
-
 def _new_file(path_text, suffix):
     path = Path(path_text)
     if path.suffix.lower() != suffix:
@@ -248,15 +226,14 @@ def _category_fields(args) -> dict:
 
 
 def cmd_categories_add(args, s):
-    c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.add(
-        cur, args.name, **_category_fields(args))))
+    c = _in_transaction(s, lambda cur: categories.add(cur, args.name, **_category_fields(args)))
     emit(args, c, [f"category {c['name']} added"] + _fields(c))
     return EXIT_OK
 
 
 def cmd_categories_modify(args, s):
-    c = _in_transaction(s, _refusing(categories.CategoryError, lambda cur: categories.modify(
-        cur, args.name, **_category_fields(args))))
+    c = _in_transaction(s, lambda cur: categories.modify(cur, args.name,
+                                                          **_category_fields(args)))
     emit(args, c, [f"category {c['name']} changed (cards issued before keep their "
                    "expiry and balance)"] + _fields(c))
     return EXIT_OK
@@ -282,7 +259,7 @@ def cmd_cards_issue(args, s):
     if out.exists():
         raise Refused(f"{out} exists; the PINs of another batch may be in it: "
                       "choose another --out")
-    key = _pin_key(s)
+    key = load_key(s.pin_key_file)
     operator = audit.operator_name(args.operator)
     progress = progress_factory(args.progress)
 
@@ -297,7 +274,7 @@ def cmd_cards_issue(args, s):
                          issuance.print_rows(batch), bar)
         bar.finish()
         return batch
-    batch = _in_transaction(s, _refusing(issuance.IssueError, work))
+    batch = _in_transaction(s, work)
     summary = {k: v for k, v in batch.items() if k != "pieces"}
     summary["file"] = str(out)
     emit(args, summary, [
@@ -335,8 +312,7 @@ def _selection(args) -> batches.Selection:
 def _batch_change(args, s, change):
     selection = _selection(args)
     operator = audit.operator_name(args.operator)
-    result = _in_transaction(s, _refusing(batches.BatchError,
-                                          lambda cur: change(cur, selection, operator)))
+    result = _in_transaction(s, lambda cur: change(cur, selection, operator))
     what = "vouchers" if args.vouchers else "cards"
     emit(args, result, [f"{result['action']}: {result['changed']} of {result['matched']} "
                         f"selected {what} changed (by {operator}; see 'kondge audit list')"])
@@ -368,11 +344,11 @@ def cmd_cards_topup(args, s):
 
 
 def cmd_cards_refill(args, s):
-    key = _pin_key(s)
+    key = load_key(s.pin_key_file)
     operator = audit.operator_name(args.operator)
-    result = _in_transaction(s, _refusing(vouchers.RefillError, lambda cur: vouchers.refill(
-        cur, key, args.card, args.voucher, args.pin, operator)))
-    if "refused" in result:
+    result = _in_transaction(s, lambda cur: vouchers.refill(
+        cur, key, args.card, args.voucher, args.pin, operator))
+    if "refused" in result:         # a wrong PIN: its count is committed, then refused
         raise Refused(result["refused"])
     emit(args, result, [f"card {result['card']} refilled with {result['amount']} "
                         f"{result['currency']} from voucher {result['voucher']}; "
@@ -401,8 +377,8 @@ def cmd_cards_stats(args, s):
 
 def cmd_cards_statement(args, s):
     out = _new_file(args.out, ".pdf")
-    st = _in_transaction(s, _refusing(statements.StatementError, lambda cur: (
-        statements.statement(cur, args.number, args.start, args.end))))
+    st = _in_transaction(s, lambda cur: statements.statement(cur, args.number, args.start,
+                                                             args.end))
     statements.render_pdf(st, out)
     summary = {k: st[k] for k in ("opening", "charges", "credits", "debits", "closing")}
     summary.update(calls=len(st["calls"]), file=str(out))
@@ -449,13 +425,7 @@ def cmd_gateways_modify(args, s):
         changes["language_map"] = args.language_map
     if not changes:
         raise Refused("nothing to change; see 'kondge gateways modify --help'")
-
-    def work(cur):
-        try:
-            return gateways.modify(cur, args.name, **changes)
-        except gateways.GatewayError as exc:
-            raise Refused(str(exc)) from None
-    gw = _in_transaction(s, work)
+    gw = _in_transaction(s, lambda cur: gateways.modify(cur, args.name, **changes))
     served = _served(s, gw.revision)
     emit(args, dict(gw.public(), served=served), [f"gateway {gw.name} changed: " + ", ".join(
         f"{k} {getattr(gw, k)}" for k in changes), _served_line(s, served)])
@@ -485,13 +455,7 @@ def _gateway_format(s, name):
 
 def cmd_callers_bind(args, s):
     fmt = _gateway_format(s, args.gateway)
-
-    def work(cur):
-        try:
-            return callers.bind(cur, args.card, args.numbers, fmt)
-        except callers.CallerError as exc:
-            raise Refused(str(exc)) from None
-    numbers = _in_transaction(s, work)
+    numbers = _in_transaction(s, lambda cur: callers.bind(cur, args.card, args.numbers, fmt))
     emit(args, {"card": args.card, "callers": numbers},
          [f"bound to card {args.card}: {', '.join(numbers)}"])
     return EXIT_OK
@@ -499,13 +463,7 @@ def cmd_callers_bind(args, s):
 
 def cmd_callers_unbind(args, s):
     fmt = _gateway_format(s, args.gateway)
-
-    def work(cur):
-        try:
-            return callers.unbind(cur, args.numbers, fmt)
-        except callers.CallerError as exc:
-            raise Refused(str(exc)) from None
-    count = _in_transaction(s, work)
+    count = _in_transaction(s, lambda cur: callers.unbind(cur, args.numbers, fmt))
     if count == 0:
         raise Refused("none of these numbers was bound")
     emit(args, {"unbound": count}, [f"{count} caller number(s) unbound"])
@@ -519,12 +477,7 @@ def cmd_callers_list(args, s):
 
 
 def _access_change(args, s, action):
-    def work(cur):
-        try:
-            return action(cur)
-        except callers.CallerError as exc:
-            raise Refused(str(exc)) from None
-    row = _in_transaction(s, work)
+    row = _in_transaction(s, action)
     emit(args, row, [f"access number {row['number']}: login {row['login']}, language "
                      f"{row['language'] or '(the card’s)'}, prompt id {row['prompt_id']}"])
     return EXIT_OK
@@ -559,10 +512,7 @@ def cmd_sessions_list(args, s):
 def cmd_sessions_sweep(args, s):
     db = _db(s)
     try:
-        try:
-            billing = Billing.from_settings(s, db, gateways.all_gateways)
-        except PinKeyError as exc:
-            raise Refused(str(exc)) from None
+        billing = Billing.from_settings(s, db, gateways.all_gateways)
         result = billing.sweep(s.session_grace if args.grace is None else args.grace)
     finally:
         db.close()
@@ -803,27 +753,24 @@ def cmd_rate(args, s):
     data = {"tariff": ctx.tariff, "version": ctx.version, "plan": ctx.plan,
             "destination": ctx.destination, "prefix": ctx.prefix, "currency": ctx.currency,
             "at": at.astimezone(_zone_of(ctx.timezone)), "timezone": ctx.timezone}
-    try:
-        if args.balance is not None:
-            try:
-                balance = to_decimal(args.balance)
-            except ValueError as exc:
-                raise Refused(f"--balance: {exc}") from None
-            seconds = engine.allowed_seconds(ctx, at, balance, args.cap or s.max_credit_time)
-            b = engine.rate_call(ctx, at, seconds)
-            data.update(balance=balance, allowed_seconds=seconds, cost=b.cost)
-            nxt = engine.call_cost(ctx, at, seconds + 1)
-            lines = explain(ctx, b, at) + [
-                f"a balance of {balance} {ctx.currency} allows {seconds} s "
-                f"(costing {b.cost}; {seconds + 1} s would cost {nxt})"]
-        else:
-            b = engine.rate_call(ctx, at, args.seconds)
-            data.update(seconds=args.seconds, billed=b.billed, cost=b.cost, raw=b.raw,
-                        band=b.band, segments=[vars(seg) for seg in b.segments],
-                        discount=b.discount.name if b.discount else None)
-            lines = explain(ctx, b, at)
-    except engine.RatingError as exc:
-        raise Refused(f"cannot rate this call: {exc}") from None
+    if args.balance is not None:
+        try:
+            balance = to_decimal(args.balance)
+        except ValueError as exc:
+            raise Refused(f"--balance: {exc}") from None
+        seconds = engine.allowed_seconds(ctx, at, balance, args.cap or s.max_credit_time)
+        b = engine.rate_call(ctx, at, seconds)
+        data.update(balance=balance, allowed_seconds=seconds, cost=b.cost)
+        nxt = engine.call_cost(ctx, at, seconds + 1)
+        lines = explain(ctx, b, at) + [
+            f"a balance of {balance} {ctx.currency} allows {seconds} s "
+            f"(costing {b.cost}; {seconds + 1} s would cost {nxt})"]
+    else:
+        b = engine.rate_call(ctx, at, args.seconds)
+        data.update(seconds=args.seconds, billed=b.billed, cost=b.cost, raw=b.raw,
+                    band=b.band, segments=[vars(seg) for seg in b.segments],
+                    discount=b.discount.name if b.discount else None)
+        lines = explain(ctx, b, at)
     data["surcharges"] = [{"name": x.name, "per_minute": x.per_minute, "connect": x.connect}
                           for x in b.surcharges]
     emit(args, data, lines)
@@ -1243,28 +1190,47 @@ def _digits(text):
     return text
 
 
+#: The errors of the domain that refuse what an operator asked: exit 1, their text.
+REFUSALS = (Refused, PinKeyError, cards.CardError, categories.CategoryError,
+            gateways.GatewayError, batches.BatchError, issuance.IssueError,
+            vouchers.RefillError, callers.CallerError, statements.StatementError)
+
+#: How a command that raises ends: the first row whose errors match gives the
+#: exit status and the message (after "kondge: " on stderr). Anything else is
+#: a fault, and Python prints its traceback.
+OUTCOMES = (
+    (REFUSALS, EXIT_REFUSED, str),
+    ((engine.RatingError,), EXIT_REFUSED, lambda exc: f"cannot rate this call: {exc}"),
+    ((Unavailable,), EXIT_UNAVAILABLE,
+     lambda exc: f"{exc}\nkondge: is the service running? 'make start' starts it"),
+    ((stack.StackError,), EXIT_UNAVAILABLE, str),
+    ((psycopg2.OperationalError,), EXIT_UNAVAILABLE,
+     lambda exc: f"database unavailable: {str(exc).strip()}"),
+    ((psycopg2.Error,), EXIT_REFUSED, lambda exc: f"the database refused: {str(exc).strip()}"),
+)
+
+
+def outcome(exc: BaseException) -> tuple[int, str] | None:
+    """(exit status, message) for an exception a command raised; None for a fault."""
+    for errors, status, message in OUTCOMES:
+        if isinstance(exc, errors):
+            return status, message(exc)
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = config.load()
     try:
         return args.func(args, settings)
-    except Refused as exc:
-        print(f"kondge: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except Unavailable as exc:
-        print(f"kondge: {exc}\nkondge: is the service running? 'make start' starts it",
-              file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except stack.StackError as exc:
-        print(f"kondge: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except psycopg2.OperationalError as exc:
-        print(f"kondge: database unavailable: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except psycopg2.Error as exc:
-        print(f"kondge: the database refused: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_REFUSED
+    except Exception as exc:
+        ended = outcome(exc)
+        if ended is None:
+            raise
+        status, message = ended
+        print(f"kondge: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
