@@ -21,6 +21,7 @@ from . import (audit, batches, callers, calls, cards, categories, config, curren
 from .money import MoneyError, operator_amount, to_decimal
 from .tariffs import csv_import, diff, engine, resolve, schema, store
 from .tariffs.progress import Progress
+from .attrs import DIALECTS
 from .db import Database
 from .errors import Unavailable
 from .numbers import CLEAN as NUMBER_PUNCTUATION, NumberFormat
@@ -527,6 +528,7 @@ def cmd_cdrs_export(args, s):
     count = xlsx.write_table(out, "cdrs", calls.CDR_COLUMNS,
                              ([r[c] for c in calls.CDR_COLUMNS] for r in reversed(rows)))
     emit(args, {"cdrs": count, "file": str(out)}, [f"{count} CDRs written to {out} (times in UTC)"])
+    return EXIT_OK
 
 # --- tariffs -----------------------------------------------------------------------
 
@@ -871,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="a short unique name, e.g. ny-cisco-1")
     p.add_argument("--address", required=True, help="the gateway's source IP address")
     p.add_argument("--secret", required=True, help="the RADIUS shared secret")
-    p.add_argument("--dialect", required=True, choices=["cisco", "quintum", "generic"],
+    p.add_argument("--dialect", required=True, choices=DIALECTS,
                    help="which attributes it speaks")
     p.add_argument("--message-authenticator", choices=["required", "optional"],
                    default="optional",
