@@ -133,6 +133,13 @@ def version_source(cur, ref: str) -> dict | None:
     return cur.fetchone()
 
 
+def tariff_id(cur, name: str) -> int | None:
+    """The id of the tariff called name, or None."""
+    cur.execute("SELECT id FROM kondge.tariff WHERE name = %s", (name,))
+    row = cur.fetchone()
+    return row["id"] if row else None
+
+
 def gateway_id(cur, name: str) -> int | None:
     cur.execute("SELECT id FROM kondge.gateway WHERE name = %s AND removed_at IS NULL", (name,))
     row = cur.fetchone()

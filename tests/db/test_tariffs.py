@@ -81,6 +81,14 @@ def test_sql_and_python_choose_the_same_plan_destination_and_price(
     assert engine.call_cost(from_sql, at, 600) == engine.call_cost(from_file, at, 600)
 
 
+def test_a_tariff_is_found_by_its_name(world):
+    found = world.run(lambda cur: (store.tariff_id(cur, "intl"), store.tariff_id(cur, "nope")))
+    intl = world.run(lambda cur: store.versions(cur, "intl"))[0]
+    loaded = world.run(lambda cur: store.rating_context(
+        cur, "4915112345", datetime.now(timezone.utc), tariff_id=found[0]))
+    assert found[1] is None and loaded.tariff == intl["tariff"] == "intl"
+
+
 def test_the_version_in_force_is_chosen_by_time(world):
     later = """
         tariff: demo

@@ -71,6 +71,31 @@ def test_every_command_has_help(service, args):
     assert r.returncode == 0 and "usage: kondge" in r.stdout
 
 
+@pytest.mark.parametrize("args, says", [
+    (["callers", "bind", "--card", "3999999999", "15551230000"], "no card 3999999999"),
+    (["cards", "suspend"], "say which cards"),
+    (["cards", "issue", "--category", "nope", "--count", "1", "--out", "{tmp}/x.xlsx"],
+     "no category nope"),
+    (["cards", "refill", "--card", "3999999999", "--voucher", "999", "--pin", "1"],
+     "voucher 999: no such voucher"),
+    (["cards", "statement", "3999999999", "--from", "2026-01-01", "--to", "2026-02-01",
+      "--out", "{tmp}/s.pdf"], "no card 3999999999"),
+    (["categories", "modify", "nope", "--max-calls", "2"], "no category nope"),
+], ids=["CallerError", "BatchError", "IssueError", "RefillError", "StatementError",
+        "CategoryError"])
+def test_a_domain_error_is_refused_with_its_message(service, tmp_path, args, says):
+    r = service.kondge(*[a.format(tmp=tmp_path) for a in args])
+    assert (r.returncode, r.stdout) == (1, "") and r.stderr.startswith(f"kondge: {says}")
+    assert "Traceback" not in r.stderr
+
+
+def test_a_missing_pin_key_is_refused(service, tmp_path):
+    env = dict(service.env, KONDGE_PIN_KEY=str(tmp_path / "no.key"))
+    r = service.kondge("cards", "add", "--number", "3000000020", "--pin", "1234",
+                       "--balance", "1.00", "--currency", "USD", env=env)
+    assert r.returncode == 1 and r.stderr.startswith("kondge: cannot read the PIN key")
+
+
 def test_status_reports_running_service(service):
     r = service.kondge("server", "status", "--json")
     st = json.loads(r.stdout)

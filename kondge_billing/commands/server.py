@@ -1,0 +1,65 @@
+"""kondge server: run, start and stop the service (PostgreSQL + FreeRADIUS)."""
+
+import argparse
+from pathlib import Path
+
+from .. import stack
+from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
+
+
+def register(commands):
+    sub = group(commands, "server", "run, start, stop the service (PostgreSQL + FreeRADIUS)")
+    p = command(sub, "run", cmd_run, "run in the foreground; Ctrl-C stops everything")
+    p.add_argument("--ready-file", help=argparse.SUPPRESS)
+    command(sub, "start", cmd_start, "start in the background (idempotent)")
+    command(sub, "stop", cmd_stop, "stop the background service")
+    command(sub, "db-stop", cmd_db_stop,
+            "stop PostgreSQL for maintenance and keep it stopped (FreeRADIUS spools accounting)")
+    command(sub, "db-start", cmd_db_start, "start PostgreSQL again after db-stop")
+    command(sub, "status", cmd_status, "report what runs; exit 0 if everything runs, 3 if not")
+
+
+def cmd_run(args, s):
+    return stack.run_foreground(s, Path(args.ready_file) if args.ready_file else None)
+
+
+def cmd_start(args, s):
+    return stack.start_background(s)
+
+
+def cmd_stop(args, s):
+    return stack.stop_background(s)
+
+
+def cmd_db_stop(args, s):
+    stack.db_stop(s)
+    emit(args, {"postgresql": False}, [
+        "PostgreSQL stopped; the supervisor leaves it stopped until 'kondge server db-start'.",
+        "Meanwhile Access-Requests get no answer and accounting goes to the spool."])
+    return EXIT_OK
+
+
+def cmd_db_start(args, s):
+    stack.db_start(s)
+    emit(args, {"postgresql": True}, ["PostgreSQL started; the spool drains by itself."])
+    return EXIT_OK
+
+
+def cmd_status(args, s):
+    st = stack.status(s)
+    expected = s.workers if s.workers > 1 else 0
+    up = bool(st["supervisor_pid"] and st["postgresql"] and st["freeradius_pid"]
+              and len(st["workers"]) == expected)
+    role = "front end" if expected else "serving the gateways"
+    lines = [
+        f"supervisor: {'pid ' + str(st['supervisor_pid']) if st['supervisor_pid'] else 'not running'}",
+        f"PostgreSQL: {'running' if st['postgresql'] else 'not running'}",
+        f"FreeRADIUS {role}: "
+        f"{'pid ' + str(st['freeradius_pid']) if st['freeradius_pid'] else 'not running'}"
+        f" ({st['listen']} auth {st['auth_port']}, acct {st['acct_port']})"]
+    if expected:
+        running = ", ".join(f"{name} pid {pid}" for name, pid in sorted(st["workers"].items()))
+        lines.append(f"FreeRADIUS workers: {len(st['workers'])} of {expected} running"
+                     + (f" ({running})" if running else ""))
+    emit(args, st, lines)
+    return EXIT_OK if up else EXIT_UNAVAILABLE

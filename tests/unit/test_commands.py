@@ -1,0 +1,109 @@
+"""The kondge command line as cli.py builds it from kondge_billing/commands/:
+every group and command answers --help, and one table ends every command."""
+
+import argparse
+import pkgutil
+
+import psycopg2.errors
+import pytest
+
+from kondge_billing import (batches, callers, cards, categories, cli, commands, gateways,
+                            issuance, stack, statements, vouchers)
+from kondge_billing.commands import audit as audit_commands
+from kondge_billing.commands.common import Refused
+from kondge_billing.errors import Unavailable
+from kondge_billing.pins import PinKeyError
+from kondge_billing.tariffs.engine import RatingError
+
+
+def walk(parser, path=()):
+    """(argv, parser) of the top parser and of every group and command under it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from walk(sub, path + (name,))
+
+
+EVERY = [path for path, _ in walk(cli.build_parser())]
+LEAVES = [path for path, p in walk(cli.build_parser()) if p.get_default("func")]
+
+
+def test_the_groups_in_the_order_kondge_help_lists_them():
+    top = cli.build_parser()
+    names = [path[0] for path in EVERY if len(path) == 1]
+    assert names == ["server", "gateways", "callers", "access-numbers", "cards", "sessions",
+                     "categories", "vouchers", "audit", "cdrs", "tariffs", "rate"]
+    assert top.get_default("func") is None and len(LEAVES) == 45
+
+
+def test_every_module_of_the_package_is_registered():
+    found = {m.name for m in pkgutil.iter_modules(commands.__path__)} - {"common"}
+    assert found == {m.__name__.rpartition(".")[2] for m in commands.GROUPS}
+
+
+@pytest.mark.parametrize("path", EVERY, ids=lambda p: " ".join(p) or "kondge")
+def test_every_group_and_command_has_help_naming_its_options(capsys, path):
+    parser = dict(walk(cli.build_parser()))[path]
+    with pytest.raises(SystemExit) as ended:
+        cli.main([*path, "--help"])
+    out = capsys.readouterr().out
+    assert ended.value.code == 0 and out.startswith(f"usage: kondge {' '.join(path)}".rstrip())
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS:
+            assert not any(o in out for o in action.option_strings), action.option_strings
+        elif isinstance(action, argparse._SubParsersAction):
+            assert all(name in out for name in action.choices)
+        elif action.option_strings:
+            assert any(o in out for o in action.option_strings), action.option_strings
+        else:
+            assert (action.metavar or action.dest) in out
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=" ".join)
+def test_every_command_has_a_handler_and_takes_json(path):
+    parser = dict(walk(cli.build_parser()))[path]
+    assert callable(parser.get_default("func"))
+    assert "--json" in parser._option_string_actions
+
+
+DOMAIN_ERRORS = [Refused, PinKeyError, cards.CardError, categories.CategoryError,
+                 gateways.GatewayError, batches.BatchError, issuance.IssueError,
+                 vouchers.RefillError, callers.CallerError, statements.StatementError]
+
+
+@pytest.mark.parametrize("error", DOMAIN_ERRORS, ids=lambda e: e.__name__)
+def test_a_domain_error_is_a_refusal_exit_1_with_its_message(error):
+    assert cli.outcome(error("what was wrong")) == (1, "what was wrong")
+
+
+@pytest.mark.parametrize("exc, status, message", [
+    (RatingError("a rate of 1e400"), 1, "cannot rate this call: a rate of 1e400"),
+    (psycopg2.errors.InsufficientPrivilege("permission denied for table tariff\n"), 1,
+     "the database refused: permission denied for table tariff"),
+    (Unavailable("cannot connect to the database"), 3,
+     "cannot connect to the database\nkondge: is the service running? 'make start' starts it"),
+    (psycopg2.OperationalError("server closed the connection\n"), 3,
+     "database unavailable: server closed the connection"),
+    (stack.StackError("PostgreSQL did not start"), 3, "PostgreSQL did not start"),
+])
+def test_what_else_ends_a_command(exc, status, message):
+    assert cli.outcome(exc) == (status, message)
+
+
+@pytest.mark.parametrize("error", DOMAIN_ERRORS + [RatingError], ids=lambda e: e.__name__)
+def test_main_ends_a_command_that_raises_through_the_table(monkeypatch, capsys, error):
+    def refused(args, settings):
+        raise error("no such thing")
+    monkeypatch.setattr(audit_commands, "cmd_list", refused)
+    assert cli.main(["audit", "list"]) == 1
+    assert capsys.readouterr().err == f"kondge: {cli.outcome(error('no such thing'))[1]}\n"
+
+
+def test_a_fault_is_not_a_refusal(monkeypatch):
+    def broken(args, settings):
+        raise KeyError("a bug")
+    monkeypatch.setattr(audit_commands, "cmd_list", broken)
+    assert cli.outcome(KeyError("a bug")) is None
+    with pytest.raises(KeyError):
+        cli.main(["audit", "list"])
