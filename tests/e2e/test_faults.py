@@ -108,6 +108,27 @@ def test_database_stopped_for_30_seconds_mid_load(stack_ready, cards_for):
     assert_books(stack_ready, numbers, result)
 
 
+def test_a_retransmission_after_an_unanswered_request_is_answered(stack_ready, card):
+    """A gateway retries the very same packet (same id and authenticator) every
+    3 s. While the database is down it gets no answer; once the database is
+    back, the next retransmission is answered."""
+    s = stack_ready.settings
+    client = stack_ready.client(timeout=3.0)
+    send = client.prepared_access([("User-Name", card), ("User-Password", "1234"),
+                                   ("Called-Station-Id", "18005550100")])
+    try:
+        stack.db_stop(s)
+        try:
+            assert send(tries=3) is None                 # 9 s of retransmissions
+        finally:
+            stack.db_start(s)
+        reply = send(tries=5)
+        assert reply is not None and reply.accepted
+    finally:
+        client.close()
+        stack.db_start(s)
+
+
 def test_freeradius_killed_mid_load(stack_ready, cards_for):
     numbers = cards_for(8)
     s = stack_ready.settings

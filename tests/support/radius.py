@@ -52,8 +52,8 @@ class RadiusClient:
     def close(self):
         self.sock.close()
 
-    def _exchange(self, pkt, port, tries=1):
-        raw = pkt.RequestPacket()
+    def _exchange(self, pkt, port, tries=1, raw=None):
+        raw = raw or pkt.RequestPacket()
         for _ in range(tries):
             self.sock.sendto(raw, (self.host, port))
             try:
@@ -70,6 +70,19 @@ class RadiusClient:
             except socket.timeout:
                 continue
         return None
+
+    def prepared_access(self, pairs):
+        """An Access-Request that can be sent again byte for byte, as a gateway
+        retransmits it: send(tries) -> the reply or None."""
+        pkt = packet.AuthPacket(code=packet.AccessRequest, secret=self.secret,
+                                dict=DICTIONARY, id=os.urandom(1)[0])
+        for name, value in pairs:
+            if name == "User-Password":
+                pkt[name] = pkt.PwCrypt(value)
+            else:
+                pkt.AddAttribute(name, value)
+        raw = pkt.RequestPacket()
+        return lambda tries=1: self._exchange(pkt, self.auth_port, tries, raw)
 
     def access(self, pairs, message_authenticator=False, packet_id=None, tries=1):
         pkt = packet.AuthPacket(code=packet.AccessRequest, secret=self.secret,
