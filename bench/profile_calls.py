@@ -182,7 +182,7 @@ def postgres_cpu(s, backend_pid: int) -> tuple[float, float]:
 
 
 def make_billing(s, db):
-    return Billing.from_settings(s, db, gateways.all_gateways)
+    return Billing.from_settings(s, db)
 
 
 def main(argv=None) -> int:

@@ -56,6 +56,24 @@ def park(cur, pairs: list, error: str):
     cur.execute("SELECT kondge.radius_park(%s, %s)", (json.dumps(pairs), error[-4000:]))
 
 
+def parked(cur, waiting_only: bool = True, record_id: int | None = None,
+           limit: int | None = 100) -> list[dict]:
+    """Records kept in kondge.unprocessed_record, oldest first."""
+    cur.execute("""SELECT id, received_at, pairs, error, replayed_at, replay_outcome
+                     FROM kondge.unprocessed_record
+                    WHERE (NOT %(waiting)s OR replayed_at IS NULL)
+                      AND (%(id)s::bigint IS NULL OR id = %(id)s)
+                    ORDER BY id LIMIT %(limit)s""",
+                {"waiting": waiting_only, "id": record_id, "limit": limit})
+    return cur.fetchall()
+
+
+def mark_replayed(cur, record_id: int, outcome: str):
+    cur.execute("""UPDATE kondge.unprocessed_record SET replayed_at = now(), replay_outcome = %s
+                    WHERE id = %s AND replayed_at IS NULL""", (outcome, record_id))
+    return cur.rowcount == 1
+
+
 CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "card_number", "batch", "caller",
                "destination", "access_number", "connect_time", "disconnect_time", "duration",
                "disconnect_cause", "rate_prefix", "price_per_minute", "cost", "charge",

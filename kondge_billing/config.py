@@ -47,6 +47,7 @@ class Settings:
     hold_seconds: int
     session_grace: int
     sweep_seconds: int
+    answered_days: int
     auth_when_db_down: str
     queue_size: int
     unauthorised_calls: str
@@ -137,6 +138,7 @@ def load(env=None) -> Settings:
         hold_seconds=_int(env, "KONDGE_HOLD_SECONDS", 300),
         session_grace=_int(env, "KONDGE_SESSION_GRACE", 600),
         sweep_seconds=_int(env, "KONDGE_SWEEP_SECONDS", 30),
+        answered_days=_int(env, "KONDGE_ANSWERED_DAYS", 2),
         auth_when_db_down=_choice(env, "KONDGE_AUTH_WHEN_DB_DOWN", ("silent", "reject")),
         queue_size=_int(env, "KONDGE_QUEUE_SIZE", 256),
         unauthorised_calls=_choice(env, "KONDGE_UNAUTHORISED_CALLS", ("record", "charge")),

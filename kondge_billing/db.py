@@ -128,13 +128,14 @@ class Database:
                 raise Unavailable(f"database error: {exc}") from exc
             except psycopg2.DatabaseError as exc:
                 # the server closed the connection (a restart, a crash): a bare
-                # DatabaseError or an OperationalError, on a connection now closed
-                broken = conn.closed != 0 or isinstance(
-                    exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                # DatabaseError or an OperationalError, with no SQLSTATE (every
+                # error the server reports for a statement carries one)
+                broken = conn.closed != 0 or exc.pgcode is None or isinstance(
+                    exc, psycopg2.InterfaceError)
                 if not broken:
                     raise                # a statement's own error (a check, a bug)
                 self.drop()
-                if conn.closed != 0 and attempt == 1:
+                if attempt == 1:
                     continue
                 raise Unavailable(f"database error: {str(exc).strip()}") from exc
 

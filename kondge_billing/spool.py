@@ -35,6 +35,14 @@ class SpoolError(OSError):
     """The spool could not keep a record (disk full, gone, read-only)."""
 
 
+# A file beside a spool that says it could not keep a record, and why; it
+# goes as soon as the spool keeps one again (kondge accounting spool, and
+# kondge server status, report it).
+UNWRITABLE = "spool-unwritable"
+# Less free space than this where a spool lives is a problem before it happens.
+LOW_SPACE = 16 * 1024 * 1024
+
+
 def append(directory: Path, pairs, received_at: float) -> None:
     """Keep one record: appended and fsynced, or SpoolError."""
     kept = [[str(item[0]), str(item[-1])] for item in pairs or ()
@@ -54,8 +62,69 @@ def append(directory: Path, pairs, received_at: float) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
+        _mark(directory, f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {exc.strerror}")
         raise SpoolError(exc.errno, f"cannot keep the record in {directory}: "
                                     f"{exc.strerror}") from exc
+    marker = directory.parent / UNWRITABLE
+    if marker.exists():
+        marker.unlink(missing_ok=True)
+
+
+def _mark(directory: Path, why: str) -> None:
+    try:
+        (directory.parent / UNWRITABLE).write_text(why + "\n")
+    except OSError:
+        pass                    # the disk that refused the record may refuse this too
+
+
+def recheck(directories) -> list[Path]:
+    """Spools that could not keep a record: try again with a probe; those that
+    can keep one now lose their marker. Returns them."""
+    mended = []
+    for directory in directories:
+        marker = directory.parent / UNWRITABLE
+        if not marker.exists():
+            continue
+        probe = directory / f".probe-{os.getpid()}"
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if os.write(fd, b"x" * 4096) != 4096:
+                    continue
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError:
+            continue
+        marker.unlink(missing_ok=True)
+        mended.append(directory)
+    return mended
+
+
+def problems(directories) -> list[str]:
+    """What keeps a spool from keeping records: a record it could not keep
+    lately, or too little free space where it lives."""
+    found = []
+    for directory in directories:
+        marker = directory.parent / UNWRITABLE
+        if marker.exists():
+            try:
+                why = marker.read_text().strip()
+            except OSError:
+                why = "unreadable marker"
+            found.append(f"the spool {directory} could not keep a record "
+                         f"(not answered: the gateway sends it again): {why}")
+        probe = directory if directory.exists() else directory.parent
+        try:
+            st = os.statvfs(probe)
+        except OSError:
+            continue
+        free = st.f_bavail * st.f_frsize
+        if free < LOW_SPACE:
+            found.append(f"only {free // 1024} KiB free where the spool {directory} lives")
+    return found
 
 
 @dataclass

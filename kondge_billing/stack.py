@@ -28,7 +28,7 @@ from .cluster import (PG_TUNING, ROLES, db_held_down, db_hold_flag, db_start, db
                       ensure_cluster, ensure_database, pg_bin, pg_running,
                       prepare_database, start_postgres, stop_postgres, superuser_dsn,
                       write_pg_tuning)
-from . import spool
+from . import answered, spool
 from .console import say
 from .db import Database
 from .gateways import FileDirectory
@@ -99,6 +99,8 @@ def spool_replay(s: config.Settings, db: Database) -> supervisor.Sweep:
     def replay() -> str:
         nonlocal billing
         dirs = spool_dirs(s)
+        for mended in spool.recheck(dirs):
+            say(f"spool: {mended} can keep records again")
         if not any(spool.pending(d) for d in dirs) and not any(
                 q.is_dir() and any(q.iterdir()) for q in quarantine_dirs(s)):
             return ""
@@ -125,4 +127,13 @@ def run_foreground(s: config.Settings, ready_file: Path | None = None) -> int:
     replay_db = Database(s.radius_dsn, application_name="kondge-spool-replay")
     return supervisor.run_foreground(s, db, billing_sweep(s, db), ready_file,
                                      chores=(("spool", SPOOL_REPLAY_SECONDS,
-                                              spool_replay(s, replay_db)),))
+                                              spool_replay(s, replay_db)),
+                                             ("journal", 3600, prune_journals(s))))
+
+
+def prune_journals(s: config.Settings) -> supervisor.Sweep:
+    """The supervisor's pruning of the journals of answered accounting."""
+    def prune() -> str:
+        gone = answered.prune([d.parent for d in spool_dirs(s)], s.answered_days)
+        return f"{gone} journal file(s) older than {s.answered_days} day(s) removed" if gone else ""
+    return prune

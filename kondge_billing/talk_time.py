@@ -88,6 +88,8 @@ def talk_time(*, reported: int | None, connect: datetime | None,
         flags.append("duration-from-server-times")
     elif reported is None and h323 is None:
         flags.append("duration-unknown")
+    if reported is None and "session-time-missing" not in flags:
+        flags.append("session-time-missing")
     if derived and granted is not None and seconds > granted:
         seconds = granted
         flags.append("duration-capped-at-grant")

@@ -67,6 +67,14 @@ def currency_arg(text):
     return text
 
 
+def date_arg(text):
+    """A day: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day like 2027-12-31") from None
+
+
 def datetime_arg(text):
     """An ISO 8601 date/time; without an offset, on this machine's clock."""
     try:

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from .. import stack
+from .. import spool, stack
 from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
 
 
@@ -61,5 +61,10 @@ def cmd_status(args, s):
         running = ", ".join(f"{name} pid {pid}" for name, pid in sorted(st["workers"].items()))
         lines.append(f"FreeRADIUS workers: {len(st['workers'])} of {expected} running"
                      + (f" ({running})" if running else ""))
+    dirs = stack.spool_dirs(s)
+    st["spool"] = dict(spool.count(dirs), problems=spool.problems(dirs))
+    lines.append(f"accounting spool: {st['spool']['spooled']} record(s) waiting, "
+                 f"{st['spool']['quarantined']} quarantined")
+    lines += [f"PROBLEM: {p}" for p in st["spool"]["problems"]]
     emit(args, st, lines)
-    return EXIT_OK if up else EXIT_UNAVAILABLE
+    return EXIT_OK if up and not st["spool"]["problems"] else EXIT_UNAVAILABLE

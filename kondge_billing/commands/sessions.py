@@ -1,6 +1,6 @@
 """kondge sessions: live calls and the holds of calls being set up."""
 
-from .. import gateways, sessions
+from .. import sessions
 from ..service import Billing
 from .common import EXIT_OK, command, emit, group, in_transaction, open_database, table
 
@@ -30,7 +30,7 @@ def cmd_sweep(args, s):
     """The supervisor's sweep, run once as the service runs it (statement by statement)."""
     db = open_database(s)
     try:
-        billing = Billing.from_settings(s, db, gateways.all_gateways)
+        billing = Billing.from_settings(s, db)
         result = billing.sweep(s.session_grace if args.grace is None else args.grace)
     finally:
         db.close()

@@ -72,13 +72,13 @@ class Call:
     def h323(self, name, value):
         return (self.prefix + name, f"{name}={value}")
 
-    def access(self, called, user=None, pin=None, caller=None):
+    def access(self, called, user=None, pin=None, caller=None, tries=1):
         pairs = [("User-Name", user or self.number), ("Calling-Station-Id", caller or self.caller),
                  ("Called-Station-Id", called), (self.prefix + "h323-conf-id", self.conf)]
         password = self.pin if pin is None else pin
         if password:
             pairs.append(("User-Password", password))
-        return self.client.access(pairs)
+        return self.client.access(pairs, tries=tries)
 
     def acct(self, status, leg="originate", called=MOBILE, seconds=None, origin=True,
              call_type=True, conf=True, user=True, session=None, extra=()):
