@@ -9,13 +9,16 @@ So each FreeRADIUS process watches how long the accounting records it
 serves waited in its queue (sites-available/kondge stamps every packet with
 the time FreeRADIUS received it: Kondge-Received-Seconds / -Microseconds)
 and admits only a share of the new Access-Requests:
-- an accounting record that waited longer than KONDGE_SHED_AFTER_MS cuts
-  the share to CUT of itself (at most once every CUT_EVERY seconds, down
-  to FLOOR);
-- one served within half that wait raises it by STEP, back up to all, and
-  RECOVER_AFTER seconds without a late record admit all again;
-- an Access-Request that itself waited longer than the limit is turned
-  away too: its answer would come too late to be of use.
+- accounting records that keep waiting longer than KONDGE_SHED_AFTER_MS
+  for PERSIST seconds (no record in time meanwhile) cut the share to CUT of
+  itself, and go on cutting it at most once every CUT_EVERY seconds, down
+  to FLOOR. A stall that passes (a checkpoint's flush, a restart, the burst
+  of retransmissions after one) leaves a few late records that are served
+  within a fraction of that: it is not overload, and turns nobody away;
+- a record served within half that wait raises the share by STEP, back up
+  to all, and RECOVER_AFTER seconds without a late record admit all again;
+- while the share is cut, an Access-Request that itself waited longer than
+  the limit is turned away too: its answer would come too late to be of use.
 A request turned away gets, at once and without the database, what it gets
 while the database is unreachable (KONDGE_AUTH_WHEN_DB_DOWN): by default no
 answer, so that the gateway tries its second server or again later; with
@@ -34,6 +37,7 @@ import time
 from . import attrs
 from .request import collect
 
+PERSIST = 0.5       # seconds accounting must stay late before the first cut
 CUT_EVERY = 0.3     # seconds between two cuts of the share admitted
 STEP = 0.02         # share won back by each accounting record served in time
 CUT = 0.7          # what a late accounting record leaves of the share
@@ -62,6 +66,7 @@ class Overload:
         self.draw = draw
         self.admit = 1.0           # share of new Access-Requests served
         self.last_cut = -math.inf
+        self.late_since: float | None = None    # the first late record of a late spell
         self.refused = 0           # in the current episode
 
     @property
@@ -81,7 +86,9 @@ class Overload:
         if wait is None:
             return
         if wait > self.limit:
-            if now - self.last_cut >= CUT_EVERY:
+            if self.late_since is None:
+                self.late_since = now
+            if now - self.late_since >= PERSIST and now - self.last_cut >= CUT_EVERY:
                 if not self.shedding:
                     log("error", f"overload: an accounting record waited {wait * 1000:.0f} ms "
                                  f"in the queue (KONDGE_SHED_AFTER_MS={self.limit * 1000:g}); "
@@ -89,7 +96,9 @@ class Overload:
                                  f"time again")
                 self.admit = max(self.admit * CUT, FLOOR)
                 self.last_cut = now
-        elif wait < self.limit / 2 and self.shedding:
+            return
+        self.late_since = None
+        if wait < self.limit / 2 and self.shedding:
             self.admit = min(self.admit + STEP, 1.0)
             if not self.shedding:
                 self._over(log)
@@ -112,9 +121,10 @@ class Overload:
             return False
         now = self.clock()
         self._recover(now, log)
+        if not self.shedding:
+            return False
         wait = queue_wait(pairs, now)
-        if (wait is not None and wait > self.limit) or (
-                self.shedding and self.draw() >= self.admit):
+        if (wait is not None and wait > self.limit) or self.draw() >= self.admit:
             self.refused += 1
             return True
         return False

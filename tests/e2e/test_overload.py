@@ -11,7 +11,10 @@ the gateway, while accounting is still stored; the timing rules and the
 default (no answer) are unit-tested (tests/unit/test_overload.py).
 """
 
+import time
+
 from kondge_billing import config, gateways, stack
+from kondge_billing import overload as ov
 from tests.conftest import free_udp_port
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
@@ -36,6 +39,10 @@ def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, tmp_path)
                 ("h323-call-origin", "h323-call-origin=answer"),
                 ("Called-Station-Id", "18005550100")])
             assert answered is not None            # accounting itself is always served
+            # accounting late for half a second on end (every record is, at 1 us)
+            time.sleep(ov.PERSIST + 0.1)
+            assert client.accounting([("Acct-Status-Type", "Accounting-On"),
+                                      ("Acct-Session-Id", "0")]) is not None
             refused = access(client, "1000000008", "1234")
             assert refused is not None and not refused.accepted
             assert refused.h323("h323-return-code") == "8"

@@ -71,6 +71,15 @@ def late(clock, seconds=0.4):
     return stamped(STOP, clock.now - seconds)
 
 
+def overloaded(clock, log=QUIET):
+    """Accounting late for PERSIST seconds on end: the first cut."""
+    o = hook_runtime._overload
+    o.accounting(late(clock), log)
+    assert not o.shedding                  # one late record is a stall, not overload
+    clock.now += ov.PERSIST
+    o.accounting(late(clock), log)
+
+
 def test_queue_wait_reads_the_stamp_and_ignores_a_missing_or_odd_one():
     assert ov.queue_wait(stamped(LOGIN, T0 - 0.25), T0) == 0.25
     assert ov.queue_wait(LOGIN, T0) is None
@@ -83,6 +92,10 @@ def test_a_late_accounting_record_turns_new_calls_away_without_the_database():
     hook, radiusd, logged, clock, draw = hook_with(250, db)
     hook.accounting(late(clock))       # still processed (here it fails on the database)
     assert db.calls >= 1
+    assert not hook_runtime._overload.shedding and not any(
+        m.startswith("kondge: overload") for _, m in logged)
+    clock.now += ov.PERSIST
+    hook.accounting(late(clock))       # accounting still late half a second later
     assert [m for _, m in logged if m.startswith("kondge: overload")] == [
         "kondge: overload: an accounting record waited 400 ms in the queue "
         "(KONDGE_SHED_AFTER_MS=250); admitting fewer new calls until accounting is "
@@ -102,7 +115,7 @@ def test_a_late_accounting_record_turns_new_calls_away_without_the_database():
 
 def test_by_default_they_get_no_answer_as_when_the_database_is_down():
     hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase(), when_down="silent")
-    hook_runtime._overload.accounting(late(clock), QUIET)
+    overloaded(clock)
     assert hook.authorize(stamped(LOGIN, clock.now)) == (radiusd.RLM_MODULE_FAIL, (),
                                                          (("Kondge-No-Answer", "1"),))
     assert not any("Traceback" in m for _, m in logged)
@@ -111,7 +124,7 @@ def test_by_default_they_get_no_answer_as_when_the_database_is_down():
 def test_the_share_is_cut_at_most_every_so_often_and_never_below_the_floor():
     _hook, _radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
     o = hook_runtime._overload
-    o.accounting(late(clock), QUIET)
+    overloaded(clock)
     o.accounting(late(clock), QUIET)              # same moment: one cut
     assert o.admit == ov.CUT
     for _ in range(100):
@@ -123,7 +136,7 @@ def test_the_share_is_cut_at_most_every_so_often_and_never_below_the_floor():
 def test_records_served_in_time_win_the_share_back_and_end_the_episode():
     hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase())
     o = hook_runtime._overload
-    o.accounting(late(clock), QUIET)
+    overloaded(clock)
     assert o.shedding
     hook.authorize(stamped(LOGIN, clock.now))                     # one turned away
     o.accounting(stamped(STOP, clock.now - 0.2), QUIET)           # 200 ms: neither
@@ -143,7 +156,7 @@ def hook_runtime_log(logged):
 
 def test_all_are_admitted_again_when_no_record_was_late_for_a_while():
     hook, radiusd, logged, clock, _draw = hook_with(250, NoDatabase())
-    hook_runtime._overload.accounting(late(clock), QUIET)
+    overloaded(clock)
     clock.now += ov.RECOVER_AFTER
     # served again: the card look-up is reached (and refused by NoDatabase)
     code, _, _ = hook.authorize(stamped(LOGIN, clock.now - 0.001))
@@ -152,11 +165,30 @@ def test_all_are_admitted_again_when_no_record_was_late_for_a_while():
     assert any("Traceback" in m and "must not be touched" in m for _, m in logged)
 
 
-def test_an_authorization_that_itself_waited_too_long_is_turned_away():
-    hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+def test_an_authorization_that_itself_waited_too_long_is_turned_away_while_shedding():
+    hook, radiusd, logged, clock, draw = hook_with(250, NoDatabase())
+    # not overloaded: served (the card look-up is reached, and refused by NoDatabase)
+    code, _, _ = hook.authorize(stamped(LOGIN, clock.now - 0.3))
+    assert code == radiusd.RLM_MODULE_FAIL
+    overloaded(clock)
+    draw.value = 0.0                              # within the share, but too late
     code, reply, _ = hook.authorize(stamped(LOGIN, clock.now - 0.3))
     assert code == radiusd.RLM_MODULE_REJECT
     assert ("h323-return-code", "h323-return-code=8") in reply
+
+
+def test_a_stall_that_passes_turns_nobody_away():
+    """A flush or a restart holds the queue a moment: the records it delayed
+    are served within a fraction of PERSIST, and then one is in time."""
+    hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    o = hook_runtime._overload
+    for i in range(40):                           # 40 records delayed by a 0.6 s stall
+        o.accounting(stamped(STOP, clock.now - 0.6 + i * 0.01), QUIET)
+        clock.now += 0.002
+    o.accounting(stamped(STOP, clock.now - 0.01), QUIET)
+    clock.now += 1.0
+    o.accounting(late(clock), QUIET)              # another stall a second later
+    assert not o.shedding and o.admit == 1.0
 
 
 def test_unstamped_records_and_a_zero_limit_never_shed():
@@ -170,7 +202,7 @@ def test_unstamped_records_and_a_zero_limit_never_shed():
 
 def test_an_unknown_gateway_still_gets_no_answer_while_shedding():
     hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
-    hook_runtime._overload.accounting(late(clock), QUIET)
+    overloaded(clock)
     odd = tuple(p for p in LOGIN if p[0] != "Kondge-Gateway-Address") + (
         ("Kondge-Gateway-Address", "10.9.9.9"),)
     code, reply, _ = hook.authorize(stamped(odd, clock.now))
@@ -182,7 +214,7 @@ def test_the_refusal_speaks_the_gateways_dialect():
     generic = Gateway(2, "lucent", "127.0.0.3", "s", "generic", "optional", "session", 1)
     hook, radiusd, _logged, clock, _draw = hook_with(250, NoDatabase(),
                                                      gateways=(CISCO, generic))
-    hook_runtime._overload.accounting(late(clock), QUIET)
+    overloaded(clock)
     pairs = tuple(p for p in LOGIN if p[0] != "Kondge-Gateway-Address") + (
         ("Kondge-Gateway-Address", "127.0.0.3"),)
     code, reply, _ = hook.authorize(stamped(pairs, clock.now))
