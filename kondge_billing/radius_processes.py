@@ -131,6 +131,7 @@ class Radius:
         self.run_dir = s.radius_run_dir if name == "freeradius" else s.radius_run_dir / name
         self.log_name = "radius.log" if name == "freeradius" else f"radius-{name}.log"
         self.proc: subprocess.Popen | None = None
+        self.adopted: int | None = None      # a running process an earlier supervisor started
         self._offset = 0
 
     @property
@@ -145,6 +146,14 @@ class Radius:
         """The pid in our pid file if it is a live FreeRADIUS (not a reused number)."""
         return radius_pid(self.pid_file)
 
+    def adopt(self) -> bool:
+        """Take over this process if an earlier supervisor left it running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        self.proc, self.adopted = None, pid
+        return True
+
     def _kill_leftover(self):
         pid = self.running_pid()
         if pid is None:
@@ -156,6 +165,7 @@ class Radius:
     def launch(self):
         """Start the process; `wait_ready` waits until it serves."""
         s = self.s
+        self.adopted = None
         self._kill_leftover()
         s.log_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -192,12 +202,20 @@ class Radius:
         self.wait_ready(timeout)
 
     def alive(self) -> bool:
+        if self.adopted is not None:
+            return radius_pid(self.pid_file) == self.adopted
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self.adopted if self.adopted is not None else (self.proc and self.proc.pid)
+
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
+        if self.adopted is not None:
+            terminate(self.adopted)
+        elif self.proc is not None and self.proc.poll() is None:
             terminate(self.proc.pid, self.proc)
-        self.proc = None
+        self.proc = self.adopted = None
         self.pid_file.unlink(missing_ok=True)
 
 
@@ -248,6 +266,13 @@ class RadiusSet:
     def all(self) -> list[Radius]:
         return self.workers + [self.front]
 
+    def _worker(self, i: int, port: int) -> Radius:
+        worker = Radius(self.s, f"worker-{i}", env={
+            "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(port),
+            "KONDGE_ACCT_PORT": str(port + 1), "KONDGE_BEHIND_FRONTEND": "yes"})
+        worker.port = port
+        return worker
+
     def _prepare_workers(self):
         s = self.s
         secret = secrets.token_urlsafe(24)
@@ -257,16 +282,57 @@ class RadiusSet:
                 terminate(pid)
         self.workers = []
         for i in range(1, s.workers + 1):
-            port = free_port_pair()
-            worker = Radius(s, f"worker-{i}", env={
-                "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(port),
-                "KONDGE_ACCT_PORT": str(port + 1), "KONDGE_BEHIND_FRONTEND": "yes"})
-            worker.port = port
+            worker = self._worker(i, free_port_pair())
             radius_config.write_private(worker.run_dir / "clients.conf",
                                         radius_config.frontend_client(secret))
+            (worker.run_dir / "port").write_text(f"{worker.port}\n")
             self.workers.append(worker)
         radius_config.write_private(s.radius_run_dir / "workers.conf", radius_config.workers_conf(
             [(f"kondge-{w.name}", w.port) for w in self.workers], secret))
+
+    def adopt(self) -> bool:
+        """Take over what an earlier supervisor left running (it died, or was
+        killed), and start only what is missing: no blackout of the parts that
+        serve. False (nothing adopted) when nothing of ours runs, or what runs
+        does not match the settings (another number of workers)."""
+        s = self.s
+        running = radius_pids(s)
+        if not self.front.adopt() and not running:
+            return False
+        if s.workers == 1 and any(n.startswith("worker-") for n in running):
+            self.front.adopted = None
+            return False
+        workers = []
+        if s.workers > 1:
+            for i in range(1, s.workers + 1):
+                port_file = s.radius_run_dir / f"worker-{i}" / "port"
+                try:
+                    port = int(port_file.read_text())
+                except (OSError, ValueError):
+                    break
+                workers.append(self._worker(i, port))
+            extra = [n for n in radius_pids(s)
+                     if n.startswith("worker-") and int(n[7:]) > s.workers]
+            if len(workers) != s.workers or extra or not (
+                    s.radius_run_dir / "workers.conf").exists():
+                self.front.adopted = None
+                return False
+        self.workers = workers
+        for proc in self.all():
+            if proc.adopt():
+                say(f"FreeRADIUS ({proc.name}) was running (pid {proc.adopted}): serving on")
+        for worker in self.workers:
+            if not worker.alive():
+                say(f"FreeRADIUS ({worker.name}) is not running: starting it on its ports")
+                worker.start()
+        if not self.front.alive():
+            say("FreeRADIUS (front end) is not running: starting it")
+            self.front.start()
+        else:
+            for worker in self.workers:
+                if worker.adopted is None:
+                    self._declare_alive(worker)
+        return True
 
     def start(self):
         if self.s.workers > 1:

@@ -96,9 +96,18 @@ class Supervisor:
     def start(self):
         db_hold_flag(self.s).unlink(missing_ok=True)
         prepare_database(self.s)
+        served = gateways.read_revision(applied_file(self.s))
         self.revision, self.known, removed = gateway_snapshot(self.db)
         render_clients(self.s, self.known.values(), self.revision, removed)
-        self.radius.start()
+        if self.radius.adopt():
+            # what an earlier supervisor left running serves on; it missed
+            # the gateway changes made while no supervisor ran
+            if served != self.revision:
+                say("gateways changed while the service was unsupervised: restarting the "
+                    "front end to apply them")
+                self.radius.restart_front()
+        else:
+            self.radius.start()
         gateways.write_directory(applied_file(self.s), self.revision, ())
         behind = (f", {len(self.radius.workers)} worker processes behind a front end"
                   if self.radius.workers else "")
@@ -296,3 +305,35 @@ def status(s: config.Settings) -> dict:
             "freeradius_pid": workers.pop("freeradius", None), "workers": workers,
             "listen": s.listen, "auth_port": s.auth_port,
             "acct_port": s.acct_port, "var": str(s.var)}
+
+
+def systemd_unit(s: config.Settings) -> str:
+    """A systemd unit for the service, as FreeRADIUS and PostgreSQL have on
+    Debian: started at boot, the supervisor restarted if it dies. Only the
+    supervisor is signalled when the unit stops (it stops the parts itself);
+    after a crash of the supervisor alone the parts go on serving, and the
+    supervisor started again takes them over (no blackout)."""
+    kondge = s.home / ".venv" / "bin" / "kondge"
+    settings = "".join(f"Environment={name}={value}\n" for name, value in (
+        ("KONDGE_HOME", s.home), ("KONDGE_VAR", s.var)))
+    return f"""[Unit]
+Description=Kondge billing: prepaid calling cards behind FreeRADIUS (supervisor, PostgreSQL, FreeRADIUS)
+Documentation=file://{s.home}/docs/operations.md
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+WorkingDirectory={s.home}
+{settings}# more settings (ports, listen address, workers): KONDGE_*=... lines
+EnvironmentFile=-/etc/default/kondge
+ExecStart={kondge} server run
+# SIGTERM to the supervisor alone: it stops FreeRADIUS and PostgreSQL itself
+KillMode=process
+Restart=on-failure
+RestartSec=2
+TimeoutStopSec=120
+
+[Install]
+WantedBy=multi-user.target
+"""

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from .. import spool, stack
+from .. import spool, stack, supervisor
 from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
 
 
@@ -11,12 +11,21 @@ def register(commands):
     sub = group(commands, "server", "run, start, stop the service (PostgreSQL + FreeRADIUS)")
     p = command(sub, "run", cmd_run, "run in the foreground; Ctrl-C stops everything")
     p.add_argument("--ready-file", help=argparse.SUPPRESS)
-    command(sub, "start", cmd_start, "start in the background (idempotent)")
+    command(sub, "start", cmd_start,
+            "start in the background; with a supervisor gone, take over the parts that "
+            "still run and start only what is missing (idempotent)")
     command(sub, "stop", cmd_stop, "stop the background service")
     command(sub, "db-stop", cmd_db_stop,
             "stop PostgreSQL for maintenance and keep it stopped (FreeRADIUS spools accounting)")
     command(sub, "db-start", cmd_db_start, "start PostgreSQL again after db-stop")
     command(sub, "status", cmd_status, "report what runs; exit 0 if everything runs, 3 if not")
+    p = command(sub, "unit", cmd_unit,
+                "the systemd unit that runs the service at boot and restarts the "
+                "supervisor if it dies (print it, or --install it)")
+    p.add_argument("--install", metavar="PATH", nargs="?",
+                   const="/etc/systemd/system/kondge.service",
+                   help="write it there (default /etc/systemd/system/kondge.service); then "
+                        "'systemctl daemon-reload && systemctl enable --now kondge'")
 
 
 def cmd_run(args, s):
@@ -68,3 +77,16 @@ def cmd_status(args, s):
     lines += [f"PROBLEM: {p}" for p in st["spool"]["problems"]]
     emit(args, st, lines)
     return EXIT_OK if up and not st["spool"]["problems"] else EXIT_UNAVAILABLE
+
+
+def cmd_unit(args, s):
+    text = supervisor.systemd_unit(s)
+    if args.install:
+        path = Path(args.install)
+        path.write_text(text)
+        emit(args, {"installed": str(path)}, [
+            f"written {path}; now: systemctl daemon-reload && systemctl enable --now "
+            f"{path.stem}"])
+    else:
+        print(text, end="")
+    return EXIT_OK

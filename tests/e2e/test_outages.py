@@ -302,3 +302,48 @@ def test_with_reject_the_whole_outage_gets_code_8_even_in_workers_started_during
         stack.db_start(stack_ready.settings)
         radius.stop()
     assert wait_until(lambda: database_answers(stack_ready.settings))
+
+
+def test_a_dead_supervisor_is_replaced_and_only_what_is_missing_is_started(stack_ready):
+    """kill -9 of the supervisor, then of a worker: `kondge server start` takes
+    over the parts that still serve and starts only the dead worker; the
+    gateways are answered all along (retrying as a gateway does)."""
+    import threading
+    s = stack_ready.settings
+    before = stack.radius_pids(s)
+    assert set(before) >= {"freeradius", "worker-1", "worker-2"}
+    os.kill(stack.supervisor_pid(s), signal.SIGKILL)
+    assert wait_until(lambda: stack.supervisor_pid(s) is None, timeout=10)
+    os.kill(before["worker-2"], signal.SIGKILL)
+    unanswered, asked, stop = [], [], threading.Event()
+
+    def keep_asking():
+        client = stack_ready.client(timeout=1.0)
+        try:
+            while not stop.is_set():
+                reply = client.access([("User-Name", "1000000008"), ("User-Password", "1234"),
+                                       ("Called-Station-Id", "18005550100")], tries=3)
+                asked.append(reply)
+                if reply is None:
+                    unanswered.append(time.monotonic())
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        started = stack_ready.kondge("server", "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "was running" in started.stdout
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        asker.join(30)
+    after = stack.radius_pids(s)
+    assert after["freeradius"] == before["freeradius"]              # never restarted
+    assert all(after[n] == before[n] for n in before if n not in ("worker-2",))
+    assert after["worker-2"] != before["worker-2"]                  # started again
+    assert len(asked) >= 5 and unanswered == []
+    status = stack_ready.kondge("server", "status")
+    assert status.returncode == 0, status.stdout
