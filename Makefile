@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine psql clean
+.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine chaos psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -47,6 +47,12 @@ bench: setup
 	$(VENV)/bin/python bench/calls.py
 	$(VENV)/bin/python bench/floor.py
 	$(VENV)/bin/python bench/tariffs.py
+
+# Faults under load, the books checked after each (a service of its own
+# under var/chaos-run; results in var/chaos/results.{json,txt}); about 15
+# minutes. See bench/chaos.py --help and docs/operations.md.
+chaos: setup
+	$(VENV)/bin/python bench/chaos.py
 
 # The floor alone (see bench/floor.py --help).
 bench-floor: setup

@@ -66,9 +66,13 @@ def _wait_with_deadline(conn):
 class Database:
     """Connections for one process; safe to share between threads."""
 
-    #: after a failed connect, fail fast for this long instead of waiting
-    #: on the database again inside the next request.
-    RETRY_CONNECT_AFTER = 1.0
+    #: after a connect or a statement that failed slowly (the database hung,
+    #: or answered too late), fail fast for this long instead of waiting on it
+    #: again inside the next request; a connect refused at once (the database
+    #: is not running) is simply tried again with the next request, so that
+    #: the first request after a restart is served.
+    RETRY_CONNECT_AFTER = 0.25
+    SLOW_FAILURE = 0.2
 
     def __init__(self, dsn: str, timeout_ms: int = 2000, application_name: str = "kondge",
                  deadline_ms: int | None = None):
@@ -85,6 +89,7 @@ class Database:
     def _connect(self):
         if time.monotonic() < self._down_until:
             raise Unavailable("database unreachable (waiting before the next try)")
+        began = time.monotonic()
         try:
             with self._deadline():
                 conn = psycopg2.connect(
@@ -92,7 +97,8 @@ class Database:
                     options=f"-c statement_timeout={self.timeout_ms}")
                 conn.autocommit = True
         except psycopg2.Error as exc:
-            self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
+            if time.monotonic() - began > self.SLOW_FAILURE:
+                self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
             raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from exc
         return conn
 
