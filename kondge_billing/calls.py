@@ -74,13 +74,14 @@ def mark_replayed(cur, record_id: int, outcome: str):
     return cur.rowcount == 1
 
 
-CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "card_number", "batch", "caller",
+CDR_COLUMNS = ["id", "created_at", "gateway", "call_id", "acct_session_id", "card_number", "batch", "caller",
                "destination", "access_number", "connect_time", "disconnect_time", "duration",
                "disconnect_cause", "rate_prefix", "price_per_minute", "cost", "charge",
                "uncollected", "currency", "flags"]
 
 LIST_CDRS = """
-SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.card_number, b.name AS batch,
+SELECT d.id, d.created_at, g.name AS gateway, d.call_id, d.acct_session_id, d.card_number,
+       b.name AS batch,
        d.caller, d.destination, d.access_number, d.connect_time, d.disconnect_time, d.duration,
        d.disconnect_cause, d.rate_prefix, d.price_per_minute, d.cost, d.charge,
        d.uncollected, d.currency, d.flags

@@ -11,9 +11,16 @@ import warnings
 from datetime import datetime, timezone
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.filters import AutoFilter
 from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
+
+
+# What a spreadsheet would run rather than show: a formula ('=', and '+',
+# '-', '@' once edited or saved as CSV) or, after tab or CR, a DDE call.
+FORMULA_START = re.compile(r"[\s]*[=+\-@\t\r]")
 
 
 def cell(value):
@@ -23,6 +30,29 @@ def cell(value):
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
     return value
+
+
+def text(ws, value: str):
+    """A string as text, never as something the spreadsheet runs.
+
+    Gateways and card holders choose some of these strings (an
+    Acct-Session-Id, a number as dialled): control characters XLSX cannot
+    hold are written as \\xNN, and a string that starts as a formula would
+    is stored as a string cell with Excel's quote prefix (shown as written,
+    still text when the cell is edited).
+    """
+    value = ILLEGAL_CHARACTERS_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    if not FORMULA_START.match(value):
+        return value
+    safe = WriteOnlyCell(ws, value=value)
+    safe.data_type = "s"
+    safe.quotePrefix = True
+    return safe
+
+
+def row_cells(ws, row):
+    values = [cell(v) for v in row]
+    return [text(ws, v) if isinstance(v, str) else v for v in values]
 
 
 def table_name(title: str) -> str:
@@ -35,10 +65,10 @@ def write_table(path, title: str, columns: list[str], rows, progress=None) -> in
     """Write rows (sequences in column order) as a table; return how many."""
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title=title[:31])
-    ws.append(columns)
+    ws.append(row_cells(ws, columns))
     count = 0
     for row in rows:
-        ws.append([cell(v) for v in row])
+        ws.append(row_cells(ws, row))
         count += 1
         if progress is not None:
             progress.advance()

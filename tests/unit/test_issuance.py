@@ -2,6 +2,7 @@
 
 import os
 import stat
+import zipfile
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -80,3 +81,24 @@ def test_xlsx_times_are_utc_and_empty_export_has_header(tmp_path):
     assert xlsx.write_table(out, "cdrs", ["id", "charge"], []) == 0
     ws = load_workbook(out)["cdrs"]
     assert [c.value for c in ws[1]] == ["id", "charge"] and not ws.tables
+
+
+@pytest.mark.parametrize("value", [
+    "=1+1", '=HYPERLINK("http://x","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+    "\t=1", "\r=1", "  =1", "=cmd|' /C calc'!A0"])
+def test_xlsx_writes_formula_like_strings_as_text(tmp_path, value):
+    out = tmp_path / "x.xlsx"
+    xlsx.write_table(out, "cdrs", ["id", "session"], [[1, value], [2, "plain"]])
+    with zipfile.ZipFile(out) as book:
+        assert b"<f>" not in book.read("xl/worksheets/sheet1.xml")
+    rows = list(load_workbook(out)["cdrs"].iter_rows(min_row=2))
+    assert rows[0][1].value == value.replace("\r", "\n")       # XML reads a CR as a newline
+    assert rows[0][1].data_type == "s" and rows[0][1].quotePrefix
+    assert rows[1][1].value == "plain" and not rows[1][1].quotePrefix
+    assert rows[0][0].value == 1 and rows[0][0].data_type == "n"   # numbers stay numbers
+
+
+def test_xlsx_keeps_control_characters_visible_instead_of_failing(tmp_path):
+    out = tmp_path / "x.xlsx"
+    assert xlsx.write_table(out, "cdrs", ["session"], [["a\x00b\x1bc"]]) == 1
+    assert load_workbook(out)["cdrs"]["A2"].value == "a\\x00b\\x1bc"
