@@ -8,6 +8,7 @@ problem at once.
 """
 
 import re
+import unicodedata
 
 CARD_NUMBER = re.compile(r"^[0-9]{4,20}\Z")           # cards and vouchers
 PIN = re.compile(r"^[0-9]{1,16}\Z")
@@ -15,6 +16,11 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")            # gateway, t
 CATEGORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")     # also operation ids
 LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
+
+LABEL_MAX = 100                     # free-text names: destinations, plans, surcharges
+
+# control characters (a newline, a tab, NUL), line and paragraph separators, lone surrogates
+LINE_BREAKING = {"Cc", "Zl", "Zp", "Cs"}
 
 NAME_RULE = "letters, digits, '.', '_' or '-', up to 63, starting with a letter or digit"
 
@@ -60,3 +66,18 @@ def language_problem(language) -> str | None:
 
 def name_problem(name, what: str = "name") -> str | None:
     return None if isinstance(name, str) and NAME.match(name) else f"{what}: {NAME_RULE}"
+
+
+def label_problem(text, what: str = "name") -> str | None:
+    """A free-text name an operator gives (a destination such as 'UK - Mobile'):
+    1 to LABEL_MAX characters, no control characters (a newline, a tab) and no
+    spaces around it, since it is written into tariff files, reports and exports."""
+    if not isinstance(text, str) or not text.strip():
+        return f"{what}: missing"
+    if len(text) > LABEL_MAX:
+        return f"{what}: {text[:24]!r}... is longer than {LABEL_MAX} characters"
+    if any(unicodedata.category(ch) in LINE_BREAKING for ch in text):
+        return f"{what}: {text[:40]!r} holds a control character (a newline, a tab, ...)"
+    if text != text.strip():
+        return f"{what}: {text!r} has spaces around it"
+    return None

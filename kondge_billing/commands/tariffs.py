@@ -142,6 +142,13 @@ def cmd_import_csv(args, s):
     text = csv_import.to_yaml(groups, args.tariff, args.currency, args.valid_from,
                               plan=args.plan, initial=args.initial, increment=args.increment,
                               source=Path(args.deck).name)
+    # What is written is what `tariffs validate` will read: check it as that would.
+    _doc, problems = schema.parse(text, args.out or "<standard output>")
+    if problems:
+        for line in problems[:200]:
+            print(line, file=sys.stderr)
+        raise Refused(f"{args.deck}: the tariff file would not validate "
+                      f"({len(problems)} problem(s)); nothing written")
     prefixes = sum(len(p) for p in groups.values())
     if args.out:
         Path(args.out).write_text(text)

@@ -10,8 +10,10 @@ Runs of consecutive prefixes are written as ranges (4470-4479).
 """
 
 import csv
+import json
 import re
 
+from ..identifiers import label_problem
 from ..money import MoneyError, to_decimal
 from .progress import NoProgress
 
@@ -100,8 +102,9 @@ def read_deck(path, progress=NoProgress) -> tuple[dict, list[str]]:
             if not re.fullmatch(r"[0-9]{1,32}", prefix):
                 problems.append(f"{path}:{line}: prefix {prefix!r} is not 1 to 32 digits")
                 continue
-            if not name:
-                problems.append(f"{path}:{line}: destination name missing")
+            problem = label_problem(name, "destination name")
+            if problem is not None:
+                problems.append(f"{path}:{line}: {problem}")
                 continue
             if prefix in seen:
                 problems.append(f"{path}:{line}: prefix {prefix} repeats line {seen[prefix]}")
@@ -134,7 +137,9 @@ def compress(prefixes: list[str]) -> list[str]:
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A YAML double-quoted scalar (a JSON string is one): nothing in it can end
+    the line or the value, whatever the deck or the command line held."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def to_yaml(groups: dict, tariff: str, currency: str, valid_from: str, plan: str = "standard",
@@ -149,13 +154,14 @@ def to_yaml(groups: dict, tariff: str, currency: str, valid_from: str, plan: str
         entries.append((dest, rate, prefixes))
     lines = [f"# Imported from the rate deck {source} by `kondge tariffs import-csv`.",
              "# Check it with `kondge tariffs validate`, then `kondge tariffs load` it.",
-             f"tariff: {tariff}", f"valid_from: {valid_from}", f"currency: {currency}",
+             f"tariff: {_quote(tariff)}", f"valid_from: {_quote(valid_from)}",
+             f"currency: {_quote(currency)}",
              f"decimals: {decimals}", f"rounding: {rounding}",
              f"defaults: {{connect: 0, minimum: 0, initial: {initial}, increment: {increment}}}",
              "destinations:"]
     for dest, _rate, prefixes in entries:
         lines.append(f"  {_quote(dest)}: [{', '.join(compress(prefixes))}]")
-    lines += ["plans:", f"  - name: {plan}", "    priority: 0", "    rates:"]
+    lines += ["plans:", f"  - name: {_quote(plan)}", "    priority: 0", "    rates:"]
     for dest, (per_minute, connect, minimum, ini, inc), _ in entries:
         extra = "".join(f", {k}: {v}" for k, v in (("connect", connect), ("minimum", minimum),
                                                    ("initial", ini), ("increment", inc))

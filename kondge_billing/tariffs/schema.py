@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from ..identifiers import NAME
+from ..identifiers import NAME, label_problem
 from ..money import ROUNDING_MODES, ZERO, MoneyError, quantum, to_decimal
 from .engine import (ALL_BANDS, DAY_KINDS, MAX_AMOUNT, MAX_BANDS, MAX_BLOCK, MAX_DAY_RANGES,
                      MAX_DISCOUNTS, MAX_PLACES, MAX_STEPS, MAX_SURCHARGES, MINUTES_PER_DAY, Band,
@@ -38,6 +38,11 @@ PREFIX = re.compile(r"^[0-9]{1,32}\Z")
 RANGE = re.compile(r"^([0-9]{1,32})-([0-9]{1,32})\Z")
 HOURS = re.compile(r"^([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})\Z")
 MAX_RANGE = 100000
+# Bounds checked before a file is parsed. A tariff nests six levels at most;
+# a deck of a million prefixes is about 10 MB. Deeper or larger text is
+# refused unread: the YAML composer recurses per level and would crash.
+MAX_DEPTH = 32
+MAX_SOURCE_MB = 64
 _PLACES = quantum(MAX_PLACES)
 SELECTORS = {"categories": "categories", "access": "access", "gateways": "gateways",
              "callers": "callers"}
@@ -121,6 +126,12 @@ class _Reader:
             self.err(node, f"{what}: expected a value")
             return None
         return node.value
+
+    def label(self, node, text: str, what: str):
+        """A free-text name (destination, plan, discount, surcharge) is one line of text."""
+        problem = label_problem(text, what)
+        if problem is not None:
+            self.err(node, problem)
 
     def names(self, node, what: str) -> tuple[str, ...] | None:
         items = [self.text(n, what) for n in self.sequence(node, what)]
@@ -249,6 +260,7 @@ def _read_bands(reader: _Reader, node, has_holidays: bool) -> tuple[Band, ...]:
 
 def _read_destinations(reader: _Reader, node, doc: TariffDoc):
     for name, body in reader.mapping(node, "destinations").items():
+        reader.label(body, name, "destination")
         found = []
         for item in reader.sequence(body, f"destination {name}"):
             if not isinstance(item, yaml.ScalarNode):
@@ -361,6 +373,7 @@ def _read_plan(reader: _Reader, node, doc: TariffDoc, defaults: dict) -> PlanDoc
     if name is None:
         reader.err(node, "plan: name missing")
         return None
+    reader.label(spec["name"], name, "plan")
     priority = reader.integer(spec["priority"], f"plan {name}: priority", -10**6, 10**6) \
         if "priority" in spec else 0
     plan = PlanDoc(name, priority or 0, node.start_mark.line + 1)
@@ -448,6 +461,8 @@ def _read_discounts(reader: _Reader, node, doc: TariffDoc, zone) -> tuple[Discou
         spec = reader.mapping(item, "discount",
                               {"name", "percent", "categories", "bands", "from", "until"})
         name = reader.text(spec["name"], "discount: name") if "name" in spec else "discount"
+        if "name" in spec and name is not None:
+            reader.label(spec["name"], name, "discount")
         percent = reader.money(spec["percent"], f"discount {name}: percent", Decimal(100)) \
             if "percent" in spec else reader.err(item, f"discount {name}: percent missing")
         if percent is not None and not 0 < percent:
@@ -488,6 +503,7 @@ def _read_surcharges(reader: _Reader, node) -> tuple[Surcharge, ...]:
             if "name" not in spec:
                 reader.err(item, "surcharge: name missing")
             continue
+        reader.label(spec["name"], name, "surcharge")
         if name in names:
             reader.err(item, f"surcharge {name}: given twice")
         names.add(name)
@@ -507,10 +523,37 @@ TOP_KEYS = {"tariff", "default", "valid_from", "currency", "decimals", "rounding
             "defaults", "destinations", "bands", "holidays", "plans", "discounts", "surcharges"}
 
 
+_OPENS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSES = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _too_deep(source: str) -> int | None:
+    """The line where the text nests deeper than MAX_DEPTH, or None.
+
+    The parser's events are read one by one (libyaml keeps no recursion), so
+    this stops at the first level too deep without building anything."""
+    depth = 0
+    for event in yaml.parse(source, Loader=_LOADER):
+        if isinstance(event, _OPENS):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1
+        elif isinstance(event, _CLOSES):
+            depth -= 1
+    return None
+
+
 def parse(source: str, path: str = "<tariff>") -> tuple[TariffDoc | None, list[str]]:
     """A tariff file's text -> (the document, every problem found)."""
     reader = _Reader(path)
+    if len(source) > MAX_SOURCE_MB * 2**20:
+        return None, [f"{path}:1: the file is larger than {MAX_SOURCE_MB} MB: split its "
+                      "destinations into several tariffs"]
     try:
+        too_deep = _too_deep(source)
+        if too_deep is not None:
+            return None, [f"{path}:{too_deep}: nested more than {MAX_DEPTH} levels deep "
+                          "(a tariff file nests six at most)"]
         root = yaml.compose(source, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -598,6 +641,9 @@ def parse(source: str, path: str = "<tariff>") -> tuple[TariffDoc | None, list[s
 def parse_file(path) -> tuple[TariffDoc | None, list[str]]:
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_SOURCE_MB * 2**20:
+            return None, [f"{path}:1: the file is larger than {MAX_SOURCE_MB} MB: split its "
+                          "destinations into several tariffs"]
         source = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [f"{path}:1: cannot read: {exc}"]

@@ -135,3 +135,20 @@ def test_a_call_the_engine_cannot_rate_is_refused(capsys):
     status, _, err = kondge(capsys, "rate", "--to", "4420", "--seconds", "10000001",
                             "--tariff-file", DEMO)
     assert status == 1 and "cannot rate this call" in err and "at most 10000000" in err
+
+
+def test_import_csv_refuses_a_deck_it_could_not_write_validly(capsys, tmp_path):
+    deck, out = tmp_path / "deck.csv", tmp_path / "deck.yaml"
+    deck.write_text('prefix,destination,rate\n44,"UK\nfixed",0.05\n33,France,0.05\n')
+    status, _, err = kondge(capsys, "tariffs", "import-csv", str(deck), "--tariff", "carrier",
+                            "--currency", "EUR", "--valid-from", "2026-01-01", "--out", str(out))
+    assert status == 1 and "control character" in err and "nothing written" in err
+    assert not out.exists()
+    status, _, err = kondge(capsys, "tariffs", "import-csv", str(deck), "--tariff", "car rier",
+                            "--currency", "EUR", "--valid-from", "2026-01-01", "--out", str(out))
+    assert status == 1 and not out.exists()
+    deck.write_text("prefix,destination,rate\n44,UK fixed,0.05\n33,France,0.05\n")
+    status, _, err = kondge(capsys, "tariffs", "import-csv", str(deck), "--tariff", "carrier",
+                            "--currency", "EUR", "--valid-from", "2026-01-01", "--out", str(out))
+    assert status == 0, err
+    assert kondge(capsys, "tariffs", "validate", str(out))[0] == 0

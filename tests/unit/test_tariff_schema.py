@@ -320,3 +320,70 @@ def test_diff_names_every_changed_surcharge():
          "old": "+0.03/min, +0.05 connect for access 1800, 1888",
          "new": "+0.04/min, +0.05 connect for access 1800, 1888"}]
     assert changes["rates"] == [] and changes["rules"] == []
+
+
+# --- hostile files: bounded before parsing, names that stay one line ----------------
+
+@pytest.mark.parametrize("text", [
+    "tariff: x\nplans: " + "[" * 50000 + "]" * 50000 + "\n",
+    "tariff: x\nplans:\n" + "".join("  " * i + f"k{i}:\n" for i in range(2000)) + "  " * 2000
+    + "end\n",
+    "a: " + "{b: " * 40 + "c" + "}" * 40 + "\n",
+])
+def test_deeply_nested_files_are_refused_before_they_are_built(text):
+    doc, problems = schema.parse(text, "deep.yaml")
+    assert doc is None and len(problems) == 1
+    assert f"nested more than {schema.MAX_DEPTH} levels deep" in problems[0]
+
+
+def test_a_deep_file_on_disk_is_refused_by_validate_and_load_alike(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 50000 + "]" * 50000 + "\n")      # 100 KB
+    doc, problems = schema.parse_file(path)
+    assert doc is None and "levels deep" in problems[0]
+
+
+def test_a_file_beyond_the_size_bound_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(schema, "MAX_SOURCE_MB", 1)
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * 2**20 + "\n" + PLANS)
+    doc, problems = schema.parse_file(path)
+    assert doc is None and "larger than 1 MB" in problems[0]
+    doc, problems = schema.parse(PLANS, "small.yaml")                 # within it: read
+    assert problems == [] and doc.plans
+
+
+@pytest.mark.parametrize("name, words", [
+    ('"UK\\nmobile"', "control character"),
+    ('"UK\\u2028mobile"', "control character"),
+    ('"UK\\tmobile"', "control character"),
+    ('" UK"', "spaces around it"),
+    ('"' + "U" * 101 + '"', "longer than 100"),
+])
+def test_destination_plan_and_surcharge_names_stay_one_line(name, words):
+    for text in (PLANS.replace("{UK: [44]}", "{" + name + ": [44]}").replace(
+                     "destination: UK,", f"destination: {name},"),
+                 PLANS.replace("name: gold", f"name: {name}"),
+                 PLANS + f"surcharges: [{{name: {name}, per_minute: 0.01}}]\n"):
+        _, problems = schema.parse(text, "n.yaml")
+        assert any(words in p for p in problems), (text, problems)
+
+
+def test_a_deck_name_with_a_newline_is_a_problem_not_a_broken_file(tmp_path):
+    deck = tmp_path / "deck.csv"
+    deck.write_text('prefix,destination,rate\n44,"UK\nfixed",0.05\n33,France,0.05\n')
+    groups, problems = csv_import.read_deck(deck)
+    assert len(problems) == 1 and "control character" in problems[0]
+
+
+@pytest.mark.parametrize("field", ["tariff", "currency", "valid_from", "plan"])
+def test_what_import_writes_cannot_be_steered_by_its_arguments(field):
+    values = {"tariff": "carrier", "currency": "EUR", "valid_from": "2026-01-01",
+              "plan": "standard"}
+    values[field] += "\ndefault: true"
+    text = csv_import.to_yaml({("UK", (Decimal("0.05"), None, None, None, None)): ["44"]},
+                              values["tariff"], values["currency"], values["valid_from"],
+                              plan=values["plan"])
+    doc, problems = schema.parse(text, "i.yaml")
+    assert problems, text                    # refused, never a default tariff by accident
+    assert doc is None or not doc.default
