@@ -1,7 +1,8 @@
 """kondge: the operator's command-line tool.
 
 Exit status: 0 done; 1 refused (bad value, not found, already exists);
-2 wrong usage; 3 the database or the service is not available.
+2 wrong usage; 3 the database or the service is not available; 141 the
+reader of the output went away (as a program killed by SIGPIPE).
 
 The commands are in kondge_billing/commands/, a module per group, each
 registering its own arguments and handlers; this module builds the top
@@ -10,6 +11,7 @@ turns what ends a command into its message and exit status (OUTCOMES).
 """
 
 import argparse
+import os
 import sys
 
 import psycopg2
@@ -41,6 +43,9 @@ OUTCOMES = (
 )
 
 
+EXIT_BROKEN_PIPE = 128 + 13
+
+
 def outcome(exc: BaseException) -> tuple[int, str] | None:
     """(exit status, message) for an exception a command raised; None for a fault."""
     for errors, status, message in OUTCOMES:
@@ -69,7 +74,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = config.load()
     try:
-        return args.func(args, settings)
+        status = args.func(args, settings)
+        sys.stdout.flush()              # what is still buffered may meet a closed pipe too
+        return status
+    except BrokenPipeError:
+        # the reader went away (`kondge cdrs list | head`): stop quietly, as
+        # a program killed by SIGPIPE would, without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         ended = outcome(exc)
         if ended is None:

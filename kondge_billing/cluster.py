@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg2
 
-from . import config, demo, migrate
+from . import config, demo, migrate, privileges
 from .console import say
 from .db import Database
 from .errors import StackError
@@ -129,15 +129,6 @@ def _pg_ctl(s: config.Settings, *args) -> subprocess.CompletedProcess:
     return _as_pg([str(pg_bin(s) / "pg_ctl"), "-D", str(s.pg_data), *args])
 
 
-def _make_traversable(path: Path):
-    """The postgres user must reach var/pg: add o+x where a parent lacks it."""
-    for parent in reversed(path.parents):
-        mode = parent.stat().st_mode
-        if not mode & 0o001:
-            say(f"allowing the postgres user through {parent} (chmod o+x)")
-            parent.chmod(mode | 0o001)
-
-
 def ensure_cluster(s: config.Settings):
     data = s.pg_data
     if (data / "PG_VERSION").exists():
@@ -148,13 +139,13 @@ def ensure_cluster(s: config.Settings):
     data.mkdir(parents=True, exist_ok=True)
     user = _pg_user()
     if user is not None:
-        _make_traversable(pg_root)
+        privileges.make_traversable(pg_root, "postgres")
         for path in (pg_root, pg_root / "run", data):
             os.chown(path, user.pw_uid, user.pw_gid)
     data.chmod(0o700)
     say(f"creating the PostgreSQL cluster in {data}")
     result = _as_pg([str(initdb), "-D", str(data), "-U", "postgres",
-                     "--auth-local=trust", "--auth-host=reject", "-E", "UTF8",
+                     "--auth-local=peer", "--auth-host=reject", "-E", "UTF8",
                      "--locale=C.UTF-8"])
     if result.returncode != 0:
         raise StackError(f"initdb failed: {result.stderr.strip()}")
@@ -193,29 +184,52 @@ checkpoint_timeout = 15min
 checkpoint_completion_target = 0.9
 # The call path's statements are small: never compile them.
 jit = off
+# Every local user may reach the socket; pg_hba.conf (peer, with the map in
+# pg_ident.conf) decides which roles each may be.
+unix_socket_permissions = 0777
 """
 
 
-def write_pg_tuning(s: config.Settings):
+def _write_owned(path: Path, text: str):
+    """Write a file of the cluster's, atomically, as the cluster's owner's."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    user = _pg_user()
+    if user is not None:
+        os.chown(tmp, user.pw_uid, user.pw_gid)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def write_pg_config(s: config.Settings) -> bool:
+    """The cluster's settings and who may connect as which role (pg_hba.conf,
+    pg_ident.conf), rewritten at every start; True if any of them changed."""
     conf = s.pg_data / "postgresql.conf"
     text = conf.read_text()
     if "include_if_exists = 'kondge.conf'" not in text:
         with open(conf, "a") as f:
             f.write("\n# Kondge billing's call-path settings (rewritten at every start)\n"
                     "include_if_exists = 'kondge.conf'\n")
-    target = s.pg_data / "kondge.conf"
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(PG_TUNING)
-    user = _pg_user()
-    if user is not None:
-        os.chown(tmp, user.pw_uid, user.pw_gid)
-    tmp.replace(target)
+    changed = False
+    for name, wanted in (("kondge.conf", PG_TUNING), ("pg_hba.conf", privileges.HBA),
+                         ("pg_ident.conf", privileges.ident_map(s, ROLES))):
+        path = s.pg_data / name
+        try:
+            if path.read_text() == wanted:
+                continue
+        except OSError:
+            pass
+        _write_owned(path, wanted)
+        changed = True
+    return changed
 
 
 def start_postgres(s: config.Settings):
     if pg_running(s):
+        if write_pg_config(s):          # who may connect changed: tell the running cluster
+            _pg_ctl(s, "reload")
         return
-    write_pg_tuning(s)
+    write_pg_config(s)
     log = s.pg_data.parent / "postgres.log"
     result = _pg_ctl(s, "-l", str(log), "-w", "-t", "60", "-o", f"-p {s.pg_port}", "start")
     if result.returncode != 0:

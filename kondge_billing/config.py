@@ -52,6 +52,8 @@ class Settings:
     queue_size: int
     unauthorised_calls: str
     workers: int
+    radius_user: str = ""             # KONDGE_RADIUS_USER; "": whoever starts the service
+    operator_users: tuple = ()        # KONDGE_OPERATOR_USERS: OS users who may be kondge_operator
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
 
@@ -112,6 +114,16 @@ def _milliseconds(env, name, default):
         raise SystemExit(f"{name}={raw!r} is not a number of seconds; fix or unset it") from None
 
 
+def _default_radius_user() -> str:
+    """FreeRADIUS runs as its own user (Debian's package makes 'freerad') when
+    root starts the service; a user who starts it runs it as themself."""
+    return "freerad" if os.geteuid() == 0 else ""
+
+
+def _names(env, name) -> tuple:
+    return tuple(n for n in (env.get(name) or "").replace(",", " ").split() if n)
+
+
 def load(env=None) -> Settings:
     env = os.environ if env is None else env
     home = Path(env.get("KONDGE_HOME") or PROJECT_HOME).resolve()
@@ -128,6 +140,8 @@ def load(env=None) -> Settings:
         dsn=dsn,
         radius_dsn=radius_dsn,
         listen=env.get("KONDGE_LISTEN") or "127.0.0.1",
+        radius_user=env.get("KONDGE_RADIUS_USER", _default_radius_user()),
+        operator_users=_names(env, "KONDGE_OPERATOR_USERS"),
         auth_port=_int(env, "KONDGE_AUTH_PORT", 1812),
         acct_port=_int(env, "KONDGE_ACCT_PORT", 1813),
         pin_key_file=Path(env.get("KONDGE_PIN_KEY") or home / "var" / "secrets" / "pin.key"),

@@ -168,11 +168,14 @@ def workers_conf(homes, secret: str, pool_type: str = "load-balance") -> str:
 
 
 def write_private(path: Path, text: str):
-    """Write a file only its owner can read (it holds RADIUS secrets), atomically."""
+    """Write a file that holds RADIUS secrets, atomically: its owner writes it,
+    the group of its directory (the FreeRADIUS user's, privileges.py) reads
+    it, nobody else does."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
+        os.fchown(f.fileno(), -1, path.parent.stat().st_gid)
+        os.fchmod(f.fileno(), 0o640)
         f.write(text)
-    tmp.chmod(0o600)
     tmp.replace(path)

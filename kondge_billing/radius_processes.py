@@ -21,7 +21,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from . import config, gateways, radius_config
+import psycopg2
+
+from . import config, gateways, privileges, radius_config
 from .console import say, tail
 from .errors import StackError
 
@@ -167,8 +169,10 @@ class Radius:
         s = self.s
         self.adopted = None
         self._kill_leftover()
-        s.log_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        account = privileges.radius_account(s)
+        prepare_for(s, account)
+        privileges.prepare_run_dir(self.run_dir, account)
+        privileges.prepare_log(self.log, account)
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         env = radius_env(s)
         env.update({"KONDGE_RUN_DIR": str(self.run_dir), "KONDGE_LOG_NAME": self.log_name})
@@ -178,7 +182,8 @@ class Radius:
             argv += ["-n", self.conf]
         out = self.log.with_suffix(".out")
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=open(out, "ab"), stderr=subprocess.STDOUT)
+                                     stdout=open(out, "ab"), stderr=subprocess.STDOUT,
+                                     **privileges.popen_identity(account))
         # In the foreground FreeRADIUS writes no pid file: we keep it, for
         # `status` and for stopping a server a dead supervisor left behind.
         self.pid_file.write_text(str(self.proc.pid))
@@ -217,6 +222,19 @@ class Radius:
             terminate(self.proc.pid, self.proc)
         self.proc = self.adopted = None
         self.pid_file.unlink(missing_ok=True)
+
+
+def prepare_for(s: config.Settings, account):
+    """What every FreeRADIUS process of the service needs before it starts as
+    `account`: to reach and read the checkout, the venv and the PIN key."""
+    if account is None:
+        return
+    privileges.make_traversable(s.home, account.name)
+    privileges.make_traversable(s.radius_run_dir, account.name)
+    privileges.share_secret_file(s.pin_key_file, account, s.home / "var" / "secrets")
+    privileges.check_readable(account, [
+        s.home / "freeradius" / "radiusd.conf", s.home / "mods-config" / "python" / "kondge_hook.py",
+        Path(__file__).with_name("service.py"), Path(psycopg2.__file__), s.pin_key_file])
 
 
 def radius_pid(pid_file: Path) -> int | None:

@@ -27,7 +27,7 @@ from . import config, supervisor
 from .cluster import (PG_TUNING, ROLES, db_held_down, db_hold_flag, db_start, db_stop,
                       ensure_cluster, ensure_database, pg_bin, pg_running,
                       prepare_database, start_postgres, stop_postgres, superuser_dsn,
-                      write_pg_tuning)
+                      write_pg_config)
 from . import answered, spool
 from .console import say
 from .db import Database
@@ -47,7 +47,7 @@ __all__ = [
     # cluster.py
     "PG_TUNING", "ROLES", "db_held_down", "db_hold_flag", "db_start", "db_stop",
     "ensure_cluster", "ensure_database", "pg_bin", "pg_running", "prepare_database",
-    "start_postgres", "stop_postgres", "superuser_dsn", "write_pg_tuning",
+    "start_postgres", "stop_postgres", "superuser_dsn", "write_pg_config",
     # errors.py
     "StackError",
     # radius_config.py

@@ -155,7 +155,8 @@ def call(billing, piece, seconds, conf, dest="447911123456"):
              "Calling-Station-Id": "15551234567", "Called-Station-Id": dest,
              "h323-conf-id": f"h323-conf-id={conf}", "h323-call-origin": "h323-call-origin=originate",
              "Acct-Session-Time": str(seconds), "Kondge-Gateway-Address": "127.0.0.1"}
-    rec = accounting_record(tuple(pairs.items()), NOW)
+    # received now, not when the suite started: a call's day is its own
+    rec = accounting_record(tuple(pairs.items()), datetime.now(timezone.utc))
     return billing.account(billing.gateways.get(rec.gateway_address), rec)
 
 

@@ -61,3 +61,19 @@ def card(stack_ready):
 
 def balance(service, number):
     return service.db.run(lambda cur: cards.show(cur, number))["balance"]
+
+
+@pytest.fixture
+def service_var(request):
+    """A KONDGE_VAR of its own for a second service in one test, under var/test
+    rather than pytest's temporary folder: FreeRADIUS runs as its own user,
+    who must reach it (pytest keeps its folder to root, mode 0700)."""
+    import hashlib
+    import shutil
+    from tests.conftest import TEST_VAR
+    # short: a control socket's path must fit in 108 bytes
+    path = TEST_VAR / "x" / hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

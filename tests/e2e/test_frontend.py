@@ -100,10 +100,10 @@ def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
     wait_until_all_workers_in_use(s, timeout=10.0)
 
 
-def test_one_process_serves_the_gateways_itself(stack_ready, tmp_path):
+def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
     """KONDGE_WORKERS=1: no front end; the hook's process listens for the
     gateways (here on ports of its own, beside the suite's service)."""
-    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="1",
+    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="1",
                KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
                KONDGE_DSN=stack_ready.settings.dsn,
                KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)

@@ -268,7 +268,7 @@ def test_parked_records_are_listed_shown_and_replayed(stack_ready, card):
 
 
 def test_with_reject_the_whole_outage_gets_code_8_even_in_workers_started_during_it(
-        stack_ready, tmp_path):
+        stack_ready, service_var):
     """KONDGE_AUTH_WHEN_DB_DOWN=reject: code 8 from the first second of an
     outage to its last, also from workers started while it lasts (the gateway
     list comes from the supervisor's file, not from the database)."""
@@ -276,7 +276,7 @@ def test_with_reject_the_whole_outage_gets_code_8_even_in_workers_started_during
     from tests.conftest import free_udp_port
     from tests.e2e.test_radius import access
     from tests.support.radius import RadiusClient
-    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="2",
+    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="2",
                KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
                KONDGE_DSN=stack_ready.settings.dsn,
                KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn,
@@ -318,7 +318,8 @@ def test_a_dead_supervisor_is_replaced_and_only_what_is_missing_is_started(stack
     unanswered, asked, stop = [], [], threading.Event()
 
     def keep_asking():
-        client = stack_ready.client(timeout=1.0)
+        # as a gateway retries: 3 tries 2 s apart (Cisco's default is 5 s apart)
+        client = stack_ready.client(timeout=2.0)
         try:
             while not stop.is_set():
                 reply = client.access([("User-Name", "1000000008"), ("User-Password", "1234"),

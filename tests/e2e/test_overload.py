@@ -20,8 +20,8 @@ from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
 
 
-def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, tmp_path):
-    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="1",
+def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, service_var):
+    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="1",
                KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
                KONDGE_DSN=stack_ready.settings.dsn,
                KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn,

@@ -107,3 +107,21 @@ def test_a_fault_is_not_a_refusal(monkeypatch):
     assert cli.outcome(KeyError("a bug")) is None
     with pytest.raises(KeyError):
         cli.main(["audit", "list"])
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`kondge tariffs import-csv ... | head`: no traceback, the SIGPIPE status
+    (`true` reads nothing and is gone before the command writes)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    deck = tmp_path / "deck.csv"
+    deck.write_text("prefix,destination,rate\n" + "".join(
+        f"{p},Place {p},0.{p % 90 + 10}\n" for p in range(100000, 130000, 2)))
+    result = subprocess.run(
+        f"{sys.executable} -m kondge_billing.cli tariffs import-csv {deck} --tariff t "
+        "--currency USD --valid-from 2026-01-01 | true; "
+        "echo \"${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash", capture_output=True,
+        text=True, cwd=Path(__file__).resolve().parents[2])
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.split() == ["141"], result.stdout

@@ -145,5 +145,7 @@ def test_files_with_secrets_are_private_from_their_first_byte(tmp_path):
     rc.write_private(path, "client x {}\n")
     rc.write_private(path, rc.frontend_client("k3y"))
     assert path.read_text().startswith("client kondge-frontend {")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # its owner writes it, the group of its folder (FreeRADIUS's user's) reads it
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.stat().st_gid == path.parent.stat().st_gid
     assert [p.name for p in path.parent.iterdir()] == ["clients.conf"]

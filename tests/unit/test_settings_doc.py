@@ -37,6 +37,7 @@ DESCRIBED = {
     "KONDGE_HOME": lambda: str(config.PROJECT_HOME),
     "KONDGE_OPERATOR": getpass.getuser,
     "KONDGE_PG_BIN": lambda: "",          # "found": unset, cluster.pg_bin looks for it
+    "KONDGE_OPERATOR_USERS": lambda: "",  # "none"
 }
 
 # Settings read outside config.load(), each with a check that the reader
