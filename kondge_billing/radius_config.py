@@ -6,8 +6,8 @@ start is rendered here and written under var/radius:
 - clients.conf of the process the gateways talk to: one client per gateway
   (`clients_conf`); a gateway added to a running server goes in alone
   (`gateway_client`, through radmin's `add client file`);
-- clients.conf of a worker: the front end is its only client
-  (`frontend_client`);
+- clients.conf of a worker: the front end is its only client, whose
+  Access-Requests must carry a Message-Authenticator (`frontend_client`);
 - the front end's workers.conf: a home server per worker, their pool and
   the realm that names it (`workers_conf`).
 
@@ -113,8 +113,12 @@ def clients_conf(gateways) -> str:
 
 
 def frontend_client(secret: str) -> str:
-    """clients.conf of a worker: the front end, on loopback, is its only client."""
-    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, False)
+    """clients.conf of a worker: the front end, on loopback, is its only
+    client, and an Access-Request without a Message-Authenticator made with
+    `secret` is dropped, so another local process cannot pose as the front
+    end (policy.d/kondge, kondge_identify_gateway). The front end adds one
+    to every Access-Request it proxies."""
+    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, True)
 
 
 # How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf

@@ -42,13 +42,13 @@ def test_clients_conf_holds_every_gateway_in_order():
     assert rc.clients_conf([]).count("client") == 0
 
 
-def test_a_worker_knows_the_front_end_only():
+def test_a_worker_knows_the_front_end_only_and_requires_its_message_authenticator():
     assert rc.frontend_client("Ab-9_x") == (
         "client kondge-frontend {\n"
         "\tipaddr = 127.0.0.1\n"
         "\tsecret = 'Ab-9_x'\n"
         "\tshortname = 'kondge-frontend'\n"
-        "\trequire_message_authenticator = no\n"
+        "\trequire_message_authenticator = yes\n"
         "}\n")
 
 
