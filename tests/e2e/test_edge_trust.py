@@ -7,8 +7,10 @@
   first, that the gateway's secret proves (checked by the test client's
   own HMAC, tests/support/radius.py), and a gateway set to `required` is
   not served without one;
-- a non-UTF-8 byte in an Access-Request is refused in the gateway's
-  dialect with the invalid-argument code.
+- odd packets: a non-UTF-8 byte in an Access-Request is refused in the
+  gateway's dialect with the invalid-argument code; accounting with no or
+  an unknown Acct-Status-Type is kept for the operator (kondge accounting
+  parked, counted by kondge accounting check) and answered only then.
 """
 
 import json
@@ -20,7 +22,8 @@ from kondge_billing import callers, config, gateways, stack
 from kondge_billing.pins import load_key
 from tests.conftest import free_udp_port
 from tests.e2e.test_billing_rules import MOBILE, Call
-from tests.e2e.test_outages import log_offsets, logs_since
+from tests.e2e.test_outages import (database_answers, database_down,  # noqa: F401
+                                    log_offsets, logs_since, wait_until)
 from tests.e2e.test_radius import CREDIT, access, conf_id
 from tests.support.cards import new_card
 from tests.support.radius import MESSAGE_AUTHENTICATOR, RadiusClient
@@ -234,6 +237,68 @@ def test_bytes_that_are_not_utf8_get_the_invalid_argument_refusal_in_each_dialec
                 assert reply.h323("h323-return-code", prefix) == "11"
     finally:
         client.close()
+
+
+def test_accounting_with_no_or_an_unknown_status_is_kept_counted_and_answered(stack_ready):
+    """Answered once kept in kondge.unprocessed_record, listed by `kondge
+    accounting parked`, counted as set aside by `kondge accounting check`,
+    and never stored as a call."""
+    check_before = json.loads(stack_ready.kondge("--json", "accounting", "check").stdout)
+    stamp = str(time.monotonic_ns())[-9:]
+    sessions = {"none": "NOSTATUS" + stamp, "99": "STATUS99" + stamp,
+                "tunnel": "TUNNEL" + stamp}
+    client = gateway_client(stack_ready, "quintum")
+    try:
+        sent = {"none": [], "99": [("Acct-Status-Type", 99)],
+                "tunnel": [("Acct-Status-Type", 9)]}
+        for kind, status in sent.items():
+            reply = client.accounting(status + [
+                ("Acct-Session-Id", sessions[kind]), ("User-Name", "1000000008"),
+                ("Called-Station-Id", MOBILE), ("Acct-Session-Time", 60)])
+            assert reply is not None and reply.code == 5, kind
+    finally:
+        client.close()
+    for kind, session in sessions.items():
+        [row] = parked_with(stack_ready, session)
+        assert legs(stack_ready, session) == 0
+        assert "quintum-1" in row["error"]
+        assert ("no Acct-Status-Type" in row["error"]) == (kind == "none")
+    listed = json.loads(stack_ready.kondge("--json", "accounting", "parked").stdout)
+    ids = {r["id"] for r in listed}
+    assert all(parked_with(stack_ready, s)[0]["id"] in ids for s in sessions.values())
+    result = stack_ready.kondge("--json", "accounting", "check")
+    after = json.loads(result.stdout)
+    assert after["parked"] - check_before["parked"] == 3, (check_before, after)
+    assert not any(session in json.dumps(m) for m in after["missing"]
+                   for session in sessions.values())
+    assert result.returncode == (0 if not after["missing"] else 1)
+    # replaying one stores nothing and it stays counted as set aside
+    one = parked_with(stack_ready, sessions["99"])[0]["id"]
+    replay = stack_ready.kondge("--json", "accounting", "replay", "--id", str(one))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert legs(stack_ready, sessions["99"]) == 0
+    again = json.loads(stack_ready.kondge("--json", "accounting", "check").stdout)
+    assert again["parked"] == after["parked"]
+    assert not any(sessions["99"] in json.dumps(m) for m in again["missing"])
+
+
+def test_with_the_database_down_such_a_record_is_spooled_then_kept(stack_ready,
+                                                                    database_down):
+    """Answered once the spool has it; parked by the supervisor's replay once
+    the database is back."""
+    session = "NOSTATUSDOWN" + str(time.monotonic_ns())[-8:]
+    client = gateway_client(stack_ready, "cisco", timeout=3.0)
+    try:
+        reply = client.accounting([("Acct-Session-Id", session), ("User-Name", "1000000008")])
+        assert reply is not None and reply.code == 5
+    finally:
+        client.close()
+    spooled = json.loads(stack_ready.kondge("--json", "accounting", "spool").stdout)
+    assert spooled["spooled"] >= 1
+    stack.db_start(stack_ready.settings)
+    assert wait_until(lambda: database_answers(stack_ready.settings))
+    assert wait_until(lambda: len(parked_with(stack_ready, session)) == 1, timeout=60)
+    assert legs(stack_ready, session) == 0
 
 
 # --- one process serving the gateways itself ------------------------------------
