@@ -20,19 +20,19 @@ from tests.support.radius import RadiusClient
 # (name, address, secret, language map, served?): rows psql could write.
 # `${`, `#` and `}` are carried as given; the others break a rule.
 ROWS = [
-    ("dollar-brace", "127.0.0.40", "a${confdir}b$ENV{HOME}", {}, True),
-    ("hash-brace", "127.0.0.41", "x#y}z'{", {}, True),
-    ("backslash", "127.0.0.42", "ends\\", {}, False),
-    ("newline", "127.0.0.43", "two\nlines", {}, False),
-    ("double-quote", "127.0.0.44", 'say "hi"', {}, False),
-    ("non-ascii", "127.0.0.45", "caf\u00e9", {}, False),
-    ("very-long", "127.0.0.46", "L" * 9000, {}, False),
-    ("empty", "127.0.0.47", "", {}, False),
-    ("bad-map", "127.0.0.48", "fine", {"en": "a\nb"}, False),
-    ("evil'}\nclient x {\n", "127.0.0.49", "fine", {}, False),
-    ("n\u00e4me", "127.0.0.50", "fine", {}, False),
-    ("N" * 300, "127.0.0.51", "fine", {}, False),
-    ("", "127.0.0.52", "fine", {}, False),
+    ("dollar-brace", "127.0.3.40", "a${confdir}b$ENV{HOME}", {}, True),
+    ("hash-brace", "127.0.3.41", "x#y}z'{", {}, True),
+    ("backslash", "127.0.3.42", "ends\\", {}, False),
+    ("newline", "127.0.3.43", "two\nlines", {}, False),
+    ("double-quote", "127.0.3.44", 'say "hi"', {}, False),
+    ("non-ascii", "127.0.3.45", "caf\u00e9", {}, False),
+    ("very-long", "127.0.3.46", "L" * 9000, {}, False),
+    ("empty", "127.0.3.47", "", {}, False),
+    ("bad-map", "127.0.3.48", "fine", {"en": "a\nb"}, False),
+    ("evil'}\nclient x {\n", "127.0.3.49", "fine", {}, False),
+    ("n\u00e4me", "127.0.3.50", "fine", {}, False),
+    ("N" * 300, "127.0.3.51", "fine", {}, False),
+    ("", "127.0.3.52", "fine", {}, False),
 ]
 BAD = [row for row in ROWS if not row[4]]
 
@@ -98,13 +98,13 @@ def test_add_and_modify_refuse_what_cannot_be_served_and_say_why(stack_ready):
                                ("n\u00e4me", "fine", "name"),
                                ("x\n", "fine", "name")):
         result = stack_ready.kondge("gateways", "add", "--name", name, "--address",
-                                    "127.0.0.60", "--secret", secret, "--dialect", "cisco")
+                                    "127.0.3.60", "--secret", secret, "--dialect", "cisco")
         assert result.returncode == 1, (name, secret, result.stdout)
         assert f"{rule}: " in result.stderr
         if secret and rule == "secret":
             assert secret not in result.stderr
     listed = json.loads(stack_ready.kondge("--json", "gateways", "list").stdout)
-    assert "127.0.0.60" not in {g["address"] for g in listed}
+    assert "127.0.3.60" not in {g["address"] for g in listed}
     for language_map in ("en=a b", "en=\u4e2d\u6587", "EN=en", "en=" + "x" * 17):
         result = stack_ready.kondge("gateways", "modify", "demo-gw", "--language-map",
                                     language_map)
@@ -131,22 +131,22 @@ def test_bad_rows_are_left_out_and_every_other_gateway_is_served(stack_ready, ho
     assert "is not served" in log.read_text()
     # the good gateways, old and hostile-looking, are served as given
     wait_until_served(stack_ready, "127.0.0.1", "testing123")
-    wait_until_served(stack_ready, "127.0.0.40", "a${confdir}b$ENV{HOME}")
-    wait_until_served(stack_ready, "127.0.0.41", "x#y}z'{")
+    wait_until_served(stack_ready, "127.0.3.40", "a${confdir}b$ENV{HOME}")
+    wait_until_served(stack_ready, "127.0.3.41", "x#y}z'{")
     for _name, address, secret, _map, _served in BAD:
         wait_until_served(stack_ready, address, secret or "x", served=False, timeout=2)
     # gateway changes still apply: a new gateway is added to the running
     # server, and its removal restarts the front end, which starts again
     added = stack_ready.kondge("gateways", "add", "--name", "beside-bad", "--address",
-                               "127.0.0.61", "--secret", "ok", "--dialect", "generic")
+                               "127.0.3.61", "--secret", "ok", "--dialect", "generic")
     assert added.returncode == 0 and "serves the change now" in added.stdout, added.stderr
-    wait_until_served(stack_ready, "127.0.0.61", "ok")
+    wait_until_served(stack_ready, "127.0.3.61", "ok")
     removed = stack_ready.kondge("gateways", "remove", "beside-bad")
     assert removed.returncode == 0 and "serves the change now" in removed.stdout
-    wait_until_served(stack_ready, "127.0.0.61", "ok", served=False)
+    wait_until_served(stack_ready, "127.0.3.61", "ok", served=False)
     wait_until_served(stack_ready, "127.0.0.1", "testing123")
     wait_until_served(stack_ready, "127.0.0.4", "ma-secret", message_authenticator=True)
-    wait_until_served(stack_ready, "127.0.0.40", "a${confdir}b$ENV{HOME}")
+    wait_until_served(stack_ready, "127.0.3.40", "a${confdir}b$ENV{HOME}")
     # removed by id (as status says), or deleted with psql: the report clears
     first, *rest = sorted(bad_ids)
     gone = stack_ready.kondge("gateways", "remove", "--id", str(first))
@@ -172,20 +172,20 @@ def test_a_fresh_start_with_bad_rows_serves_the_others(stack_ready, hostile_rows
     assert {item.id for item in rendered.skipped} == {hostile_rows[row[0]] for row in BAD}
     served_addresses = {g["address"] for g in json.loads(
         s.gateway_directory.read_text())["gateways"]}
-    assert "127.0.0.40" in served_addresses and "127.0.0.42" not in served_addresses
+    assert "127.0.3.40" in served_addresses and "127.0.3.42" not in served_addresses
     radius = stack.RadiusSet(s)
     radius.start()
     try:
         for secret, source in (("testing123", "127.0.0.1"),
-                               ("a${confdir}b$ENV{HOME}", "127.0.0.40"),
-                               ("x#y}z'{", "127.0.0.41")):
+                               ("a${confdir}b$ENV{HOME}", "127.0.3.40"),
+                               ("x#y}z'{", "127.0.3.41")):
             client = RadiusClient(s.auth_port, s.acct_port, secret, source=source)
             try:
                 reply = access(client, "1000000008", "1234")
                 assert reply is not None and reply.accepted, source
             finally:
                 client.close()
-        client = RadiusClient(s.auth_port, s.acct_port, "fine", source="127.0.0.48",
+        client = RadiusClient(s.auth_port, s.acct_port, "fine", source="127.0.3.48",
                               timeout=0.5)
         try:
             assert access(client, "1000000008", "1234") is None
