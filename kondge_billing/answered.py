@@ -5,7 +5,10 @@ it answered (mods-available/kondge_answered: `$KONDGE_RUN_DIR/answered/`,
 one file a day). `check` reads the journals and finds each record's leg in
 the database by the call's identity (gateway, call id, Acct-Session-Id,
 and the Start or Stop it carried); a record not stored yet must be waiting
-in a spool, set aside in kondge.unprocessed_record or in a quarantine.
+in a spool, set aside in kondge.unprocessed_record or in a quarantine. A
+record with no or an unknown Acct-Status-Type is never stored as a call:
+it must be set aside (replayed or not: a replay of it stores nothing) or
+waiting, known by its sender and content (request.AccountingRecord.digest).
 Anything else is lost: the operator is told which, with the record.
 
 The balance views (reports.reconciliation) prove that balances match the
@@ -67,6 +70,8 @@ def journal_files(run_dirs, since: date | None) -> list[Path]:
 
 def _identity(gateways, pairs):
     rec = accounting_record(pairs, datetime.now(timezone.utc))
+    if rec.status == "unknown":
+        return ("unknown", rec.gateway_address, rec.digest), "unknown"
     if rec.status not in STATUSES:
         return None, "ignored"
     try:
@@ -103,13 +108,27 @@ def _held(run_dirs, parked_pairs, gateways) -> set:
     return kept
 
 
+def _tally(report: Report, held: set, ident, path, pairs, which: dict):
+    """A journalled record not found stored: waiting, set aside, or missing
+    (`which` names it: gateway, call, session, status)."""
+    if ("waiting", ident) in held:
+        report.waiting += 1
+    elif ("parked", ident) in held:
+        report.parked += 1
+    else:
+        report.missing.append(dict(which, journal=str(path), pairs=[list(p) for p in pairs]))
+
+
 def check(cur, run_dirs, gateways, since: date | None = None) -> Report:
     report = Report()
-    records = []
+    records, unknown = [], []
     for path in journal_files(run_dirs, since):
         for pairs in parse_detail(path.read_bytes()):
             report.answered += 1
             ident, why = _identity(gateways, pairs)
+            if why == "unknown":
+                unknown.append((ident, path, pairs))
+                continue
             if ident is None:
                 if why == "ignored":
                     report.ignored += 1
@@ -123,20 +142,24 @@ def check(cur, run_dirs, gateways, since: date | None = None) -> Report:
         cur.execute(MISSING, ([r[0][0] for r in chunk], [r[0][1] for r in chunk],
                               [r[0][2] for r in chunk], [r[0][3] for r in chunk]))
         missing |= {start + row["n"] - 1 for row in cur.fetchall()}
-    if missing:
-        cur.execute("SELECT pairs FROM kondge.unprocessed_record WHERE replayed_at IS NULL")
-        held = _held(run_dirs, [row["pairs"] for row in cur.fetchall()], gateways)
+    if missing or unknown:
+        cur.execute("SELECT pairs, replayed_at FROM kondge.unprocessed_record")
+        parked = cur.fetchall()
+        held = _held(run_dirs, [row["pairs"] for row in parked if row["replayed_at"] is None],
+                     gateways)
+        # a record set aside for its status stays set aside once replayed
+        replayed = (_identity(gateways, tuple(tuple(p) for p in row["pairs"]))
+                    for row in parked if row["replayed_at"] is not None)
+        held |= {("parked", ident) for ident, why in replayed if why == "unknown"}
+    for ident, path, pairs in unknown:
+        _tally(report, held, ident, path, pairs, {"gateway_id": ident[1], "call_id": None,
+                                                  "acct_session_id": None, "status": "unknown"})
     for i, (ident, path, pairs) in enumerate(records):
         if i not in missing:
             report.stored += 1
-        elif ("waiting", ident) in held:
-            report.waiting += 1
-        elif ("parked", ident) in held:
-            report.parked += 1
         else:
-            report.missing.append({"journal": str(path), "gateway_id": ident[0],
-                                   "call_id": ident[1], "acct_session_id": ident[2],
-                                   "status": ident[3], "pairs": [list(p) for p in pairs]})
+            _tally(report, held, ident, path, pairs, dict(zip(
+                ("gateway_id", "call_id", "acct_session_id", "status"), ident)))
     return report
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from .attrs import DIALECTS
 from .errors import UnknownGateway
-from .identifiers import LANGUAGE, NAME
+from .identifiers import LANGUAGE, NAME, NAME_RULE
 from .numbers import NumberFormat
 
 SECRET = re.compile(r"^[!#-\[\]-~]{1,128}\Z")     # printable ASCII but space, double quote, backslash
@@ -79,27 +79,92 @@ class GatewayError(ValueError):
     pass
 
 
+# --- what a gateway's settings may hold ----------------------------------------
+#
+# One rule per stored setting, applied when `kondge gateways add` and
+# `modify` write it, and again to every gateway the supervisor reads from
+# the table before FreeRADIUS serves it (radius_config.render_gateways): a
+# row written another way (psql, an older release) that breaks a rule is
+# not served, and `kondge server status` says why, while every other
+# gateway is served on. The database's CHECK constraints say the same for
+# what they can check; these also hold where those were bypassed. A
+# message never quotes a secret.
+
+LANGUAGE_THEIRS = re.compile(r"^[!-~]{1,16}\Z")      # printable ASCII, no space
+
+
+def _matches(pattern: re.Pattern):
+    return lambda value: isinstance(value, str) and pattern.match(value) is not None
+
+
+def _gateway_address(value) -> bool:
+    """One host's IP address."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return not (ip.is_unspecified or ip.is_multicast)
+
+
+def _language_map(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and LANGUAGE.match(k) and isinstance(v, str)
+        and LANGUAGE_THEIRS.match(v) for k, v in value.items())
+
+
+RULES = {
+    "name": (_matches(NAME), f"name: {NAME_RULE}"),
+    "address": (lambda v: isinstance(v, str) and _gateway_address(v),
+                "address: one host's IP address (not 0.0.0.0, :: or a multicast address)"),
+    "secret": (_matches(SECRET), "secret: 1 to 128 printable ASCII characters, no spaces, "
+                                 "double quotes or backslashes"),
+    "dialect": (lambda v: v in DIALECTS, f"dialect: one of {', '.join(DIALECTS)}"),
+    "message_authenticator": (lambda v: v in ("required", "optional"),
+                              "message authenticator: 'required' or 'optional'"),
+    "billed_leg": (lambda v: v in ("originate", "answer"), "billed leg: 'originate' or 'answer'"),
+    "prepaid_billing_model": (lambda v: type(v) is int and v in (0, 1),
+                              "prepaid billing model: 0 or 1"),
+    "country_code": (_matches(re.compile(r"^[0-9]{0,3}\Z")),
+                     "country code: up to 3 digits ('' for a gateway that sends "
+                     "international numbers)"),
+    "international_prefix": (_matches(re.compile(r"^[0-9]{0,4}\Z")),
+                             "international prefix: up to 4 digits"),
+    "national_prefix": (_matches(re.compile(r"^[0-9]{0,2}\Z")),
+                        "national prefix: up to 2 digits"),
+    "language_map": (_language_map,
+                     "language map: ours=theirs pairs like zh=ch (ours: 2 or 3 lower-case "
+                     "letters; theirs: 1 to 16 printable ASCII characters, no spaces)"),
+    "accounting_start": (lambda v: v in (None, "setup", "answer"),
+                         "accounting start: 'setup' or 'answer'"),
+}
+# What `kondge gateways modify` changes (name, address and secret stay).
+MODIFIABLE = ("country_code", "international_prefix", "national_prefix", "billed_leg",
+              "accounting_start", "message_authenticator", "language_map",
+              "prepaid_billing_model")
+
+
+def _broken(values: dict) -> list[str]:
+    return [RULES[key][1] for key, value in values.items() if not RULES[key][0](value)]
+
+
 def check(name: str, address: str, secret: str, dialect: str,
           message_authenticator: str, billed_leg: str = "originate") -> list[str]:
-    """Every problem with a gateway definition, for one clear message."""
-    problems = []
-    if not NAME.match(name or ""):
-        problems.append("name: letters, digits, '.', '_' or '-', up to 63, starting with a letter or digit")
-    try:
-        ip = ipaddress.ip_address(address)
-        if ip.is_unspecified or ip.is_multicast:
-            problems.append(f"address: {address} cannot be a gateway's address")
-    except ValueError:
-        problems.append(f"address: {address!r} is not an IP address (a gateway is one host)")
-    if not SECRET.match(secret or ""):
-        problems.append("secret: 1 to 128 printable ASCII characters, no spaces, double quotes or backslashes")
-    if dialect not in DIALECTS:
-        problems.append(f"dialect: one of {', '.join(DIALECTS)}")
-    if message_authenticator not in ("required", "optional"):
-        problems.append("message authenticator: 'required' or 'optional'")
-    if billed_leg not in ("originate", "answer"):
-        problems.append("billed leg: 'originate' or 'answer'")
-    return problems
+    """Every problem with a new gateway's definition, for one clear message."""
+    return _broken({"name": name, "address": address, "secret": secret, "dialect": dialect,
+                    "message_authenticator": message_authenticator, "billed_leg": billed_leg})
+
+
+def problems(gw: "Gateway") -> list[str]:
+    """Every setting of a stored gateway that breaks its rule."""
+    return _broken({key: getattr(gw, key) for key in RULES})
+
+
+def label(gw: "Gateway") -> str:
+    """How logs and reports name a gateway: its name, or, if the name breaks
+    its rule, its id and the name escaped (a name could hold a newline)."""
+    if RULES["name"][0](gw.name):
+        return gw.name
+    return f"#{gw.id} {ascii(gw.name)[:72]}"
 
 
 def add(cur, name, address, secret, dialect, message_authenticator="optional",
@@ -123,10 +188,12 @@ def add(cur, name, address, secret, dialect, message_authenticator="optional",
     return Gateway(**cur.fetchone())
 
 
-def remove(cur, name: str) -> int | None:
-    """Retire a gateway (its row stays for its call records): the revision, or None."""
+def remove(cur, name: str | None = None, gateway_id: int | None = None) -> int | None:
+    """Retire a gateway, by name or by id (its row stays for its call
+    records): the revision, or None if no such gateway is active."""
     cur.execute("""UPDATE kondge.gateway SET removed_at = now()
-                    WHERE name = %s AND removed_at IS NULL RETURNING revision""", (name,))
+                    WHERE (name = %s OR id = %s) AND removed_at IS NULL RETURNING revision""",
+                (name, gateway_id))
     row = cur.fetchone()
     return row["revision"] if row else None
 
@@ -153,21 +220,22 @@ def table_revision(cur) -> int:
     return cur.fetchone()["revision"]
 
 
+def table_state(cur) -> tuple[int, int]:
+    """(revision, rows): what changes with every change to the gateway table,
+    a row deleted with psql included (which leaves the revision as it is)."""
+    cur.execute("SELECT coalesce(max(revision), 0) AS revision, count(*) AS n "
+                "FROM kondge.gateway")
+    row = cur.fetchone()
+    return row["revision"], row["n"]
+
+
 def modify(cur, name: str, **changes) -> Gateway:
     """Change a gateway's number format, languages or billing settings."""
-    allowed = {"country_code": r"^[0-9]{0,3}\Z", "international_prefix": r"^[0-9]{0,4}\Z",
-               "national_prefix": r"^[0-9]{0,2}\Z", "billed_leg": r"^(originate|answer)\Z",
-               "accounting_start": r"^(setup|answer)\Z",
-               "message_authenticator": r"^(required|optional)\Z", "language_map": None,
-               "prepaid_billing_model": None}
-    problems = [f"{k}: {v!r} is not allowed" for k, v in changes.items()
-                if k not in allowed or (allowed[k] and not re.match(allowed[k], str(v)))]
-    if "language_map" in changes and not all(
-            LANGUAGE.match(k) and isinstance(v, str) and 0 < len(v) <= 16
-            for k, v in changes["language_map"].items()):
-        problems.append("language map: ours=theirs pairs like zh=ch")
-    if problems:
-        raise GatewayError("; ".join(problems))
+    unknown = [f"{key}: not a setting 'kondge gateways modify' changes"
+               for key in changes if key not in MODIFIABLE]
+    broken = unknown or _broken(changes)
+    if broken:
+        raise GatewayError("; ".join(broken))
     sets = ", ".join(f"{k} = %({k})s" for k in changes)
     values = {k: (json.dumps(v) if k == "language_map" else v) for k, v in changes.items()}
     cur.execute(f"""UPDATE kondge.gateway SET {sets}
@@ -224,11 +292,13 @@ def _to_json(gw: Gateway) -> dict:
     return data
 
 
-def write_directory(path, revision: int, active, removed=()) -> None:
-    """Write the gateways (no secrets) at `revision` into `path`, atomically."""
+def write_directory(path, revision: int, active, removed=(), skipped=()) -> None:
+    """Write the gateways (no secrets) at `revision` into `path`, atomically,
+    with those not served and why (radius_config.Skipped: no secrets either)."""
     text = json.dumps({"revision": revision,
                        "gateways": [_to_json(gw) for gw in active],
-                       "removed": [_to_json(gw) for gw in removed]}, indent=1)
+                       "removed": [_to_json(gw) for gw in removed],
+                       "skipped": [asdict(item) for item in skipped]}, indent=1)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         f.write(text)
@@ -245,6 +315,15 @@ def read_revision(path) -> int | None:
             return int(json.load(f)["revision"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def read_skipped(path) -> list[dict]:
+    """The gateways a directory file says are not served, with why."""
+    try:
+        with open(path) as f:
+            return list(json.load(f).get("skipped", ()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
 
 
 class FileDirectory:

@@ -4,10 +4,10 @@ The static raddb is freeradius/; what depends on the gateway table or on a
 start is rendered here and written under var/radius:
 
 - clients.conf of the process the gateways talk to: one client per gateway
-  (`clients_conf`); a gateway added to a running server goes in alone
-  (`gateway_client`, through radmin's `add client file`);
-- clients.conf of a worker: the front end is its only client
-  (`frontend_client`);
+  (`render_gateways`); a gateway added to a running server goes in alone
+  (its section, through radmin's `add client file`);
+- clients.conf of a worker: the front end is its only client, whose
+  Access-Requests must carry a Message-Authenticator (`frontend_client`);
 - the front end's workers.conf: a home server per worker, their pool and
   the realm that names it (`workers_conf`).
 
@@ -20,18 +20,31 @@ secret such as `a${b}` would stop the server from starting and one holding
 are not expanded: inside them `\\'` is a quote and every other character
 stands for itself, except that a backslash before a quote or at the end
 could not be told from an escape; so a quote is escaped, and a backslash,
-a control character or anything outside printable ASCII is refused.
+a control character or anything outside printable ASCII is refused, as is
+a value longer than any this service writes (MAX_LENGTH: FreeRADIUS
+reads a configuration line into a fixed buffer).
+
+One gateway that cannot be written never costs the others: every gateway
+is checked against the rules `kondge gateways add` and `modify` apply
+(gateways.RULES; a row written with psql may break them) and rendered
+alone; one that fails, or that repeats another's address, is left out
+of the client list, with the reason (`Skipped`), which the supervisor
+logs and `kondge server status` reports.
 """
 
 import ipaddress
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import gateways
 from .errors import StackError
 
 # Printable ASCII without the backslash: what a single-quoted string carries as itself.
 LITERAL = re.compile(r"^[ -\[\]-~]*\Z")
+# The longest string written (a gateway's secret is at most 128 characters).
+MAX_LENGTH = 255
 # What names a section (client, home_server): a bare word of these.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
@@ -54,6 +67,8 @@ def string(value: str, what: str = "a value") -> str:
         raise RadiusConfigError(f"{what} holds a character FreeRADIUS would not read as "
                                 "itself (a backslash, a control character or one outside "
                                 "printable ASCII)")
+    if len(value) > MAX_LENGTH:
+        raise RadiusConfigError(f"{what} is longer than {MAX_LENGTH} characters")
     return "'" + value.replace("'", "\\'") + "'"
 
 
@@ -93,28 +108,80 @@ def client(name: str, address: str, secret: str, shortname: str,
 
 def gateway_client(gw) -> str:
     """A gateway (gateways.Gateway) as a client: named gw<id>, its name as
-    shortname (the hook's Kondge-Gateway-Name), its dialect as nas_type."""
+    shortname (the hook's Kondge-Gateway-Name), its dialect as nas_type
+    (Kondge-Gateway-Dialect). RadiusConfigError, naming the gateway and
+    every rule it breaks (never its secret), if it cannot be served."""
+    where = f"gateway {gateways.label(gw)}"
+    broken = gateways.problems(gw)
+    if broken:
+        raise RadiusConfigError(f"{where}: {'; '.join(broken)}")
+    if not isinstance(gw.id, int) or isinstance(gw.id, bool):
+        raise RadiusConfigError(f"{where}: its id {gw.id!r} is no number")
+    required = REQUIRE_MESSAGE_AUTHENTICATOR[gw.message_authenticator]
     try:
-        required = REQUIRE_MESSAGE_AUTHENTICATOR[gw.message_authenticator]
         return client(f"gw{gw.id}", gw.address, gw.secret, gw.name, required,
                       nas_type=gw.dialect)
-    except KeyError:
-        raise RadiusConfigError(f"gateway {gw.name}: message authenticator "
-                                f"{gw.message_authenticator!r} is neither 'required' "
-                                "nor 'optional'") from None
     except RadiusConfigError as exc:
-        raise RadiusConfigError(f"gateway {gw.name}: {exc}") from None
+        raise RadiusConfigError(f"{where}: {exc}") from None
 
 
-def clients_conf(gateways) -> str:
-    """clients.conf of the process the gateways talk to."""
-    return "# Rendered from the gateway table by Kondge billing; do not edit.\n" + "".join(
-        gateway_client(gw) for gw in gateways)
+@dataclass(frozen=True)
+class Skipped:
+    """A gateway left out of the client list, and why (no secret in it)."""
+    id: int
+    gateway: str                # gateways.label: its name, or its id and escaped name
+    address: str
+    problem: str
+
+    def line(self) -> str:
+        """What the log and `kondge server status` say, with what to do."""
+        return (f"gateway {self.gateway} ({self.address}) is not served: {self.problem}; "
+                f"remove it ('kondge gateways remove --id {self.id}') and add it again as "
+                "it should be, or mend its row; every other gateway is served")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The client list of the process the gateways talk to: a section per
+    gateway served, by address, and the gateways left out."""
+    sections: dict = field(default_factory=dict)
+    skipped: tuple = ()
+
+    @property
+    def text(self) -> str:
+        """clients.conf."""
+        return ("# Rendered from the gateway table by Kondge billing; do not edit.\n"
+                + "".join(self.sections.values()))
+
+
+def render_gateways(gateway_list) -> Rendered:
+    """Each gateway alone, in order: those FreeRADIUS can serve exactly, and
+    those it cannot (a broken rule, or an address an earlier one has)."""
+    sections, owners, skipped = {}, {}, []
+    for gw in gateway_list:
+        where = gateways.label(gw)
+        address = str(gw.address)
+        try:
+            section = gateway_client(gw)
+        except RadiusConfigError as exc:
+            problem = str(exc).removeprefix(f"gateway {where}: ")
+            skipped.append(Skipped(gw.id, where, ascii(address)[1:-1][:64], problem))
+            continue
+        if address in sections:
+            skipped.append(Skipped(gw.id, where, address,
+                                   f"gateway {owners[address]} has this address"))
+            continue
+        sections[address], owners[address] = section, where
+    return Rendered(sections, tuple(skipped))
 
 
 def frontend_client(secret: str) -> str:
-    """clients.conf of a worker: the front end, on loopback, is its only client."""
-    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, False)
+    """clients.conf of a worker: the front end, on loopback, is its only
+    client, and an Access-Request without a Message-Authenticator made with
+    `secret` is dropped, so another local process cannot pose as the front
+    end (policy.d/kondge, kondge_identify_gateway). The front end adds one
+    to every Access-Request it proxies."""
+    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, True)
 
 
 # How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf

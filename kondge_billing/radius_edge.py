@@ -12,6 +12,7 @@ outcomes into answers:
 | record the database cannot take | ok        | Accounting-Response, once the spool has it on disk (fsynced) |
 | ...and the spool cannot either  | no-answer | nothing: the gateway sends it again (logged loudly) |
 | record the call path cannot process (a bug) | ok | Accounting-Response; kept in kondge.unprocessed_record (kondge parked) |
+| record with no or an unknown Acct-Status-Type | ok | Accounting-Response, once kept in kondge.unprocessed_record (or, the database down, the spool) |
 | overload (overload.py)          | no-answer | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
 | database unreachable (Access)   | no-answer | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
 | unknown gateway address         | no-answer | nothing (the packet is dropped) |
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from . import attrs
 from .errors import Overloaded, Refusal, ServiceUnavailable, Unavailable, UnknownGateway
 from .money import format_amount
-from .request import access_request, accounting_record
+from .request import access_request, accounting_record, collect
 from .service import Grant
 from .spool import SpoolError
 
@@ -129,6 +130,10 @@ def handle_accounting(billing, pairs, log, overload=None, keep=None) -> str:
     try:
         rec = accounting_record(pairs, datetime.now(timezone.utc))
         gateway = billing.gateways.for_accounting(rec.gateway_address)
+        if rec.status == "unknown":
+            why = unknown_status(pairs, gateway)
+            log("error", f"accounting record set aside: {why}")
+            return _park(billing, pairs, log, keep, why)
         result = billing.account(gateway, rec)
         if result.outcome == "ignored":
             log("info", f"accounting {rec.status} from {gateway.name}: nothing to record")
@@ -151,6 +156,17 @@ def handle_accounting(billing, pairs, log, overload=None, keep=None) -> str:
         return _park(billing, pairs, log, keep, error)
 
 
+def unknown_status(pairs, gateway) -> str:
+    """Why a record with no or an unknown Acct-Status-Type is set aside: the
+    call path stores Start, Stop and Interim-Update and answers
+    Accounting-On/Off; anything else is kept for the operator to see, not
+    dropped."""
+    sent = collect(pairs).get(attrs.ACCT_STATUS_TYPE)
+    what = f"Acct-Status-Type {ascii(sent[0])[:40]}" if sent else "no Acct-Status-Type"
+    return (f"{what} from gateway {gateway.name}: not a Start, Stop, Interim-Update or "
+            "Accounting-On/Off")
+
+
 def _park(billing, pairs, log, keep, error: str) -> str:
     """Keep a record the call path cannot process in kondge.unprocessed_record
     (listed and replayed by `kondge parked`), or else in the spool."""
@@ -158,8 +174,8 @@ def _park(billing, pairs, log, keep, error: str) -> str:
         billing.park(pairs, error)
     except Exception as exc:  # noqa: BLE001
         return _keep(pairs, log, keep, f"it could not be set aside in the database ({exc})")
-    log("error", "the record is kept in kondge.unprocessed_record (kondge parked list) "
-                 "and answered")
+    log("error", "the record is kept in kondge.unprocessed_record (kondge accounting "
+                 "parked) and answered")
     return "ok"
 
 

@@ -62,14 +62,22 @@ def directory_file(s: config.Settings) -> Path:
     return s.gateway_directory
 
 
-def render_clients(s: config.Settings, gateway_list, revision: int = 0, removed=()) -> None:
+def render_clients(s: config.Settings, gateway_list, revision: int = 0,
+                   removed=()) -> radius_config.Rendered:
     """The gateways for FreeRADIUS: the workers' directory first, then the
-    front end's client list (with the secrets, readable by its owner only)."""
+    front end's client list (with the secrets, readable by its owner only).
+    A gateway that cannot be served is left out of both, and named with why
+    in the directory (`kondge server status` reads it); the others are served."""
     s.radius_run_dir.mkdir(parents=True, exist_ok=True)
     gateway_list = list(gateway_list)
-    gateways.write_directory(directory_file(s), revision, gateway_list, removed)
-    radius_config.write_private(s.radius_run_dir / "clients.conf",
-                                radius_config.clients_conf(gateway_list))
+    rendered = radius_config.render_gateways(gateway_list)
+    left_out = {item.id for item in rendered.skipped}
+    gateways.write_directory(directory_file(s), revision,
+                             [gw for gw in gateway_list if gw.id not in left_out],
+                             [gw for gw in removed if not gateways.problems(gw)],
+                             rendered.skipped)
+    radius_config.write_private(s.radius_run_dir / "clients.conf", rendered.text)
+    return rendered
 
 
 def worker_dirs(s: config.Settings) -> list[Path]:

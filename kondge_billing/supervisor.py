@@ -88,8 +88,11 @@ class Supervisor:
         #: more work of the same kind as the sweep: (name, every seconds, Sweep)
         self.chores = list(chores)
         self._next_chore = {name: 0.0 for name, _every, _work in chores}
-        self.known: dict[str, gateways.Gateway] = {}
+        #: the client section of each gateway FreeRADIUS serves, by address
+        self.sections: dict[str, str] = {}
+        self.skipped: tuple = ()
         self.revision = -1
+        self.state = None                 # gateways.table_state when last applied
         self.stopping = False
         self.sync_now = False
 
@@ -97,8 +100,9 @@ class Supervisor:
         db_hold_flag(self.s).unlink(missing_ok=True)
         prepare_database(self.s)
         served = gateways.read_revision(applied_file(self.s))
-        self.revision, self.known, removed = gateway_snapshot(self.db)
-        render_clients(self.s, self.known.values(), self.revision, removed)
+        self.state = self.db.run(gateways.table_state)
+        self.revision, known, removed = gateway_snapshot(self.db)
+        self._render(known, self.revision, removed)
         if self.radius.adopt():
             # what an earlier supervisor left running serves on; it missed
             # the gateway changes made while no supervisor ran
@@ -112,35 +116,57 @@ class Supervisor:
         behind = (f", {len(self.radius.workers)} worker processes behind a front end"
                   if self.radius.workers else "")
         say(f"FreeRADIUS ready on {self.s.listen}: auth {self.s.auth_port}, "
-            f"acct {self.s.acct_port}; {len(self.known)} gateway(s){behind}")
+            f"acct {self.s.acct_port}; {len(self.sections)} gateway(s){behind}"
+            + (f"; {len(self.skipped)} not served (kondge server status)"
+               if self.skipped else ""))
+
+    def _render(self, current: dict, revision: int, removed) -> dict:
+        """Write the gateways for FreeRADIUS (render_clients); say which are
+        newly not served, and why. The client sections served before, which
+        the caller compares with the new ones."""
+        rendered = render_clients(self.s, current.values(), revision, removed)
+        for item in rendered.skipped:
+            if item not in self.skipped:
+                say(item.line())
+        before, self.sections, self.skipped = self.sections, rendered.sections, rendered.skipped
+        return before
 
     def sync_gateways(self):
         """Apply gateway changes to the running FreeRADIUS: the workers'
         directory first (every worker serves the new revision from its next
         request), then the front end's client list; then say which revision
         is served (applied_file), which `kondge gateways ...` waits for."""
-        revision = self.db.run(gateways.table_revision)
-        if revision == self.revision:
+        state = self.db.run(gateways.table_state)
+        if state == self.state:
             return
         revision, current, removed = gateway_snapshot(self.db)
-        added = [gw for a, gw in current.items() if a not in self.known]
+        before = self._render(current, revision, removed)
         # only what FreeRADIUS's client list holds needs FreeRADIUS to change
-        client = radius_config.gateway_client
-        changed = any(a not in current or client(current[a]) != client(gw)
-                      for a, gw in self.known.items())
-        render_clients(self.s, current.values(), revision, removed)
+        added = [a for a in self.sections if a not in before]
+        changed = any(self.sections.get(a) != section for a, section in before.items())
         if not changed:
-            for gw in added:
-                single = self.s.radius_run_dir / f"client-{gw.id}.conf"
-                radius_config.write_private(single, client(gw))
-                radmin(self.s, f"add client file {single}")
-                single.unlink()
-                say(f"gateway {gw.name} ({gw.address}) added to the running server")
-        else:
+            try:
+                for address in added:
+                    self._add_client(current[address])
+            except (StackError, OSError, subprocess.SubprocessError) as exc:
+                say(f"the running server did not take a new gateway ({exc}): restarting "
+                    "the front end to apply the whole client list")
+                changed = True
+        if changed:
             say("gateways removed or changed: restarting FreeRADIUS to apply")
             self.radius.restart_front()
-        self.known, self.revision = current, revision
+        self.revision, self.state = revision, state
         gateways.write_directory(applied_file(self.s), revision, ())
+
+    def _add_client(self, gw):
+        """One new gateway into the running front end's client list (radmin)."""
+        single = self.s.radius_run_dir / f"client-{gw.id}.conf"
+        radius_config.write_private(single, self.sections[gw.address])
+        try:
+            radmin(self.s, f"add client file {single}")
+        finally:
+            single.unlink(missing_ok=True)
+        say(f"gateway {gw.name} ({gw.address}) added to the running server")
 
     def sweep(self):
         if db_held_down(self.s):

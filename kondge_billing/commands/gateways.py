@@ -31,7 +31,10 @@ def register(commands):
                         "(default 1, as Cisco and Quintum)")
     command(sub, "list", cmd_list, "list the gateways (secrets are not shown)")
     p = command(sub, "remove", cmd_remove, "remove a gateway (its call records stay)")
-    p.add_argument("name")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", help="the gateway's name")
+    which.add_argument("--id", type=int, help="the gateway's id, as 'kondge server status' "
+                                              "names a gateway it does not serve")
 
     p = command(sub, "modify", cmd_modify,
                 "change how a gateway writes numbers, its languages or billing settings")
@@ -81,12 +84,13 @@ def cmd_list(args, s):
 
 
 def cmd_remove(args, s):
-    revision = in_transaction(s, lambda cur: gateways.remove(cur, args.name))
+    revision = in_transaction(s, lambda cur: gateways.remove(cur, args.name, args.id))
+    which = f"named {args.name}" if args.id is None else f"with id {args.id}"
     if revision is None:
-        raise Refused(f"no gateway named {args.name}; see 'kondge gateways list'")
+        raise Refused(f"no gateway {which}; see 'kondge gateways list'")
     served = stack.apply_gateway_change(s, revision)
-    emit(args, {"removed": args.name, "served": served}, [
-        f"gateway {args.name} removed (its call records stay)", _served_line(s, served)])
+    emit(args, {"removed": args.name or args.id, "served": served}, [
+        f"gateway {which} removed (its call records stay)", _served_line(s, served)])
     return _served_status(served)
 
 

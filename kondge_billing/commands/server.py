@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from .. import spool, stack, supervisor
+from .. import gateways, radius_config, spool, stack, supervisor
 from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
 
 
@@ -75,8 +75,14 @@ def cmd_status(args, s):
     lines.append(f"accounting spool: {st['spool']['spooled']} record(s) waiting, "
                  f"{st['spool']['quarantined']} quarantined")
     lines += [f"PROBLEM: {p}" for p in st["spool"]["problems"]]
+    # gateways the server leaves out of its client list (a setting that breaks
+    # its rule, written with psql): named in the directory file, without secrets
+    st["gateways_not_served"] = gateways.read_skipped(s.gateway_directory)
+    lines += ["PROBLEM: " + radius_config.Skipped(**g).line()
+              for g in st["gateways_not_served"]]
     emit(args, st, lines)
-    return EXIT_OK if up and not st["spool"]["problems"] else EXIT_UNAVAILABLE
+    return (EXIT_OK if up and not st["spool"]["problems"] and not st["gateways_not_served"]
+            else EXIT_UNAVAILABLE)
 
 
 def cmd_unit(args, s):

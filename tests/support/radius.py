@@ -6,8 +6,11 @@ controls the source address (which gateway it is), the packet id and the
 retransmissions.
 """
 
+import hashlib
+import hmac
 import os
 import socket
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +19,51 @@ from pyrad.dictionary import Dictionary
 
 DICTIONARY = Dictionary(str(Path(__file__).with_name("dictionary")))
 
+MESSAGE_AUTHENTICATOR = 80
+
+
+def attribute_spans(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(offset, type, value) of every attribute of a raw RADIUS packet, in order."""
+    (length,) = struct.unpack("!H", data[2:4])
+    spans, at = [], 20
+    while at < length:
+        kind, size = data[at], data[at + 1]
+        if size < 2 or at + size > length:
+            raise AssertionError(f"malformed attribute at offset {at}")
+        spans.append((at, kind, data[at + 2:at + size]))
+        at += size
+    return spans
+
+
+def message_authenticator_state(data: bytes, request_authenticator: bytes,
+                                secret: bytes) -> str:
+    """RFC 3579, 3.2, for a reply to an Access-Request: "absent", "valid" or
+    "invalid". The HMAC-MD5 keyed by the secret runs over Code, Identifier,
+    Length, the *request's* authenticator and the attributes, with the
+    Message-Authenticator's own 16 octets zeroed (computed here, not by pyrad)."""
+    found = [(at, value) for at, kind, value in attribute_spans(data)
+             if kind == MESSAGE_AUTHENTICATOR]
+    if not found:
+        return "absent"
+    if len(found) > 1 or len(found[0][1]) != 16:
+        return "invalid"
+    at, value = found[0]
+    (length,) = struct.unpack("!H", data[2:4])
+    zeroed = bytearray(data[:length])
+    zeroed[4:20] = request_authenticator
+    zeroed[at + 2:at + 18] = bytes(16)
+    expected = hmac.new(secret, bytes(zeroed), hashlib.md5).digest()
+    return "valid" if hmac.compare_digest(expected, value) else "invalid"
+
 
 @dataclass
 class Reply:
     code: int
     pairs: dict = field(default_factory=dict)
+    #: the reply's Message-Authenticator: "absent", "valid" or "invalid" (RFC 3579)
+    message_authenticator: str = "absent"
+    #: attribute type numbers in the order they came
+    attribute_types: tuple = ()
 
     @property
     def accepted(self) -> bool:
@@ -38,6 +81,16 @@ class Reply:
             return None
         assert raw.startswith(wire + "="), f"{raw!r} does not repeat its name"
         return raw[len(wire) + 1:]
+
+
+def _text(value):
+    """A reply value as text; octets that are no text (an HMAC) stay bytes."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value
+    return value
 
 
 class RadiusClient:
@@ -64,9 +117,13 @@ class RadiusClient:
                         continue        # a late answer to an earlier packet
                     if not pkt.VerifyReply(reply, data):
                         raise AssertionError("reply authenticator does not match the secret")
+                    state = "absent"
+                    if pkt.code == packet.AccessRequest:
+                        state = message_authenticator_state(data, raw[4:20], self.secret)
                     return Reply(reply.code, {
-                        key: [v.decode() if isinstance(v, bytes) else v for v in reply[key]]
-                        for key in reply.keys() if isinstance(key, str)})
+                        key: [_text(v) for v in reply[key]]
+                        for key in reply.keys() if isinstance(key, str)}, state,
+                        tuple(kind for _at, kind, _v in attribute_spans(data)))
             except socket.timeout:
                 continue
         return None

@@ -116,3 +116,53 @@ def test_unprocessable_accounting_record_is_kept_and_answered():
                             ("Kondge-Gateway-Address", "127.0.0.1")))
     assert code == radiusd.RLM_MODULE_OK
     assert kept and '"x1"' in kept[0][0] and "odd packet" in kept[0][1]
+
+
+class ParkingDatabase:
+    """Keeps what the call path parks; every other statement fails the test."""
+
+    def __init__(self, down=False):
+        self.kept, self.down = [], down
+
+    def run(self, work):
+        if self.down:
+            from kondge_billing.errors import Unavailable
+            raise Unavailable("database down")
+        outer = self
+
+        class Cur:
+            def execute(self, sql, params):
+                assert "radius_park" in sql or "unprocessed_record" in sql, sql
+                outer.kept.append(params)
+        return work(Cur())
+
+
+def test_accounting_with_no_or_an_unknown_status_is_parked_then_answered():
+    for status, named in (((), "no Acct-Status-Type"),
+                          ((("Acct-Status-Type", "Tunnel-Start"),), "'Tunnel-Start'"),
+                          ((("Acct-Status-Type", "99"),), "'99'")):
+        db = ParkingDatabase()
+        hook, radiusd, logged = load_hook(billing(db))
+        code = hook.accounting(status + (("Acct-Session-Id", "odd-1"),
+                                         ("Kondge-Gateway-Address", "127.0.0.1")))
+        assert code == radiusd.RLM_MODULE_OK and type(code) is int
+        [(pairs, error)] = db.kept
+        assert '"odd-1"' in pairs and named in error and "gateway gw" in error
+        assert any(named in message for _level, message in logged)
+
+
+def test_with_the_database_down_an_odd_record_is_answered_only_once_spooled(tmp_path):
+    pairs = (("Acct-Session-Id", "odd-2"), ("Kondge-Gateway-Address", "127.0.0.1"))
+    hook, radiusd, _logged = load_hook(billing(ParkingDatabase(down=True)), spool=tmp_path)
+    assert hook.accounting(pairs) == radiusd.RLM_MODULE_OK
+    assert b"odd-2" in b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    # nowhere to keep it: not answered (the gateway sends it again)
+    hook, radiusd, _logged = load_hook(billing(ParkingDatabase(down=True)))
+    assert hook.accounting(pairs) == (radiusd.RLM_MODULE_FAIL, (), NO_ANSWER)
+
+
+def test_accounting_on_and_off_are_still_answered_without_the_database():
+    hook, radiusd, _logged = load_hook(billing(NoDatabase()))
+    for status in ("Accounting-On", "Accounting-Off"):
+        assert hook.accounting((("Acct-Status-Type", status), ("Acct-Session-Id", "0"),
+                                ("Kondge-Gateway-Address", "127.0.0.1"))) == radiusd.RLM_MODULE_OK

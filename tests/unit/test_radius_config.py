@@ -1,6 +1,7 @@
 """FreeRADIUS syntax written at run time (kondge_billing/radius_config.py):
 client sections, the clients.conf of each kind of process, workers.conf,
-and strings FreeRADIUS reads back exactly as given, or a refusal."""
+and strings FreeRADIUS reads back exactly as given, or a refusal; a gateway
+that cannot be written is left out, with why, and the others are written."""
 
 import stat
 
@@ -35,20 +36,90 @@ def test_an_ipv6_gateway():
 
 
 def test_clients_conf_holds_every_gateway_in_order():
-    text = rc.clients_conf([gw(id_=2, name="b", address="192.0.2.2"),
-                            gw(id_=1, name="a", address="192.0.2.1")])
+    rendered = rc.render_gateways([gw(id_=2, name="b", address="192.0.2.2"),
+                                   gw(id_=1, name="a", address="192.0.2.1")])
+    text = rendered.text
     assert text.startswith("# Rendered from the gateway table")
     assert text.index("client gw2 {") < text.index("client gw1 {")
-    assert rc.clients_conf([]).count("client") == 0
+    assert list(rendered.sections) == ["192.0.2.2", "192.0.2.1"] and rendered.skipped == ()
+    assert rc.render_gateways([]).text.count("client") == 0
 
 
-def test_a_worker_knows_the_front_end_only():
+# Values a row written with psql could hold (the table's CHECKs bypassed):
+# each would stop FreeRADIUS reading the whole client list, or be read as
+# something else. (setting, value, what the reason names)
+HOSTILE = [
+    ("secret", "back\\slash", "secret"),
+    ("secret", "new\nline", "secret"),
+    ("secret", "caf\u00e9", "secret"),
+    ("secret", "x" * 10000, "secret"),
+    ("secret", "", "secret"),
+    ("secret", "with space", "secret"),
+    ("secret", 'double"quote', "secret"),
+    ("name", "gw'}\nclient evil {", "name"),
+    ("name", "", "name"),
+    ("name", "n\u00e4me", "name"),
+    ("name", "n" * 300, "name"),
+    ("name", "#comment", "name"),
+    ("name", "${confdir}", "name"),
+    ("address", "10.0.0.1 } client x {", "address"),
+    ("address", "0.0.0.0", "address"),
+    ("dialect", "cisco'\n", "dialect"),
+    ("message_authenticator", "maybe", "message authenticator"),
+    ("billed_leg", "both", "billed leg"),
+    ("prepaid_billing_model", 7, "prepaid billing model"),
+    ("country_code", "4a", "country code"),
+    ("language_map", {"en": "a b"}, "language map"),
+    ("language_map", {"en": "\u4e2d\u6587"}, "language map"),
+    ("language_map", {"en": "x\n"}, "language map"),
+    ("language_map", {"EN": "en"}, "language map"),
+    ("language_map", ["en"], "language map"),
+    ("accounting_start", "later", "accounting start"),
+]
+
+
+@pytest.mark.parametrize("setting, value, named", HOSTILE)
+def test_a_gateway_that_breaks_a_rule_is_left_out_and_the_others_are_written(
+        setting, value, named):
+    fields = {"id_": 2, "name": "bad", "address": "192.0.2.2"}
+    bad = gw(**fields)
+    bad = Gateway(**dict(bad.__dict__, **{setting: value}))
+    rendered = rc.render_gateways([gw(id_=1, name="good-1", address="192.0.2.1"), bad,
+                                   gw(id_=3, name="good-3", address="192.0.2.3")])
+    assert list(rendered.sections) == ["192.0.2.1", "192.0.2.3"]
+    assert "client gw2 " not in rendered.text
+    assert "client gw1 {" in rendered.text and "client gw3 {" in rendered.text
+    [skipped] = rendered.skipped
+    assert skipped.id == 2 and named in skipped.problem
+    # the reason is one printable line and never holds the secret
+    line = skipped.line()
+    assert line.isprintable() and len(line) < 1000
+    if setting == "secret" and value:
+        assert value not in line
+    assert "s3cret" not in line
+
+
+def test_a_skipped_gateway_with_a_hostile_name_is_named_by_its_id_escaped():
+    rendered = rc.render_gateways([gw(name="gw\nb", id_=9)])
+    [skipped] = rendered.skipped
+    assert skipped.gateway == "#9 'gw\\nb'" and "\n" not in skipped.line()
+
+
+def test_a_second_gateway_on_an_address_is_left_out():
+    """Two clients on one address would stop FreeRADIUS reading the list."""
+    rendered = rc.render_gateways([gw(id_=1, name="first"), gw(id_=2, name="second")])
+    assert list(rendered.sections) == ["192.0.2.10"] and "client gw1 {" in rendered.text
+    assert [(s.id, s.problem) for s in rendered.skipped] == [
+        (2, "gateway first has this address")]
+
+
+def test_a_worker_knows_the_front_end_only_and_requires_its_message_authenticator():
     assert rc.frontend_client("Ab-9_x") == (
         "client kondge-frontend {\n"
         "\tipaddr = 127.0.0.1\n"
         "\tsecret = 'Ab-9_x'\n"
         "\tshortname = 'kondge-frontend'\n"
-        "\trequire_message_authenticator = no\n"
+        "\trequire_message_authenticator = yes\n"
         "}\n")
 
 
@@ -106,7 +177,7 @@ def test_strings_are_written_so_that_freeradius_reads_them_as_given(value, writt
 
 @pytest.mark.parametrize("value", [
     "back\\slash", "ends in \\", "\\'", "new\nline", "tab\there", "nul\x00", "del\x7f",
-    "caf\u00e9", "\u2018quoted\u2019",
+    "caf\u00e9", "\u2018quoted\u2019", "x" * (rc.MAX_LENGTH + 1),
 ])
 def test_strings_freeradius_cannot_carry_as_given_are_refused(value):
     with pytest.raises(rc.RadiusConfigError):
@@ -133,7 +204,7 @@ def test_a_refusal_names_the_gateway_but_never_the_secret():
 
 @pytest.mark.parametrize("change", [
     {"secret": ""}, {"address": "gw.example.com"}, {"address": "10.0.0.1 } client x {"},
-    {"message_authenticator": "maybe"}, {"name": "gw\nb"},
+    {"message_authenticator": "maybe"}, {"name": "gw\nb"}, {"id_": "7 {"},
 ])
 def test_a_gateway_that_would_not_render_exactly_is_refused(change):
     with pytest.raises(rc.RadiusConfigError):
