@@ -163,9 +163,10 @@ def h323_time(raw: str | None) -> ParsedTime:
                          int(match["m"]), int(match["s"]),
                          int((match["ms"] or "0").ljust(3, "0")) * 1000,
                          tzinfo=timezone(timedelta(hours=zone)))
-    except (ValueError, TypeError):
+        # OverflowError: a time near year 1 or 9999 that UTC cannot hold
+        return ParsedTime(value.astimezone(timezone.utc), tuple(flags))
+    except (ValueError, TypeError, OverflowError):
         return ParsedTime(None, tuple(flags) + ("time-unparsed",))
-    return ParsedTime(value.astimezone(timezone.utc), tuple(flags))
 
 
 # --- accounting --------------------------------------------------------------

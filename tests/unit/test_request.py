@@ -39,6 +39,16 @@ def test_h323_time_unparseable_is_flagged(raw, flag):
     assert parsed.value is None and flag in parsed.flags
 
 
+@pytest.mark.parametrize("raw", ["23:59:59.999 PST Fri Dec 31 9999",
+                                 "00:00:00.000 JST Mon Jan 01 0001"])
+def test_h323_time_beyond_what_utc_holds_is_flagged_not_raised(raw):
+    parsed = h323_time(raw)
+    assert parsed.value is None and parsed.flags == ("time-unparsed",)
+    rec = accounting_record(stop_pairs(**{"h323-disconnect-time": "h323-disconnect-time=" + raw}),
+                            NOW)
+    assert rec.disconnect_time is None and "time-unparsed" in rec.flags
+
+
 @pytest.mark.parametrize("raw, number", [
     ("+447911123456", "447911123456"), ("15551234", "15551234"), ("abc", None),
     ("1" * 33, None), (" 123 ", "123"), ("sip:123@x", None), (None, None)])
