@@ -133,6 +133,17 @@ def test_a_session_time_that_is_no_talk_time_is_none_and_flagged(raw):
     assert rec.session_time is None and "session-time-invalid" in rec.flags
 
 
+def test_a_value_ends_at_its_first_nul_as_rlm_python3_hands_it_over():
+    """The journal and the quarantine read a record whole: it maps as the hook saw it."""
+    whole = accounting_record(stop_pairs(**{"Acct-Session-Id": "000B5571\x00tail",
+                                            "User-Name": "1000000008\x00\x00"}), NOW)
+    seen = accounting_record(stop_pairs(**{"Acct-Session-Id": "000B5571"}), NOW)
+    assert whole.acct_session_id == "000B5571" and whole.user_name == "1000000008"
+    assert whole == seen
+    req = access_request((("User-Name", "1000000008\x00x"), ("User-Password", "1234\x00")))
+    assert req.user_name == "1000000008" and req.pin == "1234"
+
+
 def test_odd_values_are_flagged_not_raised():
     rec = accounting_record(stop_pairs(**{
         "Acct-Session-Time": "-5", "Calling-Station-Id": "anonymous",
