@@ -343,6 +343,7 @@ class Tally:
     codes: Counter = field(default_factory=Counter)                       # code -> probes
     answers: dict = field(default_factory=lambda: defaultdict(Counter))   # kind -> code -> n
     unanswered_unmutated: Counter = field(default_factory=Counter)        # template -> n
+    unanswered_samples: list = field(default_factory=list)                # the first of them
     expected_silence: Counter = field(default_factory=Counter)            # reason -> n
     stray_answers: int = 0
     late_answers: int = 0           # after --timeout (judged all the same)
@@ -418,6 +419,8 @@ class Fuzzer:
                 self.tally.answers[kind]["no answer"] += 1
             if sent.probe.kinds == ("none",) and not sent.probe.silent:
                 self.tally.unanswered_unmutated[sent.probe.template] += 1
+                if len(self.tally.unanswered_samples) < 20:
+                    self.tally.unanswered_samples.append(sent.probe.to_json())
 
     def _answer(self, source: str, index: int, data: bytes):
         sent = self.slots.get((source, index, data[1] if len(data) > 1 else None))
@@ -692,6 +695,7 @@ def report(run: Run, t: Tally, batches: list, seconds: float, sending: float) ->
         "answers": dict(t.codes.most_common()),
         "expected_silence": dict(t.expected_silence.most_common()),
         "unanswered_unmutated": dict(t.unanswered_unmutated.most_common()),
+        "unanswered_unmutated_first": t.unanswered_samples,
         "stray_answers": t.stray_answers, "late_answers": t.late_answers,
         "send_errors": t.send_errors, "answered_accounting": t.answered_accounting,
         "findings_per_check": dict(t.findings.most_common()),
