@@ -25,9 +25,10 @@ changes):
            packet exactly (a length byte below 2, past the end, type 0);
            more than 200 attributes; EAP-Message without
            Message-Authenticator.
-  replies  Anything else may be answered or not (overload, a refusal to
-           answer is never wrong). An answer must come from the port asked,
-           carry the request's id, a Response Authenticator (and any
+  replies  Anything else may be answered or not (no answer is never a
+           finding: overload control and a full queue drop requests by
+           design). An answer must come from the port asked, carry the
+           request's id, a Response Authenticator (and any
            Message-Authenticator) that holds with the gateway's secret, and
            fit the request: Access-Accept or Access-Reject to an
            Access-Request, Accounting-Response to an Accounting-Request,
@@ -47,10 +48,10 @@ changes):
   reject   An Access-Reject carries no credit amount, credit time or
            Session-Timeout.
   batch    After each batch: the supervisor, the front end, every worker
-           and PostgreSQL run with the pids they had (or the supervisor
-           restarted them: reported as restarted); a valid login of a card
-           no mutated packet names is accepted within 10 s; the
-           reconciliation report and v_balance_mismatch are empty; no
+           and PostgreSQL run with the pids they had (one the supervisor
+           restarted is a finding all the same, named so); a valid login
+           of a card no generated packet names is accepted within 10 s;
+           the reconciliation report and v_balance_mismatch are empty; no
            prepaid card is below 0, no postpaid one below minus its credit
            limit; `kondge accounting check` misses nothing and journals at
            least as many records as were answered; no record was parked in
@@ -316,15 +317,17 @@ class Sockets:
         return failed
 
     def receive(self, wait: float):
-        """[(source, socket index, datagram)] that arrived within `wait` seconds."""
+        """[(source, socket index, datagram, port it came from)] that arrived
+        within `wait` seconds."""
         got = []
         for fd, _ in self.poller.poll(max(wait, 0.0)):
             address, i, sock = self.by_fd[fd]
             while True:
                 try:
-                    got.append((address, i, sock.recv(8192)))
+                    data, sender = sock.recvfrom(8192)
                 except BlockingIOError:
                     break
+                got.append((address, i, data, sender[1]))
         return got
 
     def close(self):
@@ -395,8 +398,8 @@ class Fuzzer:
             if i >= len(probes) and not pending:
                 return time.monotonic() - started
             due = started + i / self.rate if i < len(probes) else now + 0.05
-            for source, index, data in self.sockets.receive(min(due - now, 0.05)):
-                self._answer(source, index, data)
+            for source, index, data, port in self.sockets.receive(min(due - now, 0.05)):
+                self._answer(source, index, data, port)
 
     def _send(self, probe: fp.Probe, now: float) -> Sent:
         t = self.tally
@@ -422,7 +425,7 @@ class Fuzzer:
                 if len(self.tally.unanswered_samples) < 20:
                     self.tally.unanswered_samples.append(sent.probe.to_json())
 
-    def _answer(self, source: str, index: int, data: bytes):
+    def _answer(self, source: str, index: int, data: bytes, port: int):
         sent = self.slots.get((source, index, data[1] if len(data) > 1 else None))
         if sent is None:
             self.tally.stray_answers += 1
@@ -441,6 +444,9 @@ class Fuzzer:
         if len(sent.answers) > probe.repeat:
             self.tally.finding("answered-more-than-sent", f"{len(sent.answers)} answers",
                                probe, data)
+            return
+        if port != self.sockets.ports[probe.port]:
+            self.tally.finding("answer-from-another-port", f"port {port}", probe, data)
             return
         try:
             problem = judge(probe, data, self.world, self.dictionary)
