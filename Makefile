@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine chaos psql clean
+.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine chaos fuzz psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -53,6 +53,15 @@ bench: setup
 # minutes. See bench/chaos.py --help and docs/operations.md.
 chaos: setup
 	$(VENV)/bin/python bench/chaos.py
+
+# Random and mutated RADIUS packets through the real service, at least
+# 100,000 of them, with process, answer, accounting and books checks after
+# each batch (a service of its own under var/fuzz-run; results in
+# var/fuzz/report.{json,txt} and findings.jsonl); about 4 minutes.
+# FUZZ_ARGS passes options: FUZZ_ARGS="--seed 7 --rate 500". See
+# bench/fuzz.py --help and docs/operations.md.
+fuzz: setup
+	$(VENV)/bin/python bench/fuzz.py $(FUZZ_ARGS)
 
 # The floor alone (see bench/floor.py --help).
 bench-floor: setup

@@ -31,7 +31,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ import psycopg2.extras  # noqa: E402
 from pyrad import packet  # noqa: E402
 from pyrad.dictionary import Dictionary  # noqa: E402
 
+from bench.private_service import (db, kondge, query, service_env, start_fresh,  # noqa: E402
+                                   wait_drained)
 from kondge_billing import cards, config, stack  # noqa: E402
 from kondge_billing.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
@@ -54,7 +55,6 @@ from tests.support.cards import luhn_number  # noqa: E402
 VAR = HOME / "var" / "chaos-run"
 OUT = HOME / "var" / "chaos"
 PG_PORT = 5493
-KONDGE = [sys.executable, "-m", "kondge_billing.cli"]
 DICTIONARY = Dictionary(str(HOME / "tests" / "support" / "dictionary"))
 SECRET = b"testing123"             # the demo gateway, 127.0.0.1
 ACCESS = "18005550100"
@@ -241,53 +241,8 @@ class _Socket(asyncio.DatagramProtocol):
 
 # --- the service ---------------------------------------------------------------------
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def chaos_env():
-    env = dict(os.environ)
-    env.update({"KONDGE_VAR": str(VAR), "KONDGE_PG_PORT": str(PG_PORT),
-                "KONDGE_AUTH_PORT": str(free_port()), "KONDGE_ACCT_PORT": str(free_port()),
-                "KONDGE_LISTEN": "127.0.0.1", "KONDGE_PIN_KEY": str(VAR / "pin.key"),
-                "KONDGE_SWEEP_SECONDS": "30"})
-    env.pop("KONDGE_DSN", None)
-    return env
-
-
-def kondge(env, *args, timeout=180):
-    return subprocess.run(KONDGE + list(args), env=env, cwd=HOME, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def db(s):
-    conn = psycopg2.connect(s.dsn)
-    conn.autocommit = True
-    return conn
-
-
-def query(s, sql, params=()):
-    conn = db(s)
-    try:
-        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def setup(env, s):
-    if VAR.exists():
-        kondge(env, "server", "stop")
-        subprocess.run(["rm", "-rf", str(VAR)], check=True)
-    VAR.mkdir(parents=True)
-    (VAR / "pin.key").write_text(os.urandom(32).hex())
-    (VAR / "pin.key").chmod(0o600)
-    r = kondge(env, "server", "start")
-    if r.returncode != 0:
-        raise SystemExit(f"the service did not start:\n{r.stdout}{r.stderr}")
+    start_fresh(env, VAR)
     key = load_key(s.pin_key_file)
     conn = db(s)
     numbers = []
@@ -450,20 +405,6 @@ def books(s, calls):
             "lost_calls": lost[:20], "wrong_calls": wrong[:20]}
 
 
-def wait_drained(env, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = kondge(env, "--json", "accounting", "spool")
-        try:
-            data = json.loads(r.stdout)
-        except ValueError:
-            data = {}
-        if data.get("spooled") == 0 and data.get("quarantined") == 0:
-            return True
-        time.sleep(1.0)
-    return False
-
-
 async def run_row(name, env, s, numbers, rate, warmup=8.0, after=15.0):
     gen = Generator(s.auth_port, s.acct_port, numbers, rate,
                     poison_share=0.05 if name == "poison_records" else 0.0)
@@ -543,7 +484,7 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in MATRIX]
     if unknown:
         parser.error(f"no such fault: {', '.join(unknown)} (see --list)")
-    env = chaos_env()
+    env = service_env(VAR, PG_PORT, KONDGE_SWEEP_SECONDS="30")
     s = config.load(env)
     rows = []
     try:

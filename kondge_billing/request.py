@@ -19,14 +19,19 @@ DIGITS = re.compile(r"^[0-9]{1,32}\Z")
 
 
 def collect(pairs) -> dict[str, list[str]]:
-    """Pairs as FreeRADIUS hands them over -> {name: [values]}."""
+    """Pairs as FreeRADIUS hands them over -> {name: [values]}.
+
+    A value ends at its first NUL: rlm_python3 hands the hook a string only
+    up to there, so a record read back whole (the journal of answered
+    accounting, the quarantine) maps as the hook saw it, and no NUL
+    reaches the database (which refuses one in text)."""
     result: dict[str, list[str]] = {}
     for item in pairs or ():
         if not isinstance(item, tuple) or len(item) < 2:
             continue
         name, value = item[0], item[-1]
         if isinstance(name, str) and isinstance(value, str):
-            result.setdefault(name, []).append(value)
+            result.setdefault(name, []).append(value.split("\0", 1)[0])
     return result
 
 
@@ -163,9 +168,10 @@ def h323_time(raw: str | None) -> ParsedTime:
                          int(match["m"]), int(match["s"]),
                          int((match["ms"] or "0").ljust(3, "0")) * 1000,
                          tzinfo=timezone(timedelta(hours=zone)))
-    except (ValueError, TypeError):
+        # OverflowError: a time near year 1 or 9999 that UTC cannot hold
+        return ParsedTime(value.astimezone(timezone.utc), tuple(flags))
+    except (ValueError, TypeError, OverflowError):
         return ParsedTime(None, tuple(flags) + ("time-unparsed",))
-    return ParsedTime(value.astimezone(timezone.utc), tuple(flags))
 
 
 # --- accounting --------------------------------------------------------------

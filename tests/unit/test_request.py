@@ -39,6 +39,16 @@ def test_h323_time_unparseable_is_flagged(raw, flag):
     assert parsed.value is None and flag in parsed.flags
 
 
+@pytest.mark.parametrize("raw", ["23:59:59.999 PST Fri Dec 31 9999",
+                                 "00:00:00.000 JST Mon Jan 01 0001"])
+def test_h323_time_beyond_what_utc_holds_is_flagged_not_raised(raw):
+    parsed = h323_time(raw)
+    assert parsed.value is None and parsed.flags == ("time-unparsed",)
+    rec = accounting_record(stop_pairs(**{"h323-disconnect-time": "h323-disconnect-time=" + raw}),
+                            NOW)
+    assert rec.disconnect_time is None and "time-unparsed" in rec.flags
+
+
 @pytest.mark.parametrize("raw, number", [
     ("+447911123456", "447911123456"), ("15551234", "15551234"), ("abc", None),
     ("1" * 33, None), (" 123 ", "123"), ("sip:123@x", None), (None, None)])
@@ -121,6 +131,17 @@ def test_the_digest_tells_a_retransmission_from_another_stop():
 def test_a_session_time_that_is_no_talk_time_is_none_and_flagged(raw):
     rec = accounting_record(stop_pairs(**{"Acct-Session-Time": raw}), NOW)
     assert rec.session_time is None and "session-time-invalid" in rec.flags
+
+
+def test_a_value_ends_at_its_first_nul_as_rlm_python3_hands_it_over():
+    """The journal and the quarantine read a record whole: it maps as the hook saw it."""
+    whole = accounting_record(stop_pairs(**{"Acct-Session-Id": "000B5571\x00tail",
+                                            "User-Name": "1000000008\x00\x00"}), NOW)
+    seen = accounting_record(stop_pairs(**{"Acct-Session-Id": "000B5571"}), NOW)
+    assert whole.acct_session_id == "000B5571" and whole.user_name == "1000000008"
+    assert whole == seen
+    req = access_request((("User-Name", "1000000008\x00x"), ("User-Password", "1234\x00")))
+    assert req.user_name == "1000000008" and req.pin == "1234"
 
 
 def test_odd_values_are_flagged_not_raised():
