@@ -30,7 +30,7 @@ GRANT EXECUTE ON FUNCTION
     kondge.radius_correct(bigint, text, text, timestamptz, integer, integer, text, text, numeric,
                           text[]),
     kondge.radius_park(jsonb, text),
-    kondge.radius_auto_bind(bigint, text)
+    kondge.radius_auto_bind(bigint, text, integer, text)
    TO kondge_radius;
 
 -- Operators: cards, categories, batches, vouchers, callers, access numbers

@@ -6,17 +6,38 @@
 -- in on and its policy; and, at stage 2, the rating of the destination
 -- under the card's tariff.
 --
+-- Nothing about a card leaves without its proof. A card-number login
+-- returns one row with `refusal` set and nothing else when:
+--   gateway-locked, caller-locked, card-locked: too many wrong PINs from this
+--       gateway, from this caller number, or for this card number
+--       (pin_guard; `refused_until` says until when); checked before the
+--       card is looked up or its PIN compared, so a locked key learns nothing;
+--   unknown: no card has this number; wrong-pin: the PIN does not match (a
+--       missing PIN is a wrong one). Both are counted (pin_failed.sql).
+-- A caller login (p_number NULL) needs a caller number bound to a card; an
+-- unbound one returns no row.
+--
+-- The success path reads the counters with one index probe and writes
+-- nothing more than before, unless the card number had wrong PINs, which
+-- the right PIN forgives.
+--
 -- The stage: p_stage when the gateway named it (Service-Type), else a
 -- request with no Called-Station-Id or with one of our access numbers in it
 -- is a login (stage 1), any other number a destination (stage 2).
 -- The access number: at stage 1 the number called; it is kept for the call
 -- (call_login) so that stage 2 and the CDR price by it whatever the order
 -- of the packets; at stage 2 the one stage 1 kept, else the incoming leg's.
+-- The login (call_login, keyed by the gateway and p_call_id) names the card
+-- proven for the call: radius_hold and radius_auto_bind act on that card
+-- only. Stage 1 writes it when it keeps an access number (as it always
+-- did) or when the card may bind this caller; stage 2 when it is missing or
+-- names another card.
 CREATE OR REPLACE FUNCTION kondge.radius_card(
     p_number text, p_pin_hash text, p_caller_number text, p_called text, p_caller text,
     p_gateway_id integer, p_call_id text, p_conf_id text, p_stage text, p_at timestamptz
 ) RETURNS TABLE (
-    id bigint, number text, pin_ok boolean, balance numeric, currency char(3), status text,
+    refusal text, refused_until text,
+    id bigint, number text, balance numeric, currency char(3), status text,
     expires_at timestamptz, language text, category text, billing text, credit_limit numeric,
     max_calls integer, max_call_seconds integer, auto_bind boolean, max_callers integer,
     held numeric, active_calls integer, stage text, access_number text, access_login text,
@@ -26,13 +47,38 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
 #variable_conflict use_column
 DECLARE
     v_card   record;
-    v_pin_ok boolean;
+    v_guard  record;
     v_stage  text;
     v_access text;
+    v_login  record;
     v_policy record;
     v_holds  record;
     v_bound_card bigint;
+    v_counted boolean := false;      -- the card number has wrong PINs (or locks) counted
 BEGIN
+    IF p_number IS NOT NULL THEN
+        SELECT max(g.locked_until) FILTER (WHERE g.scope = 'gateway') AS gateway_until,
+               max(g.locked_until) FILTER (WHERE g.scope = 'caller') AS caller_until,
+               max(g.locked_until) FILTER (WHERE g.scope = 'card') AS card_until,
+               count(*) FILTER (WHERE g.scope = 'card') > 0 AS card_counted
+          INTO v_guard
+          FROM kondge.pin_guard g
+         WHERE (g.scope = 'card' AND g.key = p_number)
+            OR (g.scope = 'caller' AND g.key = p_caller_number)
+            OR (g.scope = 'gateway' AND g.key = p_gateway_id::text);
+        refusal := CASE WHEN v_guard.gateway_until > now() THEN 'gateway-locked'
+                        WHEN v_guard.caller_until > now() THEN 'caller-locked'
+                        WHEN v_guard.card_until > now() THEN 'card-locked' END;
+        IF refusal IS NOT NULL THEN
+            refused_until := CASE refusal WHEN 'gateway-locked' THEN v_guard.gateway_until
+                                          WHEN 'caller-locked' THEN v_guard.caller_until
+                                          ELSE v_guard.card_until END::text;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        v_counted := v_guard.card_counted;
+    END IF;
+
     SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at,
            c.language, c.category, c.tariff_id, cat.tariff_id AS category_tariff_id,
            cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds, cat.auto_bind,
@@ -42,45 +88,78 @@ BEGIN
      WHERE (p_number IS NOT NULL AND c.number = p_number)
         OR (p_number IS NULL
             AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
+    IF p_number IS NOT NULL
+       AND (v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash) THEN
+        PERFORM kondge.pin_failed(p_number, p_caller_number, p_gateway_id);
+        refusal := CASE WHEN v_card.id IS NULL THEN 'unknown' ELSE 'wrong-pin' END;
+        RETURN NEXT;
+        RETURN;
+    END IF;
     IF v_card.id IS NULL THEN
         RETURN;
     END IF;
-    v_pin_ok := CASE WHEN p_number IS NULL THEN NULL ELSE v_card.pin_hash = p_pin_hash END;
+    IF v_counted THEN
+        -- the right PIN forgives the wrong ones, unless a lock came meanwhile
+        DELETE FROM kondge.pin_guard g
+         WHERE g.scope = 'card' AND g.key = p_number
+           AND NOT coalesce(g.locked_until > now(), false);
+        IF NOT FOUND THEN
+            SELECT g.locked_until::text INTO refused_until FROM kondge.pin_guard g
+             WHERE g.scope = 'card' AND g.key = p_number AND g.locked_until > now();
+            IF FOUND THEN
+                refusal := 'card-locked';
+                RETURN NEXT;
+                RETURN;
+            END IF;
+        END IF;
+    END IF;
 
+    SELECT b.card_id INTO v_bound_card FROM kondge.caller b WHERE b.number = p_caller_number;
     v_stage := coalesce(p_stage, CASE
         WHEN coalesce(p_called, '') = '' THEN 'login'
         WHEN EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN 'login'
         ELSE 'destination' END);
     IF v_stage = 'login' THEN
         v_access := nullif(p_called, '');
-        IF p_conf_id IS NOT NULL AND v_access IS NOT NULL AND v_pin_ok IS NOT FALSE THEN
-            INSERT INTO kondge.call_login (gateway_id, call_id, access_number)
-            VALUES (p_gateway_id, p_conf_id, v_access)
-            ON CONFLICT DO NOTHING;
+        IF (p_conf_id IS NOT NULL AND v_access IS NOT NULL)
+           OR (p_number IS NOT NULL AND v_card.auto_bind AND p_caller_number IS NOT NULL
+               AND v_bound_card IS NULL) THEN
+            INSERT INTO kondge.call_login AS l (gateway_id, call_id, access_number, card_id)
+            VALUES (p_gateway_id, p_call_id, v_access, v_card.id)
+            ON CONFLICT (gateway_id, call_id) DO UPDATE
+               SET card_id = EXCLUDED.card_id,
+                   access_number = coalesce(l.access_number, EXCLUDED.access_number)
+             WHERE l.card_id IS DISTINCT FROM EXCLUDED.card_id
+                OR (l.access_number IS NULL AND EXCLUDED.access_number IS NOT NULL);
         END IF;
-    ELSIF p_conf_id IS NOT NULL THEN
-        SELECT l.access_number INTO v_access FROM kondge.call_login l
-         WHERE l.gateway_id = p_gateway_id AND l.call_id = p_conf_id;
-        IF v_access IS NULL THEN
+    ELSE
+        SELECT l.access_number, l.card_id INTO v_login FROM kondge.call_login l
+         WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id;
+        v_access := v_login.access_number;
+        IF v_access IS NULL AND p_conf_id IS NOT NULL THEN
             SELECT l.called INTO v_access FROM kondge.call_leg l
              WHERE l.gateway_id = p_gateway_id AND l.call_id = p_conf_id AND l.leg = 'answer'
              LIMIT 1;
+        END IF;
+        IF v_login.card_id IS DISTINCT FROM v_card.id THEN
+            INSERT INTO kondge.call_login AS l (gateway_id, call_id, access_number, card_id)
+            VALUES (p_gateway_id, p_call_id, NULL, v_card.id)
+            ON CONFLICT (gateway_id, call_id) DO UPDATE SET card_id = EXCLUDED.card_id;
         END IF;
     END IF;
     SELECT a.login, a.language, a.prompt_id INTO v_policy
       FROM kondge.access_number a WHERE a.number = v_access;
     v_holds := kondge.card_holds(v_card.id, p_gateway_id, p_call_id);
-    SELECT b.card_id INTO v_bound_card FROM kondge.caller b WHERE b.number = p_caller_number;
 
-    RETURN QUERY SELECT
-        v_card.id, v_card.number, v_pin_ok, v_card.balance, v_card.currency, v_card.status,
+    RETURN QUERY SELECT NULL::text, NULL::text,
+        v_card.id, v_card.number, v_card.balance, v_card.currency, v_card.status,
         v_card.expires_at, v_card.language, v_card.category, v_card.billing,
         v_card.credit_limit, v_card.max_calls, v_card.max_call_seconds, v_card.auto_bind,
         v_card.max_callers, v_holds.held, v_holds.calls, v_stage, v_access,
         coalesce(v_policy.login, 'both'), v_policy.language, v_policy.prompt_id,
         (SELECT count(*) FROM kondge.caller b WHERE b.card_id = v_card.id),
         v_bound_card,
-        CASE WHEN v_stage = 'destination' AND v_pin_ok IS NOT FALSE THEN
+        CASE WHEN v_stage = 'destination' THEN
             kondge.rating_context(v_card.category, p_called, p_caller, v_access, p_gateway_id,
                                   p_at, coalesce(v_card.tariff_id, v_card.category_tariff_id))::text
         END;
