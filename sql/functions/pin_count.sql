@@ -1,9 +1,11 @@
--- One failure of a caller number or gateway, within its window; a key
--- whose window or lock is over starts counting afresh.
+-- One failure of a caller number or gateway (pin_failed), within its
+-- window; a key whose window or lock is over starts counting afresh. At
+-- p_tries the key is locked for one window. Returns false, counting
+-- nothing, when the key is locked already.
 CREATE OR REPLACE FUNCTION kondge.pin_count(
     p_key text, p_scope text, p_tries integer, p_window integer,
     p_number text, p_caller text, p_gateway_id integer)
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql SET search_path = kondge, public AS $$
 DECLARE
     v_row kondge.pin_guard;
@@ -19,12 +21,17 @@ BEGIN
                             THEN now() ELSE g.window_start END,
         locked_until = CASE WHEN g.locked_until <= now() THEN NULL ELSE g.locked_until END,
         last_failure = now()
+     WHERE NOT coalesce(g.locked_until > now(), false)
     RETURNING * INTO v_row;
-    IF v_row.failures >= p_tries AND v_row.locked_until IS NULL THEN
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_row.failures >= p_tries THEN
         UPDATE kondge.pin_guard g SET locked_until = now() + make_interval(secs => p_window)
          WHERE g.scope = p_scope AND g.key = p_key
         RETURNING * INTO v_row;
         PERFORM kondge.pin_locked(v_row, p_tries, p_number, p_caller, p_gateway_id);
     END IF;
+    RETURN true;
 END;
 $$;

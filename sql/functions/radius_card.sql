@@ -13,7 +13,9 @@
 --       (pin_guard; `refused_until` says until when); checked before the
 --       card is looked up or its PIN compared, so a locked key learns nothing;
 --   unknown: no card has this number; wrong-pin: the PIN does not match (a
---       missing PIN is a wrong one). Both are counted (pin_failed.sql).
+--       missing PIN is a wrong one). Both are counted (pin_failed.sql); one
+--       that finds a lock committed since the look at the locks is answered
+--       as locked, and the right PIN then is refused too (below).
 -- A caller login (p_number NULL) needs a caller number bound to a card; an
 -- unbound one returns no row.
 --
@@ -90,8 +92,15 @@ BEGIN
             AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
     IF p_number IS NOT NULL
        AND (v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash) THEN
-        PERFORM kondge.pin_failed(p_number, p_caller_number, p_gateway_id);
-        refusal := CASE WHEN v_card.id IS NULL THEN 'unknown' ELSE 'wrong-pin' END;
+        refusal := kondge.pin_failed(p_number, p_caller_number, p_gateway_id);
+        IF refusal IS NOT NULL THEN         -- a lock came meanwhile: answered as locked
+            SELECT g.locked_until::text INTO refused_until FROM kondge.pin_guard g
+             WHERE (g.scope, g.key) = (split_part(refusal, '-', 1), CASE refusal
+                       WHEN 'card-locked' THEN p_number WHEN 'caller-locked' THEN p_caller_number
+                       ELSE p_gateway_id::text END);
+        ELSE
+            refusal := CASE WHEN v_card.id IS NULL THEN 'unknown' ELSE 'wrong-pin' END;
+        END IF;
         RETURN NEXT;
         RETURN;
     END IF;
