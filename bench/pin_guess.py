@@ -11,7 +11,8 @@ what the limits cost the success path.
    access number) and stage 2 (its destination), every one with the right
    PIN. pin_guard holds 2,000 counters of other keys, as a server in use
    would. Mean and median time per call as the client sees it (over the
-   socket), and PostgreSQL's own (pg_stat_user_functions, total time).
+   socket, commit included), and the CPU time the PostgreSQL backend spent
+   on it (/proc/PID/schedstat: steadier than clocks on a busy machine).
 
 2. The attack (`attack`): the real service (`kondge server start` on a
    cluster of its own under var/bench-pin, FreeRADIUS on free ports), one
@@ -97,10 +98,6 @@ def install_baseline(dsn, rev):
 
 
 def cost(s, key, calls, rev) -> dict:
-    su = psycopg2.connect(stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge"))
-    su.autocommit = True
-    with su.cursor() as cur:
-        cur.execute("ALTER DATABASE kondge SET track_functions = 'pl'")
     install_baseline(s.dsn, rev)
     db = Database(s.dsn, timeout_ms=600_000)
     rng = random.Random(7)
@@ -122,11 +119,13 @@ def cost(s, key, calls, rev) -> dict:
     hashes = {n: pin_hash(key, n, "4321") for n in numbers}
     conn = psycopg2.connect(s.dsn)
     conn.autocommit = True
-    times = {v: {"stage1": [], "stage2": []} for v in ("before", "now")}
-    sql = ("SELECT * FROM kondge.{fn}(%s, %s, %s, %s, %s, 1, %s, %s, NULL, now())")
-    block, done = 250, 0
+    wall = {v: {"stage1": [], "stage2": []} for v in ("before", "now")}
+    cpu = {v: {"stage1": [], "stage2": []} for v in ("before", "now")}
+    sql = "SELECT * FROM kondge.{fn}(%s, %s, %s, %s, %s, 1, %s, %s, NULL, now())"
+    block, done = 100, 0
     with conn.cursor() as cur:
-        base = function_times(cur)
+        cur.execute("SELECT pg_backend_pid()")
+        backend = Path(f"/proc/{cur.fetchone()[0]}/schedstat")
         while done < calls:
             order = ("before", "now") if (done // block) % 2 == 0 else ("now", "before")
             for variant in order:
@@ -136,42 +135,34 @@ def cost(s, key, calls, rev) -> dict:
                     call = f"{variant}-{i}"
                     caller = f"1555{i % 1000000:07d}"
                     for stage, called in (("stage1", ACCESS), ("stage2", DESTINATION)):
+                        ran = _cpu_ns(backend)
                         t = time.perf_counter()
                         cur.execute(sql.format(fn=fn), (number, hashes[number], caller, called,
                                                         caller, call, call))
                         row = cur.fetchone()
-                        times[variant][stage].append(time.perf_counter() - t)
+                        wall[variant][stage].append(time.perf_counter() - t)
+                        cpu[variant][stage].append(_cpu_ns(backend) - ran)
                         assert row is not None
             done += block
-        cur.execute("SELECT pg_stat_force_next_flush()")
-        cur.execute("SELECT 1")
-        after = function_times(cur)
     conn.close()
     result = {"calls": done, "pin_guard_rows": 2000, "baseline": rev}
     for variant in ("before", "now"):
-        fn = "radius_card_before" if variant == "before" else "radius_card"
-        server = after.get(fn, (0, 0.0))
-        calls_made, total_ms = server[0] - base.get(fn, (0, 0.0))[0], \
-            server[1] - base.get(fn, (0, 0.0))[1]
         result[variant] = {
             stage: {"mean_us": round(1e6 * statistics.mean(ts), 1),
-                    "median_us": round(1e6 * statistics.median(ts), 1)}
-            for stage, ts in times[variant].items()}
-        result[variant]["server_mean_us"] = round(1000 * total_ms / max(calls_made, 1), 1)
-        result[variant]["server_calls"] = calls_made
+                    "median_us": round(1e6 * statistics.median(ts), 1),
+                    "backend_cpu_mean_us": round(statistics.mean(cpu[variant][stage]) / 1000, 1)}
+            for stage, ts in wall[variant].items()}
     for stage in ("stage1", "stage2"):
-        b, n = result["before"][stage]["mean_us"], result["now"][stage]["mean_us"]
-        result[f"{stage}_change_percent"] = round(100 * (n - b) / b, 1)
-    b, n = result["before"]["server_mean_us"], result["now"]["server_mean_us"]
-    result["server_change_percent"] = round(100 * (n - b) / b, 1)
-    su.close()
+        for measure, key_ in (("mean_us", "change_percent"),
+                              ("backend_cpu_mean_us", "cpu_change_percent")):
+            b, n = result["before"][stage][measure], result["now"][stage][measure]
+            result[f"{stage}_{key_}"] = round(100 * (n - b) / b, 1)
     return result
 
 
-def function_times(cur) -> dict:
-    cur.execute("""SELECT funcname, calls, total_time FROM pg_stat_user_functions
-                    WHERE funcname IN ('radius_card', 'radius_card_before')""")
-    return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+def _cpu_ns(schedstat: Path) -> int:
+    """The CPU time a process has run, in ns (/proc/PID/schedstat)."""
+    return int(schedstat.read_text().split()[0])
 
 
 # --- 2. the attack -------------------------------------------------------------------------
@@ -461,17 +452,16 @@ def report(results) -> str:
     c = results.get("cost")
     if c:
         lines += [f"radius_card, right PIN, {c['calls']} calls of each, baseline "
-                  f"{c['baseline'][:10]}, pin_guard with {c['pin_guard_rows']} rows:",
-                  f"{'':<8} {'stage 1 mean/median us':>24} {'stage 2 mean/median us':>24} "
-                  f"{'server mean us':>15}"]
+                  f"{c['baseline'][:10]}, pin_guard with {c['pin_guard_rows']} rows; "
+                  "client time mean/median, PostgreSQL backend CPU mean, in us:",
+                  f"{'':<8} {'stage 1':>28} {'stage 2':>28}"]
         for v in ("before", "now"):
-            r = c[v]
-            lines.append(f"{v:<8} {r['stage1']['mean_us']:>14}/{r['stage1']['median_us']:<9} "
-                         f"{r['stage2']['mean_us']:>14}/{r['stage2']['median_us']:<9} "
-                         f"{r['server_mean_us']:>15}")
-        lines += [f"change   stage 1 {c['stage1_change_percent']:+} %, stage 2 "
-                  f"{c['stage2_change_percent']:+} %, server {c['server_change_percent']:+} %",
-                  ""]
+            cells = [f"{c[v][st]['mean_us']:>9}/{c[v][st]['median_us']:<9} "
+                     f"cpu {c[v][st]['backend_cpu_mean_us']:>6}" for st in ("stage1", "stage2")]
+            lines.append(f"{v:<8} {cells[0]:>28} {cells[1]:>28}")
+        lines += [f"change   stage 1 {c['stage1_change_percent']:+} % (cpu "
+                  f"{c['stage1_cpu_change_percent']:+} %), stage 2 {c['stage2_change_percent']:+} % "
+                  f"(cpu {c['stage2_cpu_change_percent']:+} %)", ""]
     a = results.get("attack")
     if a:
         head = (f"{'scenario':<13} {'s':>5} {'req/s':>6} {'evaluated':>9} {'found':>5} "

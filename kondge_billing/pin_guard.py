@@ -14,8 +14,8 @@ from .numbers import NumberFormat, normalise
 #: the keys an operator may unlock: a card number, a caller number, a gateway
 SCOPES = ("card", "caller", "gateway")
 
-#: a card number that is no card: its counter is forgotten this long after
-#: its last failure (a card's stays until its right PIN or an unlock)
+#: a number that is no card: its counter is forgotten this long after its
+#: last failure (a card's, on its row, stays until its right PIN or an unlock)
 NOT_A_CARD_KEPT = "30 days"
 
 
@@ -29,16 +29,17 @@ def apply_policy(cur, policy: PinPolicy):
 
 
 def card_state(cur, number: str) -> dict:
-    """What `kondge cards show` says of a card's PIN: locked until when, and
-    the wrong PINs in a row since its last right one (or unlock)."""
-    cur.execute("""SELECT g.failures, g.locks,
-                          CASE WHEN g.locked_until = 'infinity' THEN 'until kondge cards unlock'
-                               WHEN g.locked_until > now() THEN g.locked_until::text END AS lock
-                     FROM kondge.pin_guard g WHERE g.scope = 'card' AND g.key = %s""",
-                (number,))
-    row = cur.fetchone() or {"failures": 0, "locks": 0, "lock": None}
-    return {"pin_locked": row["lock"] or "no", "wrong_pins_in_a_row": row["failures"],
-            "pin_locks_in_a_row": row["locks"]}
+    """What `kondge cards show` says of a card's PIN: locked until when, the
+    wrong PINs in a row since its last right one (or unlock), and its locks
+    in a row."""
+    cur.execute("""SELECT pin_failures, pin_locks,
+                          CASE WHEN pin_locked_until = 'infinity' THEN 'until kondge cards unlock'
+                               WHEN pin_locked_until > now() THEN pin_locked_until::text
+                          END AS lock
+                     FROM kondge.card WHERE number = %s""", (number,))
+    row = cur.fetchone() or {"pin_failures": 0, "pin_locks": 0, "lock": None}
+    return {"pin_locked": row["lock"] or "no", "wrong_pins_in_a_row": row["pin_failures"],
+            "pin_locks_in_a_row": row["pin_locks"]}
 
 
 def _key(cur, scope: str, given: str) -> str:
@@ -81,7 +82,8 @@ def unlock(cur, scope: str, given: str, operator: str) -> dict:
 def forget(cur) -> int:
     """The sweep: drop the counters that no longer count (a caller's or a
     gateway's past its window and lock; a number that is no card,
-    NOT_A_CARD_KEPT after its last failure). Returns how many."""
+    NOT_A_CARD_KEPT after its last failure, or at once if it became a
+    card). Returns how many."""
     cur.execute(f"""
         DELETE FROM kondge.pin_guard g USING kondge.pin_policy p
          WHERE NOT coalesce(g.locked_until > now(), false)
@@ -89,6 +91,6 @@ def forget(cur) -> int:
                  WHEN 'caller' THEN g.window_start <= now() - make_interval(secs => p.caller_window)
                  WHEN 'gateway' THEN g.window_start <= now() - make_interval(secs => p.gateway_window)
                  ELSE g.last_failure <= now() - interval '{NOT_A_CARD_KEPT}'
-                      AND NOT EXISTS (SELECT 1 FROM kondge.card c WHERE c.number = g.key)
+                      OR EXISTS (SELECT 1 FROM kondge.card c WHERE c.number = g.key)
                END""")
     return cur.rowcount

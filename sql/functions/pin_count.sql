@@ -1,10 +1,10 @@
 -- One failure of a caller number or gateway (pin_failed), within its
 -- window; a key whose window or lock is over starts counting afresh. At
--- p_tries the key is locked for one window. Returns false, counting
--- nothing, when the key is locked already.
+-- p_tries the key is locked for one window (pin_policy.locks_until follows
+-- it). Returns false, counting nothing, when the key is locked already.
 CREATE OR REPLACE FUNCTION kondge.pin_count(
     p_key text, p_scope text, p_tries integer, p_window integer,
-    p_number text, p_caller text, p_gateway_id integer)
+    p_caller text, p_gateway_id integer)
 RETURNS boolean
 LANGUAGE plpgsql SET search_path = kondge, public AS $$
 DECLARE
@@ -30,7 +30,10 @@ BEGIN
         UPDATE kondge.pin_guard g SET locked_until = now() + make_interval(secs => p_window)
          WHERE g.scope = p_scope AND g.key = p_key
         RETURNING * INTO v_row;
-        PERFORM kondge.pin_locked(v_row, p_tries, p_number, p_caller, p_gateway_id);
+        -- from now until then, the success path looks for caller and gateway locks
+        UPDATE kondge.pin_policy p SET locks_until = greatest(p.locks_until, v_row.locked_until);
+        PERFORM kondge.pin_locked(p_scope, p_key, v_row.locked_until, p_tries, NULL, p_caller,
+                                  p_gateway_id);
     END IF;
     RETURN true;
 END;

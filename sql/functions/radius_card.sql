@@ -8,20 +8,21 @@
 --
 -- Nothing about a card leaves without its proof. A card-number login
 -- returns one row with `refusal` set and nothing else when:
---   gateway-locked, caller-locked, card-locked: too many wrong PINs from this
---       gateway, from this caller number, or for this card number
---       (pin_guard; `refused_until` says until when); checked before the
---       card is looked up or its PIN compared, so a locked key learns nothing;
+--   gateway-locked, caller-locked, card-locked: too many wrong PINs through
+--       this gateway, from this caller number, or for this card number
+--       (pin_failed.sql; `refused_until` says until when); checked before
+--       the PIN is compared, and not counted, so a locked key learns nothing;
 --   unknown: no card has this number; wrong-pin: the PIN does not match (a
 --       missing PIN is a wrong one). Both are counted (pin_failed.sql); one
 --       that finds a lock committed since the look at the locks is answered
---       as locked, and the right PIN then is refused too (below).
+--       as locked, and so is the right PIN then (below).
 -- A caller login (p_number NULL) needs a caller number bound to a card; an
 -- unbound one returns no row.
 --
--- The success path reads the counters with one index probe and writes
--- nothing more than before, unless the card number had wrong PINs, which
--- the right PIN forgives.
+-- The success path costs what it did: the card's own count and lock come
+-- with its row, and caller and gateway locks are looked for only while one
+-- may be in force (pin_policy.locks_until, read with the card). It writes
+-- nothing more, unless the card had wrong PINs, which the right PIN forgives.
 --
 -- The stage: p_stage when the gateway named it (Service-Type), else a
 -- request with no Called-Station-Id or with one of our access numbers in it
@@ -31,9 +32,9 @@
 -- of the packets; at stage 2 the one stage 1 kept, else the incoming leg's.
 -- The login (call_login, keyed by the gateway and p_call_id) names the card
 -- proven for the call: radius_hold and radius_auto_bind act on that card
--- only. Stage 1 writes it when it keeps an access number (as it always
--- did) or when the card may bind this caller; stage 2 when it is missing or
--- names another card.
+-- only. Stage 1 writes it once, when it keeps an access number (as it
+-- always did) or when the card may bind this caller (a login again changes
+-- nothing); stage 2 when it is missing or names another card.
 CREATE OR REPLACE FUNCTION kondge.radius_card(
     p_number text, p_pin_hash text, p_caller_number text, p_called text, p_caller text,
     p_gateway_id integer, p_call_id text, p_conf_id text, p_stage text, p_at timestamptz
@@ -49,77 +50,66 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
 #variable_conflict use_column
 DECLARE
     v_card   record;
-    v_guard  record;
     v_stage  text;
     v_access text;
     v_login  record;
     v_policy record;
     v_holds  record;
     v_bound_card bigint;
-    v_counted boolean := false;      -- the card number has wrong PINs (or locks) counted
+    v_gateway_until timestamptz;     -- the locks of pin_guard: the gateway's,
+    v_caller_until  timestamptz;     -- the caller number's,
+    v_number_until  timestamptz;     -- a number's that is no card
 BEGIN
-    IF p_number IS NOT NULL THEN
-        SELECT max(g.locked_until) FILTER (WHERE g.scope = 'gateway') AS gateway_until,
-               max(g.locked_until) FILTER (WHERE g.scope = 'caller') AS caller_until,
-               max(g.locked_until) FILTER (WHERE g.scope = 'card') AS card_until,
-               count(*) FILTER (WHERE g.scope = 'card') > 0 AS card_counted
-          INTO v_guard
-          FROM kondge.pin_guard g
-         WHERE (g.scope = 'card' AND g.key = p_number)
-            OR (g.scope = 'caller' AND g.key = p_caller_number)
-            OR (g.scope = 'gateway' AND g.key = p_gateway_id::text);
-        refusal := CASE WHEN v_guard.gateway_until > now() THEN 'gateway-locked'
-                        WHEN v_guard.caller_until > now() THEN 'caller-locked'
-                        WHEN v_guard.card_until > now() THEN 'card-locked' END;
-        IF refusal IS NOT NULL THEN
-            refused_until := CASE refusal WHEN 'gateway-locked' THEN v_guard.gateway_until
-                                          WHEN 'caller-locked' THEN v_guard.caller_until
-                                          ELSE v_guard.card_until END::text;
-            RETURN NEXT;
-            RETURN;
-        END IF;
-        v_counted := v_guard.card_counted;
-    END IF;
-
     SELECT c.id, c.number, c.pin_hash, c.balance, c.currency, c.status, c.expires_at,
            c.language, c.category, c.tariff_id, cat.tariff_id AS category_tariff_id,
            cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds, cat.auto_bind,
-           cat.max_callers
+           cat.max_callers, c.pin_failures, c.pin_locks, c.pin_locked_until,
+           (SELECT pp.locks_until FROM kondge.pin_policy pp) AS locks_until
       INTO v_card
       FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
      WHERE (p_number IS NOT NULL AND c.number = p_number)
         OR (p_number IS NULL
             AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
-    IF p_number IS NOT NULL
-       AND (v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash) THEN
-        refusal := kondge.pin_failed(p_number, p_caller_number, p_gateway_id);
-        IF refusal IS NOT NULL THEN         -- a lock came meanwhile: answered as locked
-            SELECT g.locked_until::text INTO refused_until FROM kondge.pin_guard g
-             WHERE (g.scope, g.key) = (split_part(refusal, '-', 1), CASE refusal
-                       WHEN 'card-locked' THEN p_number WHEN 'caller-locked' THEN p_caller_number
-                       ELSE p_gateway_id::text END);
-        ELSE
-            refusal := CASE WHEN v_card.id IS NULL THEN 'unknown' ELSE 'wrong-pin' END;
+    IF p_number IS NULL THEN
+        IF v_card.id IS NULL THEN
+            RETURN;
         END IF;
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    IF v_card.id IS NULL THEN
-        RETURN;
-    END IF;
-    IF v_counted THEN
-        -- the right PIN forgives the wrong ones, unless a lock came meanwhile
-        DELETE FROM kondge.pin_guard g
-         WHERE g.scope = 'card' AND g.key = p_number
-           AND NOT coalesce(g.locked_until > now(), false);
-        IF NOT FOUND THEN
-            SELECT g.locked_until::text INTO refused_until FROM kondge.pin_guard g
-             WHERE g.scope = 'card' AND g.key = p_number AND g.locked_until > now();
-            IF FOUND THEN
+    ELSIF v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash
+          OR v_card.pin_failures > 0 OR v_card.pin_locks > 0 OR v_card.locks_until > now() THEN
+        -- not the plain right PIN: the locks, then the count (the right PIN of
+        -- a card with no wrong PINs, while no caller or gateway is locked, skips this)
+        IF v_card.id IS NULL OR v_card.locks_until > now() THEN
+            SELECT max(g.locked_until) FILTER (WHERE g.scope = 'gateway'),
+                   max(g.locked_until) FILTER (WHERE g.scope = 'caller'),
+                   max(g.locked_until) FILTER (WHERE g.scope = 'card')
+              INTO v_gateway_until, v_caller_until, v_number_until
+              FROM kondge.pin_guard g
+             WHERE (g.scope = 'card' AND g.key = p_number AND v_card.id IS NULL)
+                OR (g.scope = 'caller' AND g.key = p_caller_number)
+                OR (g.scope = 'gateway' AND g.key = p_gateway_id::text);
+        END IF;
+        v_number_until := coalesce(v_card.pin_locked_until, v_number_until);
+        refusal := CASE WHEN v_gateway_until > now() THEN 'gateway-locked'
+                        WHEN v_caller_until > now() THEN 'caller-locked'
+                        WHEN v_number_until > now() THEN 'card-locked' END;
+        IF refusal IS NULL AND (v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash)
+        THEN
+            refusal := coalesce(
+                kondge.pin_failed(v_card.id, p_number, p_caller_number, p_gateway_id),
+                CASE WHEN v_card.id IS NULL THEN 'unknown' ELSE 'wrong-pin' END);
+        ELSIF refusal IS NULL AND (v_card.pin_failures > 0 OR v_card.pin_locks > 0) THEN
+            -- the right PIN forgives the wrong ones, unless a lock came meanwhile
+            UPDATE kondge.card c SET pin_failures = 0, pin_locks = 0, pin_locked_until = NULL
+             WHERE c.id = v_card.id AND NOT coalesce(c.pin_locked_until > now(), false);
+            IF NOT FOUND THEN
                 refusal := 'card-locked';
-                RETURN NEXT;
-                RETURN;
             END IF;
+        END IF;
+        IF refusal IS NOT NULL THEN
+            refused_until := kondge.pin_lock_end(refusal, p_number, p_caller_number,
+                                                 p_gateway_id)::text;
+            RETURN NEXT;
+            RETURN;
         END IF;
     END IF;
 
@@ -133,13 +123,9 @@ BEGIN
         IF (p_conf_id IS NOT NULL AND v_access IS NOT NULL)
            OR (p_number IS NOT NULL AND v_card.auto_bind AND p_caller_number IS NOT NULL
                AND v_bound_card IS NULL) THEN
-            INSERT INTO kondge.call_login AS l (gateway_id, call_id, access_number, card_id)
+            INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
             VALUES (p_gateway_id, p_call_id, v_access, v_card.id)
-            ON CONFLICT (gateway_id, call_id) DO UPDATE
-               SET card_id = EXCLUDED.card_id,
-                   access_number = coalesce(l.access_number, EXCLUDED.access_number)
-             WHERE l.card_id IS DISTINCT FROM EXCLUDED.card_id
-                OR (l.access_number IS NULL AND EXCLUDED.access_number IS NOT NULL);
+            ON CONFLICT (gateway_id, call_id) DO NOTHING;
         END IF;
     ELSE
         SELECT l.access_number, l.card_id INTO v_login FROM kondge.call_login l

@@ -7,6 +7,7 @@ card's wrong ones; the counters are rows, exact under concurrent failures.
 """
 
 import time
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -16,6 +17,7 @@ from kondge_billing.config import PinPolicy
 from kondge_billing.db import Database
 from kondge_billing.errors import RetriesExceeded, UnknownCard, WrongPin
 from kondge_billing.gateways import GatewayDirectory, all_gateways
+from kondge_billing.pins import pin_hash
 from kondge_billing.request import access_request
 from kondge_billing.service import Billing, Grant, Login
 from tests.support.cards import luhn_number, new_card
@@ -61,8 +63,17 @@ def code(billing, req):
 
 
 def guards(db):
+    """The counters of caller numbers, gateways and numbers that are no card."""
     return {(r["scope"], r["key"]): r for r in db.run(lambda cur: (cur.execute(
         "SELECT *, locked_until > now() AS locked FROM kondge.pin_guard"), cur.fetchall())[1])}
+
+
+def card_pin(db, number):
+    """A card's own count, on its row."""
+    return db.run(lambda cur: (cur.execute(
+        """SELECT pin_failures AS failures, pin_locks AS locks, pin_locked_until,
+                  coalesce(pin_locked_until > now(), false) AS locked
+             FROM kondge.card WHERE number = %s""", (number,)), cur.fetchone())[1])
 
 
 def audit_rows(db, action):
@@ -76,6 +87,9 @@ def expire_locks(db):
     db.run(lambda cur: cur.execute(
         "UPDATE kondge.pin_guard SET locked_until = now() - interval '1 s' "
         "WHERE locked_until > now()"))
+    db.run(lambda cur: cur.execute(
+        "UPDATE kondge.card SET pin_locked_until = now() - interval '1 s' "
+        "WHERE pin_locked_until > now()"))
 
 
 # --- per card ---------------------------------------------------------------------------
@@ -107,7 +121,7 @@ def test_the_right_pin_forgives_the_wrong_ones_before_it(world, billing, pin_key
     for _ in range(3):
         assert [code(billing, login(number, "0000")) for _ in range(4)] == [2] * 4
         assert code(billing, login(number, PIN)) == 0
-    assert ("card", number) not in guards(world)
+    assert (card_pin(world, number)["failures"], guards(world)) == (0, {})
     assert audit_rows(world, "pin lock") == []
 
 
@@ -115,16 +129,16 @@ def test_each_lock_in_a_row_lasts_twice_as_long_and_the_cool_down_ends_it(world,
                                                                           pin_key):
     policy(world, card_tries=2, card_cooldown=60)
     number = new_card(world, pin_key)
-    lengths = []
     for _ in range(3):
         assert [code(billing, login(number, "0000")) for _ in range(2)] == [2, 2]
         assert code(billing, login(number, PIN)) == 10
-        row = guards(world)[("card", number)]
-        lengths.append((row["locked_until"] - row["window_start"]).total_seconds())
         expire_locks(world)
+    lengths = [(datetime.fromisoformat(a["details"]["until"]) - a["at"]).total_seconds()
+               for a in audit_rows(world, "pin lock")]
     assert lengths == [60, 120, 240]
+    assert [a["details"]["lock_in_a_row"] for a in audit_rows(world, "pin lock")] == [1, 2, 3]
     assert code(billing, login(number, PIN)) == 0              # the cool-down is over
-    assert ("card", number) not in guards(world)               # ...and forgiven
+    assert (card_pin(world, number)["failures"], card_pin(world, number)["locks"]) == (0, 0)
 
 
 def test_a_card_cool_down_of_0_locks_until_an_operator_unlocks(world, billing, pin_key):
@@ -217,7 +231,7 @@ def test_no_limit_with_0_tries(world, billing, pin_key):
     number = new_card(world, pin_key)
     assert {code(billing, login(number, "0000")) for _ in range(12)} == {2}
     assert code(billing, login(number, PIN)) == 0
-    assert guards(world) == {}
+    assert guards(world) == {} and card_pin(world, number)["failures"] == 0
 
 
 # --- the success path ---------------------------------------------------------------------
@@ -230,6 +244,41 @@ def test_success_writes_no_counter(world, billing, pin_key):
     assert isinstance(auth(billing, login(number, PIN, called="447911123456", conf=conf)),
                       Grant)
     assert guards(world) == {}
+    assert (card_pin(world, number)["failures"], card_pin(world, number)["locks"]) == (0, 0)
+
+
+def _success_path_touches(dsn, pin_key, number, caller):
+    """What stage 1 with the right PIN reads and writes of the counters, in
+    this transaction's own statistics (pg_stat_xact_user_tables)."""
+    import psycopg2
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            for i in range(3):
+                cur.execute("SELECT refusal FROM kondge.radius_card(%s, %s, %s, '18005550100', "
+                            "%s, 1, %s, %s, NULL, now())",
+                            (number, pin_hash(pin_key, number, PIN), caller, caller, f"c{i}",
+                             f"c{i}"))
+                assert cur.fetchone()[0] is None
+            cur.execute("""SELECT relname, seq_scan + coalesce(idx_scan, 0) AS scans,
+                                  n_tup_ins + n_tup_upd + n_tup_del AS writes
+                             FROM pg_stat_xact_user_tables
+                            WHERE relname IN ('pin_guard', 'card')""")
+            return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_the_success_path_looks_for_caller_and_gateway_locks_only_while_one_may_hold(
+        world, dsn, pin_key, billing):
+    number = new_card(world, pin_key)
+    touched = _success_path_touches(dsn, pin_key, number, "15550007777")
+    assert touched["pin_guard"] == (0, 0) and touched["card"][1] == 0
+    policy(world, caller_tries=1)
+    code(billing, login(luhn_number(), PIN, caller="15550008888"))     # locks that caller
+    touched = _success_path_touches(dsn, pin_key, number, "15550007777")
+    assert touched["pin_guard"][0] > 0 and touched["pin_guard"][1] == 0
 
 
 def test_the_code_for_a_number_that_is_no_card_is_a_setting(world, pin_key, db):
@@ -276,12 +325,14 @@ def test_the_sweep_forgets_what_no_longer_counts(world, billing, pin_key):
     code(billing, login(number, "0000", caller="15550006666"))
     code(billing, login(nobody, PIN, caller="15550006666"))
     billing.sweep(600)
-    assert len(guards(world)) == 4                      # all still count
+    assert set(guards(world)) == {("card", nobody), ("caller", "15550006666"),
+                                  ("gateway", "1")}     # all still count
     world.run(lambda cur: cur.execute(
         "UPDATE kondge.pin_guard SET window_start = now() - interval '31 days', "
         "last_failure = now() - interval '31 days'"))
     billing.sweep(600)
-    assert set(guards(world)) == {("card", number)}     # a card's wrong PINs stay
+    assert guards(world) == {}
+    assert card_pin(world, number)["failures"] == 1     # a card's wrong PINs stay
 
 
 # --- at once ------------------------------------------------------------------------------
@@ -313,7 +364,7 @@ def test_wrong_pins_sent_at_once_are_each_counted(world, dsn, pin_key):
     answers = _storm(dsn, pin_key, number, senders=16, tries_each=25)
     assert answers == [2] * 400
     rows = guards(world)
-    assert rows[("card", number)]["failures"] == 400
+    assert card_pin(world, number)["failures"] == 400
     assert rows[("gateway", "1")]["failures"] == 400
     assert sum(r["failures"] for (scope, _), r in rows.items() if scope == "caller") == 400
 
@@ -325,7 +376,7 @@ def test_at_once_a_lock_lets_exactly_its_limit_of_guesses_through(world, dsn, pi
     counted, and are answered code 10, not 2."""
     number = new_card(world, pin_key)
     answers = _storm(dsn, pin_key, number, senders=16, tries_each=5)
-    row = guards(world)[("card", number)]
+    row = card_pin(world, number)
     assert answers.count(2) == 5 and answers.count(10) == 75
     assert (row["locks"], row["failures"]) == (1, 0)
     assert guards(world)[("gateway", "1")]["failures"] == 5
@@ -369,5 +420,5 @@ def test_a_request_that_passed_the_look_at_the_locks_finds_a_lock_committed_mean
         locker.close()
         other.close()
     assert answers == [10]
-    row = guards(world)[("card", number)]
+    row = card_pin(world, number)
     assert (row["locks"], row["failures"]) == (1, 0) and row["locked"]
