@@ -40,7 +40,7 @@ import psycopg2.extras  # noqa: E402
 
 from bench import calls as bench_calls  # noqa: E402
 from bench import loadgen  # noqa: E402
-from kondge_billing import cards, config, gateways, stack  # noqa: E402
+from kondge_billing import cards, config, stack  # noqa: E402
 from kondge_billing.db import Database  # noqa: E402
 from kondge_billing.radius_edge import handle_accounting, handle_authorize  # noqa: E402
 from kondge_billing.service import Billing  # noqa: E402

@@ -40,9 +40,11 @@ def bind(cur, card_number: str, raw_numbers: list[str], fmt: NumberFormat = Numb
     return numbers
 
 
-def auto_bind(cur, card_id: int, number: str) -> bool:
-    """The call path's binding after a card login (kondge.radius_auto_bind)."""
-    cur.execute("SELECT kondge.radius_auto_bind(%s, %s) AS bound", (card_id, number))
+def auto_bind(cur, card_id: int, number: str, gateway_id: int, call_id: str) -> bool:
+    """The call path's binding after a card login (kondge.radius_auto_bind):
+    the login of call `call_id` on the gateway must have proven the card."""
+    cur.execute("SELECT kondge.radius_auto_bind(%s, %s, %s, %s) AS bound",
+                (card_id, number, gateway_id, call_id))
     return cur.fetchone()["bound"]
 
 

@@ -22,7 +22,6 @@ class CallCard:
 
     id: int
     number: str
-    pin_ok: bool | None                 # the PIN matched (None: no PIN was checked)
     balance: Decimal
     currency: str
     status: str
@@ -59,12 +58,22 @@ class CallCard:
         return Money(self.balance + credit - self.held, self.currency.strip())
 
 
+@dataclass(frozen=True)
+class CallRefused:
+    """A card-number login the database refused before handing out the card:
+    `refusal` is unknown, wrong-pin, card-locked, caller-locked or
+    gateway-locked; `until`, for a lock, its end ('infinity': until unlocked)."""
+
+    refusal: str
+    until: str | None = None
+
+
 # One round trip: kondge.radius_card() (sql/functions/radius_card.sql)
 # returns the card (by its number, with the PIN checked against the keyed
-# hash we pass, or by the caller number bound to it), its category, what its
-# other calls hold, the stage, the access number the call came in on and its
-# policy, the card's bound callers, and at stage 2 the rating of the
-# destination under the card's tariff (kondge.rating_context).
+# hash we pass, or by the caller number bound to it) or why not, its
+# category, what its other calls hold, the stage, the access number the call
+# came in on and its policy, the card's bound callers, and at stage 2 the
+# rating of the destination under the card's tariff (kondge.rating_context).
 CALL_LOOKUP = """
 SELECT * FROM kondge.radius_card(%(number)s, %(pin_hash)s, %(caller_number)s, %(called)s,
                                  %(caller)s, %(gateway_id)s, %(call_id)s, %(conf_id)s,
@@ -76,11 +85,12 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
              gateway_id: int | None = None, conf_id: str | None = None,
              call_id: str = "", at: datetime | None = None,
              caller_number: str | None = None, pin_hash: str | None = None,
-             stage: str | None = None) -> CallCard | None:
-    """The card for a call, by its number or (number None) by the caller
-    number bound to it. (gateway_id, call_id) names the call itself, whose
-    own earlier hold (a repeated authorisation) does not count against it;
-    `stage` is the stage the gateway named (Service-Type), if it did."""
+             stage: str | None = None) -> CallCard | CallRefused | None:
+    """The card for a call, by its number and PIN (CallRefused when the
+    database refuses them) or (number None) by the caller number bound to it
+    (None: bound to no card). (gateway_id, call_id) names the call itself,
+    whose own earlier hold (a repeated authorisation) does not count against
+    it; `stage` is the stage the gateway named (Service-Type), if it did."""
     cur.execute(CALL_LOOKUP, {
         "number": number, "pin_hash": pin_hash, "called": called or "", "caller": caller,
         "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
@@ -88,6 +98,9 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
     row = cur.fetchone()
     if row is None:
         return None
+    refusal, until = row.pop("refusal"), row.pop("refused_until")
+    if refusal is not None:
+        return CallRefused(refusal, until)
     price = loads(row["rating"]) if row["rating"] else None
     row["rating"] = context_from_json(price)
     return CallCard(price=price, **row)

@@ -2,7 +2,8 @@
 
 `prepare_database` is what a start needs: the cluster (initdb on first
 start), PostgreSQL running, the roles and the database, the migrations
-(migrate.py) and, into an empty database, the demo set (demo.py). An
+(migrate.py), the limits on wrong PINs (pin_guard.py) and, into an empty
+database, the demo set (demo.py). An
 operator may hold the database down for maintenance (`db_stop`): the
 supervisor then does not start it again until `db_start`.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import psycopg2
 
-from . import config, demo, migrate, privileges
+from . import config, demo, migrate, pin_guard, privileges
 from .console import say
 from .db import Database
 from .errors import StackError
@@ -289,6 +290,15 @@ def ensure_database(s: config.Settings):
         conn.close()
 
 
+def apply_pin_policy(s: config.Settings):
+    """The KONDGE_PIN_* limits into the database, where the call path reads them."""
+    db = Database(s.dsn)
+    try:
+        db.run(lambda cur: pin_guard.apply_policy(cur, s.pin_policy))
+    finally:
+        db.close()
+
+
 def prepare_database(s: config.Settings, load_demo: bool = True):
     """Cluster, database, migrations and (into an empty database) the demo set."""
     ensure_cluster(s)
@@ -298,6 +308,7 @@ def prepare_database(s: config.Settings, load_demo: bool = True):
         migrate.apply(s.dsn, s.home / "sql" / "migrations", log=say)
     except migrate.MigrationError as exc:
         raise StackError(str(exc)) from None
+    apply_pin_policy(s)
     if load_demo:
         db = Database(s.dsn)
         try:

@@ -30,6 +30,20 @@ PROJECT_HOME = _project_home()
 
 
 @dataclass(frozen=True)
+class PinPolicy:
+    """The KONDGE_PIN_* limits on wrong PINs. `kondge server start` writes them
+    to the database (kondge_billing/pin_guard.py), where the call path reads
+    them. 0 tries: not counted; card_cooldown 0: until `kondge cards unlock`."""
+
+    card_tries: int = 5
+    card_cooldown: int = 900          # seconds; doubled at each further lock in a row
+    caller_tries: int = 10
+    caller_window: int = 3600         # seconds
+    gateway_tries: int = 100
+    gateway_window: int = 600         # seconds
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     var: Path
@@ -56,6 +70,8 @@ class Settings:
     operator_users: tuple = ()        # KONDGE_OPERATOR_USERS: OS users who may be kondge_operator
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
+    pin_policy: PinPolicy = PinPolicy()
+    unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
 
     @property
     def gateway_sync_seconds(self):
@@ -159,7 +175,28 @@ def load(env=None) -> Settings:
         workers=_workers(env),
         shed_after_us=_shed_after(env),
         pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
+        pin_policy=_pin_policy(env),
+        unknown_card_code=int(_choice(env, "KONDGE_UNKNOWN_CARD_CODE", ("2", "1"))),
     )
+
+
+def _pin_policy(env) -> PinPolicy:
+    """The KONDGE_PIN_* settings: tries from 0 (not counted), seconds from 1
+    (a card's cool-down from 0: until unlocked), each at most 10 years."""
+    values = {}
+    for field, name, least in (
+            ("card_tries", "KONDGE_PIN_CARD_TRIES", 0),
+            ("card_cooldown", "KONDGE_PIN_CARD_COOLDOWN", 0),
+            ("caller_tries", "KONDGE_PIN_CALLER_TRIES", 0),
+            ("caller_window", "KONDGE_PIN_CALLER_WINDOW", 1),
+            ("gateway_tries", "KONDGE_PIN_GATEWAY_TRIES", 0),
+            ("gateway_window", "KONDGE_PIN_GATEWAY_WINDOW", 1)):
+        value = _int(env, name, getattr(PinPolicy, field))
+        if not least <= value <= 315_360_000:
+            raise SystemExit(f"{name}={value}: use a whole number from {least} to 315360000; "
+                             f"fix or unset it")
+        values[field] = value
+    return PinPolicy(**values)
 
 
 def _shed_after(env) -> int:

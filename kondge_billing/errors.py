@@ -65,6 +65,14 @@ class DestinationBlocked(Refusal):
     code, message = 9, "destination not allowed"
 
 
+class RetriesExceeded(Refusal):
+    """Too many wrong PINs for this card number, from this caller number or
+    through this gateway (sql/functions/pin_failed.sql): refused without a
+    look at the PIN until the lock ends."""
+
+    code, message = 10, "too many wrong PINs, try again later"
+
+
 class InvalidArgument(Refusal):
     code, message = 11, "invalid argument"
 

@@ -50,6 +50,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_PIN_KEY": str(s.pin_key_file), "KONDGE_SHED_AFTER_MS": str(Decimal(s.shed_after_us) / 1000),
         "KONDGE_AUTH_WHEN_DB_DOWN": s.auth_when_db_down,
         "KONDGE_UNAUTHORISED_CALLS": s.unauthorised_calls,
+        "KONDGE_UNKNOWN_CARD_CODE": str(s.unknown_card_code),
         "KONDGE_PYTHONPATH": f"{s.home / 'mods-config' / 'python'}:{s.home}:{site}",
     })
     return env

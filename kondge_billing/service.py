@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_UP, Decimal
 
-from . import attrs, callers, calls, cards, sessions
+from . import attrs, callers, calls, cards, pin_guard, sessions
 from .errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached,
                      DestinationBlocked, InsufficientBalance, InvalidArgument, LoginNotAllowed,
-                     MalformedCardNumber, ServiceUnavailable, UnknownCard, WrongPin,
-                     ZeroBalance)
+                     MalformedCardNumber, RetriesExceeded, ServiceUnavailable, UnknownCard,
+                     WrongPin, ZeroBalance)
 from .gateways import Gateway, GatewayDirectory, all_gateways
 from .money import ZERO, Money, MoneyError
 from .numbers import normalise
@@ -120,7 +120,7 @@ class Billing:
     def __init__(self, db, pin_key: bytes, gateways, max_credit_time: int = 86400,
                  check_digit: str = "luhn", hold_seconds: int = 300,
                  auth_when_db_down: str = "silent", unauthorised_calls: str = "record",
-                 clock=lambda: datetime.now(timezone.utc)):
+                 unknown_card_code: int = 2, clock=lambda: datetime.now(timezone.utc)):
         self.db = db
         self.pin_key = pin_key
         self.gateways = gateways
@@ -133,6 +133,9 @@ class Billing:
         #: a call nobody authorised: "record" (CDR flagged no-authorisation,
         #: nothing charged) or "charge" (the card its User-Name names pays)
         self.unauthorised_calls = unauthorised_calls
+        #: a card number that is no card: 2, answered as a wrong PIN (nobody
+        #: learns which numbers are cards), or 1 (unknown card)
+        self.unknown_card_code = unknown_card_code
         self.clock = clock
 
     @classmethod
@@ -146,7 +149,8 @@ class Billing:
                    check_digit=settings.card_check_digit,
                    hold_seconds=settings.hold_seconds,
                    auth_when_db_down=settings.auth_when_db_down,
-                   unauthorised_calls=settings.unauthorised_calls)
+                   unauthorised_calls=settings.unauthorised_calls,
+                   unknown_card_code=settings.unknown_card_code)
 
     # --- Access-Request --------------------------------------------------
     def authorize(self, gateway: Gateway, req: AccessRequest) -> Login | Grant:
@@ -170,7 +174,7 @@ class Billing:
         if card.stage == "destination":
             return self._grant(number, gateway, call_id, nums, card, now, called)
         if not req.is_caller_login:
-            self._auto_bind(card, nums.caller)
+            self._auto_bind(card, nums.caller, gateway, call_id)
         return Login(card.available.amount, card.available.currency, card.language_for_call,
                      card.billing, max(-card.balance, ZERO), card.access_prompt_id)
 
@@ -185,11 +189,24 @@ class Billing:
         card = self.db.run(lambda cur: cards.for_call(
             cur, number, called, nums.caller, gateway.id, req.conf_id, call_id, now,
             caller_number=nums.caller, pin_hash=hashed, stage=stage_named(req)))
-        if card is None:
-            raise UnknownCard(f"no card {number}")
-        if not card.pin_ok:
-            raise WrongPin(f"wrong PIN for card {number}")
+        if isinstance(card, cards.CallRefused):
+            raise self._refusal(card, number, nums.caller, gateway)
         return card, number
+
+    def _refusal(self, refused, number, caller, gateway):
+        """The answer to a card-number login the database refused."""
+        if refused.refusal == "wrong-pin":
+            return WrongPin(f"wrong PIN for card {number}")
+        if refused.refusal == "unknown":
+            unknown = UnknownCard if self.unknown_card_code == 1 else WrongPin
+            return unknown(f"no card {number}")
+        whose = {"card-locked": f"card number {number}",
+                 "caller-locked": f"caller {caller}",
+                 "gateway-locked": f"gateway {gateway.name}"}[refused.refusal]
+        until = ("until 'kondge cards unlock'" if refused.until == "infinity"
+                 else f"until {refused.until}")
+        return RetriesExceeded(f"too many wrong PINs: {whose} is locked {until} "
+                               f"(login of card number {number})")
 
     def _caller_card(self, gateway, req, nums, called, call_id, now):
         """A caller login: the card the caller number is bound to, no PIN.
@@ -209,13 +226,13 @@ class Billing:
             raise UnknownCard(f"access number {card.access_number} takes card logins only")
         return card, card.number
 
-    def _auto_bind(self, card, caller):
+    def _auto_bind(self, card, caller, gateway, call_id):
         """After a card login, bind the caller's number if the category says so."""
         if not (card.auto_bind and caller and card.caller_card_id is None
                 and card.callers_bound < card.max_callers):
             return
         # bound elsewhere meanwhile: the function binds nothing, the login stands
-        self.db.run(lambda cur: callers.auto_bind(cur, card.id, caller))
+        self.db.run(lambda cur: callers.auto_bind(cur, card.id, caller, gateway.id, call_id))
 
     @staticmethod
     def _check_room(number, card, available: Money):
@@ -272,6 +289,9 @@ class Billing:
             if held["outcome"] == "in-use":
                 raise CardInUse(f"card {number} has {held['active_calls']} call(s) up, "
                                 f"its limit is {card.max_calls}")
+            if held["outcome"] == "unproven":       # its login vanished meanwhile
+                raise ServiceUnavailable(f"card {number}: no login of call {call_id} on "
+                                         f"{gateway.name} to hold it by; try again")
             available = Money(held["available"], available.currency)
         raise InsufficientBalance(f"card {number}: the balance kept changing; try again")
 
@@ -362,9 +382,11 @@ class Billing:
         reported, or, with no Interim-Update, for the whole time granted
         (the most the gateway could have let the call run), at the price it
         was authorised with. Its CDR is flagged stop-missing; the real Stop,
-        if it comes later, corrects it (radius_correct).
+        if it comes later, corrects it (radius_correct). Counters of wrong
+        PINs that no longer count are forgotten (pin_guard.forget).
         """
         lapsed = self.db.run(sessions.lapse_holds)
+        self.db.run(pin_guard.forget)
         closed = 0
         now = self.clock()
         for row in self.db.run(lambda cur: sessions.overdue(cur, grace_seconds)):

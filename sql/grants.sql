@@ -30,7 +30,7 @@ GRANT EXECUTE ON FUNCTION
     kondge.radius_correct(bigint, text, text, timestamptz, integer, integer, text, text, numeric,
                           text[]),
     kondge.radius_park(jsonb, text),
-    kondge.radius_auto_bind(bigint, text)
+    kondge.radius_auto_bind(bigint, text, integer, text)
    TO kondge_radius;
 
 -- Operators: cards, categories, batches, vouchers, callers, access numbers
@@ -69,5 +69,6 @@ GRANT SELECT ON ALL TABLES IN SCHEMA reports TO kondge_operator;
 -- PIN hashes stay in the database: operators read cards without them.
 REVOKE SELECT ON kondge.card FROM kondge_operator;
 GRANT SELECT (id, number, balance, currency, status, expires_at, category, language, tariff_id,
-              created_at, first_used_at, batch_id, serial, activated_at)
+              created_at, first_used_at, batch_id, serial, activated_at,
+              pin_failures, pin_locks, pin_locked_until)
    ON kondge.card TO kondge_operator;

@@ -8,7 +8,7 @@ takes them.
 import argparse
 from pathlib import Path
 
-from .. import audit, batches, cards, issuance, reports, statements, vouchers, xlsx
+from .. import audit, batches, cards, issuance, pin_guard, reports, statements, vouchers, xlsx
 from ..pins import load_key
 from ..progress import factory as progress_factory
 from .common import (EXIT_OK, Refused, amount_arg, command, currency_arg, datetime_arg, emit,
@@ -34,8 +34,17 @@ def register(commands):
     p.add_argument("--tariff", help="the card's own tariff (its name; every version in the "
                                     "card's currency)")
     operator_option(p)
-    p = command(sub, "show", cmd_show, "show one card")
+    p = command(sub, "show", cmd_show, "show one card (with its PIN lock, if any)")
     p.add_argument("number")
+    p = command(sub, "unlock", cmd_unlock,
+                "lift a lock after too many wrong PINs (code 10) and forget the wrong PINs: "
+                "of a card, or of a caller number or a gateway")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("number", nargs="?", help="the card's number")
+    which.add_argument("--caller", help="a caller number instead, in international form "
+                                        "(e.g. 15551234567)")
+    which.add_argument("--gateway", help="a gateway instead, by name")
+    operator_option(p)
 
     p = command(sub, "issue", cmd_issue,
                 "issue a batch of cards (or vouchers) of one category into an XLSX file")
@@ -119,7 +128,27 @@ def cmd_add(args, s):
 
 
 def cmd_show(args, s):
-    return show_one(args, s, lambda cur: cards.show(cur, args.number), f"no card {args.number}")
+    def lookup(cur):
+        card = cards.show(cur, args.number)
+        return card and {**card, **pin_guard.card_state(cur, args.number)}
+    return show_one(args, s, lookup, f"no card {args.number}")
+
+
+def cmd_unlock(args, s):
+    scope, given = next((scope, value) for scope, value in (
+        ("card", args.number), ("caller", args.caller), ("gateway", args.gateway)) if value)
+    operator = audit.operator_name(args.operator)
+    done = in_transaction(s, lambda cur: pin_guard.unlock(cur, scope, given, operator))
+    what = {"card": f"card {given}", "caller": f"caller {given}",
+            "gateway": f"gateway {given}"}[scope]
+    if done["was_locked"]:
+        line = f"{what} unlocked: its PIN logins are checked again"
+    elif done["counted"]:
+        line = f"{what} was not locked; its wrong PINs are forgotten"
+    else:
+        line = f"{what} was not locked and had no wrong PINs: nothing to do"
+    emit(args, done, [line])
+    return EXIT_OK
 
 
 def cmd_refill(args, s):

@@ -1,10 +1,15 @@
 -- Stage 2's authorisation of a call: reserve p_amount for p_seconds on the
 -- card, atomically (the card row is locked, what its other calls hold is
 -- summed again), or say why not: 'short' (it no longer fits; `available`
--- says what is left), 'in-use' (the category's call limit). The hold keeps
--- what the call was authorised for: the destination, the number the caller
--- came in on, and the price (tariff version, plan, destination), by which
--- its accounting is billed.
+-- says what is left), 'in-use' (the category's call limit), 'unproven'
+-- (below). The hold keeps what the call was authorised for: the
+-- destination, the number the caller came in on, and the price (tariff
+-- version, plan, destination), by which its accounting is billed.
+--
+-- Only a card proven for this call may be held: the call's login
+-- (call_login, written by radius_card after the PIN or the bound caller
+-- number matched) must name it, on this gateway, under this call id;
+-- otherwise 'unproven' and nothing is held.
 --
 -- A repeated stage 2 of a call not yet started replaces its own hold. A
 -- stage 2 under a call identity that already belongs to another call (one
@@ -29,6 +34,12 @@ BEGIN
     IF p_amount IS NULL OR p_amount < 0 OR p_seconds IS NULL OR p_seconds < 0 THEN
         RAISE EXCEPTION 'radius_hold: amount % and seconds % must not be negative',
                         p_amount, p_seconds USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM kondge.call_login l
+                    WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
+                      AND l.card_id = p_card_id) THEN
+        RETURN QUERY SELECT 'unproven'::text, NULL::numeric, NULL::integer, NULL::text;
+        RETURN;
     END IF;
     SELECT c.balance, cat.billing, cat.credit_limit, cat.max_calls INTO v_card
       FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category

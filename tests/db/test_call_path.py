@@ -8,7 +8,7 @@ import pytest
 
 from kondge_billing import cards, demo, gateways
 from kondge_billing.errors import (CardExpired, CardSuspended, DestinationBlocked,
-                                   InsufficientBalance, InvalidArgument, UnknownCard, WrongPin,
+                                   InsufficientBalance, InvalidArgument, WrongPin,
                                    ZeroBalance, Unavailable)
 from kondge_billing.db import Database
 from kondge_billing.request import access_request, accounting_record
@@ -54,7 +54,7 @@ def test_stage_one_announces_the_balance(world, billing):
 
 
 @pytest.mark.parametrize("number, pin, called, error", [
-    ("1999999996", "1234", "18005550100", UnknownCard),
+    ("1999999996", "1234", "18005550100", WrongPin),      # no card: as a wrong PIN
     ("1000000008", "1235", "18005550100", WrongPin),
     ("1000000008", "12x4", "18005550100", WrongPin),
     ("1000000024", "3456", "18005550100", ZeroBalance),

@@ -1,7 +1,6 @@
 """A dead or hung database is noticed fast, and a closed connection replaced."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -10,7 +9,6 @@ import time
 import pytest
 
 from kondge_billing.db import Database
-from kondge_billing.errors import Unavailable
 
 
 def backend_pid(db):

@@ -54,13 +54,14 @@ def test_radius_role_checks_one_pin_without_seeing_any_hash(world, dsn, pin_key)
             return radius.run(lambda cur: cards.for_call(
                 cur, "1000000008", "18005550100", gateway_id=1, call_id="x",
                 at=datetime.now(timezone.utc), pin_hash=pin_hash(pin_key, "1000000008", pin)))
-        assert lookup("1234").pin_ok is True
-        assert lookup("9999").pin_ok is False
+        assert lookup("1234").number == "1000000008"
+        assert lookup("9999") == cards.CallRefused("wrong-pin")
         row = radius.run(lambda cur: (cur.execute(
             "SELECT * FROM kondge.radius_card('1000000008', NULL, NULL, '', NULL, 1, 'x', NULL,"
             " NULL, now())"), cur.fetchone())[1])
         assert "pin_hash" not in row and not any(
             isinstance(v, str) and v.startswith("hmac-sha256$") for v in row.values())
+        assert row["refusal"] == "wrong-pin" and row["balance"] is None
     finally:
         radius.close()
 

@@ -53,6 +53,19 @@ def wait_until_served(service, source, secret, message_authenticator=False, serv
                          f"after {timeout} s")
 
 
+def env_beside(service, var, **given):
+    """The environment of a second FreeRADIUS set on the service's database
+    (the run folder `var`, from the service_var fixture, and ports of its
+    own), with `given` settings on top."""
+    from tests.conftest import free_udp_port
+    s = service.settings
+    env = dict(service.env, KONDGE_VAR=str(var), KONDGE_WORKERS="2",
+               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
+               KONDGE_DSN=s.dsn, KONDGE_RADIUS_DSN=s.radius_dsn)
+    env.update(given)
+    return env
+
+
 @pytest.fixture
 def card(stack_ready):
     """A fresh card with 10.00 USD, PIN 1234, for a test that spends money."""

@@ -10,7 +10,7 @@ import pytest
 
 from kondge_billing import callers
 from kondge_billing.pins import load_key
-from tests.e2e.conftest import balance, wait_until_served
+from tests.e2e.conftest import balance
 from tests.e2e.test_radius import conf_id
 from tests.support.cards import new_card
 

@@ -20,8 +20,8 @@ import pytest
 
 from kondge_billing import callers, config, gateways, stack
 from kondge_billing.pins import load_key
-from tests.conftest import free_udp_port
-from tests.e2e.test_billing_rules import MOBILE, Call
+from tests.e2e.conftest import env_beside
+from tests.e2e.test_billing_rules import MOBILE
 from tests.e2e.test_outages import (database_answers, database_down,  # noqa: F401
                                     log_offsets, logs_since, wait_until)
 from tests.e2e.test_radius import CREDIT, access, conf_id
@@ -304,13 +304,9 @@ def test_with_the_database_down_such_a_record_is_spooled_then_kept(stack_ready,
 # --- one process serving the gateways itself ------------------------------------
 
 def test_a_single_process_signs_its_answers_and_refuses_bad_bytes_in_dialect(
-        stack_ready, tmp_path):
+        stack_ready, service_var):
     """KONDGE_WORKERS=1: the same edge without a front end."""
-    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="1",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)
-    s = config.load(env)
+    s = config.load(env_beside(stack_ready, service_var, KONDGE_WORKERS="1"))
     stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
     radius = stack.RadiusSet(s)
     radius.start()

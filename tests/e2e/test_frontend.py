@@ -48,18 +48,19 @@ def wait_until_all_workers_in_use(settings, timeout=30.0):
 
 
 def test_requests_are_shared_among_the_workers(stack_ready, cisco):
-    """Each worker logs the refusals it makes: 30 wrong PINs reach them all."""
+    """Each worker logs the refusals it makes: 30 logins of a card with
+    nothing left (code 4; wrong PINs would lock it) reach them all."""
     s = stack_ready.settings
     wait_until_all_workers_in_use(s)
     logs = {i: s.log_dir / f"radius-worker-{i}.log" for i in range(1, s.workers + 1)}
     offsets = {i: path.stat().st_size for i, path in logs.items()}
     for _ in range(30):
-        reply = access(cisco, "1000000008", "0000")
-        assert reply is not None and reply.h323("h323-return-code") == "2"
+        reply = access(cisco, "1000000024", "3456")
+        assert reply is not None and reply.h323("h323-return-code") == "4"
     for i, path in logs.items():
         with open(path, "rb") as f:
             f.seek(offsets[i])
-            assert b"reject code 2" in f.read(), f"worker {i} took none of 30 requests"
+            assert b"reject code 4" in f.read(), f"worker {i} took none of 30 requests"
 
 
 def test_a_gateway_cannot_pass_itself_off_as_another(stack_ready, cisco):

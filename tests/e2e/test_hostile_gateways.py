@@ -12,8 +12,7 @@ import time
 import pytest
 
 from kondge_billing import config, gateways, stack
-from tests.conftest import free_udp_port
-from tests.e2e.conftest import wait_until_served
+from tests.e2e.conftest import env_beside, wait_until_served
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
 
@@ -160,14 +159,10 @@ def test_bad_rows_are_left_out_and_every_other_gateway_is_served(stack_ready, ho
     wait_until_served(stack_ready, "127.0.0.1", "testing123")
 
 
-def test_a_fresh_start_with_bad_rows_serves_the_others(stack_ready, hostile_rows, tmp_path):
+def test_a_fresh_start_with_bad_rows_serves_the_others(stack_ready, hostile_rows, service_var):
     """The client list a start renders from the table with bad rows: the
     front end and its workers start, and serve the good gateways."""
-    env = dict(stack_ready.env, KONDGE_VAR=str(tmp_path / "var"), KONDGE_WORKERS="2",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)
-    s = config.load(env)
+    s = config.load(env_beside(stack_ready, service_var, KONDGE_WORKERS="2"))
     rendered = stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
     assert {item.id for item in rendered.skipped} == {hostile_rows[row[0]] for row in BAD}
     served_addresses = {g["address"] for g in json.loads(

@@ -273,15 +273,10 @@ def test_with_reject_the_whole_outage_gets_code_8_even_in_workers_started_during
     outage to its last, also from workers started while it lasts (the gateway
     list comes from the supervisor's file, not from the database)."""
     from kondge_billing import config, gateways
-    from tests.conftest import free_udp_port
+    from tests.e2e.conftest import env_beside
     from tests.e2e.test_radius import access
     from tests.support.radius import RadiusClient
-    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="2",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn,
-               KONDGE_AUTH_WHEN_DB_DOWN="reject")
-    s = config.load(env)
+    s = config.load(env_beside(stack_ready, service_var, KONDGE_AUTH_WHEN_DB_DOWN="reject"))
     stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
     stack.db_stop(stack_ready.settings)
     radius = stack.RadiusSet(s)

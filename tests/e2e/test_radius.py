@@ -30,7 +30,7 @@ def access(client, number, pin, called="18005550100", conf=None, **kw):
 
 
 @pytest.mark.parametrize("number, pin, called, code", [
-    ("1999999996", "1234", "18005550100", 1),    # unknown card
+    ("1999999996", "1234", "18005550100", 2),    # unknown card: as a wrong PIN
     ("1000000008", "9999", "18005550100", 2),    # wrong PIN
     ("1000000024", "3456", "18005550100", 4),    # zero balance
     ("2000000006", "1111", "18005550100", 5),    # expired
