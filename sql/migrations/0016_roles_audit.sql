@@ -17,3 +17,15 @@ COMMENT ON COLUMN audit_log.db_user IS
 COMMENT ON COLUMN audit_log.operator IS
     'the person the command named (--operator, KONDGE_OPERATOR, the login user)';
 CREATE INDEX audit_log_action ON audit_log (action, id);
+
+-- What the call path may charge without an authorisation (a hold): a call
+-- nobody authorised is charged to the card its User-Name names only when
+-- this says 'charge' (KONDGE_UNAUTHORISED_CALLS, written by the supervisor
+-- at every start). The call path's role cannot change it, so it cannot
+-- charge a card that no call authorised unless the operator chose so.
+CREATE TABLE call_policy (
+    only_row           boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    unauthorised_calls text NOT NULL DEFAULT 'record'
+                       CHECK (unauthorised_calls IN ('record', 'charge'))
+);
+INSERT INTO call_policy DEFAULT VALUES;
