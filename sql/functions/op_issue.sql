@@ -38,10 +38,16 @@ BEGIN
         RAISE EXCEPTION 'a batch is 1 to 1,000,000 distinct numbers of 8 to 20 digits, '
                         'each with its PIN''s hash' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM kondge.checked_pin_hash(h) FROM unnest(p_pin_hashes) h;
-    IF EXISTS (SELECT 1 FROM kondge.card c WHERE c.number = ANY (p_numbers))
-       OR EXISTS (SELECT 1 FROM kondge.voucher v WHERE v.number = ANY (p_numbers)) THEN
-        RAISE EXCEPTION 'a number of the batch belongs to a card or voucher already'
+    PERFORM kondge.checked_pin_hash(h) FROM unnest(p_pin_hashes) h
+     WHERE h IS NULL OR length(h) <> 76 OR h !~ '^hmac-sha256\$[0-9a-f]+$' LIMIT 1;
+    -- a number is a card's or a voucher's, never both (within a table, its
+    -- unique index refuses it)
+    IF v_cat.kind = 'card' AND EXISTS (SELECT 1 FROM unnest(p_numbers) n
+                                        JOIN kondge.voucher v ON v.number = n)
+       OR v_cat.kind = 'voucher' AND EXISTS (SELECT 1 FROM unnest(p_numbers) n
+                                              JOIN kondge.card c ON c.number = n) THEN
+        RAISE EXCEPTION 'a number of the batch belongs to a % already',
+                        CASE v_cat.kind WHEN 'card' THEN 'voucher' ELSE 'card' END
               USING ERRCODE = 'unique_violation';
     END IF;
     IF EXISTS (SELECT 1 FROM kondge.batch b WHERE b.name = p_batch) THEN
