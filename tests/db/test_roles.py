@@ -538,3 +538,73 @@ def test_the_call_path_checks_one_pin_without_seeing_any_hash(world, dsn, pin_ke
             isinstance(v, str) and v.startswith("hmac-sha256$") for v in row.values())
     finally:
         radius.close()
+
+
+# --- the operators' functions check what they are given, whoever calls them -------------
+
+HASH = "hmac-sha256$" + "0" * 64
+OPERATOR_CALLS = [
+    ("SELECT kondge.op_card_add('eve', '3000000004', %(hash)s, -5, 'USD', 'standard', 'en', "
+     "NULL, NULL)", "zero or more"),
+    ("SELECT kondge.op_card_add('eve', '3000000004', %(hash)s, 'NaN', 'USD', 'standard', 'en', "
+     "NULL, NULL)", "is no amount"),
+    ("SELECT kondge.op_card_add('eve', '3000000004', 'plain-1234', 5, 'USD', 'standard', 'en', "
+     "NULL, NULL)", "keyed hash"),
+    ("SELECT kondge.op_card_add('eve', '3000000004', %(hash)s, 5, 'EUR', 'standard', 'en', "
+     "NULL, NULL)", "no calling-card category in EUR"),
+    ("SELECT kondge.op_card_add('', '3000000004', %(hash)s, 5, 'USD', 'standard', 'en', "
+     "NULL, NULL)", "operator: 1 to 64"),
+    ("SELECT kondge.op_card_add(repeat('x', 65), '3000000004', %(hash)s, 5, 'USD', 'standard', "
+     "'en', NULL, NULL)", "operator: 1 to 64"),
+    ("SELECT * FROM kondge.op_top_up('eve', '{\"numbers\": [\"1000000008\"]}', -1000, 'USD', "
+     "'t1')", "above zero"),
+    ("SELECT * FROM kondge.op_top_up('eve', '{\"numbers\": [\"1000000008\"]}', 1, 'EUR', 't1')",
+     "needs cards in EUR"),
+    ("SELECT * FROM kondge.op_top_up('eve', '{}', 1, 'USD', 't1')", "say which cards"),
+    ("SELECT * FROM kondge.op_top_up('eve', '{\"numbers\": [\"1000000008\"], \"kind\": "
+     "\"voucher\"}', 1, 'USD', 't1')", "only calling cards"),
+    ("SELECT * FROM kondge.op_change_status('eve', 'steal', '{\"numbers\": [\"1000000008\"]}')",
+     "activate, suspend or cancel"),
+    ("SELECT * FROM kondge.op_change_status('eve', 'activate', '{\"number\": \"1000000032\"}')",
+     "not number"),
+    ("SELECT * FROM kondge.op_adjust('eve', '1000000008', -10.01, 'USD', 'adjustment', 'x', "
+     "'a1')", "would take more than it has"),
+    ("SELECT * FROM kondge.op_adjust('eve', '1000000008', -1, 'USD', 'refund', 'x', 'a1')",
+     "above zero"),
+    ("SELECT * FROM kondge.op_adjust('eve', '1000000008', 1, 'USD', 'issue', 'x', 'a1')",
+     "adjustment or a refund"),
+    ("SELECT * FROM kondge.op_transfer('eve', '1000000008', '1000000008', 1, 'USD', 'x', 't1')",
+     "needs two cards"),
+    ("SELECT * FROM kondge.op_transfer('eve', '1000000008', '1000000016', 10.01, 'USD', 'x', "
+     "'t1')", "cannot give"),
+    ("SELECT * FROM kondge.op_expire('eve', now() + interval '1 year')", "lies ahead"),
+    ("SELECT kondge.op_set_pin('eve', '1000000008', '1234')", "keyed hash"),
+    ("SELECT * FROM kondge.op_issue('eve', 'standard', 'b1', true, NULL, "
+     "ARRAY['123456789012', '123456789012'], ARRAY[%(hash)s, %(hash)s])", "distinct numbers"),
+    ("SELECT * FROM kondge.op_issue('eve', 'standard', 'b1', true, NULL, ARRAY['123456789012'], "
+     "ARRAY['x'])", "keyed hash"),
+    ("SELECT * FROM kondge.op_issue('eve', 'standard', 'b1', true, NULL, "
+     "ARRAY['1000000008'], ARRAY[%(hash)s])", "duplicate key"),
+    ("SELECT kondge.op_category_add('eve', 'free', '{\"face_value\": -5}')",
+     "category_face_value_check"),
+    ("SELECT kondge.op_category_add('eve', 'free', '{\"tariff_id\": 1}')", "no field tariff_id"),
+    ("SELECT kondge.op_category_modify('eve', 'standard', '{\"currency\": \"EUR\"}')",
+     "stay as they were sold"),
+    ("SELECT * FROM kondge.op_callers_bind('eve', '1999999996', ARRAY['447700900123'])",
+     "no card"),
+]
+
+
+@pytest.mark.parametrize("sql, says", OPERATOR_CALLS,
+                         ids=[f"{sql.split('kondge.')[1].split('(')[0]}-{says}"
+                              for sql, says in OPERATOR_CALLS])
+def test_the_operators_functions_refuse_what_the_tool_would(world, dsn, sql, says):
+    before = books(world)
+    conn = as_role(dsn, "kondge_operator")
+    try:
+        with pytest.raises(psycopg2.Error, match=says) as refused:
+            conn.cursor().execute(sql, {"hash": HASH})
+        assert refused.value.pgcode[:2] in ("22", "23", "P0", "42")
+    finally:
+        conn.close()
+    assert books(world) == before
