@@ -7,6 +7,7 @@ them: on a fresh database, as the kondge_operator role (the owner's for the
 gateways and tariffs, which operators may not change).
 """
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -278,3 +279,11 @@ def test_money_an_operator_moves_stays_in_the_books(shop, db, kondge):
         ("olga", "kondge_operator", "1000000.00")]
     assert db.run(lambda cur: (cur.execute("SELECT * FROM reports.reconciliation"),
                                cur.fetchall())[1]) == []
+
+
+def test_kondge_audit_list_shows_who_and_the_role(shop, db, kondge, capsys):
+    assert kondge(OPERATOR, "cards", "suspend", "--numbers", shop["card"]) == 0
+    assert cli.main(["audit", "list", "--limit", "1", "--json"]) == 0     # as the operator
+    shown = json.loads(capsys.readouterr().out)
+    assert [(r["action"], r["operator"], r["db_user"], r["count"]) for r in shown] == [
+        ("suspend", "olga", "kondge_operator", 1)]
