@@ -1,11 +1,13 @@
 """Changes to many cards at once: by batch, serial or number range, list or filter.
 
-Each change is one statement over the selected rows, locked, and one audit
-record (operator, time, what, how many). A top-up is a ledger entry per
-card whose key holds the operation id, so repeating the command with the
-same id credits nobody twice.
+Each change is one of the operators' functions (sql/functions/op_*.sql,
+through audit.change) over the cards kondge.selected picks: it changes
+the selected rows and writes one audit record (operator, time, what, how
+many). A top-up is a ledger entry per card whose key holds the operation
+id, so repeating the command with the same id credits nobody twice.
 """
 
+import json
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -14,7 +16,6 @@ from . import audit, categories, currencies
 from .identifiers import BATCH_NAME
 from .money import MoneyError, operator_amount
 
-TABLES = {"card": "kondge.card", "voucher": "kondge.voucher"}
 OPERATION_ID = BATCH_NAME
 
 
@@ -39,71 +40,46 @@ class Selection:
     def public(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
-
-# Each criterion is a fixed fragment with named parameters; only the ones
-# given are joined. No value is ever written into the SQL text.
-CRITERIA = {
-    "batch": "x.batch_id = (SELECT id FROM kondge.batch WHERE name = %(batch)s)",
-    "serial_from": "x.serial >= %(serial_from)s",
-    "serial_to": "x.serial <= %(serial_to)s",
-    "number_from": "(length(x.number), x.number) >= (length(%(number_from)s), %(number_from)s)",
-    "number_to": "(length(x.number), x.number) <= (length(%(number_to)s), %(number_to)s)",
-    "numbers": "x.number = ANY(%(numbers)s)",
-    "category": "x.category = %(category)s",
-    "status": "x.status = %(status)s",
-}
+    def json(self) -> str:
+        """The selection as kondge.selected reads it (sql/functions/selected.sql)."""
+        if not any(v is not None for k, v in asdict(self).items() if k != "kind"):
+            raise BatchError("say which cards: --batch, --serials, --numbers, --number-range, "
+                             "--category or --status")
+        return json.dumps({k: list(v) if isinstance(v, tuple) else v
+                           for k, v in self.public().items()})
 
 
-def where(selection: Selection) -> tuple[str, dict]:
-    params = {k: (list(v) if isinstance(v, tuple) else v)
-              for k, v in asdict(selection).items() if v is not None}
-    parts = [sql for name, sql in CRITERIA.items() if name in params]
-    if not parts:
-        raise BatchError("say which cards: --batch, --serials, --numbers, --number-range, "
-                         "--category or --status")
-    return " AND ".join(parts), params
-
-
-def _table(selection: Selection) -> str:
-    return TABLES[selection.kind]
-
-
-# status changes: the statuses each may start from, and the new status
-STATUS_CHANGES = {
-    "activate": (("inactive", "suspended"), "active"),
-    "suspend": (("inactive", "active"), "suspended"),
-    "cancel": (("inactive", "active", "suspended"), "cancelled"),
-}
+# The selected rows, by id, for the checks made before a change.
+SELECTED = "x.id IN (SELECT kondge.selected(%(selection)s))"
+TABLES = {"card": "kondge.card", "voucher": "kondge.voucher"}
 
 
 def count(cur, selection: Selection) -> int:
-    sql, params = where(selection)
-    cur.execute(f"SELECT count(*) AS n FROM {_table(selection)} x WHERE {sql}", params)
+    cur.execute(f"SELECT count(*) AS n FROM {TABLES[selection.kind]} x WHERE {SELECTED}",
+                {"selection": selection.json()})
     return cur.fetchone()["n"]
 
 
-def _apply(cur, operator, action, selection, statement, values=None, details=None) -> dict:
-    """Run statement (with {table} and {where}) over the selection; audit it."""
-    sql, params = where(selection)
-    matched = count(cur, selection)
-    cur.execute(statement.format(table=_table(selection), where=sql),
-                dict(params, **(values or {})))
-    changed = cur.rowcount
-    audit.record(cur, operator, action, changed, selection.public(),
-                 dict(details or {}, matched=matched, kind=selection.kind))
-    return {"action": action, "matched": matched, "changed": changed, **(details or {})}
+def _apply(cur, function: str, operator, selection: Selection, *args, details=None) -> dict:
+    """kondge.FUNCTION(operator, selection, *args): change and audit at once."""
+    row = audit.change(
+        cur, BatchError,
+        f"SELECT * FROM kondge.{function}(%s, %s{', %s' * len(args)})",
+        (audit.operator_name(operator), selection.json(), *args))[0]
+    return {"matched": row["matched"], "changed": row["changed"], **(details or {})}
+
+
+# status changes: activate, suspend, cancel (what each may start from is in
+# sql/functions/op_change_status.sql)
+STATUS_CHANGES = ("activate", "suspend", "cancel")
 
 
 def change_status(cur, selection: Selection, action: str, operator: str) -> dict:
-    starts, new = STATUS_CHANGES[action]
-    return _apply(cur, operator, action, selection,
-                  """UPDATE {table} x
-                        SET status = %(new)s,
-                            activated_at = CASE WHEN %(new)s = 'active'
-                                                THEN coalesce(x.activated_at, now())
-                                                ELSE x.activated_at END
-                      WHERE {where} AND x.status = ANY(%(starts)s)""",
-                  {"new": new, "starts": list(starts)})
+    if action not in STATUS_CHANGES:
+        raise BatchError(f"a status change is one of {', '.join(STATUS_CHANGES)}")
+    row = audit.change(cur, BatchError, "SELECT * FROM kondge.op_change_status(%s, %s, %s)",
+                       (audit.operator_name(operator), action, selection.json()))[0]
+    return {"action": action, "matched": row["matched"], "changed": row["changed"]}
 
 
 def extend(cur, selection: Selection, operator: str, days: int | None = None,
@@ -113,52 +89,37 @@ def extend(cur, selection: Selection, operator: str, days: int | None = None,
         raise BatchError("extend: give --days N or --until DATE")
     if days is not None and not 1 <= days <= 36500:
         raise BatchError("--days: from 1 to 36500")
-    statement = ("UPDATE {table} x SET expires_at = %(until)s "
-                 "WHERE {where} AND x.status <> 'cancelled'" if until is not None else
-                 "UPDATE {table} x SET expires_at = x.expires_at + make_interval(days => %(days)s) "
-                 "WHERE {where} AND x.expires_at IS NOT NULL AND x.status <> 'cancelled'")
-    return _apply(cur, operator, "extend", selection, statement,
-                  {"days": days, "until": until}, {"days": days, "until": until})
+    return dict(_apply(cur, "op_extend", operator, selection, days, until,
+                       details={"days": days, "until": until}), action="extend")
 
 
 # What the cards (or vouchers) a move would take out of their categories are
-# in: currency and billing model, with how many. Their categories are locked
-# FOR SHARE, the target too (by the caller): none of them changes currency
-# or billing before this transaction ends.
+# in: currency and billing model, with how many (to say which may not move).
 MOVING = """
 SELECT x.currency::text AS currency, cat.billing, count(*) AS n,
        array_agg(DISTINCT cat.name ORDER BY cat.name) AS categories
   FROM {table} x JOIN kondge.category cat ON cat.name = x.category
- WHERE {where} AND x.category <> %(to)s
+ WHERE {selected} AND x.category <> %(to)s
  GROUP BY 1, 2 ORDER BY 1, 2
-"""
-LOCK_SOURCES = """
-SELECT name FROM kondge.category
- WHERE name IN (SELECT x.category FROM {table} x WHERE {where} AND x.category <> %(to)s)
- ORDER BY name FOR SHARE
 """
 
 
 def move(cur, selection: Selection, operator: str, category: str) -> dict:
     """Move the selection into category: only within one currency and, for
     calling cards, one billing model. A refused move changes nothing."""
-    target = categories.show(cur, category, share=True)
+    target = categories.show(cur, category)
     if target is None:
         raise BatchError(f"no category {category}; see 'kondge categories list'")
     if target["kind"] != selection.kind:
         raise BatchError(f"category {category} is for {target['kind']}s")
-    sql, params = where(selection)
-    params = dict(params, to=category)
-    table = _table(selection)
-    cur.execute(LOCK_SOURCES.format(table=table, where=sql), params)
-    cur.execute(MOVING.format(table=table, where=sql), params)
+    cur.execute(MOVING.format(table=TABLES[selection.kind], selected=SELECTED),
+                {"selection": selection.json(), "to": category})
     refused = [_move_problem(row, target, selection.kind) for row in cur.fetchall()]
     refused = [r for r in refused if r]
     if refused:
         raise BatchError("; ".join(refused) + "; nothing was moved")
-    return _apply(cur, operator, "move", selection,
-                  "UPDATE {table} x SET category = %(to)s WHERE {where} AND x.category <> %(to)s",
-                  {"to": category}, {"to": category})
+    return dict(_apply(cur, "op_move", operator, selection, category,
+                       details={"to": category}), action="move")
 
 
 def _move_problem(row: dict, target: dict, kind: str) -> str | None:
@@ -181,16 +142,6 @@ def new_operation_id() -> str:
     return "op-" + secrets.token_hex(8)
 
 
-# Every selected card once per operation id, through the one writer of money.
-TOP_UP = """
-WITH sel AS (SELECT x.id FROM {table} x WHERE {where} ORDER BY x.id)
-SELECT * FROM kondge.post_ledger(
-    ARRAY(SELECT id FROM sel), ARRAY(SELECT %(amount)s::numeric FROM sel), 'refill',
-    ARRAY(SELECT 'topup:' || %(op)s || ':' || id FROM sel),
-    'top-up ' || %(op)s || ' by ' || %(operator)s)
-"""
-
-
 def top_up(cur, selection: Selection, operator: str, amount, currency: str,
            operation_id: str) -> dict:
     """Credit every selected card once per operation id."""
@@ -210,12 +161,12 @@ def top_up(cur, selection: Selection, operator: str, amount, currency: str,
         raise BatchError(f"--amount: {finer}")
     if not OPERATION_ID.match(operation_id or ""):
         raise BatchError("--operation-id: letters, digits, '_', '.', ':', '-', at most 64")
-    sql, params = where(selection)
-    cur.execute(f"SELECT DISTINCT currency FROM kondge.card x WHERE {sql}", params)
+    cur.execute(f"SELECT DISTINCT currency FROM kondge.card x WHERE {SELECTED}",
+                {"selection": selection.json()})
     found = {row["currency"] for row in cur.fetchall()}
     if found - {currency}:
         raise BatchError(f"the selection holds cards in {', '.join(sorted(found))}; "
                          f"a top-up in {currency} needs cards in {currency} only")
-    return _apply(cur, operator, "top-up", selection, TOP_UP,
-                  {"amount": value, "op": operation_id, "operator": operator},
-                  {"amount": value, "currency": currency, "operation_id": operation_id})
+    return dict(_apply(cur, "op_top_up", operator, selection, value, currency, operation_id,
+                       details={"amount": value, "currency": currency,
+                                "operation_id": operation_id}), action="top-up")

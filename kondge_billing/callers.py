@@ -1,11 +1,18 @@
-"""Callers (ANI) bound to cards, and access-number policies. Owns their SQL."""
+"""Callers (ANI) bound to cards, and access-number policies. Owns their SQL.
 
+An operator's change is one of the operators' functions (op_callers_*,
+op_access_number_*, through audit.change), which makes it and writes its
+audit record at once.
+"""
+
+import json
 import re
 
+from . import audit
+from .identifiers import LANGUAGE
 from .numbers import NumberFormat, normalise
 
 LOGINS = ("card", "caller", "both")
-from .identifiers import LANGUAGE
 
 
 class CallerError(ValueError):
@@ -20,23 +27,12 @@ def _international(raw: str, fmt: NumberFormat) -> str:
 
 
 def bind(cur, card_number: str, raw_numbers: list[str], fmt: NumberFormat = NumberFormat(),
-         auto: bool = False) -> list[str]:
-    """Bind caller numbers to a card; a number bound elsewhere is refused."""
+         operator: str | None = None) -> list[str]:
+    """Bind caller numbers to a card; a number bound elsewhere is refused.
+    Returns the numbers (international form)."""
     numbers = [_international(n, fmt) for n in raw_numbers]
-    cur.execute("SELECT id FROM kondge.card WHERE number = %s FOR UPDATE", (card_number,))
-    card = cur.fetchone()
-    if card is None:
-        raise CallerError(f"no card {card_number}")
-    cur.execute("""SELECT l.number, c.number AS card FROM kondge.caller l
-                     JOIN kondge.card c ON c.id = l.card_id
-                    WHERE l.number = ANY(%s) AND l.card_id <> %s""", (numbers, card["id"]))
-    taken = cur.fetchall()
-    if taken:
-        raise CallerError("; ".join(f"{t['number']} is bound to card {t['card']}; unbind it first"
-                                    for t in taken))
-    cur.executemany("""INSERT INTO kondge.caller (number, card_id, auto_bound) VALUES (%s, %s, %s)
-                       ON CONFLICT (number) DO NOTHING""",
-                    [(n, card["id"], auto) for n in numbers])
+    audit.change(cur, CallerError, "SELECT * FROM kondge.op_callers_bind(%s, %s, %s)",
+                 (audit.operator_name(operator), card_number, numbers))
     return numbers
 
 
@@ -48,10 +44,12 @@ def auto_bind(cur, card_id: int, number: str, gateway_id: int, call_id: str) -> 
     return cur.fetchone()["bound"]
 
 
-def unbind(cur, raw_numbers: list[str], fmt: NumberFormat = NumberFormat()) -> int:
+def unbind(cur, raw_numbers: list[str], fmt: NumberFormat = NumberFormat(),
+           operator: str | None = None) -> int:
+    """Unbind caller numbers; refused if none of them was bound."""
     numbers = [_international(n, fmt) for n in raw_numbers]
-    cur.execute("DELETE FROM kondge.caller WHERE number = ANY(%s)", (numbers,))
-    return cur.rowcount
+    return audit.change(cur, CallerError, "SELECT kondge.op_callers_unbind(%s, %s) AS n",
+                        (audit.operator_name(operator), numbers))[0]["n"]
 
 
 def list_callers(cur, card_number: str | None = None) -> list[dict]:
@@ -75,30 +73,21 @@ def _check_access(number, login, language):
 
 
 def add_access_number(cur, number, description="", login="both", language=None,
-                      prompt_id=None) -> dict:
+                      prompt_id=None, operator: str | None = None) -> dict:
     _check_access(number, login, language)
-    cur.execute("""INSERT INTO kondge.access_number (number, description, login, language,
-                                                    prompt_id)
-                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (number) DO NOTHING
-                   RETURNING *""", (number, description, login, language, prompt_id))
-    row = cur.fetchone()
-    if row is None:
-        raise CallerError(f"access number {number} exists already; use 'modify'")
-    return row
+    return audit.change(
+        cur, CallerError, "SELECT * FROM kondge.op_access_number_add(%s, %s, %s, %s, %s, %s)",
+        (audit.operator_name(operator), number, description, login, language, prompt_id))[0]
 
 
-def modify_access_number(cur, number, **changes) -> dict:
+def modify_access_number(cur, number, operator: str | None = None, **changes) -> dict:
     _check_access(number, changes.get("login"), changes.get("language"))
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
         raise CallerError("nothing to change")
-    sets = ", ".join(f"{k} = %({k})s" for k in changes)
-    cur.execute(f"UPDATE kondge.access_number SET {sets} WHERE number = %(_n)s RETURNING *",
-                dict(changes, _n=number))
-    row = cur.fetchone()
-    if row is None:
-        raise CallerError(f"no access number {number}; add it first")
-    return row
+    return audit.change(cur, CallerError,
+                        "SELECT * FROM kondge.op_access_number_modify(%s, %s, %s)",
+                        (audit.operator_name(operator), number, json.dumps(changes)))[0]
 
 
 def list_access_numbers(cur) -> list[dict]:

@@ -56,6 +56,13 @@ def park(cur, pairs: list, error: str):
     cur.execute("SELECT kondge.radius_park(%s, %s)", (json.dumps(pairs), error[-4000:]))
 
 
+def set_unauthorised_calls(cur, policy: str):
+    """Tell the database whether a call nobody authorised is charged ('charge')
+    or only recorded ('record'): KONDGE_UNAUTHORISED_CALLS, written by the
+    supervisor at every start (as the owner: the call path's role cannot)."""
+    cur.execute("UPDATE kondge.call_policy SET unauthorised_calls = %s", (policy,))
+
+
 def parked(cur, waiting_only: bool = True, record_id: int | None = None,
            limit: int | None = 100) -> list[dict]:
     """Records kept in kondge.unprocessed_record, oldest first."""

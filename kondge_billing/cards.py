@@ -1,11 +1,17 @@
-"""Cards: issue, look up, show. Owns the card table's SQL."""
+"""Cards: issue, look up, show, correct. Owns the card table's SQL.
 
+Every change is one of the operators' functions (sql/functions/op_*.sql,
+through audit.change): it checks the change again, moves money only
+through the ledger and writes the audit record in the same transaction.
+"""
+
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import audit, ledger, card_tariffs, categories, currencies
-from .money import ZERO, Money, operator_amount
+from . import audit, card_tariffs, categories, currencies
+from .money import ZERO, Money, MoneyError, operator_amount
 from .pins import pin_hash
 from .identifiers import card_number_problem, language_problem, pin_problem
 from .tariffs.codec import context_from_json, loads
@@ -136,28 +142,16 @@ def add(cur, key: bytes, number: str, pin: str, balance, currency: str,
     cur.execute("SELECT 1 FROM kondge.card WHERE number = %s", (number,))
     if cur.fetchone():
         raise CardError(f"card {number} exists already")
-    amount = operator_amount(balance)
-    cur.execute(
-        """INSERT INTO kondge.card (number, pin_hash, currency, category, language,
-                                    expires_at, tariff_id)
-           VALUES (%(number)s, %(hash)s, %(currency)s, %(category)s, %(language)s,
-                   %(expires)s, %(tariff_id)s)
-           RETURNING id""",
-        {"number": number, "hash": pin_hash(key, number, pin), "currency": currency,
-         "category": category, "language": language, "expires": expires_at,
-         "tariff_id": tariff_id})
-    ledger.post(cur, "issue", [(cur.fetchone()["id"], amount, f"issue:{number}")],
-                "card issued")
-    audit.record(cur, audit.operator_name(operator), "add card", 1, {"numbers": [number]},
-                 {"balance": amount, "currency": currency, "category": category,
-                  "tariff": tariff})
+    audit.change(cur, CardError, "SELECT kondge.op_card_add(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                 (audit.operator_name(operator), number, pin_hash(key, number, pin),
+                  operator_amount(balance), currency, category, language, expires_at, tariff))
     return show(cur, number)
 
 
 def _category_problem(cur, name: str, currency: str | None) -> str | None:
-    """Why a card in currency cannot go into category name, or None. The
-    category is locked FOR SHARE: its currency and billing hold until commit."""
-    found = categories.show(cur, name, share=True)
+    """Why a card in currency cannot go into category name, or None
+    (kondge.op_card_add checks it again with the category locked)."""
+    found = categories.show(cur, name)
     if found is None:
         return f"category: no category {name}; see 'kondge categories list'"
     if found["kind"] != "card":
@@ -185,29 +179,101 @@ def show(cur, number: str) -> dict | None:
     return cur.fetchone()
 
 
-# Value left on an expired card leaves it through the ledger: one 'expiry'
-# entry per card and expiry date, so running it again changes nothing.
-EXPIRED = """
-SELECT id, balance, currency, extract(epoch FROM expires_at)::bigint AS expired_at
-  FROM kondge.card WHERE expires_at <= %(now)s AND balance > 0
- ORDER BY id FOR UPDATE
-"""
-
-
-def expire(cur, operator: str, now: datetime | None = None) -> dict:
-    """Move the remaining balance of every expired card to zero."""
-    cur.execute("SELECT coalesce(%s, now()) AS now", (now,))
-    now = cur.fetchone()["now"]
-    cur.execute(EXPIRED, {"now": now})
-    due = {row["id"]: row for row in cur.fetchall()}
-    posted = ledger.post(cur, "expiry", [
-        (c["id"], -c["balance"], f"expiry:{c['id']}:{c['expired_at']}") for c in due.values()],
-        "value expired with the card")
+def expire(cur, operator: str | None = None, now: datetime | None = None) -> dict:
+    """Move the remaining balance of every card expired by now (default: the
+    database's now; never later) to zero, as 'expiry' ledger entries (once
+    per card and expiry date: running it again changes nothing)."""
+    rows = audit.change(cur, CardError, "SELECT * FROM kondge.op_expire(%s, %s)",
+                        (audit.operator_name(operator), now))
     totals: dict[str, Decimal] = {}
-    rows = [dict(card_id=p["card_id"], expired=-p["amount"],
-                 currency=due[p["card_id"]]["currency"]) for p in posted]
     for row in rows:
         totals[row["currency"]] = totals.get(row["currency"], ZERO) + row["expired"]
-    audit.record(cur, operator, "expire", len(rows), {"expired_by": now.isoformat()},
-                 {"value": {k: str(v) for k, v in totals.items()}})
-    return {"cards": len(rows), "value": totals, "as_of": now}
+    cur.execute("SELECT coalesce(%s, now()) AS as_of", (now,))
+    return {"cards": len(rows), "value": totals, "as_of": cur.fetchone()["as_of"]}
+
+
+# --- corrections: the operators' ways to change one card -----------------------------
+
+KINDS = ("adjustment", "refund")
+
+
+def _amount(label: str, value, currency: str, positive: bool | None) -> Decimal:
+    """value as an amount in currency; positive None: either sign, not zero."""
+    try:
+        amount = operator_amount(value)
+    except MoneyError as exc:
+        raise CardError(f"{label}: {exc}") from None
+    problem = currencies.currency_problem(currency) or currencies.minor_unit_problem(
+        amount, currency)
+    if problem:
+        raise CardError(f"{label}: {problem}")
+    if (positive and amount <= 0) or (positive is None and amount == 0):
+        raise CardError(f"{label}: " + ("above zero" if positive else "other than zero"))
+    return amount
+
+
+def adjust(cur, number: str, amount, currency: str, reason: str, operation_id: str,
+           kind: str = "adjustment", operator: str | None = None) -> dict:
+    """Correct a card's balance by amount (a refund: a credit), once per
+    operation id; a debit never takes more than the card has available."""
+    if kind not in KINDS:
+        raise CardError(f"a correction is one of {', '.join(KINDS)}")
+    value = _amount("--amount", amount, currency, True if kind == "refund" else None)
+    row = audit.change(cur, CardError, "SELECT * FROM kondge.op_adjust(%s, %s, %s, %s, %s, %s, %s)",
+                       (audit.operator_name(operator), number, value, currency, kind, reason,
+                        operation_id))[0]
+    return {"card": number, "kind": kind, "amount": value, "currency": currency,
+            "posted": row["posted"] is not None, "balance": row["balance"],
+            "operation_id": operation_id}
+
+
+def transfer(cur, source: str, target: str, currency: str, reason: str, operation_id: str,
+             amount=None, operator: str | None = None) -> dict:
+    """Move amount (None: all the source card has available) from one card
+    to another of the same currency, once per operation id."""
+    value = None if amount is None else _amount("--amount", amount, currency, True)
+    row = audit.change(
+        cur, CardError, "SELECT * FROM kondge.op_transfer(%s, %s, %s, %s, %s, %s, %s)",
+        (audit.operator_name(operator), source, target, value, currency, reason,
+         operation_id))[0]
+    return {"from": source, "to": target, "currency": currency, "moved": row["moved"],
+            "posted": row["moved"] is not None, "from_balance": row["from_balance"],
+            "to_balance": row["to_balance"], "operation_id": operation_id}
+
+
+def set_pin(cur, key: bytes, number: str, pin: str, operator: str | None = None) -> dict:
+    """Give a card a new PIN (stored only as its keyed hash)."""
+    problem = pin_problem(pin)
+    if problem:
+        raise CardError(problem)
+    audit.change(cur, CardError, "SELECT kondge.op_set_pin(%s, %s, %s)",
+                 (audit.operator_name(operator), number, pin_hash(key, number, pin)))
+    return {"card": number, "pin": "changed"}
+
+
+#: modify(): the card's tariff taken away
+NO_TARIFF = ""
+#: modify(): the card never expires
+NO_EXPIRY = "never"
+
+
+def modify(cur, number: str, operator: str | None = None, language: str | None = None,
+           expires_at=None, tariff: str | None = None) -> dict:
+    """Change a card's language, expiry (NO_EXPIRY: none) or own tariff
+    (NO_TARIFF: none); None leaves a field as it is."""
+    changes = {}
+    if language is not None:
+        problem = language_problem(language)
+        if problem:
+            raise CardError(problem)
+        changes["language"] = language
+    if expires_at is not None:
+        changes["expires_at"] = None if expires_at == NO_EXPIRY else expires_at.isoformat()
+    if tariff is not None:
+        changes["tariff"] = tariff or None
+    if not changes:
+        raise CardError("nothing to change: give --language, --expires, --no-expiry, "
+                        "--tariff or --no-tariff")
+    audit.change(cur, CardError, "SELECT kondge.op_card_modify(%s, %s, %s)",
+                 (audit.operator_name(operator), number, json.dumps(changes)))
+    return show(cur, number)

@@ -6,11 +6,16 @@ language, the most simultaneous calls, prepaid or postpaid with a credit
 limit, the PIN length, and the tariff of its cards that have none of their
 own. Its kind says whether it issues calling cards or recharge vouchers.
 
+Every change is one of the operators' functions (op_category_add,
+op_category_modify, through audit.change), which checks it again and writes
+the audit record with each field's old and new value.
+
 A card is in its category's currency and keeps its currency and billing
 model for life: a category with cards changes neither (nor, with vouchers,
 its currency), and its tariff prices in its currency.
 """
 
+import json
 from datetime import datetime
 
 from . import audit, card_tariffs, currencies
@@ -22,7 +27,8 @@ VALIDITIES = ("none", "fixed", "after-first-use", "after-issue")
 BILLINGS = ("prepaid", "postpaid")
 KINDS = ("card", "voucher")
 FIELDS = ("description", "face_value", "currency", "validity", "valid_until", "valid_days",
-          "language", "max_calls", "billing", "credit_limit", "pin_length", "kind")
+          "language", "max_calls", "billing", "credit_limit", "pin_length", "kind",
+          "max_call_seconds", "auto_bind", "max_callers")
 COLUMNS = ("name",) + FIELDS
 #: tariff=NO_TARIFF in modify() takes the category's tariff away
 NO_TARIFF = ""
@@ -65,6 +71,10 @@ def problems(c: dict) -> list[str]:
         money_problem("credit limit", c["credit_limit"], c["currency"]),
         _int_problem("PIN length", c["pin_length"], 4, 12),
         None if c["kind"] in KINDS else "kind: card or voucher",
+        None if c["max_call_seconds"] is None else
+        _int_problem("max call seconds", c["max_call_seconds"], 1, 86400),
+        None if isinstance(c["auto_bind"], bool) else "auto bind: true or false",
+        _int_problem("max callers", c["max_callers"], 0, 1000),
     ]
     if c["validity"] == "fixed" and not isinstance(c["valid_until"], datetime):
         found.append("valid until: a fixed validity needs --valid-until DATE")
@@ -94,31 +104,40 @@ def _amount(value):
 
 DEFAULTS = {"description": "", "face_value": "0", "currency": "USD", "validity": "none",
             "valid_until": None, "valid_days": None, "language": "en", "max_calls": 1,
-            "billing": "prepaid", "credit_limit": "0", "pin_length": 4, "kind": "card"}
+            "billing": "prepaid", "credit_limit": "0", "pin_length": 4, "kind": "card",
+            "max_call_seconds": None, "auto_bind": False, "max_callers": 3}
+#: max_call_seconds=NO_CAP: no cap of its own on one call (the server's only)
+NO_CAP = 0
 
 
 def _checked(cur, values: dict, tariff: str | None) -> dict:
-    """values, complete, with face value, credit limit and tariff_id as
-    stored; every problem at once as a CategoryError. tariff: a tariff's
-    name, NO_TARIFF, or None to keep the one values has."""
+    """values, complete, with face value and credit limit as stored and
+    "tariff" the tariff's name (or None); every problem at once as a
+    CategoryError. tariff: a tariff's name, NO_TARIFF, or None to keep the
+    one values has."""
+    if values["max_call_seconds"] == NO_CAP:
+        values = dict(values, max_call_seconds=None)
     found = problems(values)
     name = values.get("tariff") if tariff is None else (tariff or None)
-    tariff_id = None
     if name is not None:
         currency = None if _currency_problem(values["currency"]) else values["currency"]
-        tariff_id, problem = card_tariffs.check(cur, name, currency, f"category {values['name']}")
-        found.append(problem)
+        found.append(card_tariffs.check(cur, name, currency, f"category {values['name']}")[1])
         if values["kind"] == "voucher":
             found.append("tariff: a voucher category rates no calls; it has no tariff")
     found = [p for p in found if p]
     if found:
         raise CategoryError("; ".join(found))
     return dict(values, face_value=operator_amount(values["face_value"]),
-                credit_limit=operator_amount(values["credit_limit"]), tariff_id=tariff_id)
+                credit_limit=operator_amount(values["credit_limit"]), tariff=name)
 
 
 def _given(fields: dict) -> dict:
     return {k: v for k, v in fields.items() if v is not None and k in FIELDS}
+
+
+def _json(values: dict, keys) -> str:
+    """The fields named by keys, as the category functions read them."""
+    return json.dumps({k: values[k] for k in keys}, default=str)
 
 
 def add(cur, name: str, operator: str | None = None, tariff: str | None = None,
@@ -128,22 +147,20 @@ def add(cur, name: str, operator: str | None = None, tariff: str | None = None,
     if show(cur, name):
         raise CategoryError(f"category {name} exists already; change it with "
                             "'kondge categories modify'")
-    cur.execute(f"INSERT INTO kondge.category ({', '.join(COLUMNS)}, tariff_id) "
-                f"VALUES ({', '.join('%(' + c + ')s' for c in COLUMNS)}, %(tariff_id)s)", values)
-    added = show(cur, name)
-    audit.record(cur, audit.operator_name(operator), "add category", 1, {"category": name},
-                 {k: added[k] for k in FIELDS + ("tariff",)})
-    return added
+    audit.change(cur, CategoryError, "SELECT kondge.op_category_add(%s, %s, %s)",
+                 (audit.operator_name(operator), name, _json(values, FIELDS + ("tariff",))))
+    return show(cur, name)
 
 
 def modify(cur, name: str, operator: str | None = None, tariff: str | None = None,
            **fields) -> dict:
     """Change the fields given (None: unchanged); tariff NO_TARIFF takes the
     tariff away. A category with cards keeps its currency and billing model."""
-    current = show(cur, name, lock=True)
+    current = show(cur, name)
     if current is None:
         raise CategoryError(f"no category {name}; see 'kondge categories list'")
-    values = _checked(cur, {**current, **_given(fields)}, tariff)
+    given = _given(fields)
+    values = _checked(cur, {**current, **given}, tariff)
     members = _members(cur, name)
     if values["kind"] != current["kind"] and any(members.values()):
         raise CategoryError(f"category {name} has cards or vouchers: its kind cannot change")
@@ -152,14 +169,10 @@ def modify(cur, name: str, operator: str | None = None, tariff: str | None = Non
     refused = [r for r in refused if r]
     if refused:
         raise CategoryError("; ".join(refused))
-    cur.execute(f"UPDATE kondge.category SET {', '.join(f'{c} = %({c})s' for c in FIELDS)}, "
-                "tariff_id = %(tariff_id)s WHERE name = %(name)s", values)
-    changed = show(cur, name)
-    changes = {k: {"from": current[k], "to": changed[k]} for k in FIELDS + ("tariff",)
-               if current[k] != changed[k]}
-    audit.record(cur, audit.operator_name(operator), "modify category", 1, {"category": name},
-                 {"changes": changes})
-    return changed
+    audit.change(cur, CategoryError, "SELECT kondge.op_category_modify(%s, %s, %s)",
+                 (audit.operator_name(operator), name,
+                  _json(values, tuple(given) + (("tariff",) if tariff is not None else ()))))
+    return show(cur, name)
 
 
 def _fixed_problem(name, what, old, new, members) -> str | None:
@@ -188,11 +201,10 @@ SELECT = (f"SELECT {', '.join('c.' + col for col in COLUMNS)}, t.name AS tariff 
           "FROM kondge.category c LEFT JOIN kondge.tariff t ON t.id = c.tariff_id")
 
 
-def show(cur, name: str, lock: bool = False, share: bool = False) -> dict | None:
-    """The category; lock: FOR UPDATE (to change it), share: FOR SHARE (to put
-    cards in it while nobody changes its currency or billing)."""
-    cur.execute(f"{SELECT} WHERE c.name = %s"
-                + (" FOR UPDATE OF c" if lock else " FOR SHARE OF c" if share else ""), (name,))
+def show(cur, name: str) -> dict | None:
+    """The category. (The operators' functions lock it while they change it
+    or put cards in it; what is read here is checked again there.)"""
+    cur.execute(f"{SELECT} WHERE c.name = %s", (name,))
     return cur.fetchone()
 
 

@@ -16,8 +16,8 @@ import sys
 
 import psycopg2
 
-from . import (__version__, batches, callers, cards, categories, commands, config, gateways,
-               issuance, stack, statements, vouchers)
+from . import (__version__, audit, batches, callers, cards, categories, commands, config,
+               gateways, issuance, stack, statements, vouchers)
 from .commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
 from .errors import Unavailable
 from .pins import PinKeyError
@@ -26,7 +26,8 @@ from .tariffs.engine import RatingError
 #: The errors of the domain that refuse what an operator asked: exit 1, their text.
 REFUSALS = (Refused, PinKeyError, cards.CardError, categories.CategoryError,
             gateways.GatewayError, batches.BatchError, issuance.IssueError,
-            vouchers.RefillError, callers.CallerError, statements.StatementError)
+            vouchers.RefillError, callers.CallerError, statements.StatementError,
+            audit.OperatorError)
 
 #: How a command that raises ends: the first row whose errors match gives the
 #: exit status and the message (after "kondge: " on stderr). Anything else is

@@ -1,7 +1,9 @@
 """Gateways: the RADIUS clients, their secrets and their dialects.
 
 This module owns the gateway table's SQL, the Gateway record and the
-gateway directory the hook reads. FreeRADIUS's client list is rendered from
+gateway directory the hook reads. Every change is an audit record, written
+by the database (sql/functions/gateway_audited.sql) with the operator this
+module names for the transaction. FreeRADIUS's client list is rendered from
 the records by radius_config.py.
 
 Every FreeRADIUS process of a server must serve a gateway the same way at
@@ -22,6 +24,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from . import audit
 from .attrs import DIALECTS
 from .errors import UnknownGateway
 from .identifiers import LANGUAGE, NAME, NAME_RULE
@@ -168,10 +171,11 @@ def label(gw: "Gateway") -> str:
 
 
 def add(cur, name, address, secret, dialect, message_authenticator="optional",
-        billed_leg="originate", prepaid_billing_model=1) -> Gateway:
+        billed_leg="originate", prepaid_billing_model=1, operator: str | None = None) -> Gateway:
     problems = check(name, address, secret, dialect, message_authenticator, billed_leg)
     if problems:
         raise GatewayError("; ".join(problems))
+    audit.acting(cur, operator)
     cur.execute("""SELECT name FROM kondge.gateway
                     WHERE (name = %s OR address = %s) AND removed_at IS NULL""",
                 (name, address))
@@ -188,9 +192,11 @@ def add(cur, name, address, secret, dialect, message_authenticator="optional",
     return Gateway(**cur.fetchone())
 
 
-def remove(cur, name: str | None = None, gateway_id: int | None = None) -> int | None:
+def remove(cur, name: str | None = None, gateway_id: int | None = None,
+           operator: str | None = None) -> int | None:
     """Retire a gateway, by name or by id (its row stays for its call
     records): the revision, or None if no such gateway is active."""
+    audit.acting(cur, operator)
     cur.execute("""UPDATE kondge.gateway SET removed_at = now()
                     WHERE (name = %s OR id = %s) AND removed_at IS NULL RETURNING revision""",
                 (name, gateway_id))
@@ -198,8 +204,11 @@ def remove(cur, name: str | None = None, gateway_id: int | None = None) -> int |
     return row["revision"] if row else None
 
 
-def all_gateways(cur) -> list[Gateway]:
-    cur.execute(f"SELECT {COLUMNS} FROM kondge.gateway WHERE removed_at IS NULL ORDER BY name")
+def all_gateways(cur, secrets: bool = True) -> list[Gateway]:
+    """The gateways in service; secrets=False (what an operator's role may
+    read) leaves their secrets empty."""
+    columns = COLUMNS if secrets else COLUMNS.replace("secret", "'' AS secret")
+    cur.execute(f"SELECT {columns} FROM kondge.gateway WHERE removed_at IS NULL ORDER BY name")
     return [Gateway(**row) for row in cur.fetchall()]
 
 
@@ -229,13 +238,14 @@ def table_state(cur) -> tuple[int, int]:
     return row["revision"], row["n"]
 
 
-def modify(cur, name: str, **changes) -> Gateway:
+def modify(cur, name: str, operator: str | None = None, **changes) -> Gateway:
     """Change a gateway's number format, languages or billing settings."""
     unknown = [f"{key}: not a setting 'kondge gateways modify' changes"
                for key in changes if key not in MODIFIABLE]
     broken = unknown or _broken(changes)
     if broken:
         raise GatewayError("; ".join(broken))
+    audit.acting(cur, operator)
     sets = ", ".join(f"{k} = %({k})s" for k in changes)
     values = {k: (json.dumps(v) if k == "language_map" else v) for k, v in changes.items()}
     cur.execute(f"""UPDATE kondge.gateway SET {sets}

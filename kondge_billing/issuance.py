@@ -5,9 +5,10 @@ Numbers and PINs come from the operating system's cryptographic source
 non-zero digit, random digits and a Luhn check digit. PINs are stored only
 as keyed hashes; the issuance file is the one place a PIN is ever shown.
 
-The rows go in with COPY into a temporary table, then one INSERT ... SELECT
-each for the cards and for their opening ledger entries, so 100,000 cards
-take seconds.
+The numbers and PIN hashes go in with COPY into a temporary table of the
+session; kondge.op_issue then makes the batch from it in one INSERT ...
+SELECT each for the cards and for their opening ledger entries (vouchers
+have none) and writes its audit record, so 100,000 cards take seconds.
 """
 
 import io
@@ -98,27 +99,14 @@ def _stage(cur, key, count, number_length, pin_length, progress) -> dict:
     return pins
 
 
-INSERT_CARDS = """
-INSERT INTO kondge.card (number, pin_hash, currency, category, language,
-                         expires_at, status, activated_at, batch_id, tariff_id)
-SELECT number, pin_hash, %(currency)s, %(category)s, %(language)s,
-       %(expires)s, %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s,
-       %(tariff_id)s
-  FROM issue_new
-"""
-# The face value of each new card, as its first ledger entry (the one writer of money).
-OPENING_ENTRIES = """
-WITH new AS (SELECT id, number FROM kondge.card WHERE batch_id = %(batch_id)s ORDER BY id)
-SELECT count(*) AS n FROM kondge.post_ledger(
-    ARRAY(SELECT id FROM new), ARRAY(SELECT %(value)s::numeric FROM new), 'issue',
-    ARRAY(SELECT 'issue:' || number FROM new), 'batch ' || %(batch)s)
-"""
-INSERT_VOUCHERS = """
-INSERT INTO kondge.voucher (number, pin_hash, value, currency, category, expires_at,
-                            status, activated_at, batch_id)
-SELECT number, pin_hash, %(value)s, %(currency)s, %(category)s, %(expires)s,
-       %(status)s, CASE WHEN %(status)s = 'active' THEN now() END, %(batch_id)s
-  FROM issue_new
+# The batch itself: kondge.op_issue (sql/functions/op_issue.sql) takes the
+# staged numbers and hashes and makes the batch, its cards (with their
+# opening ledger entries) or vouchers, and its audit record.
+ISSUE = """
+SELECT * FROM kondge.op_issue(
+    %(operator)s, %(category)s, %(batch)s, %(active)s, %(tariff)s,
+    ARRAY(SELECT number FROM issue_new ORDER BY number),
+    ARRAY(SELECT pin_hash FROM issue_new ORDER BY number))
 """
 
 
@@ -131,17 +119,16 @@ def _category_problems(category: dict) -> list[str]:
             "('kondge categories modify', or a new category)" for p in found if p]
 
 
-def _tariff_id(cur, category: dict, tariff: str | None) -> int | None:
-    """The id of the tariff the batch's cards get as their own (None: none)."""
+def _check_tariff(cur, category: dict, tariff: str | None):
+    """Refuse a tariff the batch's cards may not get as their own."""
     if tariff is None:
-        return None
+        return
     if category["kind"] != "card":
         raise IssueError("--tariff: vouchers rate no calls; they have no tariff")
-    tariff_id, problem = card_tariffs.check(cur, tariff, category["currency"],
+    _tariff_id, problem = card_tariffs.check(cur, tariff, category["currency"],
                                             f"category {category['name']}")
     if problem:
         raise IssueError(problem)
-    return tariff_id
 
 
 def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | None,
@@ -152,13 +139,13 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
     The cards get the category's currency and face value; tariff, if given,
     is their own tariff (in that currency). The category stays locked FOR
     SHARE until commit, so its currency and billing cannot change meanwhile."""
-    category = categories.show(cur, category_name, share=True)
+    category = categories.show(cur, category_name)
     if category is None:
         raise IssueError(f"no category {category_name}; add it with 'kondge categories add'")
     problems = _category_problems(category)
     if problems:
         raise IssueError("; ".join(problems))
-    tariff_id = _tariff_id(cur, category, tariff)
+    _check_tariff(cur, category, tariff)
     if not 1 <= count <= MAX_BATCH:
         raise IssueError(f"count: from 1 to {MAX_BATCH:,}")
     if number_length not in NUMBER_LENGTHS:
@@ -173,36 +160,20 @@ def issue(cur, key: bytes, category_name: str, count: int, batch_name: str | Non
     cur.execute("SELECT 1 FROM kondge.batch WHERE name = %s", (batch_name,))
     if cur.fetchone():
         raise IssueError(f"batch {batch_name} exists already; choose another --batch")
-    cur.execute("""INSERT INTO kondge.batch (name, category, kind, count, operator)
-                   VALUES (%s, %s, %s, %s, %s) RETURNING id""",
-                (batch_name, category_name, category["kind"], count, operator))
-    batch_id = cur.fetchone()["id"]
-
     bar = progress("generating", count)
     pins = _stage(cur, key, count, number_length, category["pin_length"], bar)
     bar.finish()
-    values = {"value": category["face_value"], "currency": category["currency"],
-              "category": category_name, "language": category["language"],
-              "expires": expires, "batch_id": batch_id, "tariff_id": tariff_id,
-              "batch": batch_name, "status": "active" if active else "inactive"}
-    table = "card" if category["kind"] == "card" else "voucher"
-    if table == "card":
-        cur.execute(INSERT_CARDS, values)
-        cur.execute(OPENING_ENTRIES, values)
-    else:
-        cur.execute(INSERT_VOUCHERS, values)
+    made = audit.change(cur, IssueError, ISSUE, {
+        "operator": audit.operator_name(operator), "category": category_name, "batch": batch_name,
+        "active": active, "tariff": tariff})[0]
+    table = "card" if made["kind"] == "card" else "voucher"
     cur.execute(f"SELECT serial, number FROM kondge.{table} WHERE batch_id = %s ORDER BY serial",
-                (batch_id,))
+                (made["batch_id"],))
     pieces = [Issued(row["serial"], row["number"], pins[row["number"]]) for row in cur]
-    audit.record(cur, operator, f"issue {category['kind']}s", len(pieces),
-                 {"batch": batch_name}, {"category": category_name,
-                                         "face_value": category["face_value"],
-                                         "currency": category["currency"], "tariff": tariff})
-    return {"batch": batch_name, "batch_id": batch_id, "kind": category["kind"],
+    return {"batch": batch_name, "batch_id": made["batch_id"], "kind": made["kind"],
             "category": category_name, "count": len(pieces), "validity": category["validity"],
-            "tariff": tariff,
-            "face_value": category["face_value"], "currency": category["currency"],
-            "expires_at": values["expires"], "status": values["status"], "pieces": pieces}
+            "tariff": tariff, "face_value": made["face_value"], "currency": made["currency"],
+            "expires_at": made["expires_at"], "status": made["status"], "pieces": pieces}
 
 
 PRINT_COLUMNS = ["serial", "number", "pin", "face_value", "currency", "expiry", "batch"]

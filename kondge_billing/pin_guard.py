@@ -68,13 +68,11 @@ def unlock(cur, scope: str, given: str, operator: str) -> dict:
     """Forget the wrong PINs of a card number (a caller number, a gateway by
     name) and lift its lock; audited when there was anything to forget."""
     key = _key(cur, scope, given)
-    cur.execute("SELECT * FROM kondge.pin_unlock(%s, %s)", (scope, key))
-    row = cur.fetchone()
-    if row is None:
+    rows = audit.change(cur, CardError, "SELECT * FROM kondge.op_pin_unlock(%s, %s, %s, %s)",
+                        (operator, scope, key, given))
+    if not rows:
         return {scope: given, "counted": False, "was_locked": False, "locked_until": None}
-    audit.record(cur, operator, "pin unlock", 1, {scope: given},
-                 {"was_locked_until": row["locked_until"], "wrong_pins": row["failures"],
-                  "locks_in_a_row": row["locks"]})
+    row = rows[0]
     return {scope: given, "counted": True, "was_locked": row["locked_until"] is not None,
             "locked_until": row["locked_until"]}
 

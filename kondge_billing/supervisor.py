@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import config, gateways, radius_config
+from . import calls, config, gateways, radius_config
 from .cluster import (db_held_down, db_hold_flag, pg_running, prepare_database,
                       start_postgres, stop_postgres)
 from .console import say, tail
@@ -99,6 +99,9 @@ class Supervisor:
     def start(self):
         db_hold_flag(self.s).unlink(missing_ok=True)
         prepare_database(self.s)
+        # the database, not the call path's role, decides whether a call
+        # nobody authorised is charged (sql/functions/radius_settle.sql)
+        self.db.run(lambda cur: calls.set_unauthorised_calls(cur, self.s.unauthorised_calls))
         served = gateways.read_revision(applied_file(self.s))
         self.state = self.db.run(gateways.table_state)
         self.revision, known, removed = gateway_snapshot(self.db)

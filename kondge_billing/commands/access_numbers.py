@@ -3,8 +3,8 @@
 The policies live with the callers (callers.py owns their SQL).
 """
 
-from .. import callers
-from .common import EXIT_OK, command, emit, group, in_transaction, table
+from .. import audit, callers
+from .common import EXIT_OK, command, emit, group, in_transaction, operator_option, table
 
 
 def register(commands):
@@ -26,16 +26,20 @@ def _policy_options(p, description, login):
                         "both (default)")
     p.add_argument("--language", help="prompt language for calls on this number")
     p.add_argument("--prompt-id", type=int, help="h323-prompt-id sent to the IVR")
+    operator_option(p)
 
 
 def cmd_add(args, s):
+    operator = audit.operator_name(args.operator)
     return _changed(args, s, lambda cur: callers.add_access_number(
-        cur, args.number, args.description, args.login, args.language, args.prompt_id))
+        cur, args.number, args.description, args.login, args.language, args.prompt_id,
+        operator))
 
 
 def cmd_modify(args, s):
+    operator = audit.operator_name(args.operator)
     return _changed(args, s, lambda cur: callers.modify_access_number(
-        cur, args.number, description=args.description, login=args.login,
+        cur, args.number, operator, description=args.description, login=args.login,
         language=args.language, prompt_id=args.prompt_id))
 
 

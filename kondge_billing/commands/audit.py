@@ -1,4 +1,5 @@
-"""kondge audit: the audit log of operator changes."""
+"""kondge audit: the audit log of operator changes (written by the database
+with each change: who, the database role, when, what and how many)."""
 
 from .. import audit
 from .common import EXIT_OK, command, emit, group, in_transaction, table
@@ -13,6 +14,6 @@ def register(commands):
 
 def cmd_list(args, s):
     rows = in_transaction(s, lambda cur: audit.recent(cur, args.limit, args.action))
-    emit(args, rows, table(rows, ["id", "at", "operator", "action", "count", "selection",
-                                  "details"]))
+    emit(args, rows, table(rows, ["id", "at", "operator", "db_user", "action", "count",
+                                  "selection", "details"]))
     return EXIT_OK

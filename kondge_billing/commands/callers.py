@@ -1,8 +1,9 @@
 """kondge callers: caller numbers (ANI) bound to cards, which log in without a PIN."""
 
-from .. import callers, gateways
+from .. import audit, callers, gateways
 from ..numbers import NumberFormat
-from .common import EXIT_OK, Refused, command, emit, group, in_transaction, table
+from .common import (EXIT_OK, Refused, command, emit, group, in_transaction, operator_option,
+                     table)
 
 
 def register(commands):
@@ -11,7 +12,7 @@ def register(commands):
     p = command(sub, "bind", cmd_bind, "bind caller numbers to a card")
     p.add_argument("--card", required=True, help="the card number")
     _numbers_options(p)
-    p = command(sub, "unbind", cmd_unbind, "unbind caller numbers")
+    p = command(sub, "unbind", cmd_unbind, "unbind caller numbers (refused if none is bound)")
     _numbers_options(p)
     p = command(sub, "list", cmd_list, "list bound caller numbers")
     p.add_argument("--card", help="only this card's")
@@ -21,11 +22,14 @@ def _numbers_options(p):
     p.add_argument("numbers", nargs="+", help="phone numbers, in any usual form")
     p.add_argument("--gateway", help="read local numbers as this gateway writes them "
                                      "(its country code and prefixes)")
+    operator_option(p)
 
 
 def cmd_bind(args, s):
     fmt = _gateway_format(s, args.gateway)
-    numbers = in_transaction(s, lambda cur: callers.bind(cur, args.card, args.numbers, fmt))
+    operator = audit.operator_name(args.operator)
+    numbers = in_transaction(s, lambda cur: callers.bind(cur, args.card, args.numbers, fmt,
+                                                         operator))
     emit(args, {"card": args.card, "callers": numbers},
          [f"bound to card {args.card}: {', '.join(numbers)}"])
     return EXIT_OK
@@ -33,9 +37,8 @@ def cmd_bind(args, s):
 
 def cmd_unbind(args, s):
     fmt = _gateway_format(s, args.gateway)
-    count = in_transaction(s, lambda cur: callers.unbind(cur, args.numbers, fmt))
-    if count == 0:
-        raise Refused("none of these numbers was bound")
+    operator = audit.operator_name(args.operator)
+    count = in_transaction(s, lambda cur: callers.unbind(cur, args.numbers, fmt, operator))
     emit(args, {"unbound": count}, [f"{count} caller number(s) unbound"])
     return EXIT_OK
 
@@ -50,7 +53,8 @@ def _gateway_format(s, name) -> NumberFormat:
     """How the gateway called name writes numbers (international if none is named)."""
     if name is None:
         return NumberFormat()
-    found = [gw for gw in in_transaction(s, gateways.all_gateways) if gw.name == name]
+    found = [gw for gw in in_transaction(s, lambda cur: gateways.all_gateways(cur, False))
+             if gw.name == name]
     if not found:
         raise Refused(f"no gateway named {name}; see 'kondge gateways list'")
     return found[0].number_format

@@ -12,7 +12,8 @@ from .. import audit, batches, cards, issuance, pin_guard, reports, statements, 
 from ..pins import load_key
 from ..progress import factory as progress_factory
 from .common import (EXIT_OK, Refused, amount_arg, command, currency_arg, datetime_arg, emit,
-                     group, in_transaction, new_file, operator_option, show_one, table)
+                     fields, group, in_transaction, new_file, operator_option, show_one,
+                     table)
 
 
 def register(commands):
@@ -44,6 +45,51 @@ def register(commands):
     which.add_argument("--caller", help="a caller number instead, in international form "
                                         "(e.g. 15551234567)")
     which.add_argument("--gateway", help="a gateway instead, by name")
+    operator_option(p)
+    p = command(sub, "modify", cmd_modify,
+                "change one card's language, expiry or own tariff (only the options given)")
+    p.add_argument("number")
+    p.add_argument("--language", help="prompt language, e.g. en")
+    expiry = p.add_mutually_exclusive_group()
+    expiry.add_argument("--expires", type=datetime_arg, help="expiry date/time (ISO 8601)")
+    expiry.add_argument("--no-expiry", action="store_true", help="the card never expires")
+    tariff = p.add_mutually_exclusive_group()
+    tariff.add_argument("--tariff", help="the card's own tariff (its name; every version in "
+                                         "the card's currency)")
+    tariff.add_argument("--no-tariff", action="store_true",
+                        help="take the card's own tariff away (its category's, else the "
+                             "default tariff rates its calls)")
+    operator_option(p)
+    p = command(sub, "set-pin", cmd_set_pin, "give one card a new PIN")
+    p.add_argument("number")
+    p.add_argument("--pin", required=True, help="the new PIN, 1 to 16 digits; stored only as "
+                                                "a keyed hash")
+    operator_option(p)
+    p = command(sub, "adjust", cmd_adjust,
+                "correct one card's balance: an adjustment (either sign) or a refund, as a "
+                "ledger entry keyed by the operation id (the same id again moves nothing)")
+    p.add_argument("number")
+    p.add_argument("--amount", required=True, type=amount_arg,
+                   help="what to add to the balance, a plain decimal such as 2.50 or -2.50; "
+                        "a debit never takes more than the card has available")
+    p.add_argument("--currency", required=True, type=currency_arg,
+                   help="the card's currency, ISO 4217 in capitals, e.g. USD")
+    p.add_argument("--reason", required=True, help="why, for the ledger and the audit log")
+    p.add_argument("--refund", action="store_true",
+                   help="record it as a refund (a credit) rather than an adjustment")
+    _operation_id_option(p)
+    operator_option(p)
+    p = command(sub, "transfer", cmd_transfer,
+                "move balance from one card to another in the same currency (e.g. a lost "
+                "card's value onto its replacement), once per operation id")
+    p.add_argument("--from", dest="source", required=True, help="the card that gives")
+    p.add_argument("--to", dest="target", required=True, help="the card that receives")
+    p.add_argument("--amount", type=amount_arg,
+                   help="how much (default: all the first card has available)")
+    p.add_argument("--currency", required=True, type=currency_arg,
+                   help="the cards' currency, ISO 4217 in capitals, e.g. USD")
+    p.add_argument("--reason", required=True, help="why, for the ledger and the audit log")
+    _operation_id_option(p)
     operator_option(p)
 
     p = command(sub, "issue", cmd_issue,
@@ -84,9 +130,7 @@ def register(commands):
                    help="credit per card, a plain decimal such as 5.00")
     p.add_argument("--currency", required=True, type=currency_arg,
                    help="the cards' currency, ISO 4217 in capitals, e.g. USD")
-    p.add_argument("--operation-id",
-                   help="what makes this top-up unique: the same id again credits nobody "
-                        "twice (default: a new id, printed)")
+    _operation_id_option(p)
 
     p = command(sub, "refill", cmd_refill,
                 "move a recharge voucher's value to a card (each voucher once)")
@@ -117,10 +161,11 @@ def register(commands):
 
 def cmd_add(args, s):
     key = load_key(s.pin_key_file)
+    operator = audit.operator_name(args.operator)
     card = in_transaction(s, lambda cur: cards.add(
         cur, key, args.number, args.pin, args.balance, args.currency, category=args.category,
         language=args.language, expires_at=args.expires, check_digit=s.card_check_digit,
-        tariff=args.tariff, operator=args.operator))
+        tariff=args.tariff, operator=operator))
     tariff = f"tariff {card['tariff']}" if card["tariff"] else "no tariff of its own"
     emit(args, card, [f"card {card['number']} added: {card['balance']} {card['currency']}, "
                       f"category {card['category']}, language {card['language']}, {tariff}"])
@@ -149,6 +194,57 @@ def cmd_unlock(args, s):
         line = f"{what} was not locked and had no wrong PINs: nothing to do"
     emit(args, done, [line])
     return EXIT_OK
+
+
+def cmd_modify(args, s):
+    operator = audit.operator_name(args.operator)
+    card = in_transaction(s, lambda cur: cards.modify(
+        cur, args.number, operator, language=args.language,
+        expires_at=cards.NO_EXPIRY if args.no_expiry else args.expires,
+        tariff=cards.NO_TARIFF if args.no_tariff else args.tariff))
+    emit(args, card, [f"card {args.number} changed (by {operator})"] + fields(card))
+    return EXIT_OK
+
+
+def cmd_set_pin(args, s):
+    key = load_key(s.pin_key_file)
+    operator = audit.operator_name(args.operator)
+    done = in_transaction(s, lambda cur: cards.set_pin(cur, key, args.number, args.pin,
+                                                       operator))
+    emit(args, done, [f"card {args.number}: new PIN set (by {operator})"])
+    return EXIT_OK
+
+
+def cmd_adjust(args, s):
+    operator = audit.operator_name(args.operator)
+    op_id = args.operation_id or batches.new_operation_id()
+    done = in_transaction(s, lambda cur: cards.adjust(
+        cur, args.number, args.amount, args.currency, args.reason, op_id,
+        kind="refund" if args.refund else "adjustment", operator=operator))
+    what = (f"{done['kind']} of {done['amount']} {done['currency']}" if done["posted"] else
+            f"operation {op_id} was done before: nothing moved now")
+    emit(args, done, [f"card {args.number}: {what}; balance {done['balance']} (by {operator})",
+                      _repeat_line(op_id)])
+    return EXIT_OK
+
+
+def cmd_transfer(args, s):
+    operator = audit.operator_name(args.operator)
+    op_id = args.operation_id or batches.new_operation_id()
+    done = in_transaction(s, lambda cur: cards.transfer(
+        cur, args.source, args.target, args.currency, args.reason, op_id, amount=args.amount,
+        operator=operator))
+    what = (f"{done['moved']} {done['currency']} moved" if done["posted"] else
+            f"operation {op_id} was done before: nothing moved now")
+    emit(args, done, [f"card {args.source} -> card {args.target}: {what}; balances "
+                      f"{done['from_balance']} and {done['to_balance']} (by {operator})",
+                      _repeat_line(op_id)])
+    return EXIT_OK
+
+
+def _repeat_line(op_id) -> str:
+    return (f"operation id {op_id}: repeating the command with --operation-id {op_id} "
+            "moves nothing twice")
 
 
 def cmd_refill(args, s):
@@ -282,6 +378,12 @@ def _selection_options(p, vouchers=True):
     else:
         p.set_defaults(vouchers=False)
     operator_option(p)
+
+
+def _operation_id_option(p):
+    p.add_argument("--operation-id",
+                   help="what makes this movement unique: the same id again moves nothing "
+                        "twice (default: a new id, printed)")
 
 
 def _selection(args) -> batches.Selection:

@@ -1,6 +1,8 @@
 """kondge categories: card categories (products)."""
 
-from .. import categories
+import argparse
+
+from .. import audit, categories
 from .common import (EXIT_OK, amount_arg, command, currency_arg, datetime_arg, emit, fields,
                      group, in_transaction, operator_option, show_one, table)
 
@@ -40,6 +42,14 @@ def _category_options(p, modify=False):
     p.add_argument("--credit-limit", type=amount_arg,
                    help="a postpaid card's credit limit, a plain decimal such as 50.00")
     p.add_argument("--pin-length", type=int, help="digits of a PIN, 4-12 (default 4)")
+    p.add_argument("--max-call-seconds", type=int,
+                   help="the longest one call of its cards may last, 1-86400 s (0: no cap of "
+                        "its own, the default: KONDGE_MAX_CREDIT_TIME only)")
+    p.add_argument("--auto-bind", action=argparse.BooleanOptionalAction, default=None,
+                   help="bind the caller's number to the card after a card login (default "
+                        "no)")
+    p.add_argument("--max-callers", type=int,
+                   help="at most this many numbers bound so per card, 0-1000 (default 3)")
     tariff = p.add_mutually_exclusive_group() if modify else p
     tariff.add_argument("--tariff", help="the tariff of its cards that have none of their own "
                                          "(its name; every version in the category's currency)")
@@ -53,7 +63,7 @@ def _category_options(p, modify=False):
 def _category_fields(args) -> dict:
     values = {f: getattr(args, f) for f in categories.FIELDS}
     values["tariff"] = categories.NO_TARIFF if getattr(args, "no_tariff", False) else args.tariff
-    return dict(values, operator=args.operator)
+    return dict(values, operator=audit.operator_name(args.operator))
 
 
 def cmd_add(args, s):

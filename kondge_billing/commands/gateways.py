@@ -6,10 +6,10 @@ A change is stored, then applied to the running server at once
 
 import argparse
 
-from .. import gateways, stack
+from .. import audit, gateways, stack
 from ..attrs import DIALECTS
 from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, emit, group,
-                     in_transaction, table)
+                     in_transaction, operator_option, table)
 
 
 def register(commands):
@@ -29,12 +29,14 @@ def register(commands):
     p.add_argument("--prepaid-billing-model", type=int, choices=[0, 1], default=1,
                    help="h323-billing-model value meaning prepaid to this gateway "
                         "(default 1, as Cisco and Quintum)")
+    operator_option(p)
     command(sub, "list", cmd_list, "list the gateways (secrets are not shown)")
     p = command(sub, "remove", cmd_remove, "remove a gateway (its call records stay)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", help="the gateway's name")
     which.add_argument("--id", type=int, help="the gateway's id, as 'kondge server status' "
                                               "names a gateway it does not serve")
+    operator_option(p)
 
     p = command(sub, "modify", cmd_modify,
                 "change how a gateway writes numbers, its languages or billing settings")
@@ -52,6 +54,7 @@ def register(commands):
                    help="what its accounting Start marks: setup (Cisco, Quintum: before "
                         "the call rings) or answer (the server's time from Start to Stop "
                         "is then talk time, used when a Stop reports none)")
+    operator_option(p)
 
 
 def language_map(text):
@@ -65,9 +68,10 @@ def language_map(text):
 
 
 def cmd_add(args, s):
+    operator = audit.operator_name(args.operator)
     gw = in_transaction(s, lambda cur: gateways.add(
         cur, args.name, args.address, args.secret, args.dialect, args.message_authenticator,
-        args.billed_leg, args.prepaid_billing_model))
+        args.billed_leg, args.prepaid_billing_model, operator))
     served = stack.apply_gateway_change(s, gw.revision)
     emit(args, dict(gw.public(), served=served), [
         f"gateway {gw.name} added: {gw.address}, dialect {gw.dialect}, "
@@ -77,14 +81,16 @@ def cmd_add(args, s):
 
 
 def cmd_list(args, s):
-    rows = [gw.public() for gw in in_transaction(s, gateways.all_gateways)]
+    rows = [gw.public() for gw in in_transaction(s, lambda cur: gateways.all_gateways(cur,
+                                                                                      False))]
     emit(args, rows, table(rows, ["name", "address", "dialect", "message_authenticator",
                                   "billed_leg", "prepaid_billing_model"]))
     return EXIT_OK
 
 
 def cmd_remove(args, s):
-    revision = in_transaction(s, lambda cur: gateways.remove(cur, args.name, args.id))
+    operator = audit.operator_name(args.operator)
+    revision = in_transaction(s, lambda cur: gateways.remove(cur, args.name, args.id, operator))
     which = f"named {args.name}" if args.id is None else f"with id {args.id}"
     if revision is None:
         raise Refused(f"no gateway {which}; see 'kondge gateways list'")
@@ -103,7 +109,8 @@ def cmd_modify(args, s):
         changes["language_map"] = args.language_map
     if not changes:
         raise Refused("nothing to change; see 'kondge gateways modify --help'")
-    gw = in_transaction(s, lambda cur: gateways.modify(cur, args.name, **changes))
+    operator = audit.operator_name(args.operator)
+    gw = in_transaction(s, lambda cur: gateways.modify(cur, args.name, operator, **changes))
     served = stack.apply_gateway_change(s, gw.revision)
     emit(args, dict(gw.public(), served=served), [f"gateway {gw.name} changed: " + ", ".join(
         f"{k} {getattr(gw, k)}" for k in changes), _served_line(s, served)])

@@ -5,10 +5,11 @@ import json
 import sys
 from pathlib import Path
 
+from .. import audit
 from ..tariffs import csv_import, diff, schema, store
 from ..tariffs.progress import Progress
 from .common import (EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, group,
-                     in_transaction, parsed_tariff, plain, table)
+                     in_transaction, operator_option, parsed_tariff, plain, table)
 
 
 def register(commands):
@@ -20,6 +21,7 @@ def register(commands):
     p = command(sub, "load", cmd_load,
                 "validate, then load atomically as the tariff's next version")
     p.add_argument("file")
+    operator_option(p)
     p = command(sub, "list", cmd_list, "list the loaded tariff versions")
     p.add_argument("name", nargs="?", help="only this tariff")
     p = command(sub, "diff", cmd_diff,
@@ -68,7 +70,9 @@ def cmd_validate(args, s):
 
 def cmd_load(args, s):
     doc = parsed_tariff(args.file)
-    loaded = in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), Progress))
+    operator = audit.operator_name(args.operator)
+    loaded = in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), Progress,
+                                                      operator))
     emit(args, loaded, [
         f"tariff {loaded['tariff']} version {loaded['version']} loaded: "
         f"{loaded['destinations']} destinations, {loaded['prefixes']} prefixes, "

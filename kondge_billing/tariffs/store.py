@@ -14,6 +14,7 @@ from datetime import datetime
 
 import psycopg2.extras
 
+from .. import audit
 from .codec import rate_to_json, context_from_json
 from .engine import RatingContext
 from .progress import NoProgress
@@ -28,10 +29,14 @@ RATING_CONTEXT_CALL = (
     "%(gateway_id)s, %(at)s, %(tariff_id)s, %(version_id)s)::text")
 
 
-def load(cur, doc: TariffDoc, source_name: str = "", progress=NoProgress) -> dict:
+def load(cur, doc: TariffDoc, source_name: str = "", progress=NoProgress,
+         operator: str | None = None) -> dict:
     """Write `doc` as the next version of its tariff; return what was loaded.
 
-    `cur` is a dict cursor inside the caller's transaction."""
+    `cur` is a dict cursor inside the caller's transaction. The load is an
+    audit record naming operator, written by the database with the version
+    (sql/functions/tariff_version_audited.sql)."""
+    audit.acting(cur, operator)
     cur.execute("INSERT INTO kondge.tariff (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
                 (doc.name,))
     cur.execute("SELECT id FROM kondge.tariff WHERE name = %s FOR UPDATE", (doc.name,))

@@ -6,14 +6,13 @@ CREATE OR REPLACE FUNCTION kondge.pin_locked(
     p_caller text, p_gateway_id integer)
 RETURNS void
 LANGUAGE sql SET search_path = kondge, public AS $$
-    INSERT INTO kondge.audit_log (operator, action, selection, details, count)
-    SELECT 'call path', 'pin lock',
-           jsonb_build_object(p_scope, CASE p_scope WHEN 'gateway' THEN gw.name ELSE p_key END),
-           jsonb_strip_nulls(jsonb_build_object(
-               'until', CASE WHEN p_until = 'infinity' THEN 'kondge cards unlock'
-                             ELSE p_until::text END,
-               'wrong_pins', p_tries, 'lock_in_a_row', p_locks,
-               'caller', p_caller, 'gateway', gw.name)),
-           1
+    SELECT kondge.audit_record(
+               'call path', 'pin lock', 1,
+               jsonb_build_object(p_scope, CASE p_scope WHEN 'gateway' THEN gw.name ELSE p_key END),
+               jsonb_build_object(
+                   'until', CASE WHEN p_until = 'infinity' THEN 'kondge cards unlock'
+                                 ELSE p_until::text END,
+                   'wrong_pins', p_tries, 'lock_in_a_row', p_locks,
+                   'caller', p_caller, 'gateway', gw.name))
       FROM (SELECT (SELECT g.name FROM kondge.gateway g WHERE g.id = p_gateway_id) AS name) gw;
 $$;

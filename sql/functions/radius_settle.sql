@@ -8,6 +8,12 @@
 -- its leg already stopped and changes nothing. The card's first answered
 -- call starts its validity clock (first_used_at; the expiry of an
 -- after-first-use card).
+--
+-- Only what a call could do: a hold pays for the call it authorised, on its
+-- card (p_hold_id must be the hold of this call key and gateway, and
+-- p_card_id its card); a call with no hold is charged only where the
+-- operator chose so (kondge.call_policy, KONDGE_UNAUTHORISED_CALLS=charge).
+-- No cost or duration below zero: the call path never credits a card.
 CREATE OR REPLACE FUNCTION kondge.radius_settle(
     p_gateway_id integer, p_call_key text, p_call_id text, p_leg text,
     p_acct_session_id text, p_hold_id bigint, p_card_id bigint, p_charge boolean,
@@ -31,9 +37,15 @@ DECLARE
     v_cdr_id bigint;
     v_after  numeric;
 BEGIN
-    IF v_cost < 0 OR coalesce(p_duration, 0) < 0 THEN
-        RAISE EXCEPTION 'radius_settle: cost % and duration % must not be negative',
-                        p_cost, p_duration USING ERRCODE = 'check_violation';
+    IF v_cost < 0 OR coalesce(p_duration, 0) < 0 OR p_price < 0 THEN
+        RAISE EXCEPTION 'radius_settle: cost %, duration % and price % must not be negative',
+                        p_cost, p_duration, p_price USING ERRCODE = 'check_violation';
+    END IF;
+    IF p_charge AND p_hold_id IS NULL
+       AND NOT EXISTS (SELECT 1 FROM kondge.call_policy WHERE unauthorised_calls = 'charge') THEN
+        RAISE EXCEPTION 'radius_settle: call % of gateway % has no hold: a call nobody '
+                        'authorised is charged only with KONDGE_UNAUTHORISED_CALLS=charge',
+                        p_call_key, p_gateway_id USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- the card that pays (a call nobody authorised, not charged, touches no card)
     SELECT c.id, c.balance, c.currency, c.first_used_at, cat.billing, cat.credit_limit,
@@ -63,7 +75,14 @@ BEGIN
         RETURN;
     END IF;
     IF p_hold_id IS NOT NULL THEN
-        DELETE FROM kondge.reservation WHERE id = p_hold_id;
+        DELETE FROM kondge.reservation r
+         WHERE r.id = p_hold_id AND r.gateway_id = p_gateway_id AND r.call_key = p_call_key
+           AND r.card_id IS NOT DISTINCT FROM p_card_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'radius_settle: hold % is not the hold of call % of gateway % on '
+                            'card %', p_hold_id, p_call_key, p_gateway_id, p_card_id
+                  USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
 
     IF v_card.id IS NULL THEN

@@ -10,7 +10,7 @@ import pytest
 
 from kondge_billing import callers, cards, demo, sessions
 from kondge_billing.pins import pin_hash
-from tests.db.test_roles import as_role
+from kondge_billing.db import Database
 
 CARD, PIN = "1000000008", "1234"
 OTHER = "1000000016"
@@ -18,6 +18,10 @@ PRICE = {"version_id": None, "plan_id": None, "destination_id": None, "prefix": 
          "currency": "USD"}
 DATA = ("id", "number", "balance", "currency", "status", "expires_at", "language", "category",
         "billing", "credit_limit", "max_calls", "held", "active_calls", "stage", "rating")
+
+
+def as_role(dsn, role):
+    return Database(dsn.replace("user=kondge", f"user={role}"))
 
 
 @pytest.fixture
@@ -93,7 +97,7 @@ def test_the_role_cannot_guess_around_the_limits(radius, pin_key):
     "UPDATE kondge.pin_policy SET card_tries = 0",
     "DELETE FROM kondge.pin_guard",
     "SELECT * FROM kondge.pin_guard",
-    "SELECT kondge.pin_unlock('card', '1000000008')",
+    "SELECT kondge.op_pin_unlock('x', 'card', '1000000008', '1000000008')",
     "SELECT kondge.pin_failed('1000000016', NULL, 1)",
     "SELECT kondge.radius_auto_bind(1, '15550000000')",          # the old, unproven one
 ])

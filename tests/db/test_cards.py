@@ -647,7 +647,7 @@ def test_a_card_gets_a_tariff_of_its_currency(tariffs, pin_key):
     entry = audited(tariffs, "add card")[-2]
     assert entry["operator"] == OP and entry["selection"] == {"numbers": ["3000000004"]}
     assert entry["details"] == {"balance": "5", "currency": "EUR", "category": "eur-5",
-                                "tariff": "intl"}
+                                "tariff": "intl", "language": "en"}
 
 
 def test_a_category_names_a_tariff_of_its_currency(tariffs, pin_key):

@@ -198,6 +198,11 @@ class Capture(Billing):
             raise Unavailable("database down")
         return Recorded("recorded", "x", "originate")
 
+    def park(self, pairs, error):
+        if self.answer == "down":
+            raise Unavailable("database down")
+        self.seen.append(("parked", pairs, error))
+
 
 def exact_pairs(pairs):
     return type(pairs) is tuple and all(
@@ -232,7 +237,10 @@ def test_accounting_through_the_hook_is_answered_or_left_for_a_retry(pairs):
     result = hook.accounting(pairs)
     if access_request(pairs).gateway_address in {g.address for g in GATEWAYS}:
         assert result == radiusd.RLM_MODULE_OK
-        assert billing.seen[0] == accounting_record(pairs, billing.seen[0].received_at)
+        if accounting_record(pairs, datetime.now(timezone.utc)).status == "unknown":
+            assert billing.seen == [("parked", pairs, billing.seen[0][2])]   # set aside whole
+        else:
+            assert billing.seen[0] == accounting_record(pairs, billing.seen[0].received_at)
     else:                            # no gateway: not answered (kept nowhere)
         assert result == (radiusd.RLM_MODULE_FAIL, (), NO_ANSWER)
 

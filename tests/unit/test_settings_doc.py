@@ -16,7 +16,6 @@ KONDGE_* environment variables: this checks it against the code.
 """
 
 import ast
-import getpass
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -35,7 +34,7 @@ SUPERVISOR_HEADER = ["variable", "set by the supervisor to"]
 # each is in the code.
 DESCRIBED = {
     "KONDGE_HOME": lambda: str(config.PROJECT_HOME),
-    "KONDGE_OPERATOR": getpass.getuser,
+    "KONDGE_OPERATOR": audit.login_user,
     "KONDGE_PG_BIN": lambda: "",          # "found": unset, cluster.pg_bin looks for it
     "KONDGE_OPERATOR_USERS": lambda: "",  # "none"
 }
