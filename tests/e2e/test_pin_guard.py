@@ -164,7 +164,10 @@ def test_a_locked_card_s_live_call_is_billed_as_usual(stack_ready, cisco, card):
 def test_an_unknown_card_number_is_answered_as_a_wrong_pin(stack_ready, cisco, card):
     unknown = login(cisco, luhn_number(), PIN, "15552000007")
     wrong = login(cisco, card, "0000", "15552000007")
-    assert (unknown.code, unknown.pairs) == (wrong.code, wrong.pairs)
+    def said(answer):          # what a gateway hears (each answer's signature is its own)
+        return answer.code, {k: v for k, v in answer.pairs.items()
+                             if k != "Message-Authenticator"}
+    assert said(unknown) == said(wrong)
     assert code(unknown) == "2" and unknown.get("Reply-Message") == "wrong PIN"
 
 

@@ -156,3 +156,11 @@ def test_a_bound_caller_may_log_in_without_a_pin_but_not_with_one():
                                      WORLD, DICT)
     assert not fuzz.legitimate_login(probe(pyrad_access(user="15550000000", pin="",
                                                         caller="15550000000")), WORLD, DICT)
+
+
+def test_only_a_record_without_a_known_status_may_be_parked():
+    assert fuzz.without_a_status([("User-Name", "1000000008")])
+    assert fuzz.without_a_status([("Acct-Status-Type", "1483887698"), ("Acct-Status-Type", "Start")])
+    assert fuzz.without_a_status([("Acct-Status-Type", "\0Stop")])
+    assert not fuzz.without_a_status([("Acct-Status-Type", "Stop"), ("Acct-Status-Type", "junk")])
+    assert not fuzz.without_a_status([("Acct-Status-Type", " Interim-Update\0x")])
