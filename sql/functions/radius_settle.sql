@@ -14,6 +14,12 @@
 -- p_card_id its card); a call with no hold is charged only where the
 -- operator chose so (kondge.call_policy, KONDGE_UNAUTHORISED_CALLS=charge).
 -- No cost or duration below zero: the call path never credits a card.
+--
+-- Two records of the billed leg served at once by two processes (the same
+-- call's Stop under two Acct-Session-Ids, say) both find the hold; the
+-- first to settle bills the call, the other finds its hold gone and the
+-- call's CDR there: it is kept on its leg, flagged, and charges nothing
+-- (radius_settle_billed), never parked.
 CREATE OR REPLACE FUNCTION kondge.radius_settle(
     p_gateway_id integer, p_call_key text, p_call_id text, p_leg text,
     p_acct_session_id text, p_hold_id bigint, p_card_id bigint, p_charge boolean,
@@ -79,6 +85,11 @@ BEGIN
          WHERE r.id = p_hold_id AND r.gateway_id = p_gateway_id AND r.call_key = p_call_key
            AND r.card_id IS NOT DISTINCT FROM p_card_id;
         IF NOT FOUND THEN
+            IF EXISTS (SELECT 1 FROM kondge.cdr c
+                        WHERE c.gateway_id = p_gateway_id AND c.call_key = p_call_key) THEN
+                RETURN QUERY SELECT * FROM kondge.radius_settle_billed(v_leg_id);
+                RETURN;
+            END IF;
             RAISE EXCEPTION 'radius_settle: hold % is not the hold of call % of gateway % on '
                             'card %', p_hold_id, p_call_key, p_gateway_id, p_card_id
                   USING ERRCODE = 'insufficient_privilege';
@@ -117,7 +128,10 @@ BEGIN
             coalesce(v_card.currency, p_currency), v_flags, p_granted, p_authorised_at)
     ON CONFLICT (gateway_id, call_key) DO NOTHING
     RETURNING id INTO v_cdr_id;
-    IF v_cdr_id IS NULL THEN
+    IF v_cdr_id IS NULL AND p_hold_id IS NULL THEN
+        RETURN QUERY SELECT * FROM kondge.radius_settle_billed(v_leg_id);
+        RETURN;
+    ELSIF v_cdr_id IS NULL THEN
         RAISE EXCEPTION 'radius_settle: call % of gateway % has a CDR but its leg was not stopped',
                         p_call_key, p_gateway_id USING ERRCODE = 'unique_violation';
     END IF;

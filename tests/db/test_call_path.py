@@ -130,6 +130,36 @@ def test_a_call_is_charged_once_on_its_billed_leg(world, billing):
     assert [(l["leg"], l["session_time"]) for l in legs] == [("answer", 150), ("originate", 125)]
 
 
+def test_two_stops_of_a_call_served_at_once_make_one_cdr(world, billing, monkeypatch):
+    """Two processes serve two Stops of the billed leg of a call nobody
+    authorised (two Acct-Session-Ids) at once: both find no hold and no CDR;
+    the one that settles first makes the call's CDR, the other is kept on its
+    leg, flagged, and charges nothing (it is not parked)."""
+    first = acct("Stop", "originate", 125)
+    second = acct("Stop", "originate", 300, **{"Acct-Session-Id": "000B5572"})
+    settle, seen = billing._settle, []
+
+    def meanwhile(*args, **kwargs):           # the second is served between the two steps
+        if not seen:
+            seen.append(None)
+            seen[0] = account(billing, second)
+        return settle(*args, **kwargs)
+    monkeypatch.setattr(billing, "_settle", meanwhile)
+    done = account(billing, first)
+    assert (seen[0].outcome, done.outcome) == ("charged", "recorded")
+    assert balance(world, "1000000008") == Decimal("10.00")      # nobody authorised it
+    cdrs = world.run(lambda cur: (cur.execute(
+        "SELECT acct_session_id, flags FROM kondge.cdr"), cur.fetchall())[1])
+    assert [(c["acct_session_id"], "no-authorisation" in c["flags"]) for c in cdrs] == [
+        ("000B5572", True)]
+    legs = world.run(lambda cur: (cur.execute(
+        "SELECT acct_session_id, flags FROM kondge.call_leg ORDER BY id"), cur.fetchall())[1])
+    assert [(l["acct_session_id"], "call-already-billed" in l["flags"]) for l in legs] == [
+        ("000B5572", False), ("000B5571", True)]
+    assert world.run(lambda cur: (cur.execute(
+        "SELECT count(*) AS n FROM kondge.unprocessed_record"), cur.fetchone())[1])["n"] == 0
+
+
 def test_retransmitted_stop_changes_nothing(world, billing):
     authorise(billing)
     first = account(billing, acct("Stop", "originate", 125))

@@ -114,6 +114,7 @@ function kondge.radius_correct                -                           EXECUT
 function kondge.radius_hold                   -                           EXECUTE        -
 function kondge.radius_park                   -                           EXECUTE        -
 function kondge.radius_settle                 -                           EXECUTE        -
+function kondge.radius_settle_billed          -                           -              -
 function kondge.rating_context                EXECUTE                     -              -
 function kondge.rating_json                   EXECUTE                     -              -
 function kondge.selected                      EXECUTE                     -              -
