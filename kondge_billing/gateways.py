@@ -93,7 +93,9 @@ class GatewayError(ValueError):
 # what they can check; these also hold where those were bypassed. A
 # message never quotes a secret.
 
-LANGUAGE_THEIRS = re.compile(r"^[!-~]{1,16}\Z")      # printable ASCII, no space
+# an IVR's name for a language (a prompt set): no quote, comma, equals sign
+# or other character a gateway's script could take for syntax
+LANGUAGE_THEIRS = re.compile(r"^[A-Za-z0-9_.-]{1,16}\Z")
 
 
 def _matches(pattern: re.Pattern):
@@ -136,7 +138,7 @@ RULES = {
                         "national prefix: up to 2 digits"),
     "language_map": (_language_map,
                      "language map: ours=theirs pairs like zh=ch (ours: 2 or 3 lower-case "
-                     "letters; theirs: 1 to 16 printable ASCII characters, no spaces)"),
+                     "letters; theirs: 1 to 16 letters, digits, '_', '.' or '-')"),
     "accounting_start": (lambda v: v in (None, "setup", "answer"),
                          "accounting start: 'setup' or 'answer'"),
 }

@@ -104,7 +104,7 @@ def test_add_and_modify_refuse_what_cannot_be_served_and_say_why(stack_ready):
             assert secret not in result.stderr
     listed = json.loads(stack_ready.kondge("--json", "gateways", "list").stdout)
     assert "127.0.3.60" not in {g["address"] for g in listed}
-    for language_map in ("en=a b", "en=\u4e2d\u6587", "EN=en", "en=" + "x" * 17):
+    for language_map in ("en=a b", "en=a\"b", "en=\u4e2d\u6587", "EN=en", "en=" + "x" * 17):
         result = stack_ready.kondge("gateways", "modify", "demo-gw", "--language-map",
                                     language_map)
         assert result.returncode == 1 and "language map: " in result.stderr, language_map

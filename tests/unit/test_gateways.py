@@ -63,6 +63,8 @@ def test_every_problem_is_reported_at_once():
 
 @pytest.mark.parametrize("changes, named", [
     ({"language_map": {"zh": "c h"}}, "language map"),
+    ({"language_map": {"zh": 'c"h'}}, "language map"),
+    ({"language_map": {"zh": "ch,es=sp"}}, "language map"),
     ({"language_map": {"zh": "\u4e2d"}}, "language map"),
     ({"language_map": {"zh": ""}}, "language map"),
     ({"language_map": {"zh": "x" * 17}}, "language map"),
