@@ -236,8 +236,13 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
     raw_time = _first(values, attrs.ACCT_SESSION_TIME)
     session_time = None
     if raw_time is not None:
-        if raw_time.strip().isdigit() and int(raw_time) <= MAX_SESSION_TIME:
-            session_time = int(raw_time)
+        # ASCII digits; int() is given no more than 10 of them (it refuses
+        # over 4,300, leading zeros included)
+        digits = raw_time.strip()
+        significant = digits.lstrip("0") or "0"
+        if (re.fullmatch(r"[0-9]+", digits) and len(significant) <= 10
+                and int(significant) <= MAX_SESSION_TIME):
+            session_time = int(significant)
         else:
             flags.append("session-time-invalid")
 

@@ -24,6 +24,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -316,3 +317,11 @@ def test_a_value_maps_as_rlm_python3_hands_it_over_up_to_its_first_nul(pairs, da
     whole = tuple((n, v + "\0" + t) for (n, v), t in zip(pairs, tails))
     assert accounting_record(whole, NOW) == accounting_record(pairs, NOW)
     assert access_request(whole) == access_request(pairs)
+
+
+@pytest.mark.parametrize("value, seconds", [("0" * 4301, 0), ("0" * 4300 + "7", 7), (" 70 ", 70),
+                                            ("9" * 5000, None), ("\u0663", None)])
+def test_a_session_time_of_any_length_maps_without_raising(value, seconds):
+    rec = accounting_record(((attrs.ACCT_SESSION_TIME, value),), NOW)
+    assert rec.session_time == seconds
+    assert ("session-time-invalid" in rec.flags) == (seconds is None)
