@@ -13,20 +13,12 @@ import uuid
 import psycopg2
 import pytest
 
-from kondge_billing import demo, pin_guard, portal
+from kondge_billing import pin_guard, portal
 from kondge_billing.config import PinPolicy
 from kondge_billing.db import Database
-from tests.db.test_cards import add_category, call, issue, one, rows, tx
+from tests.db.test_cards import call, issue, one, rows, shop, tx  # noqa: F401 (shop: fixture)
 
 CLIENT = "192.0.2.10"
-
-
-@pytest.fixture
-def shop(db, pin_key):
-    db.run(lambda cur: demo.load(cur, pin_key))
-    add_category(db, "usd-10", face_value="10.00", currency="USD", pin_length=4)
-    add_category(db, "refill-5", face_value="5.00", currency="USD", kind="voucher")
-    return db
 
 
 @pytest.fixture
