@@ -84,24 +84,35 @@ def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
 
 
+#: languages drawn in the CJK font throughout (it has Latin glyphs too);
+#: the others in DejaVu, falling back to it for a CJK character
+CJK = ("zh", "ja", "ko")
+
+
 class _Pdf(FPDF):
-    def __init__(self, gettext):
+    def __init__(self, gettext, language):
         super().__init__(format="A4")
         self._ = gettext
         self.add_font("DejaVu", "", FONTS["regular"])
         self.add_font("DejaVu", "B", FONTS["bold"])
         self.add_font("WQY", "", FONTS["cjk"], collection_font_number=0)
-        self.set_fallback_fonts(["WQY"], exact_match=False)
+        self.add_font("WQY", "B", FONTS["cjk"], collection_font_number=0)
+        self.family = "WQY" if language in CJK else "DejaVu"
+        if self.family == "DejaVu":
+            self.set_fallback_fonts(["WQY"], exact_match=False)
+
+    def font(self, style="", size=10):
+        self.set_font(self.family, style, size)
 
     def footer(self):
         self.set_y(-12)
-        self.set_font("DejaVu", size=8)
+        self.font(size=8)
         self.cell(0, 8, self._("page %(page)s/%(pages)s") % {"page": self.page_no(),
                                                              "pages": "{nb}"}, align="C")
 
 
 def _row(pdf, widths, cells, bold=False, aligns=None):
-    pdf.set_font("DejaVu", "B" if bold else "", 9)
+    pdf.font("B" if bold else "", 9)
     for i, (width, text) in enumerate(zip(widths, cells)):
         align = (aligns or "L" * len(cells))[i]
         pdf.cell(width, 6, str(text), border="B" if bold else 0, align=align)
@@ -122,13 +133,13 @@ def render_pdf(st: dict, path, language: str = "en") -> None:
     _ = i18n.translations(language).gettext
     card = st["card"]
     currency = card["currency"]
-    pdf = _Pdf(_)
+    pdf = _Pdf(_, language)
     pdf.set_title(_("Statement %(card)s") % {"card": card["number"]})
     pdf.set_lang(language)
     pdf.add_page()
-    pdf.set_font("DejaVu", "B", 16)
+    pdf.font("B", 16)
     pdf.cell(0, 10, _("Kondge billing - statement"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", size=10)
+    pdf.font(size=10)
     for label, value in (
             (_("Card"), card["number"]),
             (_("Category"), f"{card['category']} ({card['billing']})"),
@@ -140,7 +151,7 @@ def render_pdf(st: dict, path, language: str = "en") -> None:
         pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
 
-    pdf.set_font("DejaVu", "B", 12)
+    pdf.font("B", 12)
     pdf.cell(0, 8, _("Calls (%(count)s)") % {"count": len(st["calls"])},
              new_x="LMARGIN", new_y="NEXT")
     widths, aligns = (45, 50, 25, 35, 35), "LLRRR"
@@ -154,7 +165,7 @@ def render_pdf(st: dict, path, language: str = "en") -> None:
          bold=True, aligns=aligns)
     pdf.ln(4)
 
-    pdf.set_font("DejaVu", "B", 12)
+    pdf.font("B", 12)
     pdf.cell(0, 8, _("Refills and other movements"), new_x="LMARGIN", new_y="NEXT")
     widths, aligns = (45, 25, 35, 85), "LLRL"
     _row(pdf, widths, (_("Date"), _("Kind"), _("Amount"), _("Note")), bold=True, aligns=aligns)
@@ -163,7 +174,7 @@ def render_pdf(st: dict, path, language: str = "en") -> None:
                            m["note"][:50]), aligns=aligns)
     pdf.ln(4)
 
-    pdf.set_font("DejaVu", "B", 12)
+    pdf.font("B", 12)
     pdf.cell(0, 8, _("Totals"), new_x="LMARGIN", new_y="NEXT")
     for label, value in ((_("Opening balance"), st["opening"]),
                          (_("Refills and credits"), st["credits"]),
