@@ -214,3 +214,14 @@ def test_the_portal_role_reads_no_table(web):
     with pytest.raises(psycopg2.errors.InsufficientPrivilege):
         web.run(lambda cur: cur.execute(
             "SELECT * FROM kondge.op_refill('x', '1000000008', '1', 'h')"))
+
+
+def test_the_sweep_forgets_a_client_s_count_after_its_window(shop, web, pin_key):
+    log_in(web, pin_key, "4000000000006", "1234")
+    log_in(web, pin_key, "4000000000006", "1234", client="192.0.2.99")
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.pin_guard SET window_start = now() - interval '2 hours' "
+        "WHERE scope = 'web' AND key = %s", (CLIENT,)))
+    shop.run(pin_guard.forget)
+    left = rows(shop, "SELECT key FROM kondge.pin_guard WHERE scope = 'web'")
+    assert left == [{"key": "192.0.2.99"}]
