@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import random
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -40,34 +39,18 @@ from pathlib import Path
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing import cards, config, stack  # noqa: E402
+from kondge_billing import cards, config  # noqa: E402
 from kondge_billing.console import say  # noqa: E402
 from kondge_billing.db import Database  # noqa: E402
 from kondge_billing.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
 from tests.support.load import Call, LoadResult, one_call  # noqa: E402
 from tests.support.radius import RadiusClient  # noqa: E402
+from bench.private_service import kondge, service_env, start_fresh  # noqa: E402
 
 VAR = HOME / "var" / "bench-web"
 OUT = HOME / "var" / "bench"
-KONDGE = [sys.executable, "-m", "kondge_billing.cli"]
 PIN = "1234"
-
-
-def _free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def env_for(pg_port: int) -> dict:
-    env = dict(os.environ, KONDGE_VAR=str(VAR), KONDGE_PG_PORT=str(pg_port),
-               KONDGE_PIN_KEY=str(VAR / "pin.key"), KONDGE_AUTH_PORT=str(_free_port()),
-               KONDGE_ACCT_PORT=str(_free_port()),
-               KONDGE_WEB_PORT=str(_free_port(socket.SOCK_STREAM)))
-    for name in ("KONDGE_DSN", "KONDGE_RADIUS_DSN", "KONDGE_WEB_DSN"):
-        env.pop(name, None)
-    return env
 
 
 # --- the web load (each in a process of its own) ---------------------------------------
@@ -219,22 +202,16 @@ def main() -> int:
     parser.add_argument("--cards", type=int, default=40)
     parser.add_argument("--pg-port", type=int, default=5494)
     args = parser.parse_args()
-    VAR.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    keyfile = VAR / "pin.key"
-    if not keyfile.exists():
-        keyfile.write_text(os.urandom(32).hex())
-        keyfile.chmod(0o600)
-    env = env_for(args.pg_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as free:
+        free.bind(("127.0.0.1", 0))
+        web_port = free.getsockname()[1]
+    env = service_env(VAR, args.pg_port, KONDGE_WEB_PORT=str(web_port))
     s = config.load(env)
-    stack.stop_background(s)
     results = {"machine_cpus": os.cpu_count(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
-        started = subprocess.run(KONDGE + ["server", "start"], env=env, cwd=HOME,
-                                 capture_output=True, text=True, timeout=300)
-        if started.returncode != 0:
-            raise SystemExit(started.stdout + started.stderr)
-        key = load_key(keyfile)
+        start_fresh(env, VAR)
+        key = load_key(s.pin_key_file)
         db = Database(s.dsn)
         numbers = [luhn_number() for _ in range(args.cards)]
         for number in numbers:
@@ -255,8 +232,7 @@ def main() -> int:
         results["slowdown_percent"] = round(
             100 * (1 - results["calls_loaded"]["calls_per_s"] / alone), 1) if alone else None
     finally:
-        subprocess.run(KONDGE + ["server", "stop"], env=env, cwd=HOME, capture_output=True,
-                       text=True, timeout=120)
+        kondge(env, "server", "stop")
     text = report(results)
     (OUT / "web.json").write_text(json.dumps(results, indent=2) + "\n")
     (OUT / "web.txt").write_text(text)
