@@ -65,7 +65,7 @@ fuzz: setup
 
 # The web portal: logins/s, page views/s, and the call path's slowdown while
 # the portal is loaded (a service of its own under var/bench-web; results in
-# var/bench/web.{json,txt}); about 2 minutes. See bench/web.py --help.
+# var/bench/web.{json,txt}); about 3 minutes. See bench/web.py --help.
 bench-web: setup
 	$(VENV)/bin/python bench/web.py $(BENCH_WEB_ARGS)
 

@@ -11,15 +11,16 @@ free loopback ports, the portal on a free port), in one run:
    three web_* calls) again and again;
 3. the call path alone: complete calls (stage 1, stage 2, both legs' Start
    and Stop) from threads that each make one call after another, calls per
-   second; then the same while the portal serves page views (with a login
-   every 20 views), then alone again. The slowdown is 1 - (calls/s under
-   the portal's load) / (mean of the two runs alone).
+   second; then the same while the portal serves --web-rate page views a
+   second (50; with a login every 20 views), then while it serves all it
+   can, then alone again. Each slowdown is 1 - (calls/s under the portal's
+   load) / (mean of the two runs alone).
 
 Each load generator is a process of its own, on the same 2-core machine as
 the server: their own CPU is part of what the call path competes with, as
 the figures say. Results in var/bench/web.{json,txt}.
 
-    make bench-web                       # about 2 minutes
+    make bench-web                       # about 3 minutes
     .venv/bin/python bench/web.py --seconds 20 --web-clients 4 --call-threads 16
 """
 
@@ -84,15 +85,21 @@ class Portal:
         return status == 302
 
 
-def web_worker(port, numbers, mode, seconds, start_at, out):
+def web_worker(port, numbers, mode, seconds, start_at, out, rate=0.0):
     """mode 'login': log in again and again; 'view': log in once, then fetch
-    /account, logging in again every 20 views. Puts (logins, views, errors)."""
+    /account, logging in again every 20 views; `rate`: at most so many
+    requests a second (0: as fast as answered). Puts (logins, views, errors)."""
     while time.time() < start_at:
         time.sleep(0.01)
     portal, logins, views, errors = Portal(port), 0, 0, 0
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     rng = random.Random(os.getpid())
     while time.monotonic() < deadline:
+        if rate:
+            ahead = started + (logins + views + errors) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
         try:
             if mode == "login" or views % 20 == 0:
                 if portal.login(rng.choice(numbers)):
@@ -111,11 +118,13 @@ def web_worker(port, numbers, mode, seconds, start_at, out):
     out.put((logins, views, errors))
 
 
-def web_load(port, numbers, mode, clients, seconds) -> dict:
+def web_load(port, numbers, mode, clients, seconds, rate=0.0) -> dict:
+    """`clients` processes for `seconds`; `rate`: page views a second in all (0: flat out)."""
     queue = multiprocessing.Queue()
     start_at = time.time() + 1.0
     procs = [multiprocessing.Process(target=web_worker,
-                                     args=(port, numbers, mode, seconds, start_at, queue))
+                                     args=(port, numbers, mode, seconds, start_at, queue,
+                                           rate / clients))
              for _ in range(clients)]
     for p in procs:
         p.start()
@@ -164,11 +173,12 @@ def call_load(s, numbers, threads, seconds) -> dict:
             "errors": len(result.errors), "calls_per_s": round(sum(counted) / elapsed, 1)}
 
 
-def concurrently(s, port, numbers, args) -> tuple[dict, dict]:
-    """Calls while the portal serves page views, both for --seconds."""
+def concurrently(s, port, numbers, args, rate) -> tuple[dict, dict]:
+    """Calls while the portal serves page views (`rate` a second; 0: as many
+    as it can), both for --seconds."""
     holder = {}
     web = threading.Thread(target=lambda: holder.update(
-        web=web_load(port, numbers, "view", args.web_clients, args.seconds)))
+        web=web_load(port, numbers, "view", args.web_clients, args.seconds, rate)))
     web.start()
     time.sleep(1.0)                     # the web processes start at once
     calls = call_load(s, numbers, args.call_threads, args.seconds - 1)
@@ -186,10 +196,12 @@ def report(r: dict) -> str:
              f" {r['views']['errors']} errors)",
              f"calls/s alone: {r['calls_before']['calls_per_s']} before, "
              f"{r['calls_after']['calls_per_s']} after ({r['calls_before']['threads']} threads)",
-             f"calls/s with the portal loaded: {r['calls_loaded']['calls_per_s']} while it "
-             f"served {r['web_loaded']['views_per_s']} page views/s",
-             f"call path slowdown under the portal's load: {r['slowdown_percent']} % "
-             f"(aim: under 10 %)"]
+             f"calls/s while the portal serves {r['web_rate']} page views/s asked: "
+             f"{r['calls_paced']['calls_per_s']} ({r['web_paced']['views_per_s']} served); "
+             f"slowdown {r['slowdown_paced_percent']} % (aim: under 10 %)",
+             f"calls/s while the portal serves all it can: {r['calls_loaded']['calls_per_s']} "
+             f"({r['web_loaded']['views_per_s']} page views/s); slowdown "
+             f"{r['slowdown_percent']} %"]
     return "\n".join(lines) + "\n"
 
 
@@ -199,6 +211,8 @@ def main() -> int:
     parser.add_argument("--web-clients", type=int, default=4,
                         help="web load processes (each one browser, one request at a time)")
     parser.add_argument("--call-threads", type=int, default=16)
+    parser.add_argument("--web-rate", type=float, default=50,
+                        help="page views a second asked of the portal while calls are made")
     parser.add_argument("--cards", type=int, default=40)
     parser.add_argument("--pg-port", type=int, default=5494)
     args = parser.parse_args()
@@ -224,13 +238,18 @@ def main() -> int:
         results["views"] = web_load(port, numbers, "view", args.web_clients, args.seconds)
         say(f"calls alone, {args.seconds:.0f} s")
         results["calls_before"] = call_load(s, numbers, args.call_threads, args.seconds)
-        say(f"calls with the portal loaded, {args.seconds:.0f} s")
-        results["calls_loaded"], results["web_loaded"] = concurrently(s, port, numbers, args)
+        say(f"calls with the portal serving {args.web_rate:g} page views/s, {args.seconds:.0f} s")
+        results["web_rate"] = args.web_rate
+        results["calls_paced"], results["web_paced"] = concurrently(s, port, numbers, args,
+                                                                    args.web_rate)
+        say(f"calls with the portal serving all it can, {args.seconds:.0f} s")
+        results["calls_loaded"], results["web_loaded"] = concurrently(s, port, numbers, args, 0)
         say(f"calls alone again, {args.seconds:.0f} s")
         results["calls_after"] = call_load(s, numbers, args.call_threads, args.seconds)
         alone = (results["calls_before"]["calls_per_s"] + results["calls_after"]["calls_per_s"]) / 2
-        results["slowdown_percent"] = round(
-            100 * (1 - results["calls_loaded"]["calls_per_s"] / alone), 1) if alone else None
+        for name, loaded in (("slowdown_paced_percent", "calls_paced"),
+                             ("slowdown_percent", "calls_loaded")):
+            results[name] = round(100 * (1 - results[loaded]["calls_per_s"] / alone), 1)
     finally:
         kondge(env, "server", "stop")
     text = report(results)

@@ -82,13 +82,31 @@ def test_a_session_ends_when_idle_and_after_its_life(shop, web, pin_key):
         "UPDATE kondge.web_session SET expires_at = now() - interval '1 second' "
         "WHERE token_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')", (idle,)))
     shop.run(lambda cur: cur.execute(
-        "UPDATE kondge.web_session SET created_at = now() - interval '12 hours' "
+        "UPDATE kondge.web_session SET created_at = now() - interval '12 hours', "
+        "last_seen = now() - interval '1 minute' "
         "WHERE token_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')", (old,)))
     with pytest.raises(portal.NotLoggedIn):
         web.run(lambda cur: portal.card(cur, idle))
     web.run(lambda cur: portal.card(cur, old))       # this use moves its end to its life's end
     with pytest.raises(portal.NotLoggedIn):
         web.run(lambda cur: portal.card(cur, old))
+
+
+def test_a_page_view_writes_nothing_unless_the_session_is_a_minute_old(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+
+    def seen():
+        return one(shop, "SELECT last_seen, expires_at FROM kondge.web_session")
+    before = seen()
+    web.run(lambda cur: portal.card(cur, token))
+    assert seen() == before
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.web_session SET last_seen = now() - interval '61 seconds', "
+        "expires_at = now() + interval '1 minute'"))
+    web.run(lambda cur: portal.card(cur, token))
+    after = seen()
+    assert after["expires_at"] > datetime.now(timezone.utc) + timedelta(minutes=14)
 
 
 def test_unknown_card_and_wrong_pin_get_the_same_answer(shop, web, pin_key):
