@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-floor bench-cards bench-profile bench-engine chaos fuzz psql clean
+.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-engine chaos fuzz psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -62,6 +62,12 @@ chaos: setup
 # bench/fuzz.py --help and docs/operations.md.
 fuzz: setup
 	$(VENV)/bin/python bench/fuzz.py $(FUZZ_ARGS)
+
+# The web portal: logins/s, page views/s, and the call path's slowdown while
+# the portal is loaded (a service of its own under var/bench-web; results in
+# var/bench/web.{json,txt}); about 3 minutes. See bench/web.py --help.
+bench-web: setup
+	$(VENV)/bin/python bench/web.py $(BENCH_WEB_ARGS)
 
 # The floor alone (see bench/floor.py --help).
 bench-floor: setup

@@ -269,9 +269,9 @@ def superuser_dsn(s: config.Settings) -> str:
     return f"host={s.pg_socket_dir} port={s.pg_port} dbname=postgres user=postgres"
 
 
-# The owner (migrations, tariffs, gateways), the operators' role and the
-# call path's role: sql/migrations/0007_roles.sql and sql/grants.sql.
-ROLES = ("kondge", "kondge_operator", "kondge_radius")
+# The owner (migrations, tariffs, gateways), the operators' role, the
+# call path's role and the web portal's: sql/grants.sql.
+ROLES = ("kondge", "kondge_operator", "kondge_radius", "kondge_web")
 
 
 def ensure_database(s: config.Settings):

@@ -72,6 +72,12 @@ class Settings:
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
     pin_policy: PinPolicy = PinPolicy()
     unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
+    web_listen: str = "127.0.0.1"     # KONDGE_WEB_LISTEN: the portal's address
+    web_port: int = 8080              # KONDGE_WEB_PORT; 0: no portal
+    web_dsn: str = ""                 # KONDGE_WEB_DSN: what the portal connects as
+    web_user: str = ""                # KONDGE_WEB_USER; "": whoever starts the service
+    web_proxies: int = 0              # KONDGE_WEB_PROXIES: reverse proxies in front of it
+    web_threads: int = 8              # KONDGE_WEB_THREADS: requests served at once
 
     @property
     def gateway_sync_seconds(self):
@@ -97,6 +103,10 @@ class Settings:
     def gateway_directory(self) -> Path:
         """The gateways every hook of this server serves (written by the supervisor)."""
         return self.radius_run_dir / "gateways.json"
+
+    @property
+    def web_run_dir(self) -> Path:
+        return self.var / "web"
 
     @property
     def supervisor_pid_file(self) -> Path:
@@ -149,6 +159,8 @@ def load(env=None) -> Settings:
     dsn = env.get("KONDGE_DSN") or private + (env.get("KONDGE_DB_USER") or "kondge")
     radius_dsn = env.get("KONDGE_RADIUS_DSN") or (
         private + "kondge_radius" if not env.get("KONDGE_DSN") else env["KONDGE_DSN"])
+    web_dsn = env.get("KONDGE_WEB_DSN") or (
+        private + "kondge_web" if not env.get("KONDGE_DSN") else env["KONDGE_DSN"])
     return Settings(
         home=home,
         var=var,
@@ -177,7 +189,27 @@ def load(env=None) -> Settings:
         pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
         pin_policy=_pin_policy(env),
         unknown_card_code=int(_choice(env, "KONDGE_UNKNOWN_CARD_CODE", ("2", "1"))),
+        web_listen=env.get("KONDGE_WEB_LISTEN") or "127.0.0.1",
+        web_port=_bounded(env, "KONDGE_WEB_PORT", 8080, 0, 65535),
+        web_dsn=web_dsn,
+        web_user=env.get("KONDGE_WEB_USER", _default_web_user()),
+        web_proxies=_bounded(env, "KONDGE_WEB_PROXIES", 0, 0, 8),
+        web_threads=_bounded(env, "KONDGE_WEB_THREADS", 8, 1, 256),
     )
+
+
+def _bounded(env, name, default, least, most) -> int:
+    value = _int(env, name, default)
+    if not least <= value <= most:
+        raise SystemExit(f"{name}={value}: use a whole number from {least} to {most}; "
+                         f"fix or unset it")
+    return value
+
+
+def _default_web_user() -> str:
+    """The web portal runs as Debian's 'www-data' when root starts the
+    service; a user who starts it runs it as themself."""
+    return "www-data" if os.geteuid() == 0 else ""
 
 
 def _pin_policy(env) -> PinPolicy:

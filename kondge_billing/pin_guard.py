@@ -78,8 +78,8 @@ def unlock(cur, scope: str, given: str, operator: str) -> dict:
 
 
 def forget(cur) -> int:
-    """The sweep: drop the counters that no longer count (a caller's or a
-    gateway's past its window and lock; a number that is no card,
+    """The sweep: drop the counters that no longer count (a caller's, a web
+    client's or a gateway's past its window and lock; a number that is no card,
     NOT_A_CARD_KEPT after its last failure, or at once if it became a
     card). Returns how many."""
     cur.execute(f"""
@@ -87,6 +87,7 @@ def forget(cur) -> int:
          WHERE NOT coalesce(g.locked_until > now(), false)
            AND CASE g.scope
                  WHEN 'caller' THEN g.window_start <= now() - make_interval(secs => p.caller_window)
+                 WHEN 'web' THEN g.window_start <= now() - make_interval(secs => p.caller_window)
                  WHEN 'gateway' THEN g.window_start <= now() - make_interval(secs => p.gateway_window)
                  ELSE g.last_failure <= now() - interval '{NOT_A_CARD_KEPT}'
                       OR EXISTS (SELECT 1 FROM kondge.card c WHERE c.number = g.key)

@@ -40,18 +40,28 @@ class Account:
 
 def radius_account(s: config.Settings) -> Account | None:
     """The user FreeRADIUS runs as, or None: as whoever starts the service."""
-    name = s.radius_user
+    return _account(s.radius_user, "KONDGE_RADIUS_USER", "FreeRADIUS",
+                    "install the freeradius package (make setup), which makes 'freerad'")
+
+
+def web_account(s: config.Settings) -> Account | None:
+    """The user the web portal runs as (KONDGE_WEB_USER, by default Debian's
+    'www-data' when root starts the service), or None: as whoever starts it."""
+    return _account(s.web_user, "KONDGE_WEB_USER", "the web portal",
+                    "Debian makes 'www-data' (package base-passwd)")
+
+
+def _account(name: str, setting: str, what: str, hint: str) -> Account | None:
     me = pwd.getpwuid(os.geteuid()).pw_name
     if not name or name == me:
         return None
     if os.geteuid() != 0:
-        raise StackError(f"KONDGE_RADIUS_USER={name}: only root can run FreeRADIUS as another "
+        raise StackError(f"{setting}={name}: only root can run {what} as another "
                          f"user; start the service as root, or unset it to run as {me}")
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise StackError(f"KONDGE_RADIUS_USER={name}: there is no such user; install the "
-                         "freeradius package (make setup), which makes 'freerad', or name "
+        raise StackError(f"{setting}={name}: there is no such user; {hint}, or name "
                          "another user") from None
     return Account(name, entry.pw_uid, entry.pw_gid)
 
@@ -116,9 +126,10 @@ def share_secret_file(path: Path, account: Account | None, secrets_dir: Path):
     _own(path, 0, account.gid, 0o640)
 
 
-def check_readable(account: Account | None, paths):
-    """FreeRADIUS as `account` can read each path (and reach it), or StackError
-    saying which and what to do."""
+def check_readable(account: Account | None, paths, who: str = "FreeRADIUS",
+                   setting: str = "KONDGE_RADIUS_USER"):
+    """`who`, run as `account`, can read each path (and reach it), or
+    StackError saying which and what to do."""
     if account is None:
         return
     runuser = shutil.which("runuser") or "/usr/sbin/runuser"
@@ -127,9 +138,9 @@ def check_readable(account: Account | None, paths):
                                 capture_output=True)
         if result.returncode != 0:
             raise StackError(
-                f"FreeRADIUS runs as {account.name}, who cannot read {path}: let it read the "
+                f"{who} runs as {account.name}, who cannot read {path}: let it read the "
                 f"checkout (chmod -R o+rX on the folder; the PIN key and the secrets stay "
-                f"private), or set KONDGE_RADIUS_USER to a user who can")
+                f"private), or set {setting} to a user who can")
 
 
 # --- database roles by OS user (pg_ident.conf) ----------------------------------
@@ -139,8 +150,9 @@ MAP = "kondge"
 
 def ident_map(s: config.Settings, roles) -> str:
     """pg_ident.conf: who may be which role. Whoever runs the service (root)
-    may be any of them; FreeRADIUS's user only kondge_radius; the users in
-    KONDGE_OPERATOR_USERS only kondge_operator; 'postgres' itself."""
+    may be any of them; FreeRADIUS's user only kondge_radius; the web
+    portal's user only kondge_web; the users in KONDGE_OPERATOR_USERS only
+    kondge_operator; 'postgres' itself."""
     starter = pwd.getpwuid(os.geteuid()).pw_name
     lines = ["# Written by kondge_billing/cluster.py at every start: do not edit here.",
              "# MAPNAME  SYSTEM-USERNAME  PG-USERNAME (see docs/operations.md, Roles)"]
@@ -149,6 +161,9 @@ def ident_map(s: config.Settings, roles) -> str:
     account = radius_account(s)
     if account is not None:
         pairs.append((account.name, "kondge_radius"))
+    web = web_account(s)
+    if web is not None:
+        pairs.append((web.name, "kondge_web"))
     pairs += [(user, "kondge_operator") for user in s.operator_users]
     seen = []
     for pair in pairs:

@@ -29,6 +29,7 @@ from .console import say, tail
 from .db import Database
 from .errors import StackError, Unavailable
 from .radius_processes import RadiusSet, fsync_spool, radius_pids, radmin, render_clients, terminate
+from .web_process import WebPortal, check_users, web_pid
 
 # A sweep: called every KONDGE_SWEEP_SECONDS while the database is not held
 # down; says what it did in a few words ("" when it did nothing) and raises
@@ -83,6 +84,7 @@ class Supervisor:
                  chores: tuple = ()):
         self.s = s
         self.radius = RadiusSet(s)
+        self.web = WebPortal(s)
         self.db = db
         self.sweep_work = sweep
         #: more work of the same kind as the sweep: (name, every seconds, Sweep)
@@ -98,6 +100,7 @@ class Supervisor:
 
     def start(self):
         db_hold_flag(self.s).unlink(missing_ok=True)
+        check_users(self.s)
         prepare_database(self.s)
         # the database, not the call path's role, decides whether a call
         # nobody authorised is charged (sql/functions/radius_settle.sql)
@@ -116,6 +119,8 @@ class Supervisor:
         else:
             self.radius.start()
         gateways.write_directory(applied_file(self.s), self.revision, ())
+        if not self.web.adopt():
+            self.web.start()
         behind = (f", {len(self.radius.workers)} worker processes behind a front end"
                   if self.radius.workers else "")
         say(f"FreeRADIUS ready on {self.s.listen}: auth {self.s.auth_port}, "
@@ -217,6 +222,7 @@ class Supervisor:
                     next_sweep = time.monotonic() + self.s.sweep_seconds
                     self.sweep()
                 self.radius.restart_dead()
+                self.web.restart_dead()
                 if self.sync_now or time.monotonic() >= next_sync:
                     self.sync_now = False
                     next_sync = time.monotonic() + self.s.gateway_sync_seconds
@@ -226,6 +232,7 @@ class Supervisor:
                 time.sleep(1)
 
     def shutdown(self):
+        self.web.stop()
         self.radius.stop()
         self.db.close()
         stop_postgres(self.s)
@@ -320,6 +327,9 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
             os.kill(pid, signal.SIGKILL)
             s.supervisor_pid_file.unlink(missing_ok=True)
     # Whatever a dead supervisor left behind.
+    if web_pid(s) is not None:
+        say(f"stopping the web portal (pid {web_pid(s)}) left over from an earlier run")
+        terminate(web_pid(s))
     for name, pid in radius_pids(s).items():
         say(f"stopping FreeRADIUS ({name}, pid {pid}) left over from an earlier run")
         terminate(pid)
@@ -333,7 +343,8 @@ def status(s: config.Settings) -> dict:
     return {"supervisor_pid": supervisor_pid(s), "postgresql": pg_running(s),
             "freeradius_pid": workers.pop("freeradius", None), "workers": workers,
             "listen": s.listen, "auth_port": s.auth_port,
-            "acct_port": s.acct_port, "var": str(s.var)}
+            "acct_port": s.acct_port, "web_pid": web_pid(s),
+            "web": f"{s.web_listen}:{s.web_port}" if s.web_port else None, "var": str(s.var)}
 
 
 def systemd_unit(s: config.Settings) -> str:

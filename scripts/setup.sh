@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 top=$(pwd)
 
 packages=(freeradius freeradius-python3 freeradius-utils freeradius-postgresql postgresql
-          python3-venv python3-dev libpq-dev gcc make)
+          python3-venv python3-dev libpq-dev gcc make
+          chromium chromium-driver fonts-wqy-microhei fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,10 @@
 --   kondge_radius    the call path only: the radius_* functions; it reads no
 --                    table, so it can neither read PIN hashes nor change a
 --                    tariff.
+--   kondge_web       the card holders' web portal only: the web_* functions,
+--                    each of which takes a card's proof (its number and PIN
+--                    hash, or a session token the database issued) and
+--                    answers for that card alone; it reads no table.
 
 -- Nobody but the owner has anything by default, functions made later included.
 REVOKE ALL ON SCHEMA kondge, reports FROM PUBLIC;
@@ -24,10 +28,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA kondge, reports FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- Start from nothing (revoking a table's privilege revokes its columns' too).
-REVOKE ALL ON SCHEMA kondge, reports FROM kondge_operator, kondge_radius;
-REVOKE ALL ON ALL TABLES IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius;
+REVOKE ALL ON SCHEMA kondge, reports FROM kondge_operator, kondge_radius, kondge_web;
+REVOKE ALL ON ALL TABLES IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius, kondge_web;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius, kondge_web;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA kondge, reports FROM kondge_operator, kondge_radius, kondge_web;
 
 -- The call path: its functions, nothing else (each is SECURITY DEFINER and
 -- answers for one call; see sql/functions/radius_*.sql).
@@ -48,6 +52,19 @@ GRANT EXECUTE ON FUNCTION
     kondge.radius_park(jsonb, text),
     kondge.radius_auto_bind(bigint, text, integer, text)
    TO kondge_radius;
+
+-- The web portal: its functions, nothing else (sql/functions/web_*.sql).
+GRANT USAGE ON SCHEMA kondge TO kondge_web;
+GRANT EXECUTE ON FUNCTION
+    kondge.web_login(text, text, text),
+    kondge.web_logout(text),
+    kondge.web_card(text),
+    kondge.web_calls(text, timestamptz, timestamptz, integer, integer),
+    kondge.web_movements(text, integer, integer),
+    kondge.web_refill(text, text, text, text),
+    kondge.web_set_language(text, text),
+    kondge.web_statement(text, timestamptz, timestamptz)
+   TO kondge_web;
 
 -- Operators read every table and view of both schemas, but no secret: a
 -- card's or a voucher's PIN hash, a gateway's RADIUS secret (every other

@@ -32,6 +32,12 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def test_env():
     if TEST_VAR.exists():
@@ -51,7 +57,7 @@ def _env_for(var, auth_port, acct_port):
                 "KONDGE_PG_PORT": os.environ.get("KONDGE_TEST_PG_PORT", "5499"),
                 "KONDGE_AUTH_PORT": str(auth_port), "KONDGE_ACCT_PORT": str(acct_port),
                 "KONDGE_LISTEN": "127.0.0.1", "KONDGE_PIN_KEY": str(var / "pin.key"),
-                "KONDGE_GATEWAY_SYNC": "0.5"})
+                "KONDGE_GATEWAY_SYNC": "0.5", "KONDGE_WEB_PORT": str(free_tcp_port())})
     env.pop("KONDGE_DSN", None)
     return env
 

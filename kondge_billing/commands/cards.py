@@ -148,7 +148,8 @@ def register(commands):
     p.add_argument("--batch", help="only this batch")
     p.add_argument("--xlsx", help="also write the table to this .xlsx file")
     p = command(sub, "statement", cmd_statement,
-                "a card's statement (bill) for a period as PDF: calls, charges, refills, totals")
+                "a card's statement (bill) for a period as PDF, in the card's language: "
+                "calls, charges, refills, totals")
     p.add_argument("number")
     p.add_argument("--from", dest="start", required=True, type=datetime_arg,
                    help="start of the period (ISO 8601, included)")
@@ -264,7 +265,7 @@ def cmd_statement(args, s):
     out = new_file(args.out, ".pdf")
     st = in_transaction(s, lambda cur: statements.statement(cur, args.number, args.start,
                                                             args.end))
-    statements.render_pdf(st, out)
+    statements.render_pdf(st, out, st["card"]["language"])
     summary = {k: st[k] for k in ("opening", "charges", "credits", "debits", "closing")}
     summary.update(calls=len(st["calls"]), file=str(out))
     emit(args, summary, [

@@ -1,4 +1,4 @@
-"""kondge server: run, start and stop the service (PostgreSQL + FreeRADIUS)."""
+"""kondge server: run, start and stop the service (PostgreSQL, FreeRADIUS, the web portal)."""
 
 import argparse
 from pathlib import Path
@@ -58,7 +58,7 @@ def cmd_status(args, s):
     st = stack.status(s)
     expected = s.workers if s.workers > 1 else 0
     up = bool(st["supervisor_pid"] and st["postgresql"] and st["freeradius_pid"]
-              and len(st["workers"]) == expected)
+              and len(st["workers"]) == expected and (st["web_pid"] or not st["web"]))
     role = "front end" if expected else "serving the gateways"
     lines = [
         f"supervisor: {'pid ' + str(st['supervisor_pid']) if st['supervisor_pid'] else 'not running'}",
@@ -70,6 +70,9 @@ def cmd_status(args, s):
         running = ", ".join(f"{name} pid {pid}" for name, pid in sorted(st["workers"].items()))
         lines.append(f"FreeRADIUS workers: {len(st['workers'])} of {expected} running"
                      + (f" ({running})" if running else ""))
+    lines.append("web portal: " + (
+        "off (KONDGE_WEB_PORT=0)" if not st["web"] else
+        f"{'pid ' + str(st['web_pid']) if st['web_pid'] else 'not running'} (http://{st['web']}/)"))
     dirs = stack.spool_dirs(s)
     st["spool"] = dict(spool.count(dirs), problems=spool.problems(dirs))
     lines.append(f"accounting spool: {st['spool']['spooled']} record(s) waiting, "

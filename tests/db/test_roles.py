@@ -15,112 +15,122 @@ import pytest
 
 from kondge_billing import demo
 
-ROLES = ("kondge_operator", "kondge_radius", "public")
+ROLES = ("kondge_operator", "kondge_radius", "kondge_web", "public")
 
-# object                                      kondge_operator             kondge_radius  public
+# object                                      kondge_operator             kondge_radius  kondge_web  public
 # (SELECT(-col): every column but col; '-': nothing; the owner, kondge, holds everything)
 MATRIX = """
-schema kondge                                 USAGE                       USAGE          -
-schema reports                                USAGE                       -              -
-table kondge.access_number                    SELECT                      -              -
-table kondge.audit_log                        SELECT                      -              -
-table kondge.batch                            SELECT                      -              -
-table kondge.call_leg                         SELECT                      -              -
-table kondge.call_login                       SELECT                      -              -
-table kondge.call_policy                      SELECT                      -              -
-table kondge.caller                           SELECT                      -              -
-table kondge.card                             SELECT(-pin_hash)           -              -
-table kondge.category                         SELECT                      -              -
-table kondge.cdr                              SELECT                      -              -
-table kondge.gateway                          SELECT(-secret)             -              -
-table kondge.ledger_entry                     SELECT                      -              -
-table kondge.pin_guard                        SELECT                      -              -
-table kondge.pin_policy                       SELECT                      -              -
-table kondge.reservation                      SELECT                      -              -
-table kondge.tariff                           SELECT                      -              -
-table kondge.tariff_destination               SELECT                      -              -
-table kondge.tariff_plan                      SELECT                      -              -
-table kondge.tariff_prefix                    SELECT                      -              -
-table kondge.tariff_rate                      SELECT                      -              -
-table kondge.tariff_version                   SELECT                      -              -
-table kondge.unprocessed_record               SELECT                      -              -
-table kondge.voucher                          SELECT(-pin_hash)           -              -
-view kondge.v_active_reservation              SELECT                      -              -
-view kondge.v_balance_mismatch                SELECT                      -              -
-view reports.asr_acd                          SELECT                      -              -
-view reports.balance_liability                SELECT                      -              -
-view reports.daily_revenue                    SELECT                      -              -
-view reports.reconciliation                   SELECT                      -              -
-view reports.top_destinations                 SELECT                      -              -
-sequence kondge.audit_log_id_seq              -                           -              -
-sequence kondge.batch_id_seq                  -                           -              -
-sequence kondge.call_leg_id_seq               -                           -              -
-sequence kondge.card_id_seq                   -                           -              -
-sequence kondge.cdr_id_seq                    -                           -              -
-sequence kondge.gateway_id_seq                -                           -              -
-sequence kondge.gateway_revision              -                           -              -
-sequence kondge.ledger_entry_id_seq           -                           -              -
-sequence kondge.reservation_id_seq            -                           -              -
-sequence kondge.serial_number                 -                           -              -
-sequence kondge.tariff_destination_id_seq     -                           -              -
-sequence kondge.tariff_id_seq                 -                           -              -
-sequence kondge.tariff_plan_id_seq            -                           -              -
-sequence kondge.tariff_version_id_seq         -                           -              -
-sequence kondge.unprocessed_record_id_seq     -                           -              -
-sequence kondge.voucher_id_seq                -                           -              -
-function kondge.append_only                   -                           -              -
-function kondge.audit_log_stamped             -                           -              -
-function kondge.audit_operator                -                           -              -
-function kondge.audit_record                  -                           -              -
-function kondge.card_holds                    -                           -              -
-function kondge.category_checked              -                           -              -
-function kondge.category_json                 -                           -              -
-function kondge.changes                       -                           -              -
-function kondge.checked_amount                -                           -              -
-function kondge.checked_operation             -                           -              -
-function kondge.checked_pin_hash              -                           -              -
-function kondge.gateway_audited               -                           -              -
-function kondge.gateway_new_revision          -                           -              -
-function kondge.kept_for_calls                -                           -              -
-function kondge.op_access_number_add          EXECUTE                     -              -
-function kondge.op_access_number_modify       EXECUTE                     -              -
-function kondge.op_adjust                     EXECUTE                     -              -
-function kondge.op_callers_bind               EXECUTE                     -              -
-function kondge.op_callers_unbind             EXECUTE                     -              -
-function kondge.op_card_add                   EXECUTE                     -              -
-function kondge.op_card_modify                EXECUTE                     -              -
-function kondge.op_category_add               EXECUTE                     -              -
-function kondge.op_category_modify            EXECUTE                     -              -
-function kondge.op_change_status              EXECUTE                     -              -
-function kondge.op_expire                     EXECUTE                     -              -
-function kondge.op_extend                     EXECUTE                     -              -
-function kondge.op_issue                      EXECUTE                     -              -
-function kondge.op_move                       EXECUTE                     -              -
-function kondge.op_pin_unlock                 EXECUTE                     -              -
-function kondge.op_refill                     EXECUTE                     -              -
-function kondge.op_set_pin                    EXECUTE                     -              -
-function kondge.op_top_up                     EXECUTE                     -              -
-function kondge.op_transfer                   EXECUTE                     -              -
-function kondge.pin_count                     -                           -              -
-function kondge.pin_failed                    -                           -              -
-function kondge.pin_lock_end                  -                           -              -
-function kondge.pin_locked                    -                           -              -
-function kondge.post_ledger                   -                           -              -
-function kondge.prefixes_of                   EXECUTE                     -              -
-function kondge.radius_account                -                           EXECUTE        -
-function kondge.radius_auto_bind              -                           EXECUTE        -
-function kondge.radius_card                   -                           EXECUTE        -
-function kondge.radius_correct                -                           EXECUTE        -
-function kondge.radius_hold                   -                           EXECUTE        -
-function kondge.radius_park                   -                           EXECUTE        -
-function kondge.radius_settle                 -                           EXECUTE        -
-function kondge.radius_settle_billed          -                           -              -
-function kondge.rating_context                EXECUTE                     -              -
-function kondge.rating_json                   EXECUTE                     -              -
-function kondge.selected                      EXECUTE                     -              -
-function kondge.tariff_in                     -                           -              -
-function kondge.tariff_version_audited        -                           -              -
-function kondge.voucher_reactivated           -                           -              -
+schema kondge                                 USAGE                       USAGE          USAGE       -
+schema reports                                USAGE                       -              -           -
+table kondge.access_number                    SELECT                      -              -           -
+table kondge.audit_log                        SELECT                      -              -           -
+table kondge.batch                            SELECT                      -              -           -
+table kondge.call_leg                         SELECT                      -              -           -
+table kondge.call_login                       SELECT                      -              -           -
+table kondge.call_policy                      SELECT                      -              -           -
+table kondge.caller                           SELECT                      -              -           -
+table kondge.card                             SELECT(-pin_hash)           -              -           -
+table kondge.category                         SELECT                      -              -           -
+table kondge.cdr                              SELECT                      -              -           -
+table kondge.gateway                          SELECT(-secret)             -              -           -
+table kondge.ledger_entry                     SELECT                      -              -           -
+table kondge.pin_guard                        SELECT                      -              -           -
+table kondge.pin_policy                       SELECT                      -              -           -
+table kondge.reservation                      SELECT                      -              -           -
+table kondge.tariff                           SELECT                      -              -           -
+table kondge.tariff_destination               SELECT                      -              -           -
+table kondge.tariff_plan                      SELECT                      -              -           -
+table kondge.tariff_prefix                    SELECT                      -              -           -
+table kondge.tariff_rate                      SELECT                      -              -           -
+table kondge.tariff_version                   SELECT                      -              -           -
+table kondge.unprocessed_record               SELECT                      -              -           -
+table kondge.voucher                          SELECT(-pin_hash)           -              -           -
+table kondge.web_session                      SELECT                      -              -           -
+view kondge.v_active_reservation              SELECT                      -              -           -
+view kondge.v_balance_mismatch                SELECT                      -              -           -
+view reports.asr_acd                          SELECT                      -              -           -
+view reports.balance_liability                SELECT                      -              -           -
+view reports.daily_revenue                    SELECT                      -              -           -
+view reports.reconciliation                   SELECT                      -              -           -
+view reports.top_destinations                 SELECT                      -              -           -
+sequence kondge.audit_log_id_seq              -                           -              -           -
+sequence kondge.batch_id_seq                  -                           -              -           -
+sequence kondge.call_leg_id_seq               -                           -              -           -
+sequence kondge.card_id_seq                   -                           -              -           -
+sequence kondge.cdr_id_seq                    -                           -              -           -
+sequence kondge.gateway_id_seq                -                           -              -           -
+sequence kondge.gateway_revision              -                           -              -           -
+sequence kondge.ledger_entry_id_seq           -                           -              -           -
+sequence kondge.reservation_id_seq            -                           -              -           -
+sequence kondge.serial_number                 -                           -              -           -
+sequence kondge.tariff_destination_id_seq     -                           -              -           -
+sequence kondge.tariff_id_seq                 -                           -              -           -
+sequence kondge.tariff_plan_id_seq            -                           -              -           -
+sequence kondge.tariff_version_id_seq         -                           -              -           -
+sequence kondge.unprocessed_record_id_seq     -                           -              -           -
+sequence kondge.voucher_id_seq                -                           -              -           -
+function kondge.append_only                   -                           -              -           -
+function kondge.audit_log_stamped             -                           -              -           -
+function kondge.audit_operator                -                           -              -           -
+function kondge.audit_record                  -                           -              -           -
+function kondge.card_holds                    -                           -              -           -
+function kondge.category_checked              -                           -              -           -
+function kondge.category_json                 -                           -              -           -
+function kondge.changes                       -                           -              -           -
+function kondge.checked_amount                -                           -              -           -
+function kondge.checked_operation             -                           -              -           -
+function kondge.checked_pin_hash              -                           -              -           -
+function kondge.gateway_audited               -                           -              -           -
+function kondge.gateway_new_revision          -                           -              -           -
+function kondge.kept_for_calls                -                           -              -           -
+function kondge.op_access_number_add          EXECUTE                     -              -           -
+function kondge.op_access_number_modify       EXECUTE                     -              -           -
+function kondge.op_adjust                     EXECUTE                     -              -           -
+function kondge.op_callers_bind               EXECUTE                     -              -           -
+function kondge.op_callers_unbind             EXECUTE                     -              -           -
+function kondge.op_card_add                   EXECUTE                     -              -           -
+function kondge.op_card_modify                EXECUTE                     -              -           -
+function kondge.op_category_add               EXECUTE                     -              -           -
+function kondge.op_category_modify            EXECUTE                     -              -           -
+function kondge.op_change_status              EXECUTE                     -              -           -
+function kondge.op_expire                     EXECUTE                     -              -           -
+function kondge.op_extend                     EXECUTE                     -              -           -
+function kondge.op_issue                      EXECUTE                     -              -           -
+function kondge.op_move                       EXECUTE                     -              -           -
+function kondge.op_pin_unlock                 EXECUTE                     -              -           -
+function kondge.op_refill                     EXECUTE                     -              -           -
+function kondge.op_set_pin                    EXECUTE                     -              -           -
+function kondge.op_top_up                     EXECUTE                     -              -           -
+function kondge.op_transfer                   EXECUTE                     -              -           -
+function kondge.pin_count                     -                           -              -           -
+function kondge.pin_failed                    -                           -              -           -
+function kondge.pin_lock_end                  -                           -              -           -
+function kondge.pin_locked                    -                           -              -           -
+function kondge.post_ledger                   -                           -              -           -
+function kondge.prefixes_of                   EXECUTE                     -              -           -
+function kondge.radius_account                -                           EXECUTE        -           -
+function kondge.radius_auto_bind              -                           EXECUTE        -           -
+function kondge.radius_card                   -                           EXECUTE        -           -
+function kondge.radius_correct                -                           EXECUTE        -           -
+function kondge.radius_hold                   -                           EXECUTE        -           -
+function kondge.radius_park                   -                           EXECUTE        -           -
+function kondge.radius_settle                 -                           EXECUTE        -           -
+function kondge.radius_settle_billed          -                           -              -           -
+function kondge.rating_context                EXECUTE                     -              -           -
+function kondge.rating_json                   EXECUTE                     -              -           -
+function kondge.selected                      EXECUTE                     -              -           -
+function kondge.tariff_in                     -                           -              -           -
+function kondge.tariff_version_audited        -                           -              -           -
+function kondge.voucher_reactivated           -                           -              -           -
+function kondge.web_calls                     -                           -              EXECUTE     -
+function kondge.web_card                      -                           -              EXECUTE     -
+function kondge.web_login                     -                           -              EXECUTE     -
+function kondge.web_logout                    -                           -              EXECUTE     -
+function kondge.web_movements                 -                           -              EXECUTE     -
+function kondge.web_refill                    -                           -              EXECUTE     -
+function kondge.web_session_card              -                           -              -           -
+function kondge.web_set_language              -                           -              EXECUTE     -
+function kondge.web_statement                 -                           -              EXECUTE     -
 """
 
 PRIVILEGES = {
@@ -295,7 +305,7 @@ REFUSED = (psycopg2.errors.InsufficientPrivilege, psycopg2.errors.FeatureNotSupp
            psycopg2.errors.ObjectNotInPrerequisiteState, psycopg2.errors.WrongObjectType)
 
 
-@pytest.mark.parametrize("role", ["kondge_operator", "kondge_radius"])
+@pytest.mark.parametrize("role", ["kondge_operator", "kondge_radius", "kondge_web"])
 def test_each_role_is_refused_everything_else(world, dsn, role):
     expected = expected_matrix()
     conn = as_role(dsn, role)

@@ -61,7 +61,7 @@ def env_beside(service, var, **given):
     s = service.settings
     env = dict(service.env, KONDGE_VAR=str(var), KONDGE_WORKERS="2",
                KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=s.dsn, KONDGE_RADIUS_DSN=s.radius_dsn)
+               KONDGE_DSN=s.dsn, KONDGE_RADIUS_DSN=s.radius_dsn, KONDGE_WEB_PORT="0")
     env.update(given)
     return env
 

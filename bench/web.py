@@ -1,0 +1,264 @@
+"""The card holders' web portal under load, and what it costs the call path.
+
+On a service of its own (var/bench-web: its own cluster, FreeRADIUS on
+free loopback ports, the portal on a free port), in one run:
+
+1. logins per second: processes that each log in again and again (GET the
+   form once, then POST card number and PIN with its CSRF token; every
+   login checks the PIN in the database and opens a session);
+2. page views per second: processes that each log in once and then fetch
+   the summary page (/account: the card, its last calls and movements,
+   three web_* calls) again and again;
+3. the call path alone: complete calls (stage 1, stage 2, both legs' Start
+   and Stop) from threads that each make one call after another, calls per
+   second; then the same while the portal serves --web-rate page views a
+   second (50; with a login every 20 views), then while it serves all it
+   can, then alone again. Each slowdown is 1 - (calls/s under the portal's
+   load) / (mean of the two runs alone).
+
+Each load generator is a process of its own, on the same 2-core machine as
+the server: their own CPU is part of what the call path competes with, as
+the figures say. Results in var/bench/web.{json,txt}.
+
+    make bench-web                       # about 3 minutes
+    .venv/bin/python bench/web.py --seconds 20 --web-clients 4 --call-threads 16
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HOME))
+
+from kondge_billing import cards, config  # noqa: E402
+from kondge_billing.console import say  # noqa: E402
+from kondge_billing.db import Database  # noqa: E402
+from kondge_billing.pins import load_key  # noqa: E402
+from tests.support.cards import luhn_number  # noqa: E402
+from tests.support.load import Call, LoadResult, one_call  # noqa: E402
+from tests.support.radius import RadiusClient  # noqa: E402
+from bench.private_service import kondge, service_env, start_fresh  # noqa: E402
+
+VAR = HOME / "var" / "bench-web"
+OUT = HOME / "var" / "bench"
+PIN = "1234"
+
+
+# --- the web load (each in a process of its own) ---------------------------------------
+
+class Portal:
+    """One browser's worth of HTTP/1.1 on one kept-alive connection."""
+
+    def __init__(self, port: int):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method, path, form=None) -> tuple[int, str]:
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())}
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        text = response.read().decode()
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                name, _, rest = value.partition("=")
+                self.cookies[name] = rest.split(";")[0]
+        return response.status, text
+
+    def login(self, number) -> bool:
+        _status, page = self.request("GET", "/login")
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        status, _ = self.request("POST", "/login", {"csrf": csrf, "number": number, "pin": PIN})
+        return status == 302
+
+
+def web_worker(port, numbers, mode, seconds, start_at, out, rate=0.0):
+    """mode 'login': log in again and again; 'view': log in once, then fetch
+    /account, logging in again every 20 views; `rate`: at most so many
+    requests a second (0: as fast as answered). Puts (logins, views, errors)."""
+    while time.time() < start_at:
+        time.sleep(0.01)
+    portal, logins, views, errors = Portal(port), 0, 0, 0
+    started = time.monotonic()
+    deadline = started + seconds
+    rng = random.Random(os.getpid())
+    while time.monotonic() < deadline:
+        if rate:
+            ahead = started + (logins + views + errors) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        try:
+            if mode == "login" or views % 20 == 0:
+                if portal.login(rng.choice(numbers)):
+                    logins += 1
+                else:
+                    errors += 1
+            if mode == "view":
+                status, _ = portal.request("GET", "/account")
+                if status == 200:
+                    views += 1
+                else:
+                    errors += 1
+        except (OSError, http.client.HTTPException, IndexError):
+            errors += 1
+            portal = Portal(port)
+    out.put((logins, views, errors))
+
+
+def web_load(port, numbers, mode, clients, seconds, rate=0.0) -> dict:
+    """`clients` processes for `seconds`; `rate`: page views a second in all (0: flat out)."""
+    queue = multiprocessing.Queue()
+    start_at = time.time() + 1.0
+    procs = [multiprocessing.Process(target=web_worker,
+                                     args=(port, numbers, mode, seconds, start_at, queue,
+                                           rate / clients))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    logins, views, errors = (sum(r[i] for r in results) for i in range(3))
+    return {"clients": clients, "seconds": seconds, "logins": logins, "views": views,
+            "errors": errors, "logins_per_s": round(logins / seconds, 1),
+            "views_per_s": round(views / seconds, 1)}
+
+
+# --- the call path ------------------------------------------------------------------
+
+def call_load(s, numbers, threads, seconds) -> dict:
+    result, stop_at = LoadResult(), time.monotonic() + seconds
+    lock = threading.Lock()
+    counted = []
+
+    def worker(i):
+        rng = random.Random(i)
+        client = RadiusClient(s.auth_port, s.acct_port, "testing123")
+        made = 0
+        try:
+            while time.monotonic() < stop_at:
+                call = Call(numbers[i % len(numbers)], "447911123456", rng.randint(5, 60))
+                one_call(client, call, PIN, "18005550100", rng, 0.0, result,
+                         time.monotonic() + 30)
+                if call.billed is not None:
+                    made += 1
+        except Exception as exc:  # noqa: BLE001 - counted in the report
+            result.errors.append(repr(exc))
+        finally:
+            client.close()
+            with lock:
+                counted.append(made)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(seconds + 60)
+    elapsed = time.monotonic() - started
+    return {"threads": threads, "seconds": round(elapsed, 1), "calls": sum(counted),
+            "errors": len(result.errors), "calls_per_s": round(sum(counted) / elapsed, 1)}
+
+
+def concurrently(s, port, numbers, args, rate) -> tuple[dict, dict]:
+    """Calls while the portal serves page views (`rate` a second; 0: as many
+    as it can), both for --seconds."""
+    holder = {}
+    web = threading.Thread(target=lambda: holder.update(
+        web=web_load(port, numbers, "view", args.web_clients, args.seconds, rate)))
+    web.start()
+    time.sleep(1.0)                     # the web processes start at once
+    calls = call_load(s, numbers, args.call_threads, args.seconds - 1)
+    web.join(args.seconds + 120)
+    return calls, holder["web"]
+
+
+def report(r: dict) -> str:
+    lines = [f"web portal benchmark ({r['started_at']}, {r['machine_cpus']} CPUs; "
+             f"one run, ratios within it)",
+             f"logins/s:      {r['logins']['logins_per_s']} ({r['logins']['clients']} client "
+             f"processes, {r['logins']['errors']} errors)",
+             f"page views/s:  {r['views']['views_per_s']} of /account, with "
+             f"{r['views']['logins_per_s']} logins/s ({r['views']['clients']} client processes,"
+             f" {r['views']['errors']} errors)",
+             f"calls/s alone: {r['calls_before']['calls_per_s']} before, "
+             f"{r['calls_after']['calls_per_s']} after ({r['calls_before']['threads']} threads)",
+             f"calls/s while the portal serves {r['web_rate']} page views/s asked: "
+             f"{r['calls_paced']['calls_per_s']} ({r['web_paced']['views_per_s']} served); "
+             f"slowdown {r['slowdown_paced_percent']} % (aim: under 10 %)",
+             f"calls/s while the portal serves all it can: {r['calls_loaded']['calls_per_s']} "
+             f"({r['web_loaded']['views_per_s']} page views/s); slowdown "
+             f"{r['slowdown_percent']} %"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20, help="per phase")
+    parser.add_argument("--web-clients", type=int, default=4,
+                        help="web load processes (each one browser, one request at a time)")
+    parser.add_argument("--call-threads", type=int, default=16)
+    parser.add_argument("--web-rate", type=float, default=50,
+                        help="page views a second asked of the portal while calls are made")
+    parser.add_argument("--cards", type=int, default=40)
+    parser.add_argument("--pg-port", type=int, default=5494)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as free:
+        free.bind(("127.0.0.1", 0))
+        web_port = free.getsockname()[1]
+    env = service_env(VAR, args.pg_port, KONDGE_WEB_PORT=str(web_port))
+    s = config.load(env)
+    results = {"machine_cpus": os.cpu_count(), "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        start_fresh(env, VAR)
+        key = load_key(s.pin_key_file)
+        db = Database(s.dsn)
+        numbers = [luhn_number() for _ in range(args.cards)]
+        for number in numbers:
+            db.run(lambda cur: cards.add(cur, key, number, PIN, "100000.00", "USD"))
+        db.close()
+        port = s.web_port
+        say(f"logins alone, {args.seconds:.0f} s")
+        results["logins"] = web_load(port, numbers, "login", args.web_clients, args.seconds)
+        say(f"page views alone, {args.seconds:.0f} s")
+        results["views"] = web_load(port, numbers, "view", args.web_clients, args.seconds)
+        say(f"calls alone, {args.seconds:.0f} s")
+        results["calls_before"] = call_load(s, numbers, args.call_threads, args.seconds)
+        say(f"calls with the portal serving {args.web_rate:g} page views/s, {args.seconds:.0f} s")
+        results["web_rate"] = args.web_rate
+        results["calls_paced"], results["web_paced"] = concurrently(s, port, numbers, args,
+                                                                    args.web_rate)
+        say(f"calls with the portal serving all it can, {args.seconds:.0f} s")
+        results["calls_loaded"], results["web_loaded"] = concurrently(s, port, numbers, args, 0)
+        say(f"calls alone again, {args.seconds:.0f} s")
+        results["calls_after"] = call_load(s, numbers, args.call_threads, args.seconds)
+        alone = (results["calls_before"]["calls_per_s"] + results["calls_after"]["calls_per_s"]) / 2
+        for name, loaded in (("slowdown_paced_percent", "calls_paced"),
+                             ("slowdown_percent", "calls_loaded")):
+            results[name] = round(100 * (1 - results[loaded]["calls_per_s"] / alone), 1)
+    finally:
+        kondge(env, "server", "stop")
+    text = report(results)
+    (OUT / "web.json").write_text(json.dumps(results, indent=2) + "\n")
+    (OUT / "web.txt").write_text(text)
+    print(text, end="")
+    say(f"results in {OUT / 'web.json'} and {OUT / 'web.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

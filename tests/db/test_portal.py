@@ -1,0 +1,245 @@
+"""The web portal's database functions (sql/functions/web_*.sql through
+kondge_billing/portal.py), called as the portal's own role, kondge_web:
+one card's data for its proof and nothing else, PIN failures counted on
+the call path's counters, sessions that end, refills by the operators'
+rules."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from types import SimpleNamespace
+
+import uuid
+
+import psycopg2
+import pytest
+
+from kondge_billing import pin_guard, portal
+from kondge_billing.config import PinPolicy
+from kondge_billing.db import Database
+from tests.db.test_cards import call, issue, one, rows, shop, tx  # noqa: F401 (shop: fixture)
+
+CLIENT = "192.0.2.10"
+
+
+@pytest.fixture
+def web(shop, dsn):
+    """A connection as the portal's role."""
+    database = Database(dsn.replace("user=kondge", "user=kondge_web"))
+    yield database
+    database.close()
+
+
+def card_of(shop, pin_key, category="usd-10"):
+    return issue(shop, pin_key, category, 1, f"b-{uuid.uuid4().hex[:12]}")["pieces"][0]
+
+
+def log_in(web, pin_key, number, pin, client=CLIENT):
+    return web.run(lambda cur: portal.login(cur, pin_key, number, pin, client))
+
+
+def test_login_gives_a_token_that_shows_its_card_only(shop, web, pin_key, billing):
+    mine, other = card_of(shop, pin_key), card_of(shop, pin_key)
+    call(billing, mine, 125, "AAAA0001 0F4411D6 AB5591F0 CBF3D765")        # 0.3150
+    call(billing, other, 60, "AAAA0002 0F4411D6 AB5591F0 CBF3D765", "442071234567")
+    token = log_in(web, pin_key, mine.number, mine.pin).token
+    assert token and len(token) == 64
+    card = web.run(lambda cur: portal.card(cur, token))
+    assert card["number"] == mine.number and card["balance"] == Decimal("9.6850")
+    assert card["available"] == Decimal("9.6850") and card["held"] == 0
+    calls, total = web.run(lambda cur: portal.calls(cur, token))
+    assert total == 1 and [c["destination"] for c in calls] == ["447911123456"]
+    assert calls[0]["charge"] == Decimal("0.3150") and calls[0]["seconds"] == 125
+    assert calls[0]["destination_name"]                  # the tariff's name for 4479
+    moves, _ = web.run(lambda cur: portal.movements(cur, token))
+    assert [m["kind"] for m in moves] == ["issue"]
+    # the database keeps the token's hash, never the token
+    stored = rows(shop, "SELECT token_hash FROM kondge.web_session")
+    assert len(stored) == 1 and stored[0]["token_hash"] != token
+
+
+def test_no_token_a_made_up_one_or_a_logged_out_one_shows_nothing(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+    for bad in ("", "0" * 64, token[:-1] + ("0" if token[-1] != "0" else "1"), None):
+        with pytest.raises(portal.NotLoggedIn):
+            web.run(lambda cur: portal.card(cur, bad))
+        with pytest.raises(portal.NotLoggedIn):
+            web.run(lambda cur: portal.calls(cur, bad))
+        assert web.run(lambda cur: (cur.execute(
+            "SELECT kondge.web_statement(%s, now() - interval '1 day', now()) AS st",
+            (bad,)), cur.fetchone())[1])["st"] is None
+    assert web.run(lambda cur: portal.logout(cur, token)) is True
+    with pytest.raises(portal.NotLoggedIn):
+        web.run(lambda cur: portal.card(cur, token))
+    assert web.run(lambda cur: portal.logout(cur, token)) is False
+
+
+def test_a_session_ends_when_idle_and_after_its_life(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    idle = log_in(web, pin_key, piece.number, piece.pin).token
+    old = log_in(web, pin_key, piece.number, piece.pin).token
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.web_session SET expires_at = now() - interval '1 second' "
+        "WHERE token_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')", (idle,)))
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.web_session SET created_at = now() - interval '12 hours', "
+        "last_seen = now() - interval '1 minute' "
+        "WHERE token_hash = encode(sha256(convert_to(%s, 'UTF8')), 'hex')", (old,)))
+    with pytest.raises(portal.NotLoggedIn):
+        web.run(lambda cur: portal.card(cur, idle))
+    web.run(lambda cur: portal.card(cur, old))       # this use moves its end to its life's end
+    with pytest.raises(portal.NotLoggedIn):
+        web.run(lambda cur: portal.card(cur, old))
+
+
+def test_a_page_view_writes_nothing_unless_the_session_is_a_minute_old(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+
+    def seen():
+        return one(shop, "SELECT last_seen, expires_at FROM kondge.web_session")
+    before = seen()
+    web.run(lambda cur: portal.card(cur, token))
+    assert seen() == before
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.web_session SET last_seen = now() - interval '61 seconds', "
+        "expires_at = now() + interval '1 minute'"))
+    web.run(lambda cur: portal.card(cur, token))
+    after = seen()
+    assert after["expires_at"] > datetime.now(timezone.utc) + timedelta(minutes=14)
+
+
+def test_unknown_card_and_wrong_pin_get_the_same_answer(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    wrong = log_in(web, pin_key, piece.number, "0000" if piece.pin != "0000" else "1111")
+    unknown = log_in(web, pin_key, "4000000000006", "1234")
+    assert wrong == unknown == portal.LoginResult(None, "wrong-pin", None)
+
+
+def test_web_and_call_path_share_one_lockout(shop, web, pin_key, billing):
+    """Three wrong PINs over RADIUS and two on the web lock the card (5, the
+    default): the right PIN is then refused both ways, and the lock is the
+    call path's own (kondge cards unlock lifts it)."""
+    piece = card_of(shop, pin_key)
+    bad = "0000" if piece.pin != "0000" else "1111"
+    for _ in range(3):
+        with pytest.raises(Exception):
+            call(billing, SimpleNamespace(number=piece.number, pin=bad), 10,
+                 "BBBB0001 0F4411D6 AB5591F0 CBF3D765")
+    assert one(shop, "SELECT pin_failures FROM kondge.card WHERE number = %s",
+               piece.number)["pin_failures"] == 3
+    # the fourth and the fifth (which locks, answered as the call path answers it)
+    for _ in range(2):
+        assert log_in(web, pin_key, piece.number, bad).refusal == "wrong-pin"
+    right = log_in(web, pin_key, piece.number, piece.pin)
+    assert right.token is None and right.refusal == "card-locked"
+    assert right.until > datetime.now(timezone.utc) + timedelta(minutes=14)
+    with pytest.raises(Exception, match="too many wrong PINs|retries|locked"):
+        call(billing, piece, 10, "BBBB0002 0F4411D6 AB5591F0 CBF3D765")
+    tx(shop, lambda cur: pin_guard.unlock(cur, "card", piece.number, "alice"))
+    assert log_in(web, pin_key, piece.number, piece.pin).token
+
+
+def test_the_right_pin_forgives_wrong_ones_on_the_web_too(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    bad = "0000" if piece.pin != "0000" else "1111"
+    for _ in range(4):
+        log_in(web, pin_key, piece.number, bad)
+    assert log_in(web, pin_key, piece.number, piece.pin).token
+    assert one(shop, "SELECT pin_failures FROM kondge.card WHERE number = %s",
+               piece.number)["pin_failures"] == 0
+
+
+def test_one_client_spraying_card_numbers_is_locked(shop, web, pin_key):
+    shop.run(lambda cur: pin_guard.apply_policy(cur, PinPolicy(caller_tries=3)))
+    piece = card_of(shop, pin_key)
+    for number in ("4000000000006", "4000000000014", "4000000000022"):
+        assert log_in(web, pin_key, number, "1234").refusal == "wrong-pin"
+    # the next login from that address, even with a right PIN, is refused
+    refused = log_in(web, pin_key, piece.number, piece.pin)
+    assert refused.refusal == "client-locked" and refused.token is None
+    # another address is not
+    assert log_in(web, pin_key, piece.number, piece.pin, client="192.0.2.11").token
+    audit = rows(shop, "SELECT selection FROM kondge.audit_log WHERE action = 'pin lock'")
+    assert {"web": CLIENT} in [a["selection"] for a in audit]
+
+
+def test_a_client_address_must_look_like_one(shop, web, pin_key):
+    with pytest.raises(psycopg2.errors.InvalidParameterValue):
+        log_in(web, pin_key, "1000000008", "1234", client="x' OR 1=1 --")
+
+
+def test_refill_moves_a_voucher_once_with_its_wrong_pin_rules(shop, web, pin_key):
+    piece = card_of(shop, pin_key)
+    voucher = card_of(shop, pin_key, "refill-5")
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+    bad = "0000" if voucher.pin != "0000" else "1111"
+    out = web.run(lambda cur: portal.refill(cur, pin_key, token, CLIENT, voucher.number, bad))
+    assert out["outcome"] == "wrong-pin"
+    assert one(shop, "SELECT failed_attempts FROM kondge.voucher WHERE number = %s",
+               voucher.number)["failed_attempts"] == 1
+    out = web.run(lambda cur: portal.refill(cur, pin_key, token, CLIENT, voucher.number,
+                                            voucher.pin))
+    assert out["outcome"] == "refilled" and out["balance"] == Decimal("15.00")
+    again = web.run(lambda cur: portal.refill(cur, pin_key, token, CLIENT, voucher.number,
+                                              voucher.pin))
+    assert again["outcome"] == "used"
+    assert web.run(lambda cur: portal.card(cur, token))["balance"] == Decimal("15.00")
+    record = rows(shop, "SELECT operator, db_user FROM kondge.audit_log WHERE action = 'refill'")
+    assert record == [{"operator": "web portal", "db_user": "kondge_web"}]
+    with pytest.raises(portal.NotLoggedIn):
+        web.run(lambda cur: portal.refill(cur, pin_key, "0" * 64, CLIENT, voucher.number,
+                                          voucher.pin))
+
+
+def test_voucher_guesses_count_against_the_client(shop, web, pin_key):
+    shop.run(lambda cur: pin_guard.apply_policy(cur, PinPolicy(caller_tries=2)))
+    piece = card_of(shop, pin_key)
+    voucher = card_of(shop, pin_key, "refill-5")
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+    for number in ("5000000001", "5000000002"):
+        out = web.run(lambda cur: portal.refill(cur, pin_key, token, CLIENT, number, "1234"))
+        assert out["outcome"] == "no-voucher"
+    out = web.run(lambda cur: portal.refill(cur, pin_key, token, CLIENT, voucher.number,
+                                            voucher.pin))
+    assert out["outcome"] == "client-locked" and out["refused_until"] is not None
+    assert web.run(lambda cur: portal.card(cur, token))["balance"] == Decimal("10.00")
+
+
+def test_language_and_statement(shop, web, pin_key, billing):
+    piece = card_of(shop, pin_key)
+    call(billing, piece, 125, "CCCC0101 0F4411D6 AB5591F0 CBF3D765")
+    token = log_in(web, pin_key, piece.number, piece.pin).token
+    web.run(lambda cur: portal.set_language(cur, token, "zh"))
+    assert web.run(lambda cur: portal.card(cur, token))["language"] == "zh"
+    with pytest.raises(psycopg2.errors.InvalidParameterValue):
+        web.run(lambda cur: portal.set_language(cur, token, "<b>"))
+    now = datetime.now(timezone.utc)
+    st = web.run(lambda cur: portal.statement(cur, token, now - timedelta(days=1),
+                                              now + timedelta(minutes=1)))
+    assert st["card"]["number"] == piece.number and st["card"]["language"] == "zh"
+    assert st["opening"] == 0 and st["charges"] == Decimal("0.3150")
+    assert st["closing"] == Decimal("9.6850") and len(st["calls"]) == 1
+    assert st["credits"] == Decimal("10.00")
+
+
+def test_the_portal_role_reads_no_table(web):
+    for table in ("card", "web_session", "ledger_entry", "cdr", "voucher"):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            web.run(lambda cur: cur.execute(f"SELECT * FROM kondge.{table} LIMIT 1"))
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        web.run(lambda cur: cur.execute("SELECT kondge.web_session_card('x')"))
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        web.run(lambda cur: cur.execute(
+            "SELECT * FROM kondge.op_refill('x', '1000000008', '1', 'h')"))
+
+
+def test_the_sweep_forgets_a_client_s_count_after_its_window(shop, web, pin_key):
+    log_in(web, pin_key, "4000000000006", "1234")
+    log_in(web, pin_key, "4000000000006", "1234", client="192.0.2.99")
+    shop.run(lambda cur: cur.execute(
+        "UPDATE kondge.pin_guard SET window_start = now() - interval '2 hours' "
+        "WHERE scope = 'web' AND key = %s", (CLIENT,)))
+    shop.run(pin_guard.forget)
+    left = rows(shop, "SELECT key FROM kondge.pin_guard WHERE scope = 'web'")
+    assert left == [{"key": "192.0.2.99"}]
