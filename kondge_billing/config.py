@@ -72,6 +72,14 @@ class Settings:
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
     pin_policy: PinPolicy = PinPolicy()
     unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
+    backup_repo: Path | None = None   # KONDGE_BACKUP_REPO; None: $KONDGE_VAR/backup
+    wal_archive: bool = True          # KONDGE_WAL_ARCHIVE: on (every WAL file to the repository)
+    database: str = "private"         # KONDGE_DATABASE: private (run under var/pg) or external
+
+    @property
+    def private_cluster(self) -> bool:
+        """The supervisor runs the database's cluster itself (under var/pg)."""
+        return self.database == "private"
 
     @property
     def gateway_sync_seconds(self):
@@ -177,6 +185,9 @@ def load(env=None) -> Settings:
         pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
         pin_policy=_pin_policy(env),
         unknown_card_code=int(_choice(env, "KONDGE_UNKNOWN_CARD_CODE", ("2", "1"))),
+        backup_repo=Path(env.get("KONDGE_BACKUP_REPO") or var / "backup").resolve(),
+        wal_archive=_choice(env, "KONDGE_WAL_ARCHIVE", ("on", "off")) == "on",
+        database=_choice(env, "KONDGE_DATABASE", ("private", "external")),
     )
 
 
