@@ -281,15 +281,20 @@ def superuser_dsn(s: config.Settings) -> str:
 ROLES = ("kondge", "kondge_operator", "kondge_radius")
 
 
+def ensure_roles(cur):
+    """The service's roles, on a superuser's cursor."""
+    for role in ROLES:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if not cur.fetchone():
+            cur.execute(f"CREATE ROLE {role} LOGIN")
+
+
 def ensure_database(s: config.Settings):
     conn = psycopg2.connect(superuser_dsn(s))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            for role in ROLES:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                if not cur.fetchone():
-                    cur.execute(f"CREATE ROLE {role} LOGIN")
+            ensure_roles(cur)
             cur.execute("SELECT 1 FROM pg_database WHERE datname = 'kondge'")
             if not cur.fetchone():
                 cur.execute("CREATE DATABASE kondge OWNER kondge")

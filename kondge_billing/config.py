@@ -75,6 +75,8 @@ class Settings:
     backup_repo: Path | None = None   # KONDGE_BACKUP_REPO; None: $KONDGE_VAR/backup
     wal_archive: bool = True          # KONDGE_WAL_ARCHIVE: on (every WAL file to the repository)
     database: str = "private"         # KONDGE_DATABASE: private (run under var/pg) or external
+    ha_pg_port: int = 5440            # KONDGE_HA_PG_PORT: the HA monitor's; the nodes' follow it
+    ha_listen: tuple = ("127.0.0.1", "127.0.0.2")   # KONDGE_HA_LISTEN: the two RADIUS sets
 
     @property
     def private_cluster(self) -> bool:
@@ -188,6 +190,8 @@ def load(env=None) -> Settings:
         backup_repo=Path(env.get("KONDGE_BACKUP_REPO") or var / "backup").resolve(),
         wal_archive=_choice(env, "KONDGE_WAL_ARCHIVE", ("on", "off")) == "on",
         database=_choice(env, "KONDGE_DATABASE", ("private", "external")),
+        ha_pg_port=_int(env, "KONDGE_HA_PG_PORT", 5440),
+        ha_listen=_ha_listen(env),
     )
 
 
@@ -231,3 +235,11 @@ def _workers(env) -> int:
         raise SystemExit(f"KONDGE_WORKERS={workers}: use 1 (one FreeRADIUS serves the "
                          f"gateways) to 32 (worker processes behind a front end)")
     return workers
+
+
+def _ha_listen(env) -> tuple:
+    addresses = _names(env, "KONDGE_HA_LISTEN") or ("127.0.0.1", "127.0.0.2")
+    if len(addresses) != 2 or len(set(addresses)) != 2:
+        raise SystemExit(f"KONDGE_HA_LISTEN={env.get('KONDGE_HA_LISTEN')!r}: name two "
+                         "different addresses, the primary and the secondary RADIUS server's")
+    return addresses

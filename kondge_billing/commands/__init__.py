@@ -9,7 +9,7 @@ it into a message and an exit status (cli.OUTCOMES).
 """
 
 from . import (access_numbers, accounting, audit, backup, callers, cards, categories, cdrs,
-               gateways, rate, server, sessions, tariffs, vouchers)
+               gateways, ha, rate, server, sessions, tariffs, vouchers)
 
 GROUPS = (server, gateways, callers, access_numbers, cards, sessions, categories, vouchers,
-          audit, cdrs, accounting, tariffs, rate, backup)
+          audit, cdrs, accounting, tariffs, rate, backup, ha)
