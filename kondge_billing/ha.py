@@ -382,15 +382,35 @@ def prepare_primary(t: Topology):
             backup.pgbackrest(bs, "stanza-create", timeout=120)
 
 
+def hold_flag(t: Topology, name: str) -> Path:
+    return t.root / f"{name}.held"
+
+
+def held(t: Topology, name: str) -> bool:
+    """An operator took the node out (kondge ha hold): the runner leaves it stopped."""
+    return hold_flag(t, name).exists()
+
+
+def hold(t: Topology, name: str):
+    """Stop a node's keeper and PostgreSQL and keep them stopped."""
+    hold_flag(t, name).touch()
+    stop_keepers(t, only=(name,))
+
+
+def release(t: Topology, name: str):
+    hold_flag(t, name).unlink(missing_ok=True)
+    start_keepers(t, only=(name,))
+
+
 def start_keepers(t: Topology, only=None):
     for name in only or (("monitor",) + NODES):
         if running_pid(pid_file(t, name)) is None:
             launch_keeper(t, name)
 
 
-def stop_keepers(t: Topology, timeout: float = 60):
+def stop_keepers(t: Topology, timeout: float = 60, only=None):
     """Stop every pg_autoctl (each stops its PostgreSQL), standby first."""
-    for name in tuple(reversed(NODES)) + ("monitor",):
+    for name in only or (tuple(reversed(NODES)) + ("monitor",)):
         pid = running_pid(pid_file(t, name))
         if pid is None:
             continue
@@ -490,7 +510,7 @@ class Runner:
             say("the pg_auto_failover monitor stopped: starting it")
             launch_keeper(t, "monitor")
         for name in NODES:
-            if running_pid(pid_file(t, name)) is not None:
+            if running_pid(pid_file(t, name)) is not None or held(t, name):
                 self.dead_since.pop(name, None)
                 continue
             since = self.dead_since.setdefault(name, time.monotonic())

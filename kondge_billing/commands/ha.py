@@ -23,6 +23,13 @@ def register(commands):
     kind.add_argument("--diff", dest="kind", action="store_const", const="diff",
                       help="differential (the default; full if there is none)")
     p.set_defaults(kind="diff")
+    for name, func, text in (
+            ("hold", cmd_hold, "stop a node (its keeper and PostgreSQL) and keep it stopped: "
+                               "the other serves alone, as primary"),
+            ("release", cmd_release, "start a held node again: it rejoins (as a standby if "
+                                     "the other is primary)")):
+        p = command(sub, name, func, text)
+        p.add_argument("node", choices=ha.NODES)
     command(sub, "run", cmd_run, "the runner in the foreground (ha up starts it): starts "
                                  "the monitor again if it stops, and a node whose keeper "
                                  "stopped once the other serves as primary (it rejoins as "
@@ -90,3 +97,16 @@ def cmd_backup(args, s):
 
 def cmd_run(args, s):
     return ha.run_foreground(ha.Topology(s))
+
+
+def cmd_hold(args, s):
+    ha.hold(ha.Topology(s), args.node)
+    emit(args, {"held": args.node}, [f"{args.node} stopped and held; 'kondge ha release "
+                                     f"{args.node}' starts it again"])
+    return EXIT_OK
+
+
+def cmd_release(args, s):
+    ha.release(ha.Topology(s), args.node)
+    emit(args, {"released": args.node}, [f"{args.node} started; it rejoins by itself"])
+    return EXIT_OK
