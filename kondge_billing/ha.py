@@ -241,11 +241,14 @@ def pid_file(t: Topology, name: str) -> Path:
 
 
 def running_pid(path: Path) -> int | None:
+    """The pid in `path` if that process runs (a zombie nobody reaped does not)."""
     try:
         pid = int(path.read_text())
         os.kill(pid, 0)
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None
         return pid
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexError):
         return None
 
 
@@ -414,10 +417,17 @@ def stop_keepers(t: Topology, timeout: float = 60, only=None):
         pid = running_pid(pid_file(t, name))
         if pid is None:
             continue
-        os.killpg(pid, signal.SIGTERM) if _own_group(pid) else os.kill(pid, signal.SIGTERM)
+        # pg_autoctl's own stop (signalling runuser would orphan PostgreSQL)
+        subprocess.run(as_postgres([PG_AUTOCTL, "stop", "--pgdata", str(t.data(name))]),
+                       env=autoctl_env(t), capture_output=True, timeout=60)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and running_pid(pid_file(t, name)):
             time.sleep(0.1)
+        if running_pid(pid_file(t, name)):
+            os.killpg(pid, signal.SIGKILL) if _own_group(pid) else os.kill(pid, signal.SIGKILL)
+        if postmaster_pid(t, name) and (t.data(name) / "postmaster.pid").exists():
+            cluster._as_pg([str(cluster.pg_bin(t.s) / "pg_ctl"), "-D", str(t.data(name)),
+                            "-m", "fast", "-w", "-t", "60", "stop"])
         pid_file(t, name).unlink(missing_ok=True)
 
 
