@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-engine chaos fuzz psql clean
+.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-engine bench-ha chaos fuzz psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,8 +18,11 @@ start: setup
 stop:
 	@if [ -x $(KONDGE) ]; then $(KONDGE) server stop; fi
 
+# The service, its last backup and, when `kondge ha up` made the HA
+# topology, each node's role, replication lag and the RADIUS sets.
 status:
-	$(KONDGE) server status
+	@$(KONDGE) server status; rc=$$?; \
+	if [ -d var/ha/monitor ]; then $(KONDGE) ha status || rc=$$?; fi; exit $$rc
 
 # The whole suite: unit, database (a private cluster of its own under
 # var/test) and end to end (real FreeRADIUS on other ports). Leaves nothing running.
@@ -68,6 +71,14 @@ fuzz: setup
 # var/bench/web.{json,txt}); about 3 minutes. See bench/web.py --help.
 bench-web: setup
 	$(VENV)/bin/python bench/web.py $(BENCH_WEB_ARGS)
+
+# The HA topology and the backups under faults (var/bench-ha, var/bench-restore;
+# results in var/bench/ha.{json,txt}): the primary killed under 60 calls/s,
+# a RADIUS set killed, the standby held down, a restore of 1,000,000 cards
+# and 5,000,000 CDRs and a point-in-time restore. HA_ARGS passes options
+# (bench/ha.py --help), e.g. HA_ARGS="--cards 100000 --cdrs 500000".
+bench-ha: setup
+	$(VENV)/bin/python bench/ha.py $(HA_ARGS)
 
 # The floor alone (see bench/floor.py --help).
 bench-floor: setup

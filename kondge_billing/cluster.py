@@ -212,7 +212,9 @@ def write_pg_config(s: config.Settings) -> bool:
             f.write("\n# Kondge billing's call-path settings (rewritten at every start)\n"
                     "include_if_exists = 'kondge.conf'\n")
     changed = False
-    for name, wanted in (("kondge.conf", PG_TUNING), ("pg_hba.conf", privileges.HBA),
+    from . import backup        # backup.py runs pgBackRest on this cluster
+    for name, wanted in (("kondge.conf", PG_TUNING + backup.archive_settings(s)),
+                         ("pg_hba.conf", privileges.HBA),
                          ("pg_ident.conf", privileges.ident_map(s, ROLES))):
         path = s.pg_data / name
         try:
@@ -226,18 +228,23 @@ def write_pg_config(s: config.Settings) -> bool:
 
 
 def start_postgres(s: config.Settings):
+    """Start the cluster (or tell a running one its rewritten settings), and
+    make the backup repository's stanza, which archived WAL waits for."""
+    from . import backup
     if pg_running(s):
         if write_pg_config(s):          # who may connect changed: tell the running cluster
             _pg_ctl(s, "reload")
+        backup.ensure_stanza(s)
         return
     write_pg_config(s)
     log = s.pg_data.parent / "postgres.log"
-    result = _pg_ctl(s, "-l", str(log), "-w", "-t", "60", "-o", f"-p {s.pg_port}", "start")
+    result = _pg_ctl(s, "-l", str(log), "-w", "-t", "600", "-o", f"-p {s.pg_port}", "start")
     if result.returncode != 0:
         if pg_running(s):
             return      # started meanwhile by someone else (the supervisor, db-start)
         tail = log.read_text()[-1500:] if log.exists() else ""
         raise StackError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
+    backup.ensure_stanza(s)
 
 
 def stop_postgres(s: config.Settings):
@@ -274,15 +281,20 @@ def superuser_dsn(s: config.Settings) -> str:
 ROLES = ("kondge", "kondge_operator", "kondge_radius", "kondge_web")
 
 
+def ensure_roles(cur):
+    """The service's roles, on a superuser's cursor."""
+    for role in ROLES:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if not cur.fetchone():
+            cur.execute(f"CREATE ROLE {role} LOGIN")
+
+
 def ensure_database(s: config.Settings):
     conn = psycopg2.connect(superuser_dsn(s))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            for role in ROLES:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-                if not cur.fetchone():
-                    cur.execute(f"CREATE ROLE {role} LOGIN")
+            ensure_roles(cur)
             cur.execute("SELECT 1 FROM pg_database WHERE datname = 'kondge'")
             if not cur.fetchone():
                 cur.execute("CREATE DATABASE kondge OWNER kondge")
@@ -300,10 +312,13 @@ def apply_pin_policy(s: config.Settings):
 
 
 def prepare_database(s: config.Settings, load_demo: bool = True):
-    """Cluster, database, migrations and (into an empty database) the demo set."""
-    ensure_cluster(s)
-    start_postgres(s)
-    ensure_database(s)
+    """Cluster, database, migrations and (into an empty database) the demo set.
+    With KONDGE_DSN set the database is another's (another host, the HA
+    topology): it is only migrated, its cluster is not run from here."""
+    if s.private_cluster:
+        ensure_cluster(s)
+        start_postgres(s)
+        ensure_database(s)
     try:
         migrate.apply(s.dsn, s.home / "sql" / "migrations", log=say)
     except migrate.MigrationError as exc:

@@ -78,6 +78,16 @@ class Settings:
     web_user: str = ""                # KONDGE_WEB_USER; "": whoever starts the service
     web_proxies: int = 0              # KONDGE_WEB_PROXIES: reverse proxies in front of it
     web_threads: int = 8              # KONDGE_WEB_THREADS: requests served at once
+    backup_repo: Path | None = None   # KONDGE_BACKUP_REPO; None: $KONDGE_VAR/backup
+    wal_archive: bool = True          # KONDGE_WAL_ARCHIVE: on (every WAL file to the repository)
+    database: str = "private"         # KONDGE_DATABASE: private (run under var/pg) or external
+    ha_pg_port: int = 5440            # KONDGE_HA_PG_PORT: the HA monitor's; the nodes' follow it
+    ha_listen: tuple = ("127.0.0.1", "127.0.0.2")   # KONDGE_HA_LISTEN: the two RADIUS sets
+
+    @property
+    def private_cluster(self) -> bool:
+        """The supervisor runs the database's cluster itself (under var/pg)."""
+        return self.database == "private"
 
     @property
     def gateway_sync_seconds(self):
@@ -195,6 +205,11 @@ def load(env=None) -> Settings:
         web_user=env.get("KONDGE_WEB_USER", _default_web_user()),
         web_proxies=_bounded(env, "KONDGE_WEB_PROXIES", 0, 0, 8),
         web_threads=_bounded(env, "KONDGE_WEB_THREADS", 8, 1, 256),
+        backup_repo=Path(env.get("KONDGE_BACKUP_REPO") or var / "backup").resolve(),
+        wal_archive=_choice(env, "KONDGE_WAL_ARCHIVE", ("on", "off")) == "on",
+        database=_choice(env, "KONDGE_DATABASE", ("private", "external")),
+        ha_pg_port=_int(env, "KONDGE_HA_PG_PORT", 5440),
+        ha_listen=_ha_listen(env),
     )
 
 
@@ -252,3 +267,11 @@ def _workers(env) -> int:
         raise SystemExit(f"KONDGE_WORKERS={workers}: use 1 (one FreeRADIUS serves the "
                          f"gateways) to 32 (worker processes behind a front end)")
     return workers
+
+
+def _ha_listen(env) -> tuple:
+    addresses = _names(env, "KONDGE_HA_LISTEN") or ("127.0.0.1", "127.0.0.2")
+    if len(addresses) != 2 or len(set(addresses)) != 2:
+        raise SystemExit(f"KONDGE_HA_LISTEN={env.get('KONDGE_HA_LISTEN')!r}: name two "
+                         "different addresses, the primary and the secondary RADIUS server's")
+    return addresses

@@ -211,7 +211,8 @@ class Supervisor:
             if self.stopping:
                 break
             try:
-                if not pg_running(self.s) and not db_held_down(self.s):
+                if (self.s.private_cluster and not pg_running(self.s)
+                        and not db_held_down(self.s)):
                     say("PostgreSQL is not running: starting it")
                     start_postgres(self.s)
                 if time.monotonic() >= next_fsync:
@@ -235,7 +236,8 @@ class Supervisor:
         self.web.stop()
         self.radius.stop()
         self.db.close()
-        stop_postgres(self.s)
+        if self.s.private_cluster:
+            stop_postgres(self.s)
 
 
 def run_foreground(s: config.Settings, db: Database, sweep: Sweep,
@@ -333,18 +335,32 @@ def stop_background(s: config.Settings, timeout: float = 60.0) -> int:
     for name, pid in radius_pids(s).items():
         say(f"stopping FreeRADIUS ({name}, pid {pid}) left over from an earlier run")
         terminate(pid)
-    stop_postgres(s)
+    if s.private_cluster:
+        stop_postgres(s)
     say("stopped")
     return 0
 
 
 def status(s: config.Settings) -> dict:
     workers = radius_pids(s)
-    return {"supervisor_pid": supervisor_pid(s), "postgresql": pg_running(s),
+    return {"supervisor_pid": supervisor_pid(s),
+            "postgresql": pg_running(s) if s.private_cluster else database_answers(s),
             "freeradius_pid": workers.pop("freeradius", None), "workers": workers,
             "listen": s.listen, "auth_port": s.auth_port,
             "acct_port": s.acct_port, "web_pid": web_pid(s),
             "web": f"{s.web_listen}:{s.web_port}" if s.web_port else None, "var": str(s.var)}
+
+
+def database_answers(s: config.Settings) -> bool:
+    """A database the service does not run (KONDGE_DSN) takes a connection."""
+    db = Database(s.dsn, application_name="kondge-status", deadline_ms=5000)
+    try:
+        db.run(lambda cur: cur.execute("SELECT 1"))
+        return True
+    except Unavailable:
+        return False
+    finally:
+        db.close()
 
 
 def systemd_unit(s: config.Settings) -> str:

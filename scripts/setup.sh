@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-packages=(freeradius freeradius-python3 freeradius-utils freeradius-postgresql postgresql
+packages=(freeradius freeradius-python3 freeradius-utils freeradius-postgresql postgresql pgbackrest
+          postgresql-15-auto-failover pg-auto-failover-cli
           python3-venv python3-dev libpq-dev gcc make
           chromium chromium-driver fonts-wqy-microhei fonts-dejavu-core)
 missing=()

@@ -8,8 +8,8 @@ the order `kondge --help` lists them, runs the command, and turns what ends
 it into a message and an exit status (cli.OUTCOMES).
 """
 
-from . import (access_numbers, accounting, audit, callers, cards, categories, cdrs,
-               gateways, rate, server, sessions, tariffs, vouchers)
+from . import (access_numbers, accounting, audit, backup, callers, cards, categories, cdrs,
+               gateways, ha, rate, server, sessions, tariffs, vouchers)
 
 GROUPS = (server, gateways, callers, access_numbers, cards, sessions, categories, vouchers,
-          audit, cdrs, accounting, tariffs, rate)
+          audit, cdrs, accounting, tariffs, rate, backup, ha)

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from .. import gateways, radius_config, spool, stack, supervisor
+from .. import backup, gateways, radius_config, spool, stack, supervisor
 from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
 
 
@@ -83,6 +83,11 @@ def cmd_status(args, s):
     st["gateways_not_served"] = gateways.read_skipped(s.gateway_directory)
     lines += ["PROBLEM: " + radius_config.Skipped(**g).line()
               for g in st["gateways_not_served"]]
+    st["last_backup"] = backup.last_backup(s) if s.private_cluster else None
+    if s.private_cluster:
+        last = st["last_backup"]
+        lines.append(f"last backup: {last['label']} ({last['type']}), finished {last['finished']}"
+                     if last else f"last backup: none in {s.backup_repo} (kondge backup --full)")
     emit(args, st, lines)
     return (EXIT_OK if up and not st["spool"]["problems"] and not st["gateways_not_served"]
             else EXIT_UNAVAILABLE)

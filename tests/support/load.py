@@ -100,9 +100,11 @@ def one_call(client, call: Call, pin: str, access_number: str, rng: random.Rando
 
 
 def run_load(make_client, cards, pin, calls_per_card, destination, talk_range,
-             duplicate_share=0.0, pause=0.0, seed=1, limit=120.0, access_number="18005550100"):
-    """One worker thread per card, each making its calls one after another."""
-    result = LoadResult()
+             duplicate_share=0.0, pause=0.0, seed=1, limit=120.0, access_number="18005550100",
+             result=None):
+    """One worker thread per card, each making its calls one after another
+    (into `result`, if given, which another thread may watch meanwhile)."""
+    result = result if result is not None else LoadResult()
     deadline = time.monotonic() + limit
     lock = threading.Lock()
 

@@ -33,8 +33,9 @@ def test_the_groups_in_the_order_kondge_help_lists_them():
     top = cli.build_parser()
     names = [path[0] for path in EVERY if len(path) == 1]
     assert names == ["server", "gateways", "callers", "access-numbers", "cards", "sessions",
-                     "categories", "vouchers", "audit", "cdrs", "accounting", "tariffs", "rate"]
-    assert top.get_default("func") is None and len(LEAVES) == 56
+                     "categories", "vouchers", "audit", "cdrs", "accounting", "tariffs", "rate",
+                     "backup", "restore", "ha"]
+    assert top.get_default("func") is None and len(LEAVES) == 68
 
 
 def test_every_module_of_the_package_is_registered():
