@@ -1,8 +1,11 @@
-"""A progress bar on stderr for long operator commands (no dependency).
+"""The progress bar of long operator jobs (issuing cards, loading a tariff,
+reading a CSV deck), on stderr, without a dependency.
 
-It redraws at most ten times a second, so 100,000 steps cost nothing, and
-stays silent when told to (tests, scripts) or when stderr is not a terminal
-unless forced.
+It redraws at most ten times a second, so 1,000,000 steps cost nothing,
+shows the share done and the seconds spent, and stays silent when told to
+(tests, scripts) or when stderr is not a terminal unless forced. A job
+takes a maker of bars, `progress(label, total)`: `factory` for the tool's
+`--progress`/`--no-progress`, `quiet` for none.
 """
 
 import sys
@@ -19,6 +22,7 @@ class Progress:
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self._drawn_at = 0.0
+        self._started = time.monotonic()
 
     def advance(self, steps: int = 1):
         self.done += steps
@@ -30,8 +34,9 @@ class Progress:
     def _draw(self):
         filled = self.WIDTH * min(self.done, self.total) // self.total
         percent = 100 * min(self.done, self.total) // self.total
+        elapsed = time.monotonic() - self._started
         self.stream.write(f"\r{self.label:<12} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                          f"{percent:3d}% {self.done}/{self.total}")
+                          f"{percent:3d}% {self.done}/{self.total} {elapsed:5.1f} s")
         self.stream.flush()
 
     def finish(self):
@@ -42,11 +47,13 @@ class Progress:
             self.stream.flush()
 
 
-class Quiet(Progress):
-    def __init__(self, label: str = "", total: int = 1):
-        super().__init__(label, total, enabled=False)
+def factory(enabled: bool | None, at_least: int = 0):
+    """A maker of progress bars: shown on a terminal, or as --progress/--no-progress
+    says; none for a job of fewer than `at_least` steps (it is over at once)."""
+    return lambda label, total: Progress(label, total,
+                                         enabled=enabled if total >= at_least else False)
 
 
-def factory(enabled: bool | None):
-    """A maker of progress bars: shown on a terminal, or as --progress/--no-progress says."""
-    return lambda label, total: Progress(label, total, enabled=enabled)
+def quiet(label: str, total: int) -> Progress:
+    """No bar (the default of a job called from code)."""
+    return Progress(label, total, enabled=False)

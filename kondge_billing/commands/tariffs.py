@@ -6,10 +6,14 @@ import sys
 from pathlib import Path
 
 from .. import audit
+from ..progress import factory as progress_factory
 from ..tariffs import csv_import, diff, schema, store
-from ..tariffs.progress import Progress
 from .common import (EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, group,
                      in_transaction, operator_option, parsed_tariff, plain, table)
+
+#: the bar of loading a tariff or reading a deck: on a terminal, from 10,000
+#: prefixes or rows (a smaller one is over at once)
+BAR = progress_factory(None, at_least=10_000)
 
 
 def register(commands):
@@ -71,7 +75,7 @@ def cmd_validate(args, s):
 def cmd_load(args, s):
     doc = parsed_tariff(args.file)
     operator = audit.operator_name(args.operator)
-    loaded = in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), Progress,
+    loaded = in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), BAR,
                                                       operator))
     emit(args, loaded, [
         f"tariff {loaded['tariff']} version {loaded['version']} loaded: "
@@ -138,7 +142,7 @@ def _doc_for(s, ref) -> schema.TariffDoc:
 
 
 def cmd_import_csv(args, s):
-    groups, problems = csv_import.read_deck(args.deck, Progress)
+    groups, problems = csv_import.read_deck(args.deck, BAR)
     if problems:
         for line in problems[:200]:
             print(line, file=sys.stderr)

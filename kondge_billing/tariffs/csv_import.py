@@ -15,7 +15,7 @@ import re
 
 from ..identifiers import label_problem
 from ..money import MoneyError, to_decimal
-from .progress import NoProgress
+from ..progress import quiet
 
 COLUMNS = {
     "prefix": ("prefix", "code", "dial_code", "dialcode"),
@@ -75,7 +75,7 @@ def _row_rate(row, cols, path, line, problems):
     return tuple(values)
 
 
-def read_deck(path, progress=NoProgress) -> tuple[dict, list[str]]:
+def read_deck(path, progress=quiet) -> tuple[dict, list[str]]:
     """{(name, rate tuple): [prefixes]} from a deck, and every problem with its line."""
     problems: list[str] = []
     groups: dict[tuple, list[str]] = {}
@@ -114,7 +114,7 @@ def read_deck(path, progress=NoProgress) -> tuple[dict, list[str]]:
                 continue
             seen[prefix] = line
             groups.setdefault((name, rate), []).append(prefix)
-    bar.done()
+    bar.finish()
     return groups, problems
 
 

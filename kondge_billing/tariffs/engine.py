@@ -935,6 +935,3 @@ def _limit60(ctx: RatingContext, balance, discount: Discount | None):
         return top * 60, edge != 0
     return _PREC60.divide(_PREC60.multiply(top, 6000), 100 - percent), edge != 0
 
-
-def first_block_cost(ctx: RatingContext, start: datetime) -> Decimal:
-    return call_cost(ctx, start, 1)

@@ -17,7 +17,7 @@ import psycopg2.extras
 from .. import audit
 from .codec import rate_to_json, context_from_json
 from .engine import RatingContext
-from .progress import NoProgress
+from ..progress import quiet
 from .resolve import rules_json
 from .schema import TariffDoc
 
@@ -29,7 +29,7 @@ RATING_CONTEXT_CALL = (
     "%(gateway_id)s, %(at)s, %(tariff_id)s, %(version_id)s)::text")
 
 
-def load(cur, doc: TariffDoc, source_name: str = "", progress=NoProgress,
+def load(cur, doc: TariffDoc, source_name: str = "", progress=quiet,
          operator: str | None = None) -> dict:
     """Write `doc` as the next version of its tariff; return what was loaded.
 
@@ -64,7 +64,7 @@ def load(cur, doc: TariffDoc, source_name: str = "", progress=NoProgress,
     dest_ids = _insert_destinations(cur, version_id, list(doc.destinations))
     bar = progress("loading prefixes", len(doc.prefixes))
     _copy_prefixes(cur, version_id, doc.prefixes, dest_ids, bar)
-    bar.done()
+    bar.finish()
     # fresh statistics, so the planner keeps probing the primary key
     cur.execute("ANALYZE kondge.tariff_prefix")
     rates = 0
