@@ -11,6 +11,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -43,6 +44,17 @@ def portal_url(service):
     return f"http://127.0.0.1:{service.settings.web_port}"
 
 
+def _gone(element) -> bool:
+    """The page that held `element` is gone. Chromium reports an element of a
+    page it left as stale, or as a node that "does not belong to the
+    document" (which selenium's staleness_of does not take for gone)."""
+    try:
+        element.is_enabled()
+    except WebDriverException:
+        return True
+    return False
+
+
 class Browser:
     """The browser on the portal, for one test: a fresh session, and a
     screenshot of each page looked at (var/web-screens/<test>-NN-<what>.png)."""
@@ -56,6 +68,7 @@ class Browser:
 
     def open(self, path):
         self.driver.get(self.base + path)
+        self._loaded()
         return self
 
     def find(self, css):
@@ -70,15 +83,31 @@ class Browser:
 
     def fill(self, **fields):
         for name, value in fields.items():
-            box = self.find(f"#{name}")
-            box.clear()
-            box.send_keys(value)
+            self._on_fresh(f"#{name}", lambda box, value=value: (box.clear(),
+                                                                  box.send_keys(value)))
+
+    def _on_fresh(self, css, act, tries=5):
+        """act(element), found again if the page replaced it meanwhile (Chromium
+        says so as "does not belong to the document", or a stale element)."""
+        for attempt in range(tries):
+            try:
+                return act(self.find(css))
+            except WebDriverException:
+                if attempt == tries - 1:
+                    raise
+                self._loaded()
+
+    def _loaded(self):
+        """The page in the window has loaded."""
+        WebDriverWait(self.driver, 15).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
 
     def click(self, css):
-        """Click a submit button and wait for the next page."""
+        """Click a submit button and wait for the next page, loaded."""
         old = self.find("html")
-        self.find(css).click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(old))
+        self._on_fresh(css, lambda button: button.click())
+        WebDriverWait(self.driver, 15).until(lambda _d: _gone(old))
+        self._loaded()
 
     def login(self, number, pin):
         self.open("/login")
