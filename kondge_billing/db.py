@@ -14,7 +14,14 @@ a statement timeout, and a dead or hung database is noticed fast:
   network that drops packets) is given up after `deadline_ms` by the
   client itself: the statement timeout is the server's own and cannot fire
   when the server does not run. The call path then answers as when the
-  database is down (accounting goes to the spool).
+  database is down (accounting goes to the spool);
+- after that, the database is taken for hung and every statement fails at
+  once, on every thread, without touching its connection, until a probe
+  answers: a connection opened without waiting (libpq's asynchronous
+  connect) and a `SELECT 1`, polled by the requests that come meanwhile and
+  never waited on. So a hung database costs a FreeRADIUS process one
+  deadline, not one per request, its queue stays empty, and the first
+  request after the database answers again is served.
 """
 
 import select
@@ -73,6 +80,12 @@ class Database:
     #: the first request after a restart is served.
     RETRY_CONNECT_AFTER = 0.25
     SLOW_FAILURE = 0.2
+    #: while hung, a request waits at most this long for the probe, and only
+    #: if none has waited for PROBE_EVERY: a database that answers again is
+    #: seen by the first request after it, and a hung one costs a process at
+    #: most a fifth of its time
+    PROBE_WAIT = 0.05
+    PROBE_EVERY = 0.25
 
     def __init__(self, dsn: str, timeout_ms: int = 2000, application_name: str = "kondge",
                  deadline_ms: int | None = None):
@@ -83,12 +96,48 @@ class Database:
         self.deadline_ms = deadline_ms
         self._local = threading.local()
         self._down_until = 0.0
+        #: set while the database is taken for hung: the probe that ends it
+        self._probe: _Probe | None = None
+        self._probing = threading.Lock()
+        self._probed = 0.0
         if deadline_ms is not None:
             psycopg2.extensions.set_wait_callback(_wait_with_deadline)
 
-    def _connect(self):
+    def _hung(self):
+        """Take the database for hung: fail fast until the probe answers."""
+        self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
+        if self._probe is None:
+            self._probe = _Probe(self.dsn)
+            try:
+                self._probe.start()      # under way while the database is away
+            except psycopg2.Error:
+                pass
+
+    def _fail_fast(self):
+        """Unavailable at once while the database is taken for hung and has not
+        answered the probe yet (or within the pause after a failure)."""
         if time.monotonic() < self._down_until:
             raise Unavailable("database unreachable (waiting before the next try)")
+        probe = self._probe
+        if probe is None:
+            return
+        if not self._probing.acquire(blocking=False):
+            raise Unavailable("database not answering (another thread is asking it)")
+        try:
+            now = time.monotonic()
+            wait = 0.0
+            if now - self._probed >= self.PROBE_EVERY:
+                wait, self._probed = self.PROBE_WAIT, now
+            if self._probe is probe and not probe.answered(wait):
+                raise Unavailable("database not answering: failing fast until it "
+                                  "answers again")
+            if self._probe is probe:
+                self._probe = None
+                probe.close()
+        finally:
+            self._probing.release()
+
+    def _connect(self):
         began = time.monotonic()
         try:
             with self._deadline():
@@ -98,7 +147,7 @@ class Database:
                 conn.autocommit = True
         except psycopg2.Error as exc:
             if time.monotonic() - began > self.SLOW_FAILURE:
-                self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
+                self._hung()
             raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from exc
         return conn
 
@@ -123,6 +172,7 @@ class Database:
     def run(self, work):
         """work(cursor) on this thread's connection; one retry on a broken one."""
         for attempt in (1, 2):
+            self._fail_fast()
             conn = self.connection()
             try:
                 with self._deadline():
@@ -130,7 +180,7 @@ class Database:
                         return work(cur)
             except DeadlineExceeded as exc:
                 self.drop()              # its state is unknown: never used again
-                self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
+                self._hung()
                 raise Unavailable(f"database error: {exc}") from exc
             except psycopg2.DatabaseError as exc:
                 # the server closed the connection (a restart, a crash): a bare
@@ -147,6 +197,7 @@ class Database:
 
     def transaction(self, work):
         """work(cursor) in one transaction on this thread's connection: all or nothing."""
+        self._fail_fast()
         conn = self.connection()
         conn.autocommit = False
         try:
@@ -159,6 +210,59 @@ class Database:
 
     def close(self):
         self.drop()
+
+
+class _Probe:
+    """Is a hung database answering again? Asked without ever waiting: an
+    asynchronous connection and one `SELECT 1`, moved on by each poll."""
+
+    #: a probe that has not got through in this long is begun again (a
+    #: connect lost on the way is never completed)
+    RESTART_AFTER = 5.0
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self.conn = None
+        self.sent = None                 # the probe's cursor, once connected
+        self.began = 0.0
+
+    def answered(self, wait: float) -> bool:
+        """Moved on as far as it goes within `wait` seconds: True once the
+        database has answered the statement."""
+        limit = time.monotonic() + wait
+        try:
+            if self.conn is None or time.monotonic() - self.began > self.RESTART_AFTER:
+                self.start()
+            while True:
+                state = self.conn.poll()
+                if state == psycopg2.extensions.POLL_OK:
+                    if self.sent is not None:
+                        return True
+                    self.sent = self.conn.cursor()   # connected: now a statement
+                    self.sent.execute("SELECT 1")
+                    continue
+                want = [self.conn.fileno()]
+                ready = select.select(*((want, [], []) if state == psycopg2.extensions.POLL_READ
+                                        else ([], want, [])),
+                                      max(0.0, limit - time.monotonic()))
+                if not any(ready):
+                    return False
+        except psycopg2.Error:
+            self.close()                 # refused or broken: begun again next time
+            return False
+
+    def start(self):
+        self.close()
+        self.conn = psycopg2.connect(self.dsn, async_=1, application_name="kondge-probe")
+        self.began = time.monotonic()
+
+    def close(self):
+        conn, self.conn, self.sent = self.conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
 
 
 class _Deadline:

@@ -1,6 +1,7 @@
 """A dead or hung database is noticed fast, and a closed connection replaced."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -62,10 +63,18 @@ def test_a_hung_database_is_given_up_after_the_deadline(dsn):
                 print("gave up after %.2f s: %s" % (time.monotonic() - t, exc))
         finally:
             os.kill(pid, signal.SIGCONT)
-        # the next statement, once the pause after a failure is over, gets a new connection
-        time.sleep(1.1)
-        print("new" if db.run(lambda cur: (cur.execute("SELECT pg_backend_pid() AS p"),
-                                           cur.fetchone())[1])["p"] != pid else "same")
+        # once the database answers the probe again, statements get a new connection
+        back = time.monotonic()
+        while True:
+            try:
+                now = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid() AS p"),
+                                          cur.fetchone())[1])["p"]
+                break
+            except Unavailable:
+                if time.monotonic() - back > 5:
+                    raise
+                time.sleep(0.05)
+        print("new" if now != pid else "same")
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
@@ -75,3 +84,62 @@ def test_a_hung_database_is_given_up_after_the_deadline(dsn):
     assert first.startswith("gave up after 0.")
     assert float(first.split()[3]) < 1.5
     assert second == "new"
+
+
+def test_a_hung_database_costs_one_deadline_not_one_per_request(cluster, dsn):
+    """Once a statement has been given up, every statement on every thread fails
+    at once, whatever connection it holds, until a probe that is never waited
+    on for long sees the database answer; statements are served soon after."""
+    postmaster = int((cluster.pg_data / "postmaster.pid").read_text().split()[0])
+    script = textwrap.dedent(f"""
+        import os, signal, subprocess, time
+        from concurrent.futures import ThreadPoolExecutor
+        from kondge_billing.db import Database
+        from kondge_billing.errors import Unavailable
+        db = Database({dsn!r}, deadline_ms=500)
+        def one():
+            t = time.monotonic()
+            try:
+                db.run(lambda cur: cur.execute("SELECT 1"))
+                return "served", time.monotonic() - t
+            except Unavailable:
+                return "refused", time.monotonic() - t
+        pool = ThreadPoolExecutor(4)                    # threads that keep their connections
+        assert [f.result()[0] for f in [pool.submit(one) for _ in range(40)]] == ["served"] * 40
+        # the cluster's postmaster and all its processes, ours included
+        pids = [{postmaster}] + [int(p) for p in subprocess.run(
+            ["pgrep", "-P", "{postmaster}"], capture_output=True, text=True).stdout.split()]
+        for pid in pids: os.kill(pid, signal.SIGSTOP)
+        try:
+            results, began = [], time.monotonic()
+            while time.monotonic() - began < 3.0:      # 3 s hung, requests all along
+                results += [f.result() for f in [pool.submit(one) for _ in range(4)]]
+                time.sleep(0.01)
+        finally:
+            for pid in pids: os.kill(pid, signal.SIGCONT)
+        back = time.monotonic()
+        while one()[0] != "served":
+            assert time.monotonic() - back < 5
+            time.sleep(0.01)
+        waited = sorted(w for _, w in results)
+        print("answered-while-hung", sum(1 for r, _ in results if r == "served"), len(results))
+        print("blocked %.3f" % sum(waited))
+        print("longest-after-first %.3f" % waited[-2])
+        print("served-after %.3f" % (time.monotonic() - back))
+    """)
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                                    os.path.abspath(__file__)))))
+    finally:
+        for pid in [postmaster] + [int(p) for p in subprocess.run(
+                ["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()]:
+            os.kill(pid, signal.SIGCONT)
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    answered, asked = map(int, lines["answered-while-hung"].split())
+    assert answered == 0 and asked > 50
+    # one deadline (0.5 s, on up to four threads at once) and short probes, not a deadline a request
+    assert float(lines["blocked"]) < 2.5
+    assert float(lines["longest-after-first"]) < 0.6
+    assert float(lines["served-after"]) < 2.0       # served soon after it answers again
