@@ -132,6 +132,23 @@ class Replayed:
     stored: int = 0
     files: int = 0
     waiting: int = 0                 # records left (the database stopped answering)
+    paused: bool = False             # the budget was spent: the rest comes next time
+
+
+def _keep_rest(path: Path, lines: list[bytes]) -> None:
+    """Replace a spool file by its records not yet stored: written beside it,
+    fsynced, renamed over it (a crash leaves one or the other, whole)."""
+    rest = path.with_name(path.name + ".rest")
+    with open(rest, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(rest, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def pending(directory: Path) -> list[Path]:
@@ -149,10 +166,15 @@ def _take(directory: Path) -> None:
         current.rename(directory / f"records-{time.time_ns()}.jsonl")
 
 
-def replay(directories, handle, log) -> Replayed:
+def replay(directories, handle, log, budget: float | None = None) -> Replayed:
     """Store every spooled record with handle(pairs) -> "ok" | "fail";
-    stop at the first "fail" (the database went away again)."""
+    stop at the first "fail" (the database went away again), or once
+    `budget` seconds are spent: the records not yet stored are kept (the
+    file rewritten with them alone, atomically) for the next call. The
+    budget leaves the CPU and the database to the live calls while a long
+    outage's spool drains, and the supervisor free to supervise."""
     done = Replayed()
+    until = None if budget is None else time.monotonic() + budget
     for directory in directories:
         _take(directory)
         for path in pending(directory):
@@ -160,6 +182,11 @@ def replay(directories, handle, log) -> Replayed:
                 continue
             lines = path.read_bytes().splitlines()
             for i, line in enumerate(lines):
+                if until is not None and time.monotonic() >= until and i:
+                    _keep_rest(path, lines[i:])
+                    done.waiting += len(lines) - i
+                    done.paused = True
+                    return done
                 try:
                     record = json.loads(line)
                     pairs = tuple((n, v) for n, v in record["pairs"]) + (

@@ -66,6 +66,9 @@ __all__ = [
 
 # How often the supervisor looks for spooled accounting to store.
 SPOOL_REPLAY_SECONDS = 2
+# of which the replay spends at most this much: the live calls keep the
+# rest of the CPU and the database while a long outage's spool drains
+SPOOL_REPLAY_BUDGET = 1.0
 
 
 def billing_sweep(s: config.Settings, db: Database) -> supervisor.Sweep:
@@ -109,14 +112,18 @@ def spool_replay(s: config.Settings, db: Database) -> supervisor.Sweep:
 
         def handle(pairs):
             return handle_accounting(billing, pairs, log)
-        kept = spool.replay(dirs, handle, log)
-        quarantined = spool.replay_quarantine(dirs, handle, log)
+        kept = spool.replay(dirs, handle, log, budget=SPOOL_REPLAY_BUDGET)
+        quarantined = (spool.Replayed() if kept.paused
+                       else spool.replay_quarantine(dirs, handle, log))
         stored = kept.stored + quarantined.stored
         if not stored:
             return ""
         left = kept.waiting + quarantined.waiting
         return (f"{stored} record(s) stored from the spool"
-                + (f", {left} still waiting (the database stopped answering)" if left else ""))
+                + ("" if not left else
+                   f", {left} more to come (at most {SPOOL_REPLAY_BUDGET:g} s of every "
+                   f"{SPOOL_REPLAY_SECONDS} s go to the spool)" if kept.paused else
+                   f", {left} still waiting (the database stopped answering)"))
     return replay
 
 
