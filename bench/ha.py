@@ -41,6 +41,7 @@ from tests.e2e.test_faults import books, us_cost  # noqa: E402
 from tests.support.cards import new_card  # noqa: E402
 from tests.support.failover import FailoverClient  # noqa: E402
 from tests.support.load import Call, LoadResult, one_call  # noqa: E402
+from tests.support.waiting import poll  # noqa: E402
 
 KONDGE = [sys.executable, "-m", "kondge_billing.cli"]
 OUT = HOME / "var" / "bench"
@@ -53,15 +54,8 @@ def run(env, *args, timeout=1800):
 
 
 def wait(check, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return time.monotonic()
-        except Exception:       # noqa: BLE001 - a node may be down meanwhile
-            pass
-        time.sleep(step)
-    return None
+    """When check() held (monotonic), or None: a bench reports what it did not see."""
+    return poll(check, timeout, step, ignore=Exception)     # a node may be down meanwhile
 
 
 class Generator:

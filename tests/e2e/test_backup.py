@@ -21,6 +21,7 @@ from tests.conftest import HOME, KONDGE, TEST_VAR, free_udp_port
 from tests.support.cards import new_card
 from tests.support.load import conf_id, run_load
 from tests.support.radius import RadiusClient
+from tests.support.waiting import wait_for
 
 OPENING = "100.00"
 
@@ -61,15 +62,8 @@ class OwnService:
                       (SELECT count(*) FROM kondge.v_balance_mismatch) AS mismatched""")
 
     def wait_cdrs(self, cards, count, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.cdrs(cards) >= count:
-                    return
-            except Exception:       # noqa: BLE001 - the database is being restored
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{count} CDRs not stored within {timeout} s")
+        wait_for(f"{count} CDRs stored", lambda: self.cdrs(cards) >= count, timeout,
+                 ignore=Exception)              # the database is being restored
 
 
 @pytest.fixture(scope="module")
@@ -178,10 +172,8 @@ def test_accounting_spooled_while_down_is_stored_after_a_restore(own):
     restored = own.kondge("restore", "--yes")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     own.wait_cdrs([card], 1)
-    deadline = time.monotonic() + 30
-    while json.loads(own.kondge("accounting", "spool", "--json").stdout)["spooled"]:
-        assert time.monotonic() < deadline, "the spool did not drain"
-        time.sleep(0.2)
+    wait_for("the spool drained", lambda: not json.loads(
+        own.kondge("accounting", "spool", "--json").stdout)["spooled"], 30)
     row = own.one("SELECT count(*) AS n, sum(charge) AS charge FROM kondge.cdr "
                   "WHERE card_number = %s", (card,))
     assert row["n"] == 1

@@ -32,6 +32,7 @@ from tests.e2e.test_faults import books, us_cost
 from tests.support.cards import new_card
 from tests.support.failover import FailoverClient
 from tests.support.load import LoadResult, conf_id, run_load
+from tests.support.waiting import poll, wait_for
 
 OPENING = Decimal("100.00")
 HOSTS = ("127.0.0.1", "127.0.0.2")
@@ -79,15 +80,8 @@ class Topology:
         return {n["name"]: n for n in ha.node_states(self.t)}
 
     def wait(self, what, check, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return time.monotonic()
-            except Exception:       # noqa: BLE001 - a node may be down meanwhile
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{what} not within {timeout} s: {self.kondge('ha', 'status').stdout}")
+        return wait_for(what, check, timeout, ignore=Exception,   # a node may be down meanwhile
+                        detail=lambda: self.kondge("ha", "status").stdout)
 
     def books(self, numbers):
         return books(self, numbers)        # test_faults.py's, on this topology's database
@@ -157,9 +151,7 @@ def test_primary_killed_under_load_standby_takes_over_and_nothing_is_lost(topo):
     killed = {}
 
     def kill_when_calls_flow(result):
-        deadline = time.monotonic() + 60
-        while len(result.made) < 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll(lambda: len(result.made) >= 6, 60, step=0.05)
         keeper = int(topo.t.root.joinpath("node1.pid").read_text())
         postmaster = ha.postmaster_pid(topo.t, "node1")
         os.killpg(keeper, signal.SIGKILL)

@@ -15,6 +15,7 @@ import pytest
 from kondge_billing import stack
 from tests.e2e.conftest import balance
 from tests.e2e.test_billing_rules import MOBILE, Call
+from tests.support.waiting import poll
 
 
 def cdr_count(service, number):
@@ -24,12 +25,8 @@ def cdr_count(service, number):
 
 
 def wait_until(predicate, timeout=60.0, step=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+    """Whether predicate() came true within `timeout` seconds."""
+    return poll(predicate, timeout, step) is not None
 
 
 def database_answers(s):
