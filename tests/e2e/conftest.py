@@ -1,6 +1,8 @@
+from contextlib import contextmanager
+
 import pytest
 
-from kondge_billing import cards
+from kondge_billing import cards, config, gateways, stack
 from kondge_billing.pins import load_key
 from tests.support.cards import new_card
 from tests.support.waiting import wait_for
@@ -60,6 +62,20 @@ def env_beside(service, var, **given):
                KONDGE_DSN=s.dsn, KONDGE_RADIUS_DSN=s.radius_dsn, KONDGE_WEB_PORT="0")
     env.update(given)
     return env
+
+
+@contextmanager
+def radius_beside(service, var, **given):
+    """A second FreeRADIUS set started on env_beside's environment, serving
+    the service's gateways: its settings and the set; stopped on leaving."""
+    s = config.load(env_beside(service, var, **given))
+    stack.render_clients(s, service.db.run(gateways.all_gateways))
+    radius = stack.RadiusSet(s)
+    radius.start()
+    try:
+        yield s, radius
+    finally:
+        radius.stop()
 
 
 @pytest.fixture

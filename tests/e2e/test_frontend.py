@@ -11,8 +11,8 @@ import json
 import os
 import signal
 
-from kondge_billing import config, gateways, stack
-from tests.conftest import free_udp_port
+from kondge_billing import stack
+from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
 from tests.support.waiting import poll, wait_for
@@ -99,16 +99,8 @@ def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
 def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
     """KONDGE_WORKERS=1: no front end; the hook's process listens for the
     gateways (here on ports of its own, beside the suite's service)."""
-    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="1",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)
-    s = config.load(env)
-    assert s.workers == 1
-    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
-    radius = stack.RadiusSet(s)
-    radius.start()
-    try:
+    with radius_beside(stack_ready, service_var, KONDGE_WORKERS="1") as (s, radius):
+        assert s.workers == 1
         assert radius.workers == [] and list(stack.radius_pids(s)) == ["freeradius"]
         client = RadiusClient(s.auth_port, s.acct_port, "testing123")
         try:
@@ -124,8 +116,6 @@ def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
             assert answered is not None
         finally:
             client.close()
-    finally:
-        radius.stop()
     assert stack.radius_pids(s) == {}
 
 
