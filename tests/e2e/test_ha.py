@@ -17,21 +17,21 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from decimal import Decimal
+from functools import cached_property
 
 import pytest
 
-from kondge_billing import config, ha
+from kondge_billing import ha
 from kondge_billing.db import Database
-from kondge_billing.pins import load_key
-from tests.conftest import HOME, KONDGE, TEST_VAR
+from tests.conftest import TEST_VAR
 from tests.e2e.test_faults import books, us_cost
 from tests.support.cards import new_card
 from tests.support.failover import FailoverClient
 from tests.support.load import LoadResult, conf_id, run_load
+from tests.support.own_stack import OwnStack, started
 from tests.support.waiting import poll, wait_for
 
 OPENING = Decimal("100.00")
@@ -57,24 +57,20 @@ def port_free_on_both() -> int:
     raise AssertionError("no UDP port pair free on both addresses")
 
 
-class Topology:
+class Topology(OwnStack):
     def __init__(self, env):
-        self.env = env
-        self.settings = config.load(env)
-        self.t = ha.Topology(self.settings)
-        self.db = Database(self.t.dsn("kondge", "owner"), application_name="test-ha")
-        self.key = load_key(self.settings.pin_key_file)
+        super().__init__(env, timeout=600)
 
-    def kondge(self, *args, timeout=600):
-        return subprocess.run(KONDGE + list(args), env=self.env, cwd=HOME,
-                              capture_output=True, text=True, timeout=timeout)
+    @cached_property
+    def t(self):
+        return ha.Topology(self.settings)
+
+    def connect(self):
+        return Database(self.t.dsn("kondge", "owner"), application_name="test-ha")
 
     def client(self, timeout=1.0):
         return FailoverClient(HOSTS, self.settings.auth_port, self.settings.acct_port,
                               timeout=timeout)
-
-    def one(self, sql, args=()):
-        return self.db.run(lambda cur: (cur.execute(sql, args), cur.fetchone())[1])
 
     def nodes(self):
         return {n["name"]: n for n in ha.node_states(self.t)}
@@ -93,12 +89,7 @@ def topo(test_env):
     port = port_free_on_both()
     env = dict(test_env, KONDGE_VAR=str(TEST_VAR / "ha"), KONDGE_HA_PG_PORT=str(base),
                KONDGE_AUTH_PORT=str(port), KONDGE_ACCT_PORT=str(port + 1), KONDGE_WORKERS="2")
-    topology = Topology(env)
-    up = topology.kondge("ha", "up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield topology
-    topology.db.close()
-    topology.kondge("ha", "down")
+    yield from started(Topology(env), ("ha", "up"), ("ha", "down"))
 
 
 def test_both_sets_serve_and_the_standby_is_synchronous(topo):
