@@ -15,7 +15,6 @@ Its own KONDGE_VAR (var/test/ha) and TCP ports (KONDGE_TEST_PG_PORT + 2,
 
 import json
 import os
-import signal
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from kondge_billing.db import Database
 from tests.conftest import TEST_VAR
 from tests.e2e.test_faults import books, us_cost
 from tests.support.cards import new_card
-from tests.support.failover import FailoverClient
+from tests.support.failover import FailoverClient, kill_node
 from tests.support.load import LoadResult, conf_id, run_load
 from tests.support.own_stack import OwnStack, started
 from tests.support.waiting import poll, wait_for
@@ -143,10 +142,7 @@ def test_primary_killed_under_load_standby_takes_over_and_nothing_is_lost(topo):
 
     def kill_when_calls_flow(result):
         poll(lambda: len(result.made) >= 6, 60, step=0.05)
-        keeper = int(topo.t.root.joinpath("node1.pid").read_text())
-        postmaster = ha.postmaster_pid(topo.t, "node1")
-        os.killpg(keeper, signal.SIGKILL)
-        os.kill(postmaster, signal.SIGKILL)
+        kill_node(topo.t, "node1")
         killed["at"] = time.monotonic()
         killed["made"] = len(result.made)
 
