@@ -51,6 +51,7 @@ from bench.private_service import (db, kondge, query, service_env, start_fresh, 
 from kondge_billing import cards, config, stack  # noqa: E402
 from kondge_billing.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
+from tests.support.disk import FullDisks  # noqa: E402
 
 VAR = HOME / "var" / "chaos-run"
 OUT = HOME / "var" / "chaos"
@@ -290,7 +291,7 @@ class Faults:
 
     def __init__(self, env, s):
         self.env, self.s = env, s
-        self.mounted = []
+        self.full = FullDisks()
 
     def none(self):
         return 0, None
@@ -347,23 +348,11 @@ class Faults:
     def spool_disk_full(self):
         for directory in stack.spool_dirs(self.s):
             if directory.parent.name.startswith("worker-"):
-                directory.mkdir(exist_ok=True)
-                subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs",
-                                str(directory)], check=True)
-                self.mounted.append(directory)
-                try:
-                    with open(directory / "filler", "wb") as f:
-                        while True:
-                            f.write(b"x" * 4096)
-                            f.flush()
-                except OSError:
-                    pass
+                self.full.fill(directory)
         stack.db_stop(self.s)
 
         def recover():
-            for directory in self.mounted:
-                subprocess.run(["umount", "-l", str(directory)], check=False)
-            self.mounted = []
+            self.full.free()
             stack.db_start(self.s)
         return 15, recover
 

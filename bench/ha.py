@@ -39,8 +39,9 @@ from kondge_billing.db import Database  # noqa: E402
 from kondge_billing.pins import load_key  # noqa: E402
 from tests.e2e.test_faults import books, us_cost  # noqa: E402
 from tests.support.cards import new_card  # noqa: E402
-from tests.support.failover import FailoverClient  # noqa: E402
+from tests.support.failover import FailoverClient, kill_node  # noqa: E402
 from tests.support.load import Call, LoadResult, one_call  # noqa: E402
+from tests.support.waiting import poll  # noqa: E402
 
 KONDGE = [sys.executable, "-m", "kondge_billing.cli"]
 OUT = HOME / "var" / "bench"
@@ -53,15 +54,8 @@ def run(env, *args, timeout=1800):
 
 
 def wait(check, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return time.monotonic()
-        except Exception:       # noqa: BLE001 - a node may be down meanwhile
-            pass
-        time.sleep(step)
-    return None
+    """When check() held (monotonic), or None: a bench reports what it did not see."""
+    return poll(check, timeout, step, ignore=Exception)     # a node may be down meanwhile
 
 
 class Generator:
@@ -123,17 +117,21 @@ class Holder:
         self.db = db
 
 
-def failover(args, env, t, holder, key) -> dict:
+def failing_over_load(t, holder, key, rate):
+    """48 fresh cards, and a Generator of calls on them from gateways that
+    fail over between the two RADIUS sets (entering it starts the calls)."""
     numbers = [new_card(holder.db, key, str(OPENING)) for _ in range(48)]
     s = t.s
-    with Generator(lambda: FailoverClient(("127.0.0.1", "127.0.0.2"), s.auth_port, s.acct_port,
-                                          timeout=1.0), numbers, args.rate) as gen:
+    return numbers, Generator(lambda: FailoverClient(("127.0.0.1", "127.0.0.2"), s.auth_port,
+                                                     s.acct_port, timeout=1.0), numbers, rate)
+
+
+def failover(args, env, t, holder, key) -> dict:
+    numbers, load = failing_over_load(t, holder, key, args.rate)
+    with load as gen:
         time.sleep(args.warmup)
         rate = len(gen.done) / args.warmup
-        keeper = int((t.root / "node1.pid").read_text())
-        postmaster = ha.postmaster_pid(t, "node1")
-        os.killpg(keeper, signal.SIGKILL)
-        os.kill(postmaster, signal.SIGKILL)
+        kill_node(t, "node1")
         killed = time.monotonic()
         promoted = wait(lambda: ha.primary_name(t) == "node2", 120)
         first = wait(lambda: any(b > killed for b, _e, _c in list(gen.done)), 120)
@@ -152,10 +150,8 @@ def failover(args, env, t, holder, key) -> dict:
 
 
 def kill_set(args, env, t, holder, key) -> dict:
-    numbers = [new_card(holder.db, key, str(OPENING)) for _ in range(48)]
-    s = t.s
-    with Generator(lambda: FailoverClient(("127.0.0.1", "127.0.0.2"), s.auth_port, s.acct_port,
-                                          timeout=1.0), numbers, args.rate) as gen:
+    numbers, load = failing_over_load(t, holder, key, args.rate)
+    with load as gen:
         time.sleep(args.warmup)
         var = t.set_var("set-a")
         pids = [int(p.read_text()) for p in [var / "supervisor.pid"] + list(

@@ -6,7 +6,6 @@ Wrong PINs are counted per card number, caller number and gateway
 card's wrong ones; the counters are rows, exact under concurrent failures.
 """
 
-import time
 from datetime import datetime
 from decimal import Decimal
 
@@ -22,6 +21,7 @@ from kondge_billing.request import access_request
 from kondge_billing.service import Billing, Grant, Login
 from tests.support.cards import luhn_number, new_card
 from tests.support.concurrency import at_once
+from tests.support.waiting import wait_for
 
 PIN = "1234"
 
@@ -408,12 +408,10 @@ def test_a_request_that_passed_the_look_at_the_locks_finds_a_lock_committed_mean
              login(number, pin))))
     late.start()
     try:
-        deadline = time.monotonic() + 30
-        while not world.run(lambda cur: (cur.execute(
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()"), cur.fetchone())[1])["n"]:
-            assert time.monotonic() < deadline, "the late request never waited for the lock"
-            time.sleep(0.05)
+        wait_for("the late request waiting for the lock", lambda: world.run(lambda cur: (
+            cur.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = "
+                        "'Lock' AND datname = current_database()"), cur.fetchone())[1])["n"],
+            30, step=0.05)
     finally:
         locker.commit()
         late.join(30)

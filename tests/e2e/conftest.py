@@ -1,10 +1,11 @@
-import time
+from contextlib import contextmanager
 
 import pytest
 
-from kondge_billing import cards
+from kondge_billing import cards, config, gateways, stack
 from kondge_billing.pins import load_key
 from tests.support.cards import new_card
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -38,19 +39,16 @@ def cisco(stack_ready):
 def wait_until_served(service, source, secret, message_authenticator=False, served=True,
                       timeout=15.0):
     """Poll until the running server answers (or stops answering) a gateway."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answered_as_wanted():
         client = service.client(secret, source=source, timeout=0.5)
         try:
             reply = client.access([("User-Name", "1000000008"), ("User-Password", "1234")],
                                   message_authenticator=message_authenticator)
         finally:
             client.close()
-        if (reply is not None) == served:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{source} {'not served' if served else 'still served'} "
-                         f"after {timeout} s")
+        return (reply is not None) == served
+    wait_for(f"{source} {'served' if served else 'no longer served'}", answered_as_wanted,
+             timeout)
 
 
 def env_beside(service, var, **given):
@@ -64,6 +62,20 @@ def env_beside(service, var, **given):
                KONDGE_DSN=s.dsn, KONDGE_RADIUS_DSN=s.radius_dsn, KONDGE_WEB_PORT="0")
     env.update(given)
     return env
+
+
+@contextmanager
+def radius_beside(service, var, **given):
+    """A second FreeRADIUS set started on env_beside's environment, serving
+    the service's gateways: its settings and the set; stopped on leaving."""
+    s = config.load(env_beside(service, var, **given))
+    stack.render_clients(s, service.db.run(gateways.all_gateways))
+    radius = stack.RadiusSet(s)
+    radius.start()
+    try:
+        yield s, radius
+    finally:
+        radius.stop()
 
 
 @pytest.fixture

@@ -9,33 +9,21 @@ time takes nothing from the other tests.
 """
 
 import json
-import subprocess
 import time
 
 import pytest
 
-from kondge_billing import config
-from kondge_billing.db import Database
-from kondge_billing.pins import load_key
-from tests.conftest import HOME, KONDGE, TEST_VAR, free_udp_port
+from tests.conftest import TEST_VAR, free_udp_port
 from tests.support.cards import new_card
 from tests.support.load import conf_id, run_load
+from tests.support.own_stack import OwnStack, started
 from tests.support.radius import RadiusClient
+from tests.support.waiting import wait_for
 
 OPENING = "100.00"
 
 
-class OwnService:
-    def __init__(self, env):
-        self.env = env
-        self.settings = config.load(env)
-        self.db = Database(self.settings.dsn)
-        self.key = load_key(self.settings.pin_key_file)
-
-    def kondge(self, *args, timeout=180):
-        return subprocess.run(KONDGE + list(args), env=self.env, cwd=HOME,
-                              capture_output=True, text=True, timeout=timeout)
-
+class OwnService(OwnStack):
     def client(self, timeout=1.0):
         return RadiusClient(self.settings.auth_port, self.settings.acct_port, "testing123",
                             timeout=timeout)
@@ -45,9 +33,6 @@ class OwnService:
                           (1, 300), limit=90)
         assert not result.errors, result.errors[:3]
         return result
-
-    def one(self, sql, args=()):
-        return self.db.run(lambda cur: (cur.execute(sql, args), cur.fetchone())[1])
 
     def cdrs(self, cards):
         return self.one("SELECT count(*) AS n FROM kondge.cdr WHERE card_number = ANY(%s)",
@@ -61,15 +46,8 @@ class OwnService:
                       (SELECT count(*) FROM kondge.v_balance_mismatch) AS mismatched""")
 
     def wait_cdrs(self, cards, count, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.cdrs(cards) >= count:
-                    return
-            except Exception:       # noqa: BLE001 - the database is being restored
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{count} CDRs not stored within {timeout} s")
+        wait_for(f"{count} CDRs stored", lambda: self.cdrs(cards) >= count, timeout,
+                 ignore=Exception)              # the database is being restored
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +55,7 @@ def own(test_env):
     var = TEST_VAR / "bk"
     env = dict(test_env, KONDGE_VAR=str(var), KONDGE_AUTH_PORT=str(free_udp_port()),
                KONDGE_ACCT_PORT=str(free_udp_port()), KONDGE_WORKERS="2")
-    service = OwnService(env)
-    started = service.kondge("server", "start")
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield service
-    service.db.close()
-    service.kondge("server", "stop")
+    yield from started(OwnService(env), ("server", "start"), ("server", "stop"))
 
 
 def assert_balanced(service):
@@ -178,10 +151,8 @@ def test_accounting_spooled_while_down_is_stored_after_a_restore(own):
     restored = own.kondge("restore", "--yes")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     own.wait_cdrs([card], 1)
-    deadline = time.monotonic() + 30
-    while json.loads(own.kondge("accounting", "spool", "--json").stdout)["spooled"]:
-        assert time.monotonic() < deadline, "the spool did not drain"
-        time.sleep(0.2)
+    wait_for("the spool drained", lambda: not json.loads(
+        own.kondge("accounting", "spool", "--json").stdout)["spooled"], 30)
     row = own.one("SELECT count(*) AS n, sum(charge) AS charge FROM kondge.cdr "
                   "WHERE card_number = %s", (card,))
     assert row["n"] == 1

@@ -18,9 +18,9 @@ import time
 
 import pytest
 
-from kondge_billing import callers, config, gateways, stack
+from kondge_billing import callers, stack
 from kondge_billing.pins import load_key
-from tests.e2e.conftest import env_beside
+from tests.e2e.conftest import radius_beside
 from tests.e2e.test_billing_rules import MOBILE
 from tests.e2e.test_outages import (database_answers, database_down,  # noqa: F401
                                     log_offsets, logs_since, wait_until)
@@ -306,11 +306,7 @@ def test_with_the_database_down_such_a_record_is_spooled_then_kept(stack_ready,
 def test_a_single_process_signs_its_answers_and_refuses_bad_bytes_in_dialect(
         stack_ready, service_var):
     """KONDGE_WORKERS=1: the same edge without a front end."""
-    s = config.load(env_beside(stack_ready, service_var, KONDGE_WORKERS="1"))
-    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
-    radius = stack.RadiusSet(s)
-    radius.start()
-    try:
+    with radius_beside(stack_ready, service_var, KONDGE_WORKERS="1") as (s, _):
         for which in ("cisco", "quintum", "generic", "cisco-required"):
             secret, source, required = GATEWAYS[which]
             client = RadiusClient(s.auth_port, s.acct_port, secret, source=source)
@@ -334,5 +330,3 @@ def test_a_single_process_signs_its_answers_and_refuses_bad_bytes_in_dialect(
                 assert answered is not None and answered.attribute_types == ()
             finally:
                 client.close()
-    finally:
-        radius.stop()

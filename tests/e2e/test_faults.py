@@ -20,6 +20,7 @@ from kondge_billing.pins import load_key
 from tests.support.cards import new_card
 from tests.support.concurrency import at_once
 from tests.support.load import run_load
+from tests.support.waiting import poll
 
 
 
@@ -55,11 +56,7 @@ def books(service, numbers):
 
 
 def wait_for_cdrs(service, numbers, count, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if books(service, numbers)["cdrs"] >= count:
-            return
-        time.sleep(0.5)
+    poll(lambda: books(service, numbers)["cdrs"] >= count, timeout, step=0.5)
 
 
 def assert_books(service, numbers, result):

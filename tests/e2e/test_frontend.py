@@ -10,12 +10,12 @@ and one process alone still serves the gateways.
 import json
 import os
 import signal
-import time
 
-from kondge_billing import config, gateways, stack
-from tests.conftest import free_udp_port
+from kondge_billing import stack
+from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
+from tests.support.waiting import poll, wait_for
 
 
 def status(service) -> dict:
@@ -38,13 +38,11 @@ def test_status_names_the_front_end_and_every_worker(stack_ready):
 def wait_until_all_workers_in_use(settings, timeout=30.0):
     """Until the front end holds no worker zombie or dead (a test before
     this one may have killed one)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def all_in_use():
         view = stack.front_end_view(settings)
-        if len(view) == 2 * settings.workers and not {"zombie", "dead"} & set(view.values()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the front end still avoids a worker: {view}")
+        return len(view) == 2 * settings.workers and not {"zombie", "dead"} & set(view.values())
+    wait_for("every worker in use by the front end", all_in_use, timeout, step=0.5,
+             detail=lambda: stack.front_end_view(settings))
 
 
 def test_requests_are_shared_among_the_workers(stack_ready, cisco):
@@ -88,12 +86,9 @@ def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
     finally:
         client.close()
     assert all(r is not None and r.accepted for r in replies)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        after = status(stack_ready)["workers"]
-        if after.get("worker-2") and after["worker-2"] != before["worker-2"]:
-            break
-        time.sleep(0.2)
+    poll(lambda: status(stack_ready)["workers"].get("worker-2") not in (None, before["worker-2"]),
+         20)
+    after = status(stack_ready)["workers"]
     assert after["worker-2"] not in (None, before["worker-2"])
     assert after["worker-1"] == before["worker-1"]          # the others were left alone
     assert s.workers == len(after)
@@ -104,16 +99,8 @@ def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
 def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
     """KONDGE_WORKERS=1: no front end; the hook's process listens for the
     gateways (here on ports of its own, beside the suite's service)."""
-    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="1",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn)
-    s = config.load(env)
-    assert s.workers == 1
-    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
-    radius = stack.RadiusSet(s)
-    radius.start()
-    try:
+    with radius_beside(stack_ready, service_var, KONDGE_WORKERS="1") as (s, radius):
+        assert s.workers == 1
         assert radius.workers == [] and list(stack.radius_pids(s)) == ["freeradius"]
         client = RadiusClient(s.auth_port, s.acct_port, "testing123")
         try:
@@ -129,8 +116,6 @@ def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
             assert answered is not None
         finally:
             client.close()
-    finally:
-        radius.stop()
     assert stack.radius_pids(s) == {}
 
 

@@ -15,23 +15,23 @@ Its own KONDGE_VAR (var/test/ha) and TCP ports (KONDGE_TEST_PG_PORT + 2,
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from decimal import Decimal
+from functools import cached_property
 
 import pytest
 
-from kondge_billing import config, ha
+from kondge_billing import ha
 from kondge_billing.db import Database
-from kondge_billing.pins import load_key
-from tests.conftest import HOME, KONDGE, TEST_VAR
+from tests.conftest import TEST_VAR
 from tests.e2e.test_faults import books, us_cost
 from tests.support.cards import new_card
-from tests.support.failover import FailoverClient
+from tests.support.failover import FailoverClient, kill_node
 from tests.support.load import LoadResult, conf_id, run_load
+from tests.support.own_stack import OwnStack, started
+from tests.support.waiting import poll, wait_for
 
 OPENING = Decimal("100.00")
 HOSTS = ("127.0.0.1", "127.0.0.2")
@@ -56,38 +56,27 @@ def port_free_on_both() -> int:
     raise AssertionError("no UDP port pair free on both addresses")
 
 
-class Topology:
+class Topology(OwnStack):
     def __init__(self, env):
-        self.env = env
-        self.settings = config.load(env)
-        self.t = ha.Topology(self.settings)
-        self.db = Database(self.t.dsn("kondge", "owner"), application_name="test-ha")
-        self.key = load_key(self.settings.pin_key_file)
+        super().__init__(env, timeout=600)
 
-    def kondge(self, *args, timeout=600):
-        return subprocess.run(KONDGE + list(args), env=self.env, cwd=HOME,
-                              capture_output=True, text=True, timeout=timeout)
+    @cached_property
+    def t(self):
+        return ha.Topology(self.settings)
+
+    def connect(self):
+        return Database(self.t.dsn("kondge", "owner"), application_name="test-ha")
 
     def client(self, timeout=1.0):
         return FailoverClient(HOSTS, self.settings.auth_port, self.settings.acct_port,
                               timeout=timeout)
 
-    def one(self, sql, args=()):
-        return self.db.run(lambda cur: (cur.execute(sql, args), cur.fetchone())[1])
-
     def nodes(self):
         return {n["name"]: n for n in ha.node_states(self.t)}
 
     def wait(self, what, check, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if check():
-                    return time.monotonic()
-            except Exception:       # noqa: BLE001 - a node may be down meanwhile
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{what} not within {timeout} s: {self.kondge('ha', 'status').stdout}")
+        return wait_for(what, check, timeout, ignore=Exception,   # a node may be down meanwhile
+                        detail=lambda: self.kondge("ha", "status").stdout)
 
     def books(self, numbers):
         return books(self, numbers)        # test_faults.py's, on this topology's database
@@ -99,12 +88,7 @@ def topo(test_env):
     port = port_free_on_both()
     env = dict(test_env, KONDGE_VAR=str(TEST_VAR / "ha"), KONDGE_HA_PG_PORT=str(base),
                KONDGE_AUTH_PORT=str(port), KONDGE_ACCT_PORT=str(port + 1), KONDGE_WORKERS="2")
-    topology = Topology(env)
-    up = topology.kondge("ha", "up")
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield topology
-    topology.db.close()
-    topology.kondge("ha", "down")
+    yield from started(Topology(env), ("ha", "up"), ("ha", "down"))
 
 
 def test_both_sets_serve_and_the_standby_is_synchronous(topo):
@@ -157,13 +141,8 @@ def test_primary_killed_under_load_standby_takes_over_and_nothing_is_lost(topo):
     killed = {}
 
     def kill_when_calls_flow(result):
-        deadline = time.monotonic() + 60
-        while len(result.made) < 6 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        keeper = int(topo.t.root.joinpath("node1.pid").read_text())
-        postmaster = ha.postmaster_pid(topo.t, "node1")
-        os.killpg(keeper, signal.SIGKILL)
-        os.kill(postmaster, signal.SIGKILL)
+        poll(lambda: len(result.made) >= 6, 60, step=0.05)
+        kill_node(topo.t, "node1")
         killed["at"] = time.monotonic()
         killed["made"] = len(result.made)
 

@@ -7,7 +7,6 @@ gateway is served, across a front-end restart and a fresh start, and the
 report clears once the bad rows are gone."""
 
 import json
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from kondge_billing import config, gateways, stack
 from tests.e2e.conftest import env_beside, wait_until_served
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
+from tests.support.waiting import wait_for
 
 # (name, address, secret, language map, served?): rows psql could write.
 # `${`, `#` and `}` are carried as given; the others break a rule.
@@ -39,15 +39,6 @@ BAD = [row for row in ROWS if not row[4]]
 def status(service):
     result = service.kondge("--json", "server", "status")
     return result.returncode, json.loads(result.stdout)
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def not_served(service) -> set:
@@ -117,7 +108,8 @@ def test_bad_rows_are_left_out_and_every_other_gateway_is_served(stack_ready, ho
     log = s.log_dir / "supervisor.log"
     bad_ids = {hostile_rows[row[0]] for row in BAD}
     # picked up without a command (KONDGE_GATEWAY_SYNC), and reported
-    wait_for(lambda: not_served(stack_ready) == bad_ids)
+    wait_for("the bad rows reported as not served", lambda: not_served(stack_ready) == bad_ids,
+             30, detail=lambda: not_served(stack_ready))
     code, st = status(stack_ready)
     assert code == 3
     for item in st["gateways_not_served"]:
@@ -153,7 +145,8 @@ def test_bad_rows_are_left_out_and_every_other_gateway_is_served(stack_ready, ho
     assert not_served(stack_ready) == bad_ids - {first}
     stack_ready.db.run(lambda cur: cur.execute(
         "DELETE FROM kondge.gateway WHERE id = ANY(%s)", (rest,)))
-    wait_for(lambda: not_served(stack_ready) == set())
+    wait_for("every gateway served", lambda: not_served(stack_ready) == set(), 30,
+             detail=lambda: not_served(stack_ready))
     code, st = status(stack_ready)
     assert code == 0 and st["gateways_not_served"] == []
     wait_until_served(stack_ready, "127.0.0.1", "testing123")

@@ -15,6 +15,8 @@ import pytest
 from kondge_billing import stack
 from tests.e2e.conftest import balance
 from tests.e2e.test_billing_rules import MOBILE, Call
+from tests.support.disk import FullDisks
+from tests.support.waiting import poll
 
 
 def cdr_count(service, number):
@@ -24,12 +26,8 @@ def cdr_count(service, number):
 
 
 def wait_until(predicate, timeout=60.0, step=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+    """Whether predicate() came true within `timeout` seconds."""
+    return poll(predicate, timeout, step) is not None
 
 
 def database_answers(s):
@@ -69,24 +67,11 @@ def database_down(stack_ready):
 
 def test_a_full_spool_disk_means_no_answer_and_nothing_lost(stack_ready, card, database_down):
     s = database_down
-    mounted = []
     client = stack_ready.client(timeout=2.0)
-    try:
+    with FullDisks() as full:
         for run_dir in worker_run_dirs(s):
-            spool_dir = run_dir / "spool"
-            spool_dir.mkdir(exist_ok=True)
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(spool_dir)],
-                           check=True)
-            mounted.append(spool_dir)
-            # fill it up
-            try:
-                with open(spool_dir / "filler", "wb") as f:
-                    while True:
-                        f.write(b"x" * 4096)
-                        f.flush()
-            except OSError:
-                pass
-        assert mounted
+            full.fill(run_dir / "spool")
+        assert full.mounted
         offsets = log_offsets(s)
         call = Call(client, card)
         stop = [("Acct-Status-Type", "Stop"), ("Acct-Session-Id", "fullspool1"),
@@ -97,9 +82,6 @@ def test_a_full_spool_disk_means_no_answer_and_nothing_lost(stack_ready, card, d
         assert "ACCOUNTING NOT ANSWERED" in logs_since(s, offsets)
         status = stack_ready.kondge("server", "status")
         assert status.returncode == 3 and "could not keep a record" in status.stdout
-    finally:
-        for spool_dir in mounted:
-            subprocess.run(["umount", "-l", str(spool_dir)], check=False)
     # the gateway sends it again once there is room: answered, and stored
     try:
         assert client.accounting(stop) is not None              # spooled now

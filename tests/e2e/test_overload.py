@@ -13,24 +13,15 @@ default (no answer) are unit-tested (tests/unit/test_overload.py).
 
 import time
 
-from kondge_billing import config, gateways, stack
 from kondge_billing import overload as ov
-from tests.conftest import free_udp_port
+from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
 
 
 def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, service_var):
-    env = dict(stack_ready.env, KONDGE_VAR=str(service_var), KONDGE_WORKERS="1",
-               KONDGE_AUTH_PORT=str(free_udp_port()), KONDGE_ACCT_PORT=str(free_udp_port()),
-               KONDGE_DSN=stack_ready.settings.dsn,
-               KONDGE_RADIUS_DSN=stack_ready.settings.radius_dsn,
-               KONDGE_SHED_AFTER_MS="0.001", KONDGE_AUTH_WHEN_DB_DOWN="reject")
-    s = config.load(env)
-    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
-    radius = stack.RadiusSet(s)
-    radius.start()
-    try:
+    with radius_beside(stack_ready, service_var, KONDGE_WORKERS="1",
+                       KONDGE_SHED_AFTER_MS="0.001", KONDGE_AUTH_WHEN_DB_DOWN="reject") as (s, _):
         client = RadiusClient(s.auth_port, s.acct_port, "testing123")
         try:
             answered = client.accounting([
@@ -52,8 +43,6 @@ def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, service_v
                                       ("Acct-Session-Id", "0")]) is not None
         finally:
             client.close()
-    finally:
-        radius.stop()
     log = (s.log_dir / "radius.log").read_text()
     assert "overload: an accounting record waited" in log
     # the record was stored all the same

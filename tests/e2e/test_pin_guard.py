@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import config, gateways, pin_guard, stack
+from kondge_billing import pin_guard
 from kondge_billing.config import PinPolicy
-from tests.e2e.conftest import balance, env_beside, wait_until_served
+from tests.e2e.conftest import balance, radius_beside, wait_until_served
 from tests.e2e.test_radius import CREDIT, conf_id, leg
 from tests.support.cards import luhn_number
 from tests.support.radius import RadiusClient
@@ -174,20 +174,16 @@ def test_an_unknown_card_number_is_answered_as_a_wrong_pin(stack_ready, cisco, c
 def test_with_unknown_card_code_1_an_unknown_number_gets_code_1(stack_ready, service_var):
     """KONDGE_UNKNOWN_CARD_CODE is the hook's: a server started with it, on the
     same database, answers code 1 (and a wrong PIN still 2)."""
-    s = config.load(env_beside(stack_ready, service_var, KONDGE_WORKERS="1",
-                               KONDGE_UNKNOWN_CARD_CODE="1"))
-    stack.render_clients(s, stack_ready.db.run(gateways.all_gateways))
-    radius = stack.RadiusSet(s)
-    radius.start()
-    client = RadiusClient(s.auth_port, s.acct_port, "testing123", timeout=5.0)
-    try:
-        assert code(login(client, luhn_number(), PIN, "15552000008")) == "1"
-        assert login(client, luhn_number(), PIN, "15552000008").get("Reply-Message") == \
-            "unknown card"
-        assert code(login(client, "1000000008", "0000", "15552000008")) == "2"
-    finally:
-        client.close()
-        radius.stop()
+    with radius_beside(stack_ready, service_var, KONDGE_WORKERS="1",
+                       KONDGE_UNKNOWN_CARD_CODE="1") as (s, _):
+        client = RadiusClient(s.auth_port, s.acct_port, "testing123", timeout=5.0)
+        try:
+            assert code(login(client, luhn_number(), PIN, "15552000008")) == "1"
+            assert login(client, luhn_number(), PIN, "15552000008").get("Reply-Message") == \
+                "unknown card"
+            assert code(login(client, "1000000008", "0000", "15552000008")) == "2"
+        finally:
+            client.close()
 
 
 def test_the_counters_survive_a_restart_of_the_service(stack_ready, cisco, card):

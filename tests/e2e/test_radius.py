@@ -12,6 +12,7 @@ import pytest
 
 from kondge_billing.stack import pg_running, stop_postgres
 from tests.e2e.conftest import balance, wait_until_served
+from tests.support.waiting import poll
 
 CREDIT = ("h323-credit-amount", "h323-credit-time", "Quintum-h323-credit-amount",
           "Quintum-h323-credit-time", "Session-Timeout")
@@ -183,13 +184,8 @@ def test_database_restart_is_survived(stack_ready, cisco):
     assert access(cisco, "1000000008", "1234").accepted         # connections are open
     stop_postgres(s)                   # the supervisor notices and starts it again
     deadline = time.monotonic() + 60
-    while not pg_running(s) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    while time.monotonic() < deadline:
-        try:
-            psycopg2.connect(s.dsn).close()
-            break
-        except psycopg2.OperationalError:
-            time.sleep(0.1)
+    poll(lambda: pg_running(s), 60, step=0.1)
+    poll(lambda: psycopg2.connect(s.dsn).close() is None, deadline - time.monotonic(), step=0.1,
+         ignore=psycopg2.OperationalError)
     replies = [access(cisco, "1000000008", "1234") for _ in range(10)]
     assert all(r is not None and r.accepted for r in replies)

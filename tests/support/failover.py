@@ -2,8 +2,11 @@
 to the server that answered last; no answer within the timeout sends it to
 the other (as a Cisco gateway's `radius-server retransmit` and server list do)."""
 
+import os
+import signal
 import threading
 
+from kondge_billing import ha
 from tests.support.radius import RadiusClient
 
 
@@ -33,3 +36,12 @@ class FailoverClient:
     def close(self):
         for c in self.clients:
             c.close()
+
+
+def kill_node(t, name):
+    """A database node of the HA topology `t` (ha.Topology) killed at once:
+    its pg_autoctl keeper's process group and its postmaster, SIGKILL."""
+    keeper = int((t.root / f"{name}.pid").read_text())
+    postmaster = ha.postmaster_pid(t, name)
+    os.killpg(keeper, signal.SIGKILL)
+    os.kill(postmaster, signal.SIGKILL)
