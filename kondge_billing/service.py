@@ -176,7 +176,9 @@ class Billing:
         self._check_room(number, card, card.available)
         if card.stage == "destination":
             return self._grant(number, gateway, call_id, nums, card, now, called)
-        if card.access_number:
+        if card.access_number and stage_named(req) is None:
+            # the database took it for an access number (a login the gateway
+            # named by Service-Type may have called any number: not learned)
             self.access_numbers.add(card.access_number)
         if not req.is_caller_login:
             self._auto_bind(card, nums.caller, gateway, call_id)

@@ -316,3 +316,10 @@ def test_a_refused_login_teaches_nothing(world, billing):
     with pytest.raises(WrongPin):
         auth(billing, login("1000000008", "1235"))
     assert billing.access_numbers == set()
+
+
+def test_a_login_named_by_service_type_teaches_no_number(world, billing):
+    named = login("1000000008", "1234", called="15550009999", **{
+        "Service-Type": "Authenticate-Only"})
+    assert auth(billing, named) == Login(Decimal("10.00"), "USD", "en")
+    assert billing.access_numbers == set()
