@@ -166,6 +166,8 @@ def table(results: dict) -> str:
                      f"{v['freeradius_cpu_us_per_packet']} us CPU a packet")
     lines.append("ratios within this run: " + ", ".join(
         f"{k} {v}" for k, v in results["ratios"].items()))
+    if results.get("sizing"):
+        lines += sizing_lines(results["sizing"])
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
     check = results.get("billing_check")
@@ -176,6 +178,50 @@ def table(results: dict) -> str:
                      f"= balance change {check['balance_change']}"
                      + "".join(f"\n  PROBLEM: {p}" for p in check["problems"]))
     return "\n".join(lines) + "\n"
+
+
+def sizing(runs: list) -> dict:
+    """CPU-seconds per 1,000 complete calls of each kind, from its steps
+    without loss (all its steps if none was), split into FreeRADIUS (the
+    front end and the workers' own work: what the unlang workers cost a
+    call), Python (the hook: the kind's worker CPU above the unlang
+    workers') and PostgreSQL. CPU times, not money: floats."""
+    out = {}
+    for kind in KINDS:
+        mine = [r for r in runs if r["run"] == kind and r["completed"]]
+        clean = [r for r in mine if not r["lost_total"] and not r["failed_total"]]
+        use = clean or mine
+        done = sum(r["completed"] for r in use)
+        if not done:
+            continue
+        per = lambda sec: round(1000 * sec / done, 2)  # noqa: E731
+        radius = sum(r["answering_cpu_seconds"] + (r["frontend_cpu_seconds"] or 0) for r in use)
+        out[kind] = {"steps": [r["offered_calls_per_second"] for r in use],
+                     "clean_steps_only": bool(clean), "calls": done,
+                     "radius_cpu_s": per(radius),
+                     "postgres_cpu_s": per(sum(r.get("postgres_cpu_seconds", 0) for r in use))}
+    base = out.get("unlang", {}).get("radius_cpu_s")
+    for v in out.values():
+        python = max(v["radius_cpu_s"] - base, 0.0) if base is not None else None
+        v["python_cpu_s"] = None if python is None else round(python, 2)
+        v["freeradius_cpu_s"] = round(v["radius_cpu_s"] - (python or 0), 2)
+        v["total_cpu_s"] = round(v["radius_cpu_s"] + v["postgres_cpu_s"], 2)
+        # one CPU core of the PostgreSQL primary carries this many calls/s
+        v["calls_per_second_per_postgres_core"] = (
+            round(1000 / v["postgres_cpu_s"]) if v["postgres_cpu_s"] else None)
+    return out
+
+
+def sizing_lines(table_: dict) -> list:
+    lines = ["", "sizing, CPU-seconds per 1,000 complete calls (steps without loss): "
+             "FreeRADIUS / Python / PostgreSQL = total; calls/s one PostgreSQL core carries"]
+    for kind, v in table_.items():
+        python = "-" if v["python_cpu_s"] is None else f"{v['python_cpu_s']:.2f}"
+        lines.append(f"  {kind:<8} {v['freeradius_cpu_s']:>6.2f} / {python:>6} / "
+                     f"{v['postgres_cpu_s']:>6.2f} = {v['total_cpu_s']:>6.2f} s; "
+                     f"{v['calls_per_second_per_postgres_core'] or '-'} calls/s a PostgreSQL "
+                     f"core" + ("" if v["clean_steps_only"] else " (every step lost calls)"))
+    return lines
 
 
 def ratios(summary: dict) -> dict:
@@ -246,6 +292,7 @@ def main(argv=None) -> int:
                     pg1 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
                     run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
                                                         / (time.monotonic() - t0))
+                    run["postgres_cpu_seconds"] = round(pg1 - pg0, 3)
                     results["runs"].append(run)
                     if target.name == "floor":
                         answered += sum(run["latency"][k]["count"] for k in ("start", "stop"))
@@ -271,6 +318,7 @@ def main(argv=None) -> int:
             cluster.stop_postgres(s)
     results["summary"] = ceilings.summary(results["runs"])
     results["ratios"] = ratios(results["summary"])
+    results["sizing"] = sizing(results["runs"])
     ceilings.save(results, table(results), Path(args.out))
     by_kind = {kind: sorted((r for r in results["runs"] if r["run"] == kind),
                             key=lambda r: r["offered_calls_per_second"]) for kind in KINDS}

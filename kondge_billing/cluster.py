@@ -173,7 +173,8 @@ def pg_running(s: config.Settings) -> bool:
 # Settings of the private cluster for the call path, rewritten at every
 # start (kondge.conf, included from postgresql.conf), so that a cluster made
 # by an earlier version gets them too. Durability is untouched: every
-# commit is flushed before the gateway is answered.
+# commit is flushed before the gateway is answered, but a stage-1 login's
+# record (radius_card.sql), which moves no money.
 PG_TUNING = """# Written by kondge_billing/cluster.py at every start: do not edit here.
 # commit_delay stays 0: the workers' concurrent commits already share WAL
 # flushes (2.4 syncs for 5 commits a call), and 200 or 1,000 microseconds

@@ -13,7 +13,7 @@ outcomes into answers:
 | ...and the spool cannot either  | no-answer | nothing: the gateway sends it again (logged loudly) |
 | record the call path cannot process (a bug) | ok | Accounting-Response; kept in kondge.unprocessed_record (kondge parked) |
 | record with no or an unknown Acct-Status-Type | ok | Accounting-Response, once kept in kondge.unprocessed_record (or, the database down, the spool) |
-| overload (overload.py)          | no-answer | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
+| overload (overload.py), stage 1 only | no-answer | at once, without the database: nothing, as when the database is unreachable (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8); a stage 2 (Billing.continues_call) is always served |
 | database unreachable (Access)   | no-answer | nothing: the gateway retries / tries its second server (or, with KONDGE_AUTH_WHEN_DB_DOWN=reject, Access-Reject code 8) |
 | unknown gateway address         | no-answer | nothing (the packet is dropped) |
 | unexpected exception (Access)   | no-answer | nothing; the traceback is logged |
@@ -94,7 +94,8 @@ def handle_authorize(billing, pairs, log, overload=None) -> tuple:
     try:
         req = access_request(pairs)
         gateway = billing.gateways.get(req.gateway_address)
-        if overload is not None and overload.refuse(pairs, log):
+        if (overload is not None and not billing.continues_call(gateway, req)
+                and overload.refuse(pairs, log)):
             # logged once an episode by Overload, not once a request
             return unavailable_answer(billing, gateway, Overloaded())
         outcome = billing.authorize(gateway, req)

@@ -137,6 +137,9 @@ class Billing:
         #: learns which numbers are cards), or 1 (unknown card)
         self.unknown_card_code = unknown_card_code
         self.clock = clock
+        #: the access numbers stage 1 logins came in on, as the database
+        #: named them: what tells a stage 2 from a stage 1 without it
+        self.access_numbers: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings, db, directory=None) -> "Billing":
@@ -173,10 +176,30 @@ class Billing:
         self._check_room(number, card, card.available)
         if card.stage == "destination":
             return self._grant(number, gateway, call_id, nums, card, now, called)
+        if card.access_number and stage_named(req) is None:
+            # the database took it for an access number (a login the gateway
+            # named by Service-Type may have called any number: not learned)
+            self.access_numbers.add(card.access_number)
         if not req.is_caller_login:
             self._auto_bind(card, nums.caller, gateway, call_id)
         return Login(card.available.amount, card.available.currency, card.language_for_call,
                      card.billing, max(-card.balance, ZERO), card.access_prompt_id)
+
+    def continues_call(self, gateway: Gateway, req: AccessRequest) -> bool:
+        """Whether this Access-Request is the stage 2 of a call, told without
+        the database: the stage the gateway names (Service-Type), else a
+        number called that is none of the access numbers logins came in on.
+        Overload control never turns such a request away: the caller's stage
+        1 was accepted, and refusing now would waste it. A process that has
+        served no login yet (just started) cannot tell, and treats the
+        request as a stage 1."""
+        named = stage_named(req)
+        if named is not None:
+            return named == "destination"
+        if not self.access_numbers:
+            return False
+        called = numbers_of(gateway, None, req.called_raw).called
+        return called is not None and called not in self.access_numbers
 
     def _card_by_number(self, gateway, req, nums, called, call_id, now):
         number = (req.user_name or "").strip()

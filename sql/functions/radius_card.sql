@@ -35,6 +35,17 @@
 -- only. Stage 1 writes it once, when it keeps an access number (as it
 -- always did) or when the card may bind this caller (a login again changes
 -- nothing); stage 2 when it is missing or names another card.
+--
+-- A login's record is committed without waiting for the WAL flush
+-- (synchronous_commit off for this transaction only): it moves no money and
+-- is no accounting record, and a request that waits on the disk inside the
+-- hook stalls its whole FreeRADIUS process. PostgreSQL itself crashing
+-- within the WAL writer's delay (well under a second) may lose it; stage 2
+-- then proves the card again by its PIN (or bound caller number) and
+-- writes the login anew, and the access number comes from the incoming
+-- leg's record, if any. The hold of stage 2 and every accounting record
+-- are committed durably, as before; a refused login (the counts of wrong
+-- PINs) is too.
 CREATE OR REPLACE FUNCTION kondge.radius_card(
     p_number text, p_pin_hash text, p_caller_number text, p_called text, p_caller text,
     p_gateway_id integer, p_call_id text, p_conf_id text, p_stage text, p_at timestamptz
@@ -123,6 +134,7 @@ BEGIN
         IF (p_conf_id IS NOT NULL AND v_access IS NOT NULL)
            OR (p_number IS NOT NULL AND v_card.auto_bind AND p_caller_number IS NOT NULL
                AND v_bound_card IS NULL) THEN
+            PERFORM set_config('synchronous_commit', 'off', true);
             INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
             VALUES (p_gateway_id, p_call_id, v_access, v_card.id)
             ON CONFLICT (gateway_id, call_id) DO NOTHING;

@@ -299,3 +299,27 @@ def test_the_cluster_runs_with_the_call_path_settings(db):
     assert found == {"max_wal_size": ("4096", "MB"), "checkpoint_timeout": ("900", "s"),
                      "jit": ("off", None), "synchronous_commit": ("on", None),
                      "fsync": ("on", None), "commit_delay": ("0", None)}
+
+
+def test_an_accepted_login_teaches_the_stage_of_later_requests(world, billing):
+    first = login("1000000008", "1234")
+    gateway = billing.gateways.get(first.gateway_address)
+    assert billing.access_numbers == set()
+    assert not billing.continues_call(gateway, first)            # cannot tell yet
+    assert auth(billing, first) == Login(Decimal("10.00"), "USD", "en")
+    assert billing.access_numbers == {"18005550100"}
+    assert not billing.continues_call(gateway, first)            # a stage 1 again
+    assert billing.continues_call(gateway, login("1000000008", "1234", called="447911123456"))
+
+
+def test_a_refused_login_teaches_nothing(world, billing):
+    with pytest.raises(WrongPin):
+        auth(billing, login("1000000008", "1235"))
+    assert billing.access_numbers == set()
+
+
+def test_a_login_named_by_service_type_teaches_no_number(world, billing):
+    named = login("1000000008", "1234", called="15550009999", **{
+        "Service-Type": "Authenticate-Only"})
+    assert auth(billing, named) == Login(Decimal("10.00"), "USD", "en")
+    assert billing.access_numbers == set()

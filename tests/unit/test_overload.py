@@ -245,3 +245,53 @@ def test_a_failing_overload_control_never_costs_an_accounting_record():
     hook.accounting(late(clock))
     assert db.calls >= 1                      # the record still went to the database
     assert any("overload control failed" in m and "clock gone" in m for _, m in logged)
+
+
+DESTINATION = (("User-Name", "1000000008"), ("User-Password", "1234"),
+               ("Called-Station-Id", "447911123456"), ("Kondge-Gateway-Address", "127.0.0.1"))
+
+
+def shedding_all(clock, draw):
+    """Overloaded, with a draw that turns every stage 1 away."""
+    overloaded(clock)
+    draw.value = 0.99
+    assert hook_runtime._overload.shedding
+
+
+def test_a_stage_2_is_served_while_stage_1_is_turned_away():
+    db = Recording()
+    hook, radiusd, _logged, clock, draw = hook_with(250, db)
+    hook_runtime._billing.access_numbers.add("18005550100")   # a login seen before
+    shedding_all(clock, draw)
+    before = db.calls
+    code, reply, _ = hook.authorize(stamped(LOGIN, clock.now - 0.001))
+    assert code == radiusd.RLM_MODULE_REJECT and db.calls == before     # stage 1: away
+    assert ("h323-return-code", "h323-return-code=8") in reply
+    # a stage 2, even one that waited past the limit, reaches the call path
+    code, _, _ = hook.authorize(stamped(DESTINATION, clock.now - 0.4))
+    assert code == radiusd.RLM_MODULE_FAIL and db.calls == before + 1
+    assert hook_runtime._overload.refused == 1
+
+
+def test_the_stage_the_gateway_names_decides_before_the_number():
+    db = Recording()
+    hook, radiusd, _logged, clock, draw = hook_with(250, db)
+    hook_runtime._billing.access_numbers.add("18005550100")
+    shedding_all(clock, draw)
+    before = db.calls
+    named_login = DESTINATION + (("Service-Type", "Authenticate-Only"),)
+    code, _, _ = hook.authorize(stamped(named_login, clock.now))
+    assert code == radiusd.RLM_MODULE_REJECT and db.calls == before
+    named_destination = LOGIN + (("Service-Type", "Outbound-User"),)
+    code, _, _ = hook.authorize(stamped(named_destination, clock.now))
+    assert code == radiusd.RLM_MODULE_FAIL and db.calls == before + 1
+
+
+def test_a_process_that_served_no_login_cannot_tell_and_sheds_as_before():
+    db = Recording()
+    hook, radiusd, _logged, clock, draw = hook_with(250, db)
+    assert hook_runtime._billing.access_numbers == set()
+    shedding_all(clock, draw)
+    code, _, _ = hook.authorize(stamped(DESTINATION, clock.now))
+    assert code == radiusd.RLM_MODULE_REJECT and db.calls == 0
+

@@ -1,0 +1,35 @@
+"""bench/floor.py's sizing: CPU-seconds per 1,000 complete calls of each kind,
+split into FreeRADIUS, Python and PostgreSQL, from the steps without loss."""
+
+from bench import floor
+
+
+def run(kind, offered, completed, front, workers, pg, lost=0):
+    return {"run": kind, "offered_calls_per_second": offered, "completed": completed,
+            "lost_total": lost, "failed_total": 0, "frontend_cpu_seconds": front,
+            "answering_cpu_seconds": workers, "postgres_cpu_seconds": pg}
+
+
+def test_the_hook_s_share_is_what_the_kind_costs_above_unlang_workers():
+    s = floor.sizing([run("unlang", 100, 1000, 0.5, 0.7, 0.0),
+                      run("floor", 100, 1000, 0.5, 1.2, 1.0),
+                      run("service", 100, 1000, 0.6, 4.1, 5.0)])
+    assert s["unlang"]["freeradius_cpu_s"] == 1.2 and s["unlang"]["python_cpu_s"] == 0.0
+    assert (s["floor"]["freeradius_cpu_s"], s["floor"]["python_cpu_s"],
+            s["floor"]["postgres_cpu_s"], s["floor"]["total_cpu_s"]) == (1.2, 0.5, 1.0, 2.7)
+    assert (s["service"]["python_cpu_s"], s["service"]["total_cpu_s"]) == (3.5, 9.7)
+    assert s["service"]["calls_per_second_per_postgres_core"] == 200
+
+
+def test_steps_that_lost_calls_count_only_when_every_step_did():
+    s = floor.sizing([run("unlang", 100, 1000, 0.5, 0.7, 0.0),
+                      run("service", 100, 1000, 0.6, 4.1, 5.0),
+                      run("service", 400, 500, 9.0, 9.0, 9.0, lost=1900)])
+    assert s["service"]["steps"] == [100] and s["service"]["clean_steps_only"]
+    assert s["service"]["postgres_cpu_s"] == 5.0
+    lossy = floor.sizing([run("service", 400, 500, 1.0, 1.0, 2.0, lost=1900)])
+    assert not lossy["service"]["clean_steps_only"]
+    assert lossy["service"]["postgres_cpu_s"] == 4.0
+    assert lossy["service"]["python_cpu_s"] is None     # no unlang workers to subtract
+    lines = floor.sizing_lines(lossy)
+    assert "(every step lost calls)" in lines[-1]
