@@ -1,6 +1,8 @@
 -- A card holder logs in to the web portal (kondge_billing/portal.py: login)
 -- with a card number and the keyed hash of the PIN given (made by the web
--- process, as the call path makes it: the hash never leaves the database).
+-- process, as the call path makes it: the hash never leaves the database),
+-- or with a caller number bound to the card and the PIN
+-- (web_login_caller.sql). Both end here, in web_login_proven.
 --
 -- The PIN is counted by the call path's own rules and counters
 -- (pin_failed.sql): a card number's wrong PINs in a row, and its lock, are
@@ -14,33 +16,64 @@
 -- Returns one row: `refusal` NULL and a new session `token`, or a refusal
 -- and nothing else: 'wrong-pin' (a wrong PIN or a number that is no card:
 -- one answer, so the portal tells nobody which numbers are cards),
--- 'card-locked' or 'client-locked' with `refused_until`.
+-- 'card-locked', 'caller-locked' (a caller login's number) or
+-- 'client-locked' with `refused_until`.
 -- The token is 64 hex digits from two random UUIDs (244 random bits, from
 -- PostgreSQL's strong random source); the session keeps its SHA-256 only.
 CREATE OR REPLACE FUNCTION kondge.web_login(p_number text, p_pin_hash text, p_client text)
 RETURNS TABLE (refusal text, refused_until timestamptz, token text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
 DECLARE
+    v_card record;
+BEGIN
+    SELECT c.id, c.pin_hash INTO v_card FROM kondge.card c WHERE c.number = p_number;
+    RETURN QUERY SELECT * FROM kondge.web_login_proven(
+        v_card.id, p_number, NULL, v_card.id IS NOT NULL AND v_card.pin_hash = p_pin_hash,
+        p_client);
+END;
+$$;
+
+-- The rest of a login, once the PIN is compared (p_right): the card
+-- (p_card_id, NULL when the number is no card, or the caller number is
+-- bound to none) and its number (p_number; for a caller number bound to
+-- none, the caller number itself, so that it is counted and locked in
+-- pin_guard as a number that is no card is), and the caller number for a
+-- caller login (p_caller; counted and locked like a gateway's caller).
+-- Not granted to anyone: web_login and web_login_caller call it.
+CREATE OR REPLACE FUNCTION kondge.web_login_proven(
+    p_card_id bigint, p_number text, p_caller text, p_right boolean, p_client text)
+RETURNS TABLE (refusal text, refused_until timestamptz, token text)
+LANGUAGE plpgsql SET search_path = kondge, public AS $$
+DECLARE
     v_policy  kondge.pin_policy;
     v_card    record;
+    v_lock    record;
     v_until   timestamptz;
     v_refusal text;
     v_token   text;
 BEGIN
-    IF p_client IS NULL OR p_client !~ '^[0-9A-Za-z.:_-]{1,64}$' THEN
-        RAISE EXCEPTION 'client: the address the request came from, not %',
-                        coalesce(quote_literal(left(p_client, 70)), 'none')
+    IF p_client IS NULL OR p_client !~ '^[0-9A-Za-z.:_-]{1,64}$'
+       OR p_caller !~ '^[0-9]{4,20}$' THEN
+        RAISE EXCEPTION 'client: the address the request came from, not %; caller number: '
+                        '4 to 20 digits or none, not %',
+                        coalesce(quote_literal(left(p_client, 70)), 'none'),
+                        coalesce(quote_literal(left(p_caller, 30)), 'none')
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO v_policy FROM kondge.pin_policy;
-    SELECT g.locked_until INTO v_until FROM kondge.pin_guard g
-     WHERE g.scope = 'web' AND g.key = p_client AND g.locked_until > now();
-    IF v_until IS NOT NULL THEN
-        RETURN QUERY SELECT 'client-locked'::text, v_until, NULL::text;
+    -- the client's lock, then (a caller login) the caller number's
+    SELECT g.scope, g.locked_until INTO v_lock FROM kondge.pin_guard g
+     WHERE g.locked_until > now()
+       AND ((g.scope = 'web' AND g.key = p_client) OR (g.scope = 'caller' AND g.key = p_caller))
+     ORDER BY g.scope = 'web' DESC LIMIT 1;
+    IF FOUND THEN
+        RETURN QUERY SELECT CASE v_lock.scope WHEN 'web' THEN 'client-locked'
+                                              ELSE 'caller-locked' END,
+                            v_lock.locked_until, NULL::text;
         RETURN;
     END IF;
-    SELECT c.id, c.pin_hash, c.pin_failures, c.pin_locks, c.pin_locked_until INTO v_card
-      FROM kondge.card c WHERE c.number = p_number;
+    SELECT c.id, c.pin_failures, c.pin_locks, c.pin_locked_until INTO v_card
+      FROM kondge.card c WHERE c.id = p_card_id;
     v_until := CASE WHEN v_card.id IS NOT NULL THEN v_card.pin_locked_until
                     ELSE (SELECT g.locked_until FROM kondge.pin_guard g
                            WHERE g.scope = 'card' AND g.key = p_number) END;
@@ -48,20 +81,19 @@ BEGIN
         RETURN QUERY SELECT 'card-locked'::text, v_until, NULL::text;
         RETURN;
     END IF;
-    IF v_card.id IS NULL OR v_card.pin_hash IS DISTINCT FROM p_pin_hash THEN
-        v_refusal := kondge.pin_failed(v_card.id, p_number, NULL, NULL);
+    IF v_card.id IS NULL OR NOT coalesce(p_right, false) THEN
+        v_refusal := kondge.pin_failed(v_card.id, p_number, p_caller, NULL);
         IF v_policy.caller_tries > 0
            AND NOT kondge.pin_count(p_client, 'web', v_policy.caller_tries,
-                                    v_policy.caller_window, NULL, NULL) THEN
+                                    v_policy.caller_window, p_caller, NULL) THEN
             v_refusal := coalesce(v_refusal, 'client-locked');
         END IF;
         RETURN QUERY SELECT coalesce(v_refusal, 'wrong-pin'),
                             CASE v_refusal
-                                WHEN 'card-locked' THEN
-                                    kondge.pin_lock_end('card-locked', p_number, NULL, NULL)
                                 WHEN 'client-locked' THEN
                                     (SELECT g.locked_until FROM kondge.pin_guard g
                                       WHERE g.scope = 'web' AND g.key = p_client)
+                                ELSE kondge.pin_lock_end(v_refusal, p_number, p_caller, NULL)
                             END,
                             NULL::text;
         RETURN;
@@ -72,7 +104,8 @@ BEGIN
          WHERE c.id = v_card.id AND NOT coalesce(c.pin_locked_until > now(), false);
         IF NOT FOUND THEN
             RETURN QUERY SELECT 'card-locked'::text,
-                                kondge.pin_lock_end('card-locked', p_number, NULL, NULL),
+                                (SELECT c.pin_locked_until FROM kondge.card c
+                                  WHERE c.id = v_card.id),
                                 NULL::text;
             RETURN;
         END IF;
