@@ -12,9 +12,13 @@ free loopback ports, the portal on a free port), in one run:
 3. the call path alone: complete calls (stage 1, stage 2, both legs' Start
    and Stop) from threads that each make one call after another, calls per
    second; then the same while the portal serves --web-rate page views a
-   second (50; with a login every 20 views), then while it serves all it
-   can, then alone again. Each slowdown is 1 - (calls/s under the portal's
-   load) / (mean of the two runs alone).
+   second (50; with a login every 20 views), alone again, while it serves
+   all it can, and alone again. Each slowdown is 1 - (calls/s under the
+   portal's load) / (mean of the two alone phases on either side of it),
+   so that a neighbour's load that comes and goes weighs less. For every
+   phase, the CPU each part used (the portal, PostgreSQL's backends for
+   the portal and for the rest, FreeRADIUS, the load generators, other
+   work on the machine), from /proc.
 
 Each load generator is a process of its own, on the same 2-core machine as
 the server: their own CPU is part of what the call path competes with, as
@@ -47,7 +51,7 @@ from kondge_billing.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
 from tests.support.load import Call, LoadResult, one_call  # noqa: E402
 from tests.support.radius import RadiusClient  # noqa: E402
-from bench.private_service import kondge, service_env, start_fresh  # noqa: E402
+from bench.private_service import kondge, query, service_env, start_fresh  # noqa: E402
 
 VAR = HOME / "var" / "bench-web"
 OUT = HOME / "var" / "bench"
@@ -115,7 +119,8 @@ def web_worker(port, numbers, mode, seconds, start_at, out, rate=0.0):
         except (OSError, http.client.HTTPException, IndexError):
             errors += 1
             portal = Portal(port)
-    out.put((logins, views, errors))
+    cpu = os.times()
+    out.put((logins, views, errors, cpu.user + cpu.system))
 
 
 def web_load(port, numbers, mode, clients, seconds, rate=0.0) -> dict:
@@ -131,10 +136,82 @@ def web_load(port, numbers, mode, clients, seconds, rate=0.0) -> dict:
     results = [queue.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join(30)
-    logins, views, errors = (sum(r[i] for r in results) for i in range(3))
+    logins, views, errors, cpu = (sum(r[i] for r in results) for i in range(4))
     return {"clients": clients, "seconds": seconds, "logins": logins, "views": views,
             "errors": errors, "logins_per_s": round(logins / seconds, 1),
-            "views_per_s": round(views / seconds, 1)}
+            "views_per_s": round(views / seconds, 1), "cpu_seconds": round(cpu, 2)}
+
+
+# --- where the CPU goes ----------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+PORTAL, PG_PORTAL, RADIUS, PG_REST, BENCH = (
+    "the portal (waitress, nice 10)", "PostgreSQL for the portal",
+    "FreeRADIUS (front end and workers)", "PostgreSQL for the rest (calls, WAL, ...)",
+    "this benchmark's call generator")
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK          # less idle and iowait
+
+
+def process_cpu(s) -> dict[str, float]:
+    """CPU seconds so far of each part of the service (and of this process),
+    by process: the portal by its command line, FreeRADIUS by its name,
+    PostgreSQL's backends by the application that opened them."""
+    apps = {r["pid"]: r["application_name"] for r in query(
+        s, "SELECT pid, application_name FROM pg_stat_activity")}
+    totals = dict.fromkeys((PORTAL, PG_PORTAL, RADIUS, PG_REST, BENCH), 0.0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) / TICK            # utime, stime
+        pid = int(entry)
+        where = _cwd(pid)            # other checkouts run services of their own
+        if pid == os.getpid():
+            group = BENCH
+        elif b"kondge_billing.web" in cmdline and where == str(HOME):
+            group = PORTAL
+        elif comm == "freeradius" and where == str(HOME):
+            group = RADIUS
+        elif comm == "postgres" and where.startswith(str(VAR)):
+            group = PG_PORTAL if apps.get(pid) == "kondge-web" else PG_REST
+        else:
+            continue
+        totals[group] += cpu
+    totals["all busy CPU of the machine"] = machine_busy()
+    return totals
+
+
+def _cwd(pid: int) -> str:
+    """A process's working directory (a postgres process's: its cluster's
+    data directory; the service's processes': the checkout), or ''."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
+def cpu_shares(before: dict, after: dict, seconds: float, web: dict | None) -> dict:
+    """Cores used, on average, by each part between two process_cpu() looks."""
+    shares = {name: round((after[name] - before[name]) / seconds, 2) for name in before}
+    shares["the web load generators"] = round(web["cpu_seconds"] / seconds, 2) if web else 0.0
+    ours = sum(v for k, v in shares.items() if k != "all busy CPU of the machine")
+    shares["other work on the machine"] = round(
+        max(shares["all busy CPU of the machine"] - ours, 0.0), 2)
+    return shares
 
 
 # --- the call path ------------------------------------------------------------------
@@ -194,14 +271,23 @@ def report(r: dict) -> str:
              f"page views/s:  {r['views']['views_per_s']} of /account, with "
              f"{r['views']['logins_per_s']} logins/s ({r['views']['clients']} client processes,"
              f" {r['views']['errors']} errors)",
-             f"calls/s alone: {r['calls_before']['calls_per_s']} before, "
-             f"{r['calls_after']['calls_per_s']} after ({r['calls_before']['threads']} threads)",
+             f"calls/s alone: {r['calls_before']['calls_per_s']}, "
+             f"{r['calls_between']['calls_per_s']}, {r['calls_after']['calls_per_s']} "
+             f"(before, between and after the loaded phases; "
+             f"{r['calls_before']['threads']} threads)",
              f"calls/s while the portal serves {r['web_rate']} page views/s asked: "
              f"{r['calls_paced']['calls_per_s']} ({r['web_paced']['views_per_s']} served); "
-             f"slowdown {r['slowdown_paced_percent']} % (aim: under 10 %)",
+             f"slowdown {r['slowdown_paced_percent']} % against the alone phases around it "
+             f"(aim: under 10 %)",
              f"calls/s while the portal serves all it can: {r['calls_loaded']['calls_per_s']} "
              f"({r['web_loaded']['views_per_s']} page views/s); slowdown "
-             f"{r['slowdown_percent']} %"]
+             f"{r['slowdown_percent']} %",
+             "",
+             "where the CPU went (cores used on average; 2 cores: 2.0 is all of it):"]
+    phases = ("calls_before", "calls_paced", "calls_between", "calls_loaded", "calls_after")
+    lines.append(f"{'':44}" + "".join(f"{p.removeprefix('calls_'):>9}" for p in phases))
+    for part in r["cpu"]["calls_before"]:
+        lines.append(f"{part[:44]:44}" + "".join(f"{r['cpu'][p][part]:>9.2f}" for p in phases))
     return "\n".join(lines) + "\n"
 
 
@@ -236,20 +322,36 @@ def main() -> int:
         results["logins"] = web_load(port, numbers, "login", args.web_clients, args.seconds)
         say(f"page views alone, {args.seconds:.0f} s")
         results["views"] = web_load(port, numbers, "view", args.web_clients, args.seconds)
-        say(f"calls alone, {args.seconds:.0f} s")
-        results["calls_before"] = call_load(s, numbers, args.call_threads, args.seconds)
-        say(f"calls with the portal serving {args.web_rate:g} page views/s, {args.seconds:.0f} s")
         results["web_rate"] = args.web_rate
-        results["calls_paced"], results["web_paced"] = concurrently(s, port, numbers, args,
-                                                                    args.web_rate)
-        say(f"calls with the portal serving all it can, {args.seconds:.0f} s")
-        results["calls_loaded"], results["web_loaded"] = concurrently(s, port, numbers, args, 0)
-        say(f"calls alone again, {args.seconds:.0f} s")
-        results["calls_after"] = call_load(s, numbers, args.call_threads, args.seconds)
-        alone = (results["calls_before"]["calls_per_s"] + results["calls_after"]["calls_per_s"]) / 2
-        for name, loaded in (("slowdown_paced_percent", "calls_paced"),
-                             ("slowdown_percent", "calls_loaded")):
-            results[name] = round(100 * (1 - results[loaded]["calls_per_s"] / alone), 1)
+        results["cpu"] = {}
+
+        def phase(name, what, work):
+            """One phase of calls, with where the CPU went meanwhile."""
+            say(f"{what}, {args.seconds:.0f} s")
+            before, started = process_cpu(s), time.monotonic()
+            out = work()
+            calls, web = out if isinstance(out, tuple) else (out, None)
+            results["cpu"][name] = cpu_shares(before, process_cpu(s),
+                                              time.monotonic() - started, web)
+            return calls, web
+
+        def alone():
+            return call_load(s, numbers, args.call_threads, args.seconds)
+        # each loaded phase between two alone, to which it is compared
+        results["calls_before"], _ = phase("calls_before", "calls alone", alone)
+        results["calls_paced"], results["web_paced"] = phase(
+            "calls_paced", f"calls with the portal serving {args.web_rate:g} page views/s",
+            lambda: concurrently(s, port, numbers, args, args.web_rate))
+        results["calls_between"], _ = phase("calls_between", "calls alone again", alone)
+        results["calls_loaded"], results["web_loaded"] = phase(
+            "calls_loaded", "calls with the portal serving all it can",
+            lambda: concurrently(s, port, numbers, args, 0))
+        results["calls_after"], _ = phase("calls_after", "calls alone again", alone)
+        for name, loaded, first, second in (
+                ("slowdown_paced_percent", "calls_paced", "calls_before", "calls_between"),
+                ("slowdown_percent", "calls_loaded", "calls_between", "calls_after")):
+            alone_mean = (results[first]["calls_per_s"] + results[second]["calls_per_s"]) / 2
+            results[name] = round(100 * (1 - results[loaded]["calls_per_s"] / alone_mean), 1)
     finally:
         kondge(env, "server", "stop")
     text = report(results)
