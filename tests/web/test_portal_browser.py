@@ -6,6 +6,8 @@ Chinese; what must not happen (a form without its CSRF token, another
 card's data, a page without its security headers)."""
 
 import io
+import os
+import time
 import urllib.error
 import urllib.parse
 import uuid
@@ -18,6 +20,7 @@ from pypdf import PdfReader
 from kondge_billing import categories, issuance
 from kondge_billing.pins import load_key
 from kondge_billing.progress import Progress
+from kondge_billing.web_process import NICE
 from tests.e2e.conftest import balance
 from tests.e2e.test_radius import conf_id, leg
 from tests.support.cards import new_card
@@ -349,3 +352,42 @@ def test_caller_number_login_and_its_wrong_pins_count_toward_the_same_lock(
     login_by_caller(browser, caller, "1234")
     assert browser.path == "/account" and browser.text("h1") == f"Card {number}"
     forget_this_client(service)
+
+
+def backend_nice(service, role) -> dict[int, int]:
+    """The nice value of each PostgreSQL backend of `role` on the service's cluster."""
+    data = str(service.settings.pg_data.resolve())
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read(64)
+            if title.startswith(f"postgres: {role} ".encode()) and \
+                    os.readlink(f"/proc/{entry}/cwd") == data:
+                found[int(entry)] = os.getpriority(os.PRIO_PROCESS, int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_the_portal_s_database_backends_yield_the_cpu_as_the_portal_does(service, browser, key,
+                                                                         radius):
+    number = new_card(service.db, key)
+    browser.login(number, "1234")
+    assert access(radius, number, "1234").accepted
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        portal_backends = backend_nice(service, "kondge_web")
+        if portal_backends and set(portal_backends.values()) == {NICE}:
+            break
+        time.sleep(0.2)
+    assert portal_backends and set(portal_backends.values()) == {NICE}, portal_backends
+    # the call path's are left as they are
+    radius_backends = backend_nice(service, "kondge_radius")
+    assert radius_backends and set(radius_backends.values()) == {0}
+    # the portal itself, and its session's scheduling group where the kernel has them
+    pid = int((service.settings.web_run_dir / "web.pid").read_text())
+    assert os.getpriority(os.PRIO_PROCESS, pid) == NICE
+    if os.path.exists(f"/proc/{pid}/autogroup"):
+        with open(f"/proc/{pid}/autogroup") as f:
+            assert f.read().split()[-1] == str(NICE)
