@@ -375,19 +375,21 @@ def test_the_portal_s_database_backends_yield_the_cpu_as_the_portal_does(service
     number = new_card(service.db, key)
     browser.login(number, "1234")
     assert access(radius, number, "1234").accepted
+    ours = os.getpriority(os.PRIO_PROCESS, 0)     # the service's processes inherit it
+    lowered = max(NICE, ours)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         portal_backends = backend_nice(service, "kondge_web")
-        if portal_backends and set(portal_backends.values()) == {NICE}:
+        if portal_backends and set(portal_backends.values()) == {lowered}:
             break
         time.sleep(0.2)
-    assert portal_backends and set(portal_backends.values()) == {NICE}, portal_backends
+    assert portal_backends and set(portal_backends.values()) == {lowered}, portal_backends
     # the call path's are left as they are
     radius_backends = backend_nice(service, "kondge_radius")
-    assert radius_backends and set(radius_backends.values()) == {0}
+    assert radius_backends and set(radius_backends.values()) == {ours}
     # the portal itself, and its session's scheduling group where the kernel has them
     pid = int((service.settings.web_run_dir / "web.pid").read_text())
-    assert os.getpriority(os.PRIO_PROCESS, pid) == NICE
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICE, 19)     # os.nice adds
     if os.path.exists(f"/proc/{pid}/autogroup"):
         with open(f"/proc/{pid}/autogroup") as f:
             assert f.read().split()[-1] == str(NICE)
