@@ -23,8 +23,8 @@ class NotLoggedIn(LookupError):
 @dataclass(frozen=True)
 class LoginResult:
     token: str | None = None
-    #: None, or 'wrong-pin' (also a number that is no card), 'card-locked',
-    #: 'client-locked'
+    #: None, or 'wrong-pin' (also a number that is no card, or a caller
+    #: number bound to none), 'card-locked', 'caller-locked', 'client-locked'
     refusal: str | None = None
     until: datetime | None = None
 
@@ -33,6 +33,20 @@ def login(cur, key: bytes, number: str, pin: str, client: str) -> LoginResult:
     """Log in with a card number and PIN from the address `client`."""
     cur.execute("SELECT * FROM kondge.web_login(%s, %s, %s)",
                 (number, pin_hash(key, number, pin), client))
+    row = cur.fetchone()
+    return LoginResult(row["token"], row["refusal"], row["refused_until"])
+
+
+def login_caller(cur, key: bytes, caller: str, pin: str, client: str) -> LoginResult:
+    """Log in with a caller number bound to a card (international form,
+    digits only) and the card's PIN, from the address `client`. The card
+    number stays in the database: the PIN's keyed hash is made there, so
+    the PIN and the key are handed over (sql/functions/web_login_caller.sql).
+    A caller number bound to no card is answered as a wrong PIN."""
+    if not (caller.isascii() and caller.isdigit() and 4 <= len(caller) <= 20):
+        raise ValueError(f"{caller!r} is not a caller number (4 to 20 digits)")
+    cur.execute("SELECT * FROM kondge.web_login_caller(%s, %s, %s, %s)",
+                (caller, pin, key.decode(), client))
     row = cur.fetchone()
     return LoginResult(row["token"], row["refusal"], row["refused_until"])
 

@@ -57,6 +57,7 @@ GRANT EXECUTE ON FUNCTION
 GRANT USAGE ON SCHEMA kondge TO kondge_web;
 GRANT EXECUTE ON FUNCTION
     kondge.web_login(text, text, text),
+    kondge.web_login_caller(text, text, text, text),
     kondge.web_logout(text),
     kondge.web_card(text),
     kondge.web_calls(text, timestamptz, timestamptz, integer, integer),

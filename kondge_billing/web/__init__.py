@@ -1,10 +1,11 @@
 """The card holders' web portal (docs/portal.md): a Flask application served
 by waitress (__main__.py), one more part the supervisor runs.
 
-A card holder logs in with card number and PIN and sees the card's balance
-(available and held), validity, status and language, recent calls (paged,
-filtered by date) and movements; downloads the statement PDF and the calls
-XLSX; refills from a voucher; chooses the prompt language. Everything it
+A card holder logs in with card number and PIN (or a caller number bound
+to the card and its PIN) and sees the card's balance (available and held),
+validity, status and language, recent calls (paged, filtered by date) and
+movements; downloads the statement PDF and the calls XLSX; refills from a
+voucher; chooses the prompt language. Everything it
 reads or changes goes through kondge_billing/portal.py, i.e. the database's
 web_* functions, as the kondge_web role: it has no SQL of its own.
 
@@ -33,6 +34,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .. import i18n, portal, statements, xlsx
 from ..db import Database
 from ..errors import Unavailable
+from ..numbers import NumberFormat, normalise
 
 SESSION_COOKIE = "kondge_session"
 CSRF_COOKIE = "kondge_csrf"
@@ -135,13 +137,18 @@ def create_app(db: Database, pin_key: bytes, proxies: int = 0) -> Flask:
 
     @app.post("/login")
     def login():
-        number = _digits(request.form.get("number", ""))
+        by = "caller" if request.form.get("by") == "caller" else "card"
         pin = request.form.get("pin", "")
+        raw = request.form.get("number", "")
+        number = (normalise(raw[:40], NumberFormat()) or "") if by == "caller" else _digits(raw)
         if not (4 <= len(number) <= 20) or not pin or len(pin) > 32:
-            return page("login.html", 200, failed="wrong-pin")
-        result = run(lambda cur: portal.login(cur, pin_key, number, pin, client()))
+            return page("login.html", 200, failed="wrong-pin", by=by)
+        if by == "caller":
+            result = run(lambda cur: portal.login_caller(cur, pin_key, number, pin, client()))
+        else:
+            result = run(lambda cur: portal.login(cur, pin_key, number, pin, client()))
         if result.token is None:
-            return page("login.html", 200, failed=result.refusal, until=result.until)
+            return page("login.html", 200, failed=result.refusal, until=result.until, by=by)
         response = redirect("/account")
         response.set_cookie(SESSION_COOKIE, result.token, httponly=True, samesite="Strict",
                             secure=request.is_secure, path="/")

@@ -21,10 +21,22 @@ from waitress import serve
 from .. import config
 from ..db import Database
 from ..pins import PinKeyError, load_key
+from ..web_process import NICE
 from . import create_app
 
-#: the portal's CPU priority below the call path's (nice value)
-NICE = 10
+
+def lower_own_priority():
+    """Run at nice NICE. Where the kernel groups processes by session for
+    scheduling (autogroup, /proc/sys/kernel/sched_autogroup_enabled), a nice
+    value weighs only against the processes of the same session, and the
+    portal has a session of its own: so its group gets NICE too, or the
+    portal would take as much CPU as FreeRADIUS's whole session."""
+    os.nice(NICE)
+    try:
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(NICE))
+    except OSError:                      # no autogroup in this kernel
+        pass
 
 
 def main(argv=None) -> int:
@@ -36,8 +48,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     s = config.load()
     # the call path comes first: on a busy machine the portal yields the CPU
-    # to FreeRADIUS (docs/portal.md; make bench-web measures the cost)
-    os.nice(NICE)
+    # to FreeRADIUS (docs/portal.md; make bench-web measures the cost); the
+    # supervisor gives its PostgreSQL backends the same priority
+    lower_own_priority()
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(name)s %(message)s")
     if args.key_from_stdin:

@@ -13,10 +13,11 @@ import uuid
 import psycopg2
 import pytest
 
-from kondge_billing import pin_guard, portal
+from kondge_billing import callers, pin_guard, pins, portal
 from kondge_billing.config import PinPolicy
 from kondge_billing.db import Database
 from tests.db.test_cards import call, issue, one, rows, shop, tx  # noqa: F401 (shop: fixture)
+from kondge_billing.request import access_request
 
 CLIENT = "192.0.2.10"
 
@@ -243,3 +244,120 @@ def test_the_sweep_forgets_a_client_s_count_after_its_window(shop, web, pin_key)
     shop.run(pin_guard.forget)
     left = rows(shop, "SELECT key FROM kondge.pin_guard WHERE scope = 'web'")
     assert left == [{"key": "192.0.2.99"}]
+
+
+# --- logging in with a caller number bound to the card ------------------------------
+
+def bound_card(shop, pin_key, caller):
+    piece = card_of(shop, pin_key)
+    tx(shop, lambda cur: callers.bind(cur, piece.number, [caller]))
+    return piece
+
+
+def by_caller(web, pin_key, caller, pin, client=CLIENT):
+    return web.run(lambda cur: portal.login_caller(cur, pin_key, caller, pin, client))
+
+
+def wrong(pin):
+    return "0000" if pin != "0000" else "1111"
+
+
+@pytest.mark.parametrize("key", [b"ab" * 32, b"k" * 20, b"0123456789abcdef" * 5])
+def test_the_database_makes_the_pin_hash_the_call_path_makes(shop, key):
+    made = one(shop, "SELECT kondge.web_pin_hash(%s, '4000000000006', '0042') AS h",
+               key.decode())["h"]
+    assert made == pins.pin_hash(key, "4000000000006", "0042")
+    assert made != pins.pin_hash(key, "4000000000006", "0043")
+
+
+def test_a_bound_caller_number_and_the_pin_open_the_card(shop, web, pin_key):
+    piece = bound_card(shop, pin_key, "447700900301")
+    card_of(shop, pin_key)                                   # another card, not shown
+    token = by_caller(web, pin_key, "447700900301", piece.pin).token
+    assert token and len(token) == 64
+    assert web.run(lambda cur: portal.card(cur, token))["number"] == piece.number
+
+
+def test_a_caller_number_tells_nothing_without_the_right_pin(shop, web, pin_key):
+    """A caller number bound to a card with a wrong PIN, and one bound to no
+    card: the same answers, the same lock after the same tries, no session."""
+    shop.run(lambda cur: pin_guard.apply_policy(cur, PinPolicy(card_tries=3, caller_tries=0)))
+    piece = bound_card(shop, pin_key, "447700900302")
+    answers = {}
+    for caller in ("447700900302", "447700900399"):
+        answers[caller] = [by_caller(web, pin_key, caller, wrong(piece.pin), client=f"192.0.2.{n}")
+                           for n in range(20, 24)]
+    bound, unbound = answers["447700900302"], answers["447700900399"]
+    assert [a.refusal for a in bound] == [a.refusal for a in unbound] == \
+        ["wrong-pin", "wrong-pin", "wrong-pin", "card-locked"]
+    assert all(a.token is None for a in bound + unbound)
+    assert bound[0].until is None and unbound[0].until is None
+    assert abs(bound[3].until - unbound[3].until) < timedelta(seconds=30)
+    assert rows(shop, "SELECT 1 FROM kondge.web_session") == []
+    # the lock holds against the right PIN too, and the card's number is the one locked
+    assert by_caller(web, pin_key, "447700900302", piece.pin).refusal == "card-locked"
+    assert log_in(web, pin_key, piece.number, piece.pin).refusal == "card-locked"
+
+
+def test_wrong_pins_by_caller_number_count_on_the_card_and_the_caller(shop, web, pin_key,
+                                                                      billing):
+    """The call path's counters: the card's wrong PINs in a row (shared with
+    card-number logins) and the caller number's (shared with the gateways')."""
+    shop.run(lambda cur: pin_guard.apply_policy(cur, PinPolicy(card_tries=5, caller_tries=3)))
+    caller = "447700900303"
+    piece = bound_card(shop, pin_key, caller)
+    bad = wrong(piece.pin)
+    # a gateway's wrong PIN for the card, from that caller number
+    with pytest.raises(Exception):
+        billing.authorize(billing.gateways.get("127.0.0.1"), access_request((
+            ("User-Name", piece.number), ("User-Password", bad),
+            ("Calling-Station-Id", caller), ("Called-Station-Id", "447911123456"),
+            ("h323-conf-id", "h323-conf-id=DDDD0001 0F4411D6 AB5591F0 CBF3D765"),
+            ("Kondge-Gateway-Address", "127.0.0.1"))))
+    assert by_caller(web, pin_key, caller, bad).refusal == "wrong-pin"
+    for _ in range(2):
+        assert log_in(web, pin_key, piece.number, bad, client="192.0.2.30").refusal == "wrong-pin"
+
+    def counts():
+        return (one(shop, "SELECT pin_failures FROM kondge.card WHERE number = %s",
+                    piece.number)["pin_failures"],
+                one(shop, "SELECT failures FROM kondge.pin_guard WHERE scope = 'caller' "
+                    "AND key = %s", caller)["failures"])
+    assert counts() == (4, 2)
+    # the fifth locks the card and the third the caller number (answered as wrong)
+    assert by_caller(web, pin_key, caller, bad, client="192.0.2.31").refusal == "wrong-pin"
+    right = by_caller(web, pin_key, caller, piece.pin, client="192.0.2.32")
+    assert right.refusal == "caller-locked" and right.token is None
+    assert right.until > datetime.now(timezone.utc) + timedelta(minutes=50)
+    assert log_in(web, pin_key, piece.number, piece.pin,
+                  client="192.0.2.32").refusal == "card-locked"
+    audit = [a["selection"] for a in rows(
+        shop, "SELECT selection FROM kondge.audit_log WHERE action = 'pin lock'")]
+    assert {"caller": caller} in audit and {"card": piece.number} in audit
+    assert rows(shop, "SELECT 1 FROM kondge.web_session") == []
+
+
+def test_the_right_pin_by_caller_number_forgives_the_card_s_wrong_ones(shop, web, pin_key):
+    piece = bound_card(shop, pin_key, "447700900304")
+    for _ in range(3):
+        log_in(web, pin_key, piece.number, wrong(piece.pin))
+    assert by_caller(web, pin_key, "447700900304", piece.pin).token
+    assert one(shop, "SELECT pin_failures FROM kondge.card WHERE number = %s",
+               piece.number)["pin_failures"] == 0
+
+
+def test_a_caller_login_must_be_a_number(web, pin_key):
+    for bad in ("", "12", "+447700900305", "4477009003x5", "1" * 21):
+        with pytest.raises(ValueError):
+            by_caller(web, pin_key, bad, "1234")
+    with pytest.raises(psycopg2.errors.InvalidParameterValue):
+        web.run(lambda cur: cur.execute(
+            "SELECT * FROM kondge.web_login_caller('12ab', '1234', 'k', %s)", (CLIENT,)))
+
+
+def test_the_portal_role_cannot_make_hashes_or_skip_the_pin(web):
+    for sql in ("SELECT kondge.web_pin_hash('k', '4000000000006', '1234')",
+                "SELECT * FROM kondge.web_login_proven(1, '4000000000006', NULL, true, 'x')",
+                "SELECT * FROM kondge.caller LIMIT 1"):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            web.run(lambda cur: cur.execute(sql))

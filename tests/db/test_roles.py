@@ -125,8 +125,11 @@ function kondge.voucher_reactivated           -                           -     
 function kondge.web_calls                     -                           -              EXECUTE     -
 function kondge.web_card                      -                           -              EXECUTE     -
 function kondge.web_login                     -                           -              EXECUTE     -
+function kondge.web_login_caller              -                           -              EXECUTE     -
+function kondge.web_login_proven              -                           -              -           -
 function kondge.web_logout                    -                           -              EXECUTE     -
 function kondge.web_movements                 -                           -              EXECUTE     -
+function kondge.web_pin_hash                  -                           -              -           -
 function kondge.web_refill                    -                           -              EXECUTE     -
 function kondge.web_session_card              -                           -              -           -
 function kondge.web_set_language              -                           -              EXECUTE     -

@@ -71,3 +71,20 @@ def test_a_number_that_is_no_number_never_reaches_the_database():
                                          "pin": "1234"})
     assert "The card number or the PIN is wrong." in answer.get_data(as_text=True)
     assert db.calls == []
+
+
+def test_a_phone_number_login_asks_by_the_international_number():
+    db = StandInDatabase()
+    client = create_app(db, b"k" * 64).test_client()
+    page = client.get("/login")
+    answer = client.post("/login", data={"csrf": csrf_of(page), "by": "caller",
+                                         "number": "+44 7700 900-123", "pin": "1234"})
+    assert "The phone number or the PIN is wrong." in answer.get_data(as_text=True)
+    assert 'id="by-caller" checked' in answer.get_data(as_text=True)
+    [(sql, params)] = db.calls
+    assert "web_login_caller" in sql and params[0] == "447700900123" and params[1] == "1234"
+    # the card-number function is not asked, nor is anything for a number that is none
+    for bad in ("1' OR '1'='1", "+", "12"):
+        client.post("/login", data={"csrf": csrf_of(page), "by": "caller", "number": bad,
+                                    "pin": "1234"})
+    assert len(db.calls) == 1

@@ -6,6 +6,8 @@ Chinese; what must not happen (a form without its CSRF token, another
 card's data, a page without its security headers)."""
 
 import io
+import os
+import time
 import urllib.error
 import urllib.parse
 import uuid
@@ -18,6 +20,7 @@ from pypdf import PdfReader
 from kondge_billing import categories, issuance
 from kondge_billing.pins import load_key
 from kondge_billing.progress import Progress
+from kondge_billing.web_process import NICE
 from tests.e2e.conftest import balance
 from tests.e2e.test_radius import conf_id, leg
 from tests.support.cards import new_card
@@ -273,3 +276,120 @@ def test_values_are_escaped(service, browser, key):
     browser.click("#refill")
     assert "<script>alert(1)</script>" not in browser.driver.page_source
     assert browser.text("#problem") == "The voucher number or its PIN is wrong."
+
+
+def login_by_caller(browser, caller, pin):
+    browser.open("/login")
+    browser.find("#by-caller").click()
+    browser.fill(number=caller, pin=pin)
+    browser.click("#login")
+
+
+def card_row(service, number):
+    return service.db.run(lambda cur: (cur.execute(
+        "SELECT pin_failures, pin_locked_until FROM kondge.card WHERE number = %s",
+        (number,)), cur.fetchone())[1])
+
+
+def forget_this_client(service):
+    """The portal counts every wrong PIN from this browser's address (10 an
+    hour): start this test, and leave the next, from none."""
+    service.db.run(lambda cur: cur.execute(
+        "DELETE FROM kondge.pin_guard WHERE scope = 'web' AND key = '127.0.0.1'"))
+
+
+def test_caller_number_login_and_its_wrong_pins_count_toward_the_same_lock(
+        service, browser, key, radius):
+    forget_this_client(service)
+    number = new_card(service.db, key)
+    tail = f"{uuid.uuid4().int % 10**6:06d}"
+    caller, unbound = f"4477009{tail}", f"4477008{tail}"
+    assert service.kondge("callers", "bind", "--card", number, f"+{caller}").returncode == 0
+
+    # the right PIN, the number as people write it
+    login_by_caller(browser, f"+44 7700 9{tail[:2]} {tail[2:]}", "1234")
+    assert browser.path == "/account"
+    assert browser.text("h1") == f"Card {number}"
+    browser.shot("caller-login")
+    browser.click("#logout")
+
+    # a wrong PIN, and a number bound to no card: one answer, the choice kept
+    login_by_caller(browser, caller, "9999")
+    assert browser.path == "/login"
+    assert browser.text("#problem") == "The phone number or the PIN is wrong."
+    assert browser.find("#by-caller").is_selected()
+    wrong = browser.main_html()
+    browser.shot("caller-wrong-pin")
+    login_by_caller(browser, unbound, "9999")
+    assert browser.main_html() == wrong
+    browser.shot("caller-unbound")
+    assert card_row(service, number)["pin_failures"] == 1
+
+    # one by card number on the web, one through a gateway from that caller
+    # number, two more by caller number: five wrong PINs in a row, the card locked
+    browser.login(number, "9999")
+    assert browser.text("#problem") == "The card number or the PIN is wrong."
+    reply = radius.access([("User-Name", number), ("User-Password", "9999"),
+                           ("Calling-Station-Id", caller),
+                           ("Called-Station-Id", "18005550100"), ("h323-conf-id", conf_id())])
+    assert reply.h323("h323-return-code") == "2"
+    assert card_row(service, number)["pin_failures"] == 3
+    for _ in range(2):
+        login_by_caller(browser, caller, "9999")
+        assert browser.text("#problem") == "The phone number or the PIN is wrong."
+    assert card_row(service, number)["pin_locked_until"] is not None
+
+    # the right PIN now fails every way: by caller number, by card number, the IVR
+    login_by_caller(browser, caller, "1234")
+    assert browser.path == "/login"
+    assert browser.text("#problem").startswith("Too many wrong PINs. Please try again after")
+    browser.shot("caller-locked")
+    browser.login(number, "1234")
+    assert browser.text("#problem").startswith("Too many wrong PINs")
+    assert access(radius, number, "1234").h323("h323-return-code") == "10"
+    # the operator lifts the card's lock: the caller number logs in again
+    assert service.kondge("cards", "unlock", number).returncode == 0
+    login_by_caller(browser, caller, "1234")
+    assert browser.path == "/account" and browser.text("h1") == f"Card {number}"
+    forget_this_client(service)
+
+
+def backend_nice(service, role) -> dict[int, int]:
+    """The nice value of each PostgreSQL backend of `role` on the service's cluster."""
+    data = str(service.settings.pg_data.resolve())
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read(64)
+            if title.startswith(f"postgres: {role} ".encode()) and \
+                    os.readlink(f"/proc/{entry}/cwd") == data:
+                found[int(entry)] = os.getpriority(os.PRIO_PROCESS, int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_the_portal_s_database_backends_yield_the_cpu_as_the_portal_does(service, browser, key,
+                                                                         radius):
+    number = new_card(service.db, key)
+    browser.login(number, "1234")
+    assert access(radius, number, "1234").accepted
+    ours = os.getpriority(os.PRIO_PROCESS, 0)     # the service's processes inherit it
+    lowered = max(NICE, ours)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        portal_backends = backend_nice(service, "kondge_web")
+        if portal_backends and set(portal_backends.values()) == {lowered}:
+            break
+        time.sleep(0.2)
+    assert portal_backends and set(portal_backends.values()) == {lowered}, portal_backends
+    # the call path's are left as they are
+    radius_backends = backend_nice(service, "kondge_radius")
+    assert radius_backends and set(radius_backends.values()) == {ours}
+    # the portal itself, and its session's scheduling group where the kernel has them
+    pid = int((service.settings.web_run_dir / "web.pid").read_text())
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + NICE, 19)     # os.nice adds
+    if os.path.exists(f"/proc/{pid}/autogroup"):
+        with open(f"/proc/{pid}/autogroup") as f:
+            assert f.read().split()[-1] == str(NICE)
