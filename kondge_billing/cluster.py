@@ -288,6 +288,16 @@ def ensure_roles(cur):
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
         if not cur.fetchone():
             cur.execute(f"CREATE ROLE {role} LOGIN")
+    # a phone-number login hands the PIN key to the database in its statement:
+    # none of the portal's statements is ever written to the server's log
+    for setting, value in QUIET_WEB_ROLE:
+        cur.execute(f"ALTER ROLE kondge_web SET {setting} = %s", (value,))
+
+
+# The portal's statements kept out of PostgreSQL's log, whatever the
+# cluster's own settings: an error's or a slow statement's text, or all.
+QUIET_WEB_ROLE = (("log_min_error_statement", "panic"), ("log_min_duration_statement", "-1"),
+                  ("log_statement", "none"))
 
 
 def ensure_database(s: config.Settings):

@@ -361,3 +361,19 @@ def test_the_portal_role_cannot_make_hashes_or_skip_the_pin(web):
                 "SELECT * FROM kondge.caller LIMIT 1"):
         with pytest.raises(psycopg2.errors.InsufficientPrivilege):
             web.run(lambda cur: cur.execute(sql))
+
+
+def test_no_statement_of_the_portal_s_role_is_ever_logged(dsn):
+    """A phone-number login hands the PIN key to the database: the role's own
+    settings keep its statements out of the server's log."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT unnest(setconfig) FROM pg_db_role_setting s "
+                        "JOIN pg_roles r ON r.oid = s.setrole "
+                        "WHERE r.rolname = 'kondge_web' AND s.setdatabase = 0")
+            settings = {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+    assert {"log_min_error_statement=panic", "log_min_duration_statement=-1",
+            "log_statement=none"} <= settings
