@@ -7,7 +7,10 @@ synchronous standby, two RADIUS server sets on 127.0.0.1 and 127.0.0.2.
   itself, calls go on, every call made is billed once, the books balance,
   and the old primary rejoins as a standby by itself;
 - the standby held down: the primary serves writes again within a bound
-  and the monitor says it serves alone (wait_primary).
+  and the monitor says it serves alone (wait_primary);
+- each set's web portal (on the set's address) logs a card holder in
+  through the multi-host connection string, as kondge_web, whichever
+  node is primary; a wrong PIN logs nobody in.
 
 Its own KONDGE_VAR (var/test/ha) and TCP ports (KONDGE_TEST_PG_PORT + 2,
 + 3, + 4). Every wait has a deadline.
@@ -15,12 +18,17 @@ Its own KONDGE_VAR (var/test/ha) and TCP ports (KONDGE_TEST_PG_PORT + 2,
 
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from decimal import Decimal
+from http.cookiejar import CookieJar
 
 import pytest
 
@@ -215,3 +223,38 @@ def test_standby_held_down_the_primary_serves_alone_and_says_so(topo):
         released = topo.kondge("ha", "release", standby)
         assert released.returncode == 0, released.stderr
     topo.wait("the standby back in sync", lambda: ha.both_in_sync(topo.t), 120)
+
+
+def portal_login(base, number, pin):
+    """Log in to the portal at `base` over plain HTTP: the status of the
+    login post, where it sends the browser, and the account page if any."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(base + "/login", timeout=10) as first:
+        csrf = first.read().decode().split('name="csrf" value="')[1].split('"')[0]
+    data = urllib.parse.urlencode({"number": number, "pin": pin, "csrf": csrf}).encode()
+    with opener.open(base + "/login", data=data, timeout=20) as response:
+        return response.url, response.read().decode(), [c.name for c in jar]
+
+
+def test_the_portal_of_each_set_logs_a_card_holder_in_on_the_primary(topo):
+    card = new_card(topo.db, topo.key, str(OPENING))
+    port = topo.settings.web_port
+    assert port, "the suite gives the portal a port"
+    for host in HOSTS:
+        base = f"http://{host}:{port}"
+        url, page, cookies = portal_login(base, card, "1234")
+        assert url == base + "/account", (host, url)
+        assert f"Card {card}" in page and "100.00" in page
+        assert "kondge_session" in cookies
+        url, _page, cookies = portal_login(base, card, "9999")     # a wrong PIN
+        assert url == base + "/login" and "kondge_session" not in cookies
+    # the portal connected as kondge_web, whose password only its user can read
+    web = topo.t.pgpass("web")
+    assert web.read_text().startswith("*:*:*:kondge_web:")
+    assert web.stat().st_mode & 0o777 == 0o600
+    assert web.stat().st_uid == pwd.getpwnam(topo.settings.web_user).pw_uid
+    assert "kondge_web" not in topo.t.pgpass("radius").read_text()
+    # one session per login that succeeded, none for a wrong PIN
+    assert topo.one("SELECT count(*) AS n FROM kondge.web_session s JOIN kondge.card c "
+                    "ON c.id = s.card_id WHERE c.number = %s", (card,))["n"] == len(HOSTS)
