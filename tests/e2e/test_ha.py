@@ -2,6 +2,8 @@
 synchronous standby, two RADIUS server sets on 127.0.0.1 and 127.0.0.2.
 
 - a call authorised on one set and accounted on the other is billed once;
+- the primary's postmaster alone killed (SIGKILL) under load: its keeper
+  starts it again, no failover, calls go on, every call billed once;
 - the primary node killed (keeper and postmaster, SIGKILL) under load from
   gateways that fail over between the two sets: the standby is promoted by
   itself, calls go on, every call made is billed once, the books balance,
@@ -24,7 +26,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from decimal import Decimal
@@ -158,42 +159,66 @@ def test_a_call_authorised_on_one_set_and_accounted_on_the_other_is_billed_once(
                     (card,))["balance"] == OPENING - us_cost(125)
 
 
-def test_primary_killed_under_load_standby_takes_over_and_nothing_is_lost(topo):
-    numbers = [new_card(topo.db, topo.key, str(OPENING)) for _ in range(6)]
-    primary = topo.nodes()
-    assert primary["node1"]["state"] == "primary"
+def load_with_a_kill(topo, numbers, per_card, limit, kill):
+    """Calls from gateways that fail over, `kill()` once a call per card is
+    made; the calls, and how many were made before the kill."""
     killed = {}
 
     def kill_when_calls_flow(result):
         deadline = time.monotonic() + 60
-        while len(result.made) < 6 and time.monotonic() < deadline:
+        while len(result.made) < len(numbers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        keeper = int(topo.t.root.joinpath("node1.pid").read_text())
-        postmaster = ha.postmaster_pid(topo.t, "node1")
-        os.killpg(keeper, signal.SIGKILL)
-        os.kill(postmaster, signal.SIGKILL)
-        killed["at"] = time.monotonic()
+        kill()
         killed["made"] = len(result.made)
 
     result = LoadResult()
     killer = threading.Thread(target=kill_when_calls_flow, args=(result,))
     killer.start()
-    run_load(lambda: topo.client(timeout=0.7), numbers, "1234", 8, "15551230000",
-             (1, 300), limit=150, result=result)
+    run_load(lambda: topo.client(timeout=0.7), numbers, "1234", per_card, "15551230000",
+             (1, 300), limit=limit, result=result)
     killer.join(5)
-    assert "at" in killed, "the primary was never killed"
+    assert "made" in killed, "the kill never happened"
     assert not result.errors, result.errors[:3]
     assert len(result.made) > killed["made"], "no call was made after the kill"
+    return result.made
 
-    topo.wait("node2 promoted", lambda: topo.nodes()["node2"]["state"] in (
-        "primary", "wait_primary"), 60)
-    made = result.made
+
+def assert_billed_once(topo, numbers, made):
+    """Every call made is one CDR, charged the tariff's price, in the ledger once."""
     topo.wait("every call stored", lambda: topo.books(numbers)["cdrs"] >= len(made), 60)
     b = topo.books(numbers)
-    expected = sum(us_cost(c.billed) for c in made)
     assert b["cdrs"] == len(made)                      # none lost, none twice
-    assert b["charges"] == b["debits"] == OPENING * len(numbers) - b["balance"] == expected
+    assert b["charges"] == b["debits"] == OPENING * len(numbers) - b["balance"] == sum(
+        us_cost(c.billed) for c in made)
     assert b["mismatched"] == 0
+
+
+def test_primary_postmaster_killed_its_keeper_restarts_it_and_nothing_is_lost(topo):
+    numbers = [new_card(topo.db, topo.key, str(OPENING)) for _ in range(4)]
+    assert topo.nodes()["node1"]["state"] == "primary"
+    old = ha.postmaster_pid(topo.t, "node1")
+    made = load_with_a_kill(topo, numbers, 6, 120, lambda: os.kill(old, signal.SIGKILL))
+    # a new postmaster, started by node1's keeper: node1 stays the primary
+    assert ha.postmaster_pid(topo.t, "node1") not in (None, old)
+    nodes = topo.nodes()
+    assert nodes["node1"]["state"] == "primary" and nodes["node2"]["state"] == "secondary"
+    assert_billed_once(topo, numbers, made)
+    topo.wait("the standby in sync again", lambda: ha.both_in_sync(topo.t), 60)
+
+
+def test_primary_killed_under_load_standby_takes_over_and_nothing_is_lost(topo):
+    numbers = [new_card(topo.db, topo.key, str(OPENING)) for _ in range(6)]
+    assert topo.nodes()["node1"]["state"] == "primary"
+    keeper = int(topo.t.root.joinpath("node1.pid").read_text())
+    postmaster = ha.postmaster_pid(topo.t, "node1")
+
+    def kill():
+        os.killpg(keeper, signal.SIGKILL)
+        os.kill(postmaster, signal.SIGKILL)
+    made = load_with_a_kill(topo, numbers, 8, 150, kill)
+    topo.wait("node2 promoted", lambda: topo.nodes()["node2"]["state"] in (
+        "primary", "wait_primary"), 60)
+    assert_billed_once(topo, numbers, made)
     # the old primary comes back by itself, as a standby of the new one
     topo.wait("node1 rejoined as a standby", lambda: (
         topo.nodes()["node1"]["state"] == "secondary"
@@ -258,3 +283,4 @@ def test_the_portal_of_each_set_logs_a_card_holder_in_on_the_primary(topo):
     # one session per login that succeeded, none for a wrong PIN
     assert topo.one("SELECT count(*) AS n FROM kondge.web_session s JOIN kondge.card c "
                     "ON c.id = s.card_id WHERE c.number = %s", (card,))["n"] == len(HOSTS)
+
