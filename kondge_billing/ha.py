@@ -352,8 +352,11 @@ def create(t: Topology):
     for name in NODES:
         if (t.data(name) / "PG_VERSION").exists():
             continue
+        # the first node made is the primary; one made beside it (after a
+        # restore, or its folder lost) a standby copied from it
+        first = not any((t.data(n) / "PG_VERSION").exists() for n in NODES)
         say(f"creating {name} (pg_auto_failover: "
-            f"{'the primary' if name == NODES[0] else 'a standby, copied from the primary'})")
+            f"{'the primary' if first else 'a standby, copied from the primary'})")
         autoctl(t, "create", "postgres", "--pgdata", str(t.data(name)),
                 "--pgport", str(t.port(name)), "--hostname", "127.0.0.1",
                 "--listen", "127.0.0.1", "--name", name, "--dbname", "kondge",
@@ -364,7 +367,7 @@ def create(t: Topology):
         # (re)creates it; the standby's primary_conninfo carries it
         autoctl(t, "config", "set", "--pgdata", str(t.data(name)), "replication.password",
                 passwords(t)["pgautofailover_replicator"])
-        if name == NODES[0]:
+        if first:
             launch_keeper(t, name)
             wait_for(f"{name} as the primary",
                      lambda: primary_name(t) == name and answers(t, name), 120)

@@ -10,6 +10,9 @@ synchronous standby, two RADIUS server sets on 127.0.0.1 and 127.0.0.2.
   and the old primary rejoins as a standby by itself;
 - the standby held down: the primary serves writes again within a bound
   and the monitor says it serves alone (wait_primary);
+- `kondge ha restore --to TIME`: both nodes back at that moment (the calls
+  before it kept, those after it gone, the books balanced), the standby
+  copied again and in sync, calls served on the restored database;
 - each set's web portal (on the set's address) logs a card holder in
   through the multi-host connection string, as kondge_web, whichever
   node is primary; a wrong PIN logs nobody in.
@@ -31,6 +34,7 @@ import urllib.request
 from decimal import Decimal
 from http.cookiejar import CookieJar
 
+import psycopg2
 import pytest
 
 from kondge_billing import config, ha
@@ -284,3 +288,64 @@ def test_the_portal_of_each_set_logs_a_card_holder_in_on_the_primary(topo):
     assert topo.one("SELECT count(*) AS n FROM kondge.web_session s JOIN kondge.card c "
                     "ON c.id = s.card_id WHERE c.number = %s", (card,))["n"] == len(HOSTS)
 
+
+def test_restore_of_the_topology_to_a_moment(topo):
+    cards = [new_card(topo.db, topo.key, str(OPENING)) for _ in range(2)]
+
+    def calls():
+        result = run_load(lambda: topo.client(), cards, "1234", 1, "15551230000", (1, 300),
+                          limit=90)
+        assert not result.errors and len(result.made) == len(cards), result.errors[:3]
+        return result.made
+    kept = calls()
+    full = topo.kondge("ha", "backup", "--full", "--json")
+    assert full.returncode == 0, full.stdout + full.stderr
+    kept += calls()
+    topo.wait("the calls stored", lambda: topo.books(cards)["cdrs"] == len(kept), 60)
+    balances = topo.db.run(lambda cur: (cur.execute(
+        "SELECT number, balance FROM kondge.card WHERE number = ANY(%s)", (cards,)),
+        dict((r["number"], r["balance"]) for r in cur.fetchall()))[1])
+    # a moment two seconds after the backup finished (pgBackRest keeps whole seconds)
+    moment = topo.one("SELECT greatest(clock_timestamp(), %s::timestamptz + interval '2 s') "
+                      "AS t", (json.loads(full.stdout)["finished"],))["t"]
+    topo.wait("the moment past", lambda: topo.one(
+        "SELECT clock_timestamp() > %s AS past", (moment,))["past"], 10)
+    lost = calls()                                    # after the moment
+    late = new_card(topo.db, topo.key, str(OPENING))
+    topo.wait("the later calls stored",
+              lambda: topo.books(cards)["cdrs"] == len(kept) + len(lost), 60)
+
+    refused = topo.kondge("ha", "restore", "--to", moment.isoformat())   # no --yes
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert topo.books(cards)["cdrs"] == len(kept) + len(lost)          # nothing touched
+
+    restored = topo.kondge("ha", "restore", "--to", moment.isoformat(), "--yes", "--json")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    figures = json.loads(restored.stdout)
+    assert ha.both_in_sync(topo.t)
+    assert {figures["restored_node"], figures["standby"]} == set(ha.NODES)
+    b = topo.books(cards)
+    assert b["cdrs"] == len(kept)                     # the calls after the moment are gone
+    assert b["charges"] == b["debits"] == sum(us_cost(c.billed) for c in kept)
+    assert b["mismatched"] == 0
+    assert topo.db.run(lambda cur: (cur.execute(
+        "SELECT number, balance FROM kondge.card WHERE number = ANY(%s)", (cards,)),
+        dict((r["number"], r["balance"]) for r in cur.fetchall()))[1]) == balances
+    assert topo.one("SELECT count(*) AS n FROM kondge.card WHERE number = %s",
+                    (late,))["n"] == 0
+    # the standby is a copy of the restored primary: the same rows there
+    standby = psycopg2.connect(host="/var/run/postgresql", port=topo.t.port(figures["standby"]),
+                               user="postgres", dbname="kondge")
+    try:
+        with standby.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery(), (SELECT count(*) FROM kondge.cdr "
+                        "WHERE card_number = ANY(%s))", (cards,))
+            assert cur.fetchone() == (True, len(kept))
+    finally:
+        standby.close()
+    status = topo.kondge("ha", "status")
+    assert status.returncode == 0, status.stdout
+    # the service serves calls on the restored database
+    more = calls()
+    topo.wait("a call on the restored database stored",
+              lambda: topo.books(cards)["cdrs"] == len(kept) + len(more), 60)
