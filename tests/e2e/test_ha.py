@@ -13,6 +13,8 @@ synchronous standby, two RADIUS server sets on 127.0.0.1 and 127.0.0.2.
 - `kondge ha restore --to TIME`: both nodes back at that moment (the calls
   before it kept, those after it gone, the books balanced), the standby
   copied again and in sync, calls served on the restored database;
+  restored to the end of the archive, nothing is lost, and a Stop sent
+  while the database was down for it is stored, once;
 - each set's web portal (on the set's address) logs a card holder in
   through the multi-host connection string, as kondge_web, whichever
   node is primary; a wrong PIN logs nobody in.
@@ -136,17 +138,24 @@ def test_both_sets_serve_and_the_standby_is_synchronous(topo):
         assert reply is not None and reply.accepted, host
 
 
-def test_a_call_authorised_on_one_set_and_accounted_on_the_other_is_billed_once(topo):
-    card = new_card(topo.db, topo.key, str(OPENING))
-    a = FailoverClient(HOSTS[:1], topo.settings.auth_port, topo.settings.acct_port, timeout=2)
-    b = FailoverClient(HOSTS[1:], topo.settings.auth_port, topo.settings.acct_port, timeout=2)
+def call_pairs(card, seconds):
+    """A call's Access-Request pairs (without Called-Station-Id) and its
+    originate leg's Stop after `seconds` of talk."""
     conf = conf_id()
     base = [("User-Name", card), ("User-Password", "1234"),
             ("Calling-Station-Id", "15550001111"), ("h323-conf-id", conf)]
     stop = [("Acct-Status-Type", "Stop"), ("Acct-Session-Id", conf[-8:]), ("User-Name", card),
             ("Calling-Station-Id", "15550001111"), ("Called-Station-Id", "15551230000"),
             ("h323-conf-id", conf), ("h323-call-origin", "h323-call-origin=originate"),
-            ("Acct-Session-Time", 125)]
+            ("Acct-Session-Time", seconds)]
+    return base, stop
+
+
+def test_a_call_authorised_on_one_set_and_accounted_on_the_other_is_billed_once(topo):
+    card = new_card(topo.db, topo.key, str(OPENING))
+    a = FailoverClient(HOSTS[:1], topo.settings.auth_port, topo.settings.acct_port, timeout=2)
+    b = FailoverClient(HOSTS[1:], topo.settings.auth_port, topo.settings.acct_port, timeout=2)
+    base, stop = call_pairs(card, 125)
     try:
         assert a.access(base + [("Called-Station-Id", "18005550100")]).accepted
         assert a.access(base + [("Called-Station-Id", "15551230000")]).accepted
@@ -349,3 +358,46 @@ def test_restore_of_the_topology_to_a_moment(topo):
     more = calls()
     topo.wait("a call on the restored database stored",
               lambda: topo.books(cards)["cdrs"] == len(kept) + len(more), 60)
+
+
+def test_restore_to_the_end_keeps_everything_and_stores_what_was_spooled_meanwhile(topo):
+    card = new_card(topo.db, topo.key, str(OPENING))
+    base, stop = call_pairs(card, 95)
+    backed = topo.kondge("ha", "backup")
+    assert backed.returncode == 0, backed.stdout + backed.stderr
+    client = topo.client(timeout=2.0)
+    try:
+        assert client.access(base + [("Called-Station-Id", "18005550100")]).accepted
+        assert client.access(base + [("Called-Station-Id", "15551230000")]).accepted
+        primary = ha.primary_name(topo.t)
+
+        def primary_down():
+            try:
+                ha.answers(topo.t, primary)
+            except psycopg2.Error:
+                return True
+            return False
+        restore = subprocess.Popen(KONDGE + ["ha", "restore", "--yes"], env=topo.env, cwd=HOME,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            topo.wait("the primary stopped for the restore", primary_down, 120)
+            assert client.accounting(stop) is not None      # answered: spooled
+            out, _ = restore.communicate(timeout=600)
+        finally:
+            if restore.poll() is None:
+                restore.kill()
+        assert restore.returncode == 0, out
+        # the authorisation (committed before the restore) is back; the Stop is stored
+        topo.wait("the spooled Stop stored", lambda: topo.one(
+            "SELECT count(*) AS n FROM kondge.cdr WHERE card_number = %s", (card,))["n"] == 1,
+            60)
+        assert client.accounting(stop + [("Acct-Delay-Time", 30)]) is not None  # again
+    finally:
+        client.close()
+    row = topo.one("SELECT count(*) AS n, sum(charge) AS charge FROM kondge.cdr "
+                   "WHERE card_number = %s", (card,))
+    assert row["n"] == 1 and row["charge"] == us_cost(95)               # once
+    assert topo.one("SELECT balance FROM kondge.card WHERE number = %s",
+                    (card,))["balance"] == OPENING - us_cost(95)
+    assert topo.books([card])["mismatched"] == 0
+    assert ha.both_in_sync(topo.t)
