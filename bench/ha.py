@@ -341,7 +341,8 @@ def main() -> int:
     results = {}
     if only - {"restore"}:
         env = dict(os.environ, KONDGE_VAR=str(HOME / "var" / "bench-ha"),
-                   KONDGE_HA_PG_PORT="5446", KONDGE_AUTH_PORT="31812", KONDGE_ACCT_PORT="31813")
+                   KONDGE_HA_PG_PORT="5446", KONDGE_AUTH_PORT="31812", KONDGE_ACCT_PORT="31813",
+                   KONDGE_WEB_PORT="0")           # no portal: not measured here
         env.pop("KONDGE_DSN", None)
         up = run(env, "ha", "up")
         if up.returncode != 0:
