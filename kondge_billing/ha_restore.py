@@ -66,14 +66,7 @@ def restore(t: ha.Topology, moment: datetime | None = None) -> dict:
     ha.stop_keepers(t, only=(target,))
     say(f"restoring {target} from {bs.backup_repo} "
         f"({'to ' + moment.isoformat() if moment else 'to the end of the archive'})")
-    own = {f: (t.data(target) / f).read_bytes() for f in NODE_FILES
-           if (t.data(target) / f).exists()}
-    backup.pgbackrest(bs, "restore", f"--pg1-path={t.data(target)}", *options, timeout=None)
-    owner = t.data(target).stat()
-    for file, text in own.items():
-        path = t.data(target) / file
-        path.write_bytes(text)
-        os.chown(path, owner.st_uid, owner.st_gid)
+    restore_files(t, target, options)
     restored = time.monotonic()
     recover_alone(t, target)
     ha.launch_keeper(t, target)
@@ -88,6 +81,19 @@ def restore(t: ha.Topology, moment: datetime | None = None) -> dict:
             "restore_seconds": round(restored - began, 1),
             "serving_seconds": round(serving - began, 1),
             "standby_in_sync_seconds": round(time.monotonic() - began, 1)}
+
+
+def restore_files(t: ha.Topology, name: str, options: list):
+    """pgBackRest's restore into node `name`'s data folder, which keeps
+    its own NODE_FILES."""
+    data = t.data(name)
+    own = {f: (data / f).read_bytes() for f in NODE_FILES if (data / f).exists()}
+    backup.pgbackrest(t.backup_settings(), "restore", f"--pg1-path={data}", *options,
+                      timeout=None)
+    owner = data.stat()
+    for file, text in own.items():
+        (data / file).write_bytes(text)
+        os.chown(data / file, owner.st_uid, owner.st_gid)
 
 
 def flush_archive(t: ha.Topology, primary: str):
