@@ -53,23 +53,24 @@ OPENING = Decimal("100.00")
 HOSTS = ("127.0.0.1", "127.0.0.2")
 
 
-def port_free_on_both() -> int:
+def port_free_on_both(kind=socket.SOCK_DGRAM) -> int:
+    """A port that, with the next one, is free on both addresses (UDP, or `kind`)."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+        with socket.socket(socket.AF_INET, kind) as a:
             a.bind((HOSTS[0], 0))
             port = a.getsockname()[1]
             try:
                 for host in HOSTS[1:]:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                    with socket.socket(socket.AF_INET, kind) as b:
                         b.bind((host, port))
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                    with socket.socket(socket.AF_INET, kind) as b:
                         b.bind((host, port + 1))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                with socket.socket(socket.AF_INET, kind) as b:
                     b.bind((HOSTS[0], port + 1))
             except OSError:
                 continue
             return port
-    raise AssertionError("no UDP port pair free on both addresses")
+    raise AssertionError("no port pair free on both addresses")
 
 
 class Topology:
@@ -114,7 +115,9 @@ def topo(test_env):
     base = int(os.environ.get("KONDGE_TEST_PG_PORT", "5499")) + 2
     port = port_free_on_both()
     env = dict(test_env, KONDGE_VAR=str(TEST_VAR / "ha"), KONDGE_HA_PG_PORT=str(base),
-               KONDGE_AUTH_PORT=str(port), KONDGE_ACCT_PORT=str(port + 1), KONDGE_WORKERS="2")
+               KONDGE_AUTH_PORT=str(port), KONDGE_ACCT_PORT=str(port + 1), KONDGE_WORKERS="2",
+               # the sets' portals: not the suite's service's port on 127.0.0.1
+               KONDGE_WEB_PORT=str(port_free_on_both(socket.SOCK_STREAM)))
     topology = Topology(env)
     up = topology.kondge("ha", "up")
     assert up.returncode == 0, up.stdout + up.stderr
