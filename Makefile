@@ -73,7 +73,8 @@ bench-web: setup
 	$(VENV)/bin/python bench/web.py $(BENCH_WEB_ARGS)
 
 # The HA topology and the backups under faults (var/bench-ha, var/bench-restore;
-# results in var/bench/ha.{json,txt}): the primary killed under 60 calls/s,
+# results in var/bench/ha.{json,txt}): the primary's postmaster alone killed,
+# the primary killed under 60 calls/s,
 # a RADIUS set killed, the standby held down, a restore of 1,000,000 cards
 # and 5,000,000 CDRs and a point-in-time restore. HA_ARGS passes options
 # (bench/ha.py --help), e.g. HA_ARGS="--cards 100000 --cdrs 500000".

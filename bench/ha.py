@@ -7,6 +7,10 @@
    and to the first call authorised after it; then every call made billed
    once (CDRs = calls, charges = ledger debits = balance change = the
    tariff's price), and the seconds until the old primary is a standby again;
+1b. the primary's postmaster alone killed (SIGKILL; its keeper lives and
+   starts it again): whether a failover happened, seconds until PostgreSQL
+   serves again and to the first call after the kill, the longest call
+   that spanned the kill, and the books;
 2. one RADIUS set killed (its supervisor and FreeRADIUS processes,
    SIGKILL) under load: calls that failed, the books;
 3. the standby held down: seconds until a write on the primary commits
@@ -102,6 +106,13 @@ class Generator:
             t.join(180)
 
 
+def gateways(t, numbers, rate) -> Generator:
+    """The generator, its gateways listing set-a then set-b."""
+    s = t.s
+    return Generator(lambda: FailoverClient(("127.0.0.1", "127.0.0.2"), s.auth_port,
+                                            s.acct_port, timeout=1.0), numbers, rate)
+
+
 def settle_books(db_holder, numbers, made, timeout=120):
     wait(lambda: books(db_holder, numbers)["cdrs"] >= len(made), timeout, 0.5)
     b = books(db_holder, numbers)
@@ -117,41 +128,74 @@ class Holder:
         self.db = db
 
 
-def failing_over_load(t, holder, key, rate):
-    """48 fresh cards, and a Generator of calls on them from gateways that
-    fail over between the two RADIUS sets (entering it starts the calls)."""
+def first_call_after(gen, moment):
+    """The end of the first call begun after `moment`, once one has ended."""
+    wait(lambda: any(b > moment for b, _e, _c in list(gen.done)), 120)
+    return min((e for b, e, _c in list(gen.done) if b > moment), default=None)
+
+
+def since(moment, then):
+    return round(then - moment, 1) if then else None
+
+
+def postmaster_killed(args, env, t, holder, key) -> dict:
+    """The primary's postmaster alone killed: its keeper starts it again."""
+    wait(lambda: ha.both_in_sync(t), 180, 0.5)
+    primary = ha.primary_name(t)
     numbers = [new_card(holder.db, key, str(OPENING)) for _ in range(48)]
-    s = t.s
-    return numbers, Generator(lambda: FailoverClient(("127.0.0.1", "127.0.0.2"), s.auth_port,
-                                                     s.acct_port, timeout=1.0), numbers, rate)
+    with gateways(t, numbers, args.rate) as gen:
+        time.sleep(args.warmup)
+        rate = len(gen.done) / args.warmup
+        old = ha.postmaster_pid(t, primary)
+        os.kill(old, signal.SIGKILL)
+        killed = time.monotonic()
+        serving = wait(lambda: ha.postmaster_pid(t, primary) not in (None, old)
+                       and ha.answers(t, primary), 120)
+        first_end = first_call_after(gen, killed)
+        time.sleep(args.after)
+        spanned = [e - b for b, e, _c in list(gen.done) if b < killed < e]
+    states = {n["name"]: n["state"] for n in ha.node_states(t)}
+    out = {"rate_calls_per_s": round(rate, 1), "primary": primary,
+           "primary_after": ha.primary_name(t), "states_after": states,
+           "failover": ha.primary_name(t) != primary,
+           "postgres_serving_again_after_s": since(killed, serving),
+           "first_good_call_after_s": since(killed, first_end),
+           "calls_across_the_kill": len(spanned),
+           "longest_call_across_the_kill_s": round(max(spanned), 1) if spanned else None,
+           "errors": gen.result.errors[:3]}
+    out.update(settle_books(holder, numbers, gen.result.made))
+    back = wait(lambda: ha.both_in_sync(t), 180, 0.5)
+    out["both_in_sync_after_s"] = since(killed, back)
+    return out
 
 
 def failover(args, env, t, holder, key) -> dict:
-    numbers, load = failing_over_load(t, holder, key, args.rate)
-    with load as gen:
+    wait(lambda: ha.both_in_sync(t), 180, 0.5)
+    primary = ha.primary_name(t)
+    standby = next(n for n in ha.NODES if n != primary)
+    numbers = [new_card(holder.db, key, str(OPENING)) for _ in range(48)]
+    with gateways(t, numbers, args.rate) as gen:
         time.sleep(args.warmup)
         rate = len(gen.done) / args.warmup
-        kill_node(t, "node1")
+        kill_node(t, primary)
         killed = time.monotonic()
-        promoted = wait(lambda: ha.primary_name(t) == "node2", 120)
-        first = wait(lambda: any(b > killed for b, _e, _c in list(gen.done)), 120)
-        first_end = min((e for b, e, _c in list(gen.done) if b > killed), default=None)
-        rejoined = wait(lambda: {n["name"]: n["state"] for n in ha.node_states(t)}.get("node1")
+        promoted = wait(lambda: ha.primary_name(t) == standby, 120)
+        first_end = first_call_after(gen, killed)
+        rejoined = wait(lambda: {n["name"]: n["state"] for n in ha.node_states(t)}.get(primary)
                         == "secondary", 180, 0.5)
         time.sleep(args.after)
-    del first
     out = {"rate_calls_per_s": round(rate, 1),
-           "promoted_after_s": round(promoted - killed, 1) if promoted else None,
-           "first_good_call_after_s": round(first_end - killed, 1) if first_end else None,
-           "old_primary_standby_after_s": round(rejoined - killed, 1) if rejoined else None,
+           "promoted_after_s": since(killed, promoted),
+           "first_good_call_after_s": since(killed, first_end),
+           "old_primary_standby_after_s": since(killed, rejoined),
            "errors": gen.result.errors[:3]}
     out.update(settle_books(holder, numbers, gen.result.made))
     return out
 
 
 def kill_set(args, env, t, holder, key) -> dict:
-    numbers, load = failing_over_load(t, holder, key, args.rate)
-    with load as gen:
+    numbers = [new_card(holder.db, key, str(OPENING)) for _ in range(48)]
+    with gateways(t, numbers, args.rate) as gen:
         time.sleep(args.warmup)
         var = t.set_var("set-a")
         pids = [int(p.read_text()) for p in [var / "supervisor.pid"] + list(
@@ -280,14 +324,16 @@ def main() -> int:
     p.add_argument("--after", type=float, default=30, help="seconds of load after a fault")
     p.add_argument("--cards", type=int, default=1_000_000)
     p.add_argument("--cdrs", type=int, default=5_000_000)
-    p.add_argument("--only", choices=("failover", "set", "standby", "restore"), action="append")
+    p.add_argument("--only", choices=("postmaster", "failover", "set", "standby", "restore"),
+                   action="append", help="run this row only (repeat for more); default all")
     args = p.parse_args()
-    only = set(args.only or ("failover", "set", "standby", "restore"))
+    only = set(args.only or ("postmaster", "failover", "set", "standby", "restore"))
     OUT.mkdir(parents=True, exist_ok=True)
     results = {}
     if only - {"restore"}:
         env = dict(os.environ, KONDGE_VAR=str(HOME / "var" / "bench-ha"),
-                   KONDGE_HA_PG_PORT="5446", KONDGE_AUTH_PORT="31812", KONDGE_ACCT_PORT="31813")
+                   KONDGE_HA_PG_PORT="5446", KONDGE_AUTH_PORT="31812", KONDGE_ACCT_PORT="31813",
+                   KONDGE_WEB_PORT="0")           # no portal: not measured here
         env.pop("KONDGE_DSN", None)
         up = run(env, "ha", "up")
         if up.returncode != 0:
@@ -298,7 +344,8 @@ def main() -> int:
         holder = Holder(Database(t.dsn("kondge", "owner")))
         key = load_key(s.pin_key_file)
         try:
-            for name, work in (("failover", failover), ("set", kill_set),
+            for name, work in (("postmaster", postmaster_killed), ("failover", failover),
+                               ("set", kill_set),
                                ("standby", standby_gone)):
                 if name in only:
                     results[name] = work(args, env, t, holder, key)

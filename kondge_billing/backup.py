@@ -126,10 +126,12 @@ def stanza_exists(s: config.Settings) -> bool:
 
 
 def ensure_stanza(s: config.Settings, nodes: list[Node] | None = None):
-    """The repository's stanza, made once the cluster runs (WAL waits for it)."""
+    """The repository's stanza, made once the cluster runs (WAL waits for it).
+    Without `nodes`, the clusters the configuration names (the HA topology's
+    two, once it wrote them)."""
     if not s.wal_archive:
         return
-    write_conf(s, nodes)
+    write_conf(s, nodes or current_nodes(s))
     if not stanza_exists(s):
         pgbackrest(s, "stanza-create", timeout=120)
 

@@ -14,8 +14,8 @@ the monitor's view of the nodes.
 
 Layout under $KONDGE_VAR/ha: monitor/, node1/, node2/ (data folders),
 secrets/ (passwords and pgpass files), set-a/ and set-b/ (each RADIUS
-set's own KONDGE_VAR), pg_autoctl's configuration and state in config/ and
-state/, logs in log/.
+set's own KONDGE_VAR; each runs a web portal too), pg_autoctl's
+configuration and state in config/ and state/, logs in log/.
 """
 
 import dataclasses
@@ -107,8 +107,9 @@ class Topology:
                    KONDGE_AUTH_PORT=str(self.s.auth_port), KONDGE_ACCT_PORT=str(self.s.acct_port),
                    KONDGE_DSN=self.dsn("kondge", "owner"),
                    KONDGE_RADIUS_DSN=self.dsn("kondge_radius", "radius"),
-                   # the sets run no web portal: its role has no password on the nodes
-                   KONDGE_WEB_PORT="0")
+                   # each set's portal on the set's address, KONDGE_WEB_PORT (0: none)
+                   KONDGE_WEB_LISTEN=listen, KONDGE_WEB_PORT=str(self.s.web_port),
+                   KONDGE_WEB_DSN=self.dsn("kondge_web", "web"))
         return env
 
     def backup_settings(self) -> config.Settings:
@@ -173,14 +174,17 @@ def passwords(t: Topology) -> dict:
 def write_pgpass_files(t: Topology):
     """A pgpass file per user, with the passwords that user needs only:
     postgres (pg_auto_failover's roles), the owner's (kondge, kondge_operator,
-    for the supervisors and the tool), FreeRADIUS's (kondge_radius)."""
+    for the supervisors and the tool), FreeRADIUS's (kondge_radius), the web
+    portal's (kondge_web)."""
     pw = passwords(t)
     account = privileges.radius_account(t.s)
+    web = privileges.web_account(t.s)
     postgres = cluster._pg_user()
     for who, roles, owner in (
             ("postgres", INTERNAL_ROLES, postgres and (postgres.pw_uid, postgres.pw_gid)),
             ("owner", ("kondge", "kondge_operator", "kondge_radius"), None),
-            ("radius", ("kondge_radius",), account and (account.uid, account.gid))):
+            ("radius", ("kondge_radius",), account and (account.uid, account.gid)),
+            ("web", ("kondge_web",), web and (web.uid, web.gid))):
         path = t.pgpass(who)
         path.write_text("".join(f"*:*:*:{role}:{pw[role]}\n" for role in roles))
         path.chmod(0o600)
@@ -196,7 +200,8 @@ def hba(t: Topology) -> str:
             "host all pgautofailover_monitor 127.0.0.1/32 scram-sha-256\n"
             "host replication pgautofailover_replicator 127.0.0.1/32 scram-sha-256\n"
             "host all pgautofailover_replicator 127.0.0.1/32 scram-sha-256\n"
-            "host kondge kondge,kondge_operator,kondge_radius 127.0.0.1/32 scram-sha-256\n")
+            "host kondge kondge,kondge_operator,kondge_radius,kondge_web 127.0.0.1/32 "
+            "scram-sha-256\n")
 
 
 def write_node_config(t: Topology, name: str):
@@ -347,8 +352,11 @@ def create(t: Topology):
     for name in NODES:
         if (t.data(name) / "PG_VERSION").exists():
             continue
+        # the first node made is the primary; one made beside it (after a
+        # restore, or its folder lost) a standby copied from it
+        first = not any((t.data(n) / "PG_VERSION").exists() for n in NODES)
         say(f"creating {name} (pg_auto_failover: "
-            f"{'the primary' if name == NODES[0] else 'a standby, copied from the primary'})")
+            f"{'the primary' if first else 'a standby, copied from the primary'})")
         autoctl(t, "create", "postgres", "--pgdata", str(t.data(name)),
                 "--pgport", str(t.port(name)), "--hostname", "127.0.0.1",
                 "--listen", "127.0.0.1", "--name", name, "--dbname", "kondge",
@@ -359,7 +367,7 @@ def create(t: Topology):
         # (re)creates it; the standby's primary_conninfo carries it
         autoctl(t, "config", "set", "--pgdata", str(t.data(name)), "replication.password",
                 passwords(t)["pgautofailover_replicator"])
-        if name == NODES[0]:
+        if first:
             launch_keeper(t, name)
             wait_for(f"{name} as the primary",
                      lambda: primary_name(t) == name and answers(t, name), 120)
@@ -580,11 +588,30 @@ def stop_runner(t: Topology):
         wait_for("the HA runner stopping", lambda: running_pid(t.root / "runner.pid") is None, 30)
 
 
+def refresh_access(t: Topology):
+    """Who may connect, written again on every node that exists (a topology
+    made by an older version gets the current rules), and reloaded where it runs."""
+    for name in NODES:
+        if not (t.data(name) / "PG_VERSION").exists():
+            continue
+        write_node_config(t, name)
+        try:
+            conn = superuser(t, name)
+        except psycopg2.Error:
+            continue                # not running: it reads them when it starts
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_reload_conf()")
+        finally:
+            conn.close()
+
+
 def up(t: Topology):
     """Everything of the topology that is missing is made, and started."""
     create(t)
     start_keepers(t)
     wait_for("a primary", lambda: primary_name(t) is not None, 120)
+    refresh_access(t)
     start_runner(t)
     start_sets(t)
 

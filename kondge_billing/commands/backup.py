@@ -112,7 +112,7 @@ def cmd_restore(args, s):
                       "restore without touching the database")
     if not s.private_cluster:
         raise Refused("KONDGE_DSN names a database this service does not run: restore it "
-                      "where it runs")
+                      "where it runs ('kondge ha restore' for the HA topology)")
     result = backup.restore(s, args.to)
     emit(args, result, [
         f"restored to {result['target']} in {result['restore_seconds']} s; the database "

@@ -1,9 +1,13 @@
 """kondge ha: the HA topology in miniature on this machine (pg_auto_failover
 monitor, primary and standby, two RADIUS server sets): up, down, status,
-backup, and the runner that keeps it going."""
+backup, restore, and the runner that keeps it going."""
 
-from .. import backup, ha
-from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group, table
+import contextlib
+import sys
+
+from .. import backup, ha, ha_restore
+from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, datetime_arg, emit, group,
+                     table)
 
 
 def register(commands):
@@ -23,6 +27,16 @@ def register(commands):
     kind.add_argument("--diff", dest="kind", action="store_const", const="diff",
                       help="differential (the default; full if there is none)")
     p.set_defaults(kind="diff")
+    r = command(sub, "restore", cmd_restore,
+                "replace the topology's database by its newest backup plus the archived WAL "
+                "(to the end of the archive or to --to TIME): pgBackRest restores the primary, "
+                "pg_auto_failover copies the standby from it again. Everything committed "
+                "after that moment is gone; the RADIUS sets keep running and store the "
+                "accounting they spooled meanwhile")
+    r.add_argument("--to", type=datetime_arg, metavar="TIME",
+                   help="the moment to restore to (ISO 8601; without an offset, this "
+                        "machine's clock), e.g. 2027-03-01T14:05:00+00:00")
+    r.add_argument("--yes", action="store_true", help="really replace the database (required)")
     for name, func, text in (
             ("hold", cmd_hold, "stop a node (its keeper and PostgreSQL) and keep it stopped: "
                                "the other serves alone, as primary"),
@@ -92,6 +106,24 @@ def cmd_backup(args, s):
     record = backup.run_backup(bs, args.kind)
     emit(args, record, [f"backup {record['label']} ({record['type']}) done in "
                         f"{record['seconds']} s into {bs.backup_repo}"])
+    return EXIT_OK
+
+
+def cmd_restore(args, s):
+    if not args.yes:
+        raise Refused("a restore replaces the topology's database on both nodes (what was "
+                      "committed after the restored moment is gone): add --yes to do it; "
+                      "'kondge ha backup' first if the newest backup is too old")
+    # with --json, the progress lines go to stderr: stdout is the JSON alone
+    progress = sys.stderr if getattr(args, "json", False) else sys.stdout
+    with contextlib.redirect_stdout(progress):
+        result = ha_restore.restore(ha.Topology(s), args.to)
+    emit(args, result, [
+        f"{result['restored_node']} restored to {result['target']} in "
+        f"{result['restore_seconds']} s; it serves as the primary after "
+        f"{result['serving_seconds']} s, with {result['standby']} its standby in sync after "
+        f"{result['standby_in_sync_seconds']} s",
+        "the RADIUS sets store the accounting they spooled meanwhile within seconds"])
     return EXIT_OK
 
 

@@ -35,7 +35,7 @@ def test_the_groups_in_the_order_kondge_help_lists_them():
     assert names == ["server", "gateways", "callers", "access-numbers", "cards", "sessions",
                      "categories", "vouchers", "audit", "cdrs", "accounting", "tariffs", "rate",
                      "backup", "restore", "ha"]
-    assert top.get_default("func") is None and len(LEAVES) == 68
+    assert top.get_default("func") is None and len(LEAVES) == 69
 
 
 def test_every_module_of_the_package_is_registered():
