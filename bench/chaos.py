@@ -17,7 +17,7 @@ calls, lets the last ones finish and the spools drain, and checks:
 
 Each call's packets and outcome go to var/chaos/<fault>.calls.jsonl; the
 results to var/chaos/results.json and a table in var/chaos/results.txt
-(quoted in docs/performance.md). Loopback only; about 15 minutes in all.
+(quoted in the README, "Faults under load"). Loopback only; about 15 minutes in all.
 
     .venv/bin/python bench/chaos.py [--rate 60] [--only NAME,...] [--list]
 
