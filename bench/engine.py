@@ -40,8 +40,8 @@ from textwrap import dedent
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing.tariffs import codec, engine, schema  # noqa: E402
-from kondge_billing.tariffs.resolve import context_json  # noqa: E402
+from kondge_billing.rating import codec, engine, tariff_file  # noqa: E402
+from kondge_billing.rating.resolve import context_json  # noqa: E402
 
 BASELINE_FILES = ("money.py", "tariffs/engine.py", "tariffs/codec.py")
 CAP = 86400
@@ -128,9 +128,9 @@ def default_baseline() -> str:
 def case_data(source: str, number: str) -> dict:
     path = HOME / source
     if path.suffix == ".yaml":
-        doc, problems = schema.parse_file(path)
+        doc, problems = tariff_file.parse_file(path)
     else:
-        doc, problems = schema.parse(dedent(source), "inline.yaml")
+        doc, problems = tariff_file.parse(dedent(source), "inline.yaml")
     assert not problems, problems
     data = context_json(doc, number)
     assert data is not None, f"{number} is not rated by {source}"

@@ -3,7 +3,7 @@ restore (to the end of the archive or to a moment) and the restore drill."""
 
 from pathlib import Path
 
-from .. import backup
+from ..operations import backup
 from .common import EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, table
 
 

@@ -1,7 +1,7 @@
 """kondge callers: caller numbers (ANI) bound to cards, which log in without a PIN."""
 
-from .. import audit, callers, gateways
-from ..numbers import NumberFormat
+from ..store import audit, callers, gateways
+from ..rating.numbers import NumberFormat
 from .common import (EXIT_OK, Refused, command, emit, group, in_transaction, operator_option,
                      table)
 

@@ -8,8 +8,10 @@ takes them.
 import argparse
 from pathlib import Path
 
-from .. import audit, batches, cards, issuance, pin_guard, reports, statements, vouchers, xlsx
-from ..pins import load_key
+from ..store import audit, batches, cards, issuance, reports, statements, vouchers
+from ..calls import pin_guard
+from .. import xlsx
+from ..store.pins import load_key
 from ..progress import factory as progress_factory
 from .common import (EXIT_OK, Refused, amount_arg, command, currency_arg, datetime_arg, emit,
                      fields, group, in_transaction, new_file, operator_option, show_one,

@@ -14,10 +14,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from .. import currencies
-from ..db import Database
-from ..money import MoneyError, operator_amount
-from ..tariffs import schema
+from ..rating import currencies
+from ..store.db import Database
+from ..rating.money import MoneyError, operator_amount
+from ..rating import tariff_file
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -171,9 +171,9 @@ def new_file(path_text, suffix) -> Path:
     return path
 
 
-def parsed_tariff(path) -> schema.TariffDoc:
+def parsed_tariff(path) -> tariff_file.TariffDoc:
     """The tariff file at path; refused, each problem on stderr, if it does not validate."""
-    doc, problems = schema.parse_file(path)
+    doc, problems = tariff_file.parse_file(path)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)

@@ -6,8 +6,9 @@ A change is stored, then applied to the running server at once
 
 import argparse
 
-from .. import audit, gateways, stack
-from ..attrs import DIALECTS
+from ..store import audit, gateways
+from ..operations import stack
+from ..edge.attributes import DIALECTS
 from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, emit, group,
                      in_transaction, operator_option, table)
 

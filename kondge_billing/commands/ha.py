@@ -5,7 +5,7 @@ backup, restore, and the runner that keeps it going."""
 import contextlib
 import sys
 
-from .. import backup, ha, ha_restore
+from ..operations import backup, ha, ha_restore
 from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, datetime_arg, emit, group,
                      table)
 

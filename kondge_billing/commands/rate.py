@@ -10,9 +10,10 @@ import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from ..money import to_decimal
-from ..numbers import CLEAN as NUMBER_PUNCTUATION
-from ..tariffs import diff, engine, resolve, store
+from ..rating.money import to_decimal
+from ..rating.numbers import CLEAN as NUMBER_PUNCTUATION
+from ..rating import diff, engine, resolve
+from ..store import tariffs
 from .common import EXIT_OK, Refused, command, emit, in_transaction, parsed_tariff
 
 DESCRIPTION = (
@@ -115,17 +116,17 @@ def _rating_for(args, s):
                 _call_start(args.at, doc.timezone))
 
     def work(cur):
-        gw = store.gateway_id(cur, args.gateway) if args.gateway else None
+        gw = tariffs.gateway_id(cur, args.gateway) if args.gateway else None
         if args.gateway and gw is None:
             raise Refused(f"no gateway named {args.gateway}; see 'kondge gateways list'")
         tariff_id = None
         if args.tariff:
-            tariff_id = store.tariff_id(cur, args.tariff)
+            tariff_id = tariffs.tariff_id(cur, args.tariff)
             if tariff_id is None:
                 raise Refused(f"no tariff named {args.tariff}; see 'kondge tariffs list'")
 
         def lookup(at):
-            return store.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
+            return tariffs.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
                                         **call)
         if args.at is None or args.at.tzinfo is not None:
             at = args.at or datetime.now(timezone.utc)

@@ -5,7 +5,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kondge_billing import migrate
+from kondge_billing.store import migrate
 
 SQL = Path(__file__).resolve().parents[2] / "sql"
 
@@ -41,7 +41,8 @@ def test_a_database_stopped_half_way_through_the_old_migrations_is_refused(dsn, 
 
 def test_money_moves_only_with_its_ledger_entry_and_only_once(db, pin_key):
     from decimal import Decimal
-    from kondge_billing import cards, ledger
+    from kondge_billing.store import cards
+    from kondge_billing import ledger
     for number in ("1000000008", "1000000016"):
         db.run(lambda cur: cards.add(cur, pin_key, number, "1234", "10.00", "USD"))
     ids = db.run(lambda cur: (cur.execute(

@@ -7,13 +7,15 @@ import pkgutil
 import psycopg2.errors
 import pytest
 
-from kondge_billing import (batches, callers, cards, categories, cli, commands, gateways,
-                            issuance, stack, statements, vouchers)
+from kondge_billing.store import (batches, callers, cards, categories, gateways, issuance,
+                                  statements, vouchers)
+from kondge_billing import cli, commands
+from kondge_billing.operations import stack
 from kondge_billing.commands import audit as audit_commands
 from kondge_billing.commands.common import Refused
 from kondge_billing.errors import Unavailable
-from kondge_billing.pins import PinKeyError
-from kondge_billing.tariffs.engine import RatingError
+from kondge_billing.store.pins import PinKeyError
+from kondge_billing.rating.engine import RatingError
 
 
 def walk(parser, path=()):

@@ -67,7 +67,7 @@ def test_the_installed_wheel_runs_and_finds_its_files(wheel, tmp_path):
     from kondge_billing import __version__
     assert version.returncode == 0 and version.stdout.strip() == f"kondge {__version__}"
     home = subprocess.run([str(python), "-c",
-                           "import kondge_billing.config as c, kondge_billing.tariffs.engine;"
+                           "import kondge_billing.config as c, kondge_billing.rating.engine;"
                            "print(c.PROJECT_HOME, kondge_billing.__file__)"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert home.returncode == 0, home.stderr

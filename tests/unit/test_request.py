@@ -3,10 +3,10 @@ from datetime import datetime, timezone
 import pytest
 
 from kondge_billing.identifiers import card_number_problem, luhn_valid
-from kondge_billing.request import (access_request, accounting_record, conf_id, h323_time,
-                                    phone_number)
-from kondge_billing.service import call_identity, stage_named
-from kondge_billing.gateways import Gateway
+from kondge_billing.edge.request import (access_request, accounting_record, conf_id, h323_time,
+                                         phone_number)
+from kondge_billing.calls.service import call_identity, stage_named
+from kondge_billing.store.gateways import Gateway
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
