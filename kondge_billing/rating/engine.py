@@ -40,7 +40,7 @@ band without a rate, a day not covered by the bands, a call longer than
 MAX_SECONDS, an unknown time zone, a start without a time zone, a balance
 that is not a finite Decimal) raises RatingError, the one exception of the
 public functions; they never hang and never return a guess. The tariff
-schema refuses the same values in a file (schema.py).
+file reader refuses the same values in a file (tariff_file.py).
 
 Speed: every price of a call started at `start` comes from one walk of its
 seconds (`_Walk`: the stretches of one band and one step), kept in the
@@ -64,7 +64,7 @@ ALL_BANDS = "*"
 DEFAULT_BAND = "all"
 MINUTES_PER_DAY = 1440
 
-# --- limits (the schema refuses files beyond them; the engine, contexts) --------
+# --- limits (tariff_file.py refuses files beyond them; the engine, contexts) ---
 MAX_AMOUNT = Decimal(10) ** 6      # a per-minute price, connect or minimum charge, surcharge
 MAX_PLACES = 8                     # decimals of an amount or a discount percent
 MAX_BLOCK = 86400                  # seconds of an initial block, an increment, a step

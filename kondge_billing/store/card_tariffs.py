@@ -4,7 +4,7 @@ The order is the card's own tariff, its category's, the default tariff
 (the call path does not read the category's yet). A tariff named for a
 card or a category must price in its currency: every version of it loaded
 so far (the one in force and any that take over later). Reads the tariff
-tables; tariffs/store.py writes them.
+tables; store/tariffs.py writes them.
 """
 
 # One row per tariff name: its id and the currencies of its versions.
