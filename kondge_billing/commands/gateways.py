@@ -8,7 +8,6 @@ import argparse
 
 from ..store import audit, gateways
 from ..operations import stack
-from ..edge.attributes import DIALECTS
 from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, emit, group,
                      in_transaction, operator_option, table)
 
@@ -19,7 +18,7 @@ def register(commands):
     p.add_argument("--name", required=True, help="a short unique name, e.g. ny-cisco-1")
     p.add_argument("--address", required=True, help="the gateway's source IP address")
     p.add_argument("--secret", required=True, help="the RADIUS shared secret")
-    p.add_argument("--dialect", required=True, choices=DIALECTS,
+    p.add_argument("--dialect", required=True, choices=gateways.DIALECTS,
                    help="which attributes it speaks")
     p.add_argument("--message-authenticator", choices=["required", "optional"],
                    default="optional",

@@ -10,7 +10,6 @@ USER_PASSWORD = "User-Password"
 CALLING_STATION_ID = "Calling-Station-Id"
 CALLED_STATION_ID = "Called-Station-Id"
 SERVICE_TYPE = "Service-Type"
-NAS_IP_ADDRESS = "NAS-IP-Address"
 SESSION_TIMEOUT = "Session-Timeout"
 REPLY_MESSAGE = "Reply-Message"
 AUTH_TYPE = "Auth-Type"
@@ -27,9 +26,8 @@ QUINTUM_AVPAIR = "Quintum-AVPair"
 
 # A flag the server puts on a record it stores (never sent on the wire).
 FLAG = "Kondge-Flag"
-# Set by policy.d/kondge from the packet's source and the matched client.
+# Set by policy.d/kondge from the packet's source: the hook finds the gateway by it.
 GATEWAY_ADDRESS = "Kondge-Gateway-Address"
-GATEWAY_NAME = "Kondge-Gateway-Name"
 # When this FreeRADIUS process received the packet (sites-available/kondge).
 RECEIVED_SECONDS = "Kondge-Received-Seconds"
 RECEIVED_MICROSECONDS = "Kondge-Received-Microseconds"
@@ -59,8 +57,6 @@ IVR_OUT = "h323-ivr-out"
 H323_REQUEST_NAMES = (CONF_ID, SETUP_TIME, CONNECT_TIME, DISCONNECT_TIME,
                       DISCONNECT_CAUSE, CALL_ORIGIN, CALL_TYPE, GW_ID)
 
-DIALECTS = ("cisco", "quintum", "generic")
-
 
 def vendor_name(dialect: str, h323_name: str) -> str:
     """The dictionary name of an h323 attribute in a dialect."""
@@ -69,10 +65,6 @@ def vendor_name(dialect: str, h323_name: str) -> str:
             return "Quintum-h323-currency-type"
         return "Quintum-" + h323_name
     return h323_name
-
-
-def avpair_name(dialect: str) -> str:
-    return QUINTUM_AVPAIR if dialect == "quintum" else CISCO_AVPAIR
 
 
 def h323_pair(dialect: str, h323_name: str, value) -> tuple[str, str]:

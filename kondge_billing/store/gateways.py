@@ -25,10 +25,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from . import audit
-from ..edge.attributes import DIALECTS
 from ..errors import UnknownGateway
 from ..identifiers import LANGUAGE, NAME, NAME_RULE
 from ..rating.numbers import NumberFormat
+
+# The RADIUS dialects a gateway speaks (docs/gateways.md): its attribute names.
+DIALECTS = ("cisco", "quintum", "generic")
 
 SECRET = re.compile(r"^[!#-\[\]-~]{1,128}\Z")     # printable ASCII but space, double quote, backslash
 
