@@ -1,7 +1,7 @@
 """The call path: what a gateway's request means for a card.
 
-Plain requests in (request.py), plain outcomes out; the RADIUS edge
-(radius_edge.py) turns them into pairs. Every refusal is a named Refusal.
+Plain requests in (events.py), plain outcomes out; the RADIUS edge
+(edge/radius_edge.py) turns them into pairs. Every refusal is a named Refusal.
 """
 
 import hashlib
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_UP, Decimal
 
-from ..edge import attributes
 from ..store import callers, cards
 from . import cdrs, pin_guard, sessions
 from ..errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached, DestinationBlocked,
@@ -23,7 +22,7 @@ from .sessions import new_hold_id
 from ..rating.codec import context_from_json, loads
 from ..rating.engine import allowed_seconds, call_cost, rate_call
 from ..identifiers import CARD_NUMBER, PIN, card_number_problem
-from ..edge.request import AccessRequest, AccountingRecord
+from .events import AccessRequest, AccountingRecord
 from .talk_time import TalkTime, talk_time
 
 
@@ -62,17 +61,6 @@ class Recorded:
     call_id: str | None = None
     leg: str | None = None
     charge: Decimal | None = None
-
-
-def stage_named(req: AccessRequest) -> str | None:
-    """The stage the gateway names with Service-Type, if it does (Planet,
-    Quintum): Authenticate-Only = login, Outbound-User = destination.
-    Otherwise the database decides by the number called (radius_card.sql)."""
-    if req.service_type == attributes.SERVICE_AUTHENTICATE_ONLY:
-        return "login"
-    if req.service_type == attributes.SERVICE_OUTBOUND:
-        return "destination"
-    return None
 
 
 def call_identity(gateway: Gateway, rec: AccountingRecord) -> tuple[str, bool, list[str]]:
@@ -177,7 +165,7 @@ class Billing:
         self._check_room(number, card, card.available)
         if card.stage == "destination":
             return self._grant(number, gateway, call_id, nums, card, now, called)
-        if card.access_number and stage_named(req) is None:
+        if card.access_number and req.stage is None:
             # the database took it for an access number (a login the gateway
             # named by Service-Type may have called any number: not learned)
             self.access_numbers.add(card.access_number)
@@ -194,7 +182,7 @@ class Billing:
         1 was accepted, and refusing now would waste it. A process that has
         served no login yet (just started) cannot tell, and treats the
         request as a stage 1."""
-        named = stage_named(req)
+        named = req.stage
         if named is not None:
             return named == "destination"
         if not self.access_numbers:
@@ -212,7 +200,7 @@ class Billing:
         hashed = pin_hash(self.pin_key, number, pin) if PIN.match(pin) else None
         card = self.db.run(lambda cur: cards.for_call(
             cur, number, called, nums.caller, gateway.id, req.conf_id, call_id, now,
-            caller_number=nums.caller, pin_hash=hashed, stage=stage_named(req)))
+            caller_number=nums.caller, pin_hash=hashed, stage=req.stage))
         if isinstance(card, cards.CallRefused):
             raise self._refusal(card, number, nums.caller, gateway)
         return card, number
@@ -243,7 +231,7 @@ class Billing:
                               f"({(req.caller_raw or '')[:32]!r})")
         card = self.db.run(lambda cur: cards.for_call(
             cur, None, called, nums.caller, gateway.id, req.conf_id, call_id, now,
-            caller_number=nums.caller, stage=stage_named(req)))
+            caller_number=nums.caller, stage=req.stage))
         if card is None:
             raise UnknownCard(f"caller {nums.caller} is bound to no card")
         if card.access_login == "card":

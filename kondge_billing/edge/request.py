@@ -7,9 +7,10 @@ on the record (accounting), never an exception out of the hook.
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from ..calls.events import AccessRequest, AccountingRecord
 from . import attributes
 
 # The longest session time taken as given (a day and a bit); more, like
@@ -85,27 +86,15 @@ def conf_id(raw: str | None) -> str | None:
     return text
 
 
-@dataclass(frozen=True)
-class AccessRequest:
-    """An Access-Request. A caller (ANI) login is one whose User-Name is the
-    Calling-Station-Id and whose password is empty (Cisco's ANI
-    pre-authentication; Quintum's IVR types 4, 5 and 9)."""
-
-    gateway_address: str
-    user_name: str | None
-    pin: str | None
-    caller: str | None
-    caller_raw: str | None
-    called: str | None
-    called_raw: str | None
-    conf_id: str | None
-    service_type: str | None
-    ivr_out: tuple[str, ...] = ()
-
-    @property
-    def is_caller_login(self) -> bool:
-        name = (self.user_name or "").strip()
-        return bool(name) and name == (self.caller_raw or "").strip() and not self.pin
+def stage_named(service_type: str | None) -> str | None:
+    """The stage the gateway names with Service-Type, if it does (Planet,
+    Quintum): Authenticate-Only = login, Outbound-User = destination.
+    Otherwise the database decides by the number called (radius_card.sql)."""
+    if service_type == attributes.SERVICE_AUTHENTICATE_ONLY:
+        return "login"
+    if service_type == attributes.SERVICE_OUTBOUND:
+        return "destination"
+    return None
 
 
 def access_request(pairs) -> AccessRequest:
@@ -121,7 +110,7 @@ def access_request(pairs) -> AccessRequest:
         called=phone_number(called_raw),
         called_raw=called_raw,
         conf_id=conf_id(h323_value(values, attributes.CONF_ID)),
-        service_type=_first(values, attributes.SERVICE_TYPE),
+        stage=stage_named(_first(values, attributes.SERVICE_TYPE)),
         ivr_out=tuple(avpairs(values).get(attributes.IVR_OUT, ())),
     )
 
@@ -179,39 +168,6 @@ def h323_time(raw: str | None) -> ParsedTime:
 STATUS = {"Start": "start", "Stop": "stop", "Interim-Update": "interim",
           "Alive": "interim", "Accounting-On": "on", "Accounting-Off": "off",
           "1": "start", "2": "stop", "3": "interim", "7": "on", "8": "off"}
-
-
-@dataclass(frozen=True)
-class AccountingRecord:
-    """An Accounting-Request as the gateway sent it, checked for shape.
-
-    Numbers are as sent (`caller`, `called`: digits with a leading '+'
-    dropped; `caller_raw`, `called_raw`: the text); the service puts them
-    through the gateway's numbering rules. `session_time` is None when the
-    record has none or an unusable one (then flagged session-time-invalid).
-    `digest` is what identifies this record's content: a retransmission
-    repeats it, another Stop under the same ids does not."""
-
-    gateway_address: str
-    status: str                     # start | stop | interim | on | off | unknown
-    acct_session_id: str | None
-    unique_session_id: str | None
-    conf_id: str | None
-    call_origin: str | None         # answer | originate | None
-    user_name: str | None
-    caller: str | None
-    called: str | None
-    session_time: int | None
-    setup_time: datetime | None
-    connect_time: datetime | None
-    disconnect_time: datetime | None
-    disconnect_cause: str | None
-    flags: tuple[str, ...] = field(default=())
-    call_type: str | None = None    # h323-call-type: VoIP | Telephony | None
-    caller_raw: str | None = None
-    called_raw: str | None = None
-    received_at: datetime | None = None
-    digest: str = ""
 
 
 def _short(raw: str | None, limit: int = 64) -> str | None:

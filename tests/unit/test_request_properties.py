@@ -31,8 +31,9 @@ from hypothesis import strategies as st
 from kondge_billing.edge import attributes
 from kondge_billing.errors import Unavailable, UnknownCard
 from kondge_billing.store.gateways import Gateway, GatewayDirectory
-from kondge_billing.edge.request import (MAX_SESSION_TIME, STATUS, AccessRequest, AccountingRecord,
-                                         access_request, accounting_record, h323_time, phone_number)
+from kondge_billing.calls.events import AccessRequest, AccountingRecord
+from kondge_billing.edge.request import (MAX_SESSION_TIME, STATUS, access_request,
+                                         accounting_record, h323_time, phone_number)
 from kondge_billing.calls.service import Billing, Login, Recorded
 from tests.support.hook import load_hook
 
@@ -132,7 +133,7 @@ def test_an_access_request_is_well_formed_whatever_the_pairs(pairs):
     req = access_request(pairs)
     assert type(req) is AccessRequest
     assert type(req.gateway_address) is str
-    for value in (req.user_name, req.pin, req.caller_raw, req.called_raw, req.service_type):
+    for value in (req.user_name, req.pin, req.caller_raw, req.called_raw, req.stage):
         assert value is None or type(value) is str
     assert number_shaped(req.caller) and number_shaped(req.called)
     assert req.conf_id is None or (len(req.conf_id) <= 64 and CONF.fullmatch(req.conf_id))
