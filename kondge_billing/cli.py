@@ -20,13 +20,13 @@ from . import __version__, commands, config
 from .store import (audit, batches, callers, cards, categories, gateways, issuance, statements,
                     vouchers)
 from .operations import stack
-from .commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
+from .commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE, CommandError
 from .errors import Unavailable
 from .store.pins import PinKeyError
 from .rating.engine import RatingError
 
 #: The errors of the domain that refuse what an operator asked: exit 1, their text.
-REFUSALS = (Refused, PinKeyError, cards.CardError, categories.CategoryError,
+REFUSALS = (CommandError, PinKeyError, cards.CardError, categories.CategoryError,
             gateways.GatewayError, batches.BatchError, issuance.IssueError,
             vouchers.RefillError, callers.CallerError, statements.StatementError,
             audit.OperatorError)

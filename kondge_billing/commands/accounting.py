@@ -8,7 +8,7 @@ from ..operations import stack
 from ..errors import Unavailable
 from ..edge.request import accounting_record
 from ..calls.service import Billing
-from .common import (EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, Refused, command, date_arg,
+from .common import (EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, CommandError, command, date_arg,
                      emit, group, in_transaction, open_database, table)
 
 
@@ -64,7 +64,7 @@ def _summary(pairs) -> str:
 def cmd_show(args, s):
     rows = in_transaction(s, lambda cur: cdrs.parked(cur, False, args.id))
     if not rows:
-        raise Refused(f"no parked record {args.id}; see 'kondge accounting parked --all'")
+        raise CommandError(f"no parked record {args.id}; see 'kondge accounting parked --all'")
     row = rows[0]
     emit(args, row, [f"record {row['id']}, received {row['received_at']:%Y-%m-%d %H:%M:%S}"]
          + [f"  {name} = {value!r}" for name, value in row["pairs"]]
@@ -80,11 +80,11 @@ def cmd_replay(args, s):
     try:
         rows = db.run(lambda cur: cdrs.parked(cur, not args.id, args.id, limit=None))
         if args.id and not rows:
-            raise Refused(f"no parked record {args.id}; see 'kondge accounting parked'")
+            raise CommandError(f"no parked record {args.id}; see 'kondge accounting parked'")
         billing = Billing.from_settings(s, db)
         for row in rows:
             if row["replayed_at"] is not None:
-                raise Refused(f"record {row['id']} was replayed already "
+                raise CommandError(f"record {row['id']} was replayed already "
                               f"({row['replay_outcome']})")
             pairs = tuple((name, value) for name, value in row["pairs"]) + (
                 (attributes.TIMESTAMP, str(int(row["received_at"].timestamp()))),)

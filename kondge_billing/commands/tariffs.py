@@ -9,7 +9,7 @@ from ..store import audit
 from ..progress import factory as progress_factory
 from ..rating import rate_deck, diff, tariff_file
 from ..store import tariffs
-from .common import (EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, group,
+from .common import (EXIT_OK, EXIT_REFUSED, CommandError, command, datetime_arg, emit, group,
                      in_transaction, operator_option, parsed_tariff, plain, table)
 
 #: the bar of loading a tariff or reading a deck: on a terminal, from 10,000
@@ -134,10 +134,10 @@ def _doc_for(s, ref) -> tariff_file.TariffDoc:
     if tariffs.is_version_ref(ref) and not Path(ref).exists():
         found = in_transaction(s, lambda cur: tariffs.version_source(cur, ref))
         if found is None:
-            raise Refused(f"no loaded version {ref}; see 'kondge tariffs list'")
+            raise CommandError(f"no loaded version {ref}; see 'kondge tariffs list'")
         doc, problems = tariff_file.parse(found["source"], ref)
         if problems:
-            raise Refused(f"{ref}: its stored file no longer validates: {problems[0]}")
+            raise CommandError(f"{ref}: its stored file no longer validates: {problems[0]}")
         return doc
     return parsed_tariff(ref)
 
@@ -147,7 +147,7 @@ def cmd_import_csv(args, s):
     if problems:
         for line in problems[:200]:
             print(line, file=sys.stderr)
-        raise Refused(f"{args.deck}: {len(problems)} problem(s); nothing written")
+        raise CommandError(f"{args.deck}: {len(problems)} problem(s); nothing written")
     text = rate_deck.to_yaml(groups, args.tariff, args.currency, args.valid_from,
                               plan=args.plan, initial=args.initial, increment=args.increment,
                               source=Path(args.deck).name)
@@ -156,7 +156,7 @@ def cmd_import_csv(args, s):
     if problems:
         for line in problems[:200]:
             print(line, file=sys.stderr)
-        raise Refused(f"{args.deck}: the tariff file would not validate "
+        raise CommandError(f"{args.deck}: the tariff file would not validate "
                       f"({len(problems)} problem(s)); nothing written")
     prefixes = sum(len(p) for p in groups.values())
     if args.out:
