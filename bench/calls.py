@@ -44,9 +44,11 @@ import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 
 from bench import loadgen, minimal_radius, tariffs as tariff_bench  # noqa: E402
-from kondge_billing import config, gateways, stack  # noqa: E402
-from kondge_billing.issuance import luhn_digit  # noqa: E402
-from kondge_billing.pins import load_key, pin_hash  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.store import gateways  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.store.issuance import luhn_digit  # noqa: E402
+from kondge_billing.store.pins import load_key, pin_hash  # noqa: E402
 from kondge_billing.identifiers import luhn_valid  # noqa: E402
 
 VAR = HOME / "var" / "bench-calls"

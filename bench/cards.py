@@ -20,8 +20,10 @@ import psycopg2
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing import categories, config, issuance, migrate, stack, xlsx  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
+from kondge_billing.store import categories, issuance, migrate  # noqa: E402
+from kondge_billing import config, xlsx  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
 from kondge_billing.progress import Progress  # noqa: E402
 
 

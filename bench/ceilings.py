@@ -11,7 +11,7 @@ A B then B A, so that the noise of the machine falls on both.
 
 With `--frontend N`, the service's front end takes turns with the direct
 server too: freeradius/frontend.conf run as the supervisor runs it
-(kondge_billing.radius_processes: Radius, the gateways' clients.conf;
+(kondge_billing.operations.radius_processes: Radius, the gateways' clients.conf;
 workers.conf from radius_config.workers_conf) in front of N unlang-only workers (minimal_radius's
 site on loopback port pairs, the front end their only client, one shared
 secret). Each step reports the front end's CPU alone, the workers' together
@@ -50,7 +50,9 @@ HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
 from bench import calls, loadgen, minimal_radius, tariffs as tariff_bench  # noqa: E402
-from kondge_billing import config, gateways, radius_config, radius_processes  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.store import gateways  # noqa: E402
+from kondge_billing.operations import radius_config, radius_processes  # noqa: E402
 
 VAR = HOME / "var" / "bench-ceilings"
 STEPS = (500, 1000, 2000, 3000, 4000)

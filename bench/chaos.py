@@ -48,8 +48,10 @@ from pyrad.dictionary import Dictionary  # noqa: E402
 
 from bench.private_service import (db, kondge, query, service_env, start_fresh,  # noqa: E402
                                    wait_drained)
-from kondge_billing import cards, config, stack  # noqa: E402
-from kondge_billing.pins import load_key  # noqa: E402
+from kondge_billing.store import cards  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.store.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
 from tests.support.disk import FullDisks  # noqa: E402
 

@@ -40,10 +40,13 @@ from textwrap import dedent
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing.tariffs import codec, engine, schema  # noqa: E402
-from kondge_billing.tariffs.resolve import context_json  # noqa: E402
+from kondge_billing.rating import codec, engine, tariff_file  # noqa: E402
+from kondge_billing.rating.resolve import context_json  # noqa: E402
 
-BASELINE_FILES = ("money.py", "tariffs/engine.py", "tariffs/codec.py")
+# Where the engine, codec and money modules are at a revision: the package's
+# layout in layers, or (a revision before it) the tariffs folder.
+BASELINE_LAYOUTS = (("rating", ("rating/money.py", "rating/engine.py", "rating/codec.py")),
+                    ("tariffs", ("money.py", "tariffs/engine.py", "tariffs/codec.py")))
 CAP = 86400
 
 THREE_BANDS = """
@@ -107,16 +110,20 @@ CASES = [
 def load_baseline(rev: str, into: Path):
     """The engine, codec and money modules at `rev`, as package kondge_baseline."""
     package = into / "kondge_baseline"
-    (package / "tariffs").mkdir(parents=True)
-    for name in ("__init__.py", "tariffs/__init__.py"):
-        (package / name).write_text("")
-    for name in BASELINE_FILES:
-        text = subprocess.run(["git", "-C", str(HOME), "show", f"{rev}:kondge_billing/{name}"],
-                              check=True, capture_output=True, text=True).stdout
-        (package / name).write_text(text)
-    sys.path.insert(0, str(into))
-    return (importlib.import_module("kondge_baseline.tariffs.engine"),
-            importlib.import_module("kondge_baseline.tariffs.codec"))
+    for folder, names in BASELINE_LAYOUTS:
+        shown = [subprocess.run(["git", "-C", str(HOME), "show", f"{rev}:kondge_billing/{name}"],
+                                capture_output=True, text=True) for name in names]
+        if any(s.returncode for s in shown):
+            continue
+        (package / folder).mkdir(parents=True)
+        for name in ("__init__.py", f"{folder}/__init__.py"):
+            (package / name).write_text("")
+        for name, text in zip(names, shown):
+            (package / name).write_text(text.stdout)
+        sys.path.insert(0, str(into))
+        return (importlib.import_module(f"kondge_baseline.{folder}.engine"),
+                importlib.import_module(f"kondge_baseline.{folder}.codec"))
+    raise SystemExit(f"bench/engine.py: no engine, codec and money modules at {rev}")
 
 
 def default_baseline() -> str:
@@ -128,9 +135,9 @@ def default_baseline() -> str:
 def case_data(source: str, number: str) -> dict:
     path = HOME / source
     if path.suffix == ".yaml":
-        doc, problems = schema.parse_file(path)
+        doc, problems = tariff_file.parse_file(path)
     else:
-        doc, problems = schema.parse(dedent(source), "inline.yaml")
+        doc, problems = tariff_file.parse(dedent(source), "inline.yaml")
     assert not problems, problems
     data = context_json(doc, number)
     assert data is not None, f"{number} is not rated by {source}"

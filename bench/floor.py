@@ -46,7 +46,8 @@ sys.path.insert(0, str(HOME))
 import psycopg2  # noqa: E402
 
 from bench import calls, ceilings, loadgen, minimal_radius  # noqa: E402
-from kondge_billing import cluster, config, radius_processes, supervisor  # noqa: E402
+from kondge_billing.operations import cluster, radius_processes, supervisor  # noqa: E402
+from kondge_billing import config  # noqa: E402
 
 VAR = HOME / "var" / "bench-floor"
 PG_PORT = 5494

@@ -2,7 +2,7 @@
 
 Loaded by rlm_python3 in minimal_radius's "floor" FreeRADIUS, under the same
 Python lock as the service's hook, with one psycopg2 connection per
-FreeRADIUS thread (as kondge_billing.db holds them), autocommit:
+FreeRADIUS thread (as kondge_billing.store.db holds them), autocommit:
 
 - Access-Request: one SELECT by key (the card's balance by its number),
   answered with fixed h323 credit pairs. The service does more: it checks

@@ -93,12 +93,14 @@ sys.path.insert(0, str(HOME))
 from bench import fuzz_packets as fp  # noqa: E402
 from bench import radius_wire as wire  # noqa: E402
 from bench.private_service import kondge, service_env, start_fresh  # noqa: E402
-from kondge_billing import cards, config, stack  # noqa: E402
+from kondge_billing.store import cards  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
 from kondge_billing.identifiers import luhn_valid  # noqa: E402
-from kondge_billing.numbers import NumberFormat, normalise  # noqa: E402
-from kondge_billing.pins import load_key  # noqa: E402
+from kondge_billing.rating.numbers import NumberFormat, normalise  # noqa: E402
+from kondge_billing.store.pins import load_key  # noqa: E402
 
 VAR = HOME / "var" / "fuzz-run"
 OUT = HOME / "var" / "fuzz"

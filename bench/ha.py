@@ -38,9 +38,10 @@ from pathlib import Path
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing import config, ha  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
-from kondge_billing.pins import load_key  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.operations import ha  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
+from kondge_billing.store.pins import load_key  # noqa: E402
 from tests.e2e.test_faults import books, us_cost  # noqa: E402
 from tests.support.cards import new_card  # noqa: E402
 from tests.support.failover import FailoverClient, kill_node  # noqa: E402

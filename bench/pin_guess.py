@@ -62,11 +62,14 @@ import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 
 from bench import tariffs as tariff_bench  # noqa: E402
-from kondge_billing import cards, config, gateways, pin_guard, stack  # noqa: E402
+from kondge_billing.store import cards, gateways  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.calls import pin_guard  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.config import PinPolicy  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
 from kondge_billing.identifiers import luhn_valid  # noqa: E402
-from kondge_billing.pins import load_key, pin_hash  # noqa: E402
+from kondge_billing.store.pins import load_key, pin_hash  # noqa: E402
 
 VAR = HOME / "var" / "bench-pin"
 OUT = HOME / "var" / "bench"

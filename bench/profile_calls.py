@@ -2,7 +2,7 @@
 
 On a cluster of its own (var/bench-profile, port 5495) with the bench data
 set (bench/calls.py's loader), one thread plays complete calls through
-kondge_billing.radius_edge (what the hook calls, with the pairs FreeRADIUS
+kondge_billing.edge.radius_edge (what the hook calls, with the pairs FreeRADIUS
 hands it) one packet at a time, and reports:
 
   - the wall time per packet type (p50/p99), the time inside the database
@@ -40,10 +40,12 @@ import psycopg2.extras  # noqa: E402
 
 from bench import calls as bench_calls  # noqa: E402
 from bench import loadgen  # noqa: E402
-from kondge_billing import cards, config, stack  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
-from kondge_billing.radius_edge import handle_accounting, handle_authorize  # noqa: E402
-from kondge_billing.service import Billing  # noqa: E402
+from kondge_billing.store import cards  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
+from kondge_billing.edge.radius_edge import handle_accounting, handle_authorize  # noqa: E402
+from kondge_billing.calls.service import Billing  # noqa: E402
 
 VAR = HOME / "var" / "bench-profile"
 OUT = HOME / "var" / "bench"

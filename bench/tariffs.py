@@ -26,9 +26,11 @@ sys.path.insert(0, str(HOME))
 import psycopg2  # noqa: E402
 import psycopg2.extras  # noqa: E402
 
-from kondge_billing import config, gateways, stack  # noqa: E402
-from kondge_billing.tariffs import engine  # noqa: E402
-from kondge_billing.tariffs.codec import context_from_json  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.store import gateways  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.rating import engine  # noqa: E402
+from kondge_billing.rating.codec import context_from_json  # noqa: E402
 
 VAR = HOME / "var" / "bench"
 LOOKUPS = 20000

@@ -45,10 +45,11 @@ from pathlib import Path
 HOME = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HOME))
 
-from kondge_billing import cards, config  # noqa: E402
-from kondge_billing.console import say  # noqa: E402
-from kondge_billing.db import Database  # noqa: E402
-from kondge_billing.pins import load_key  # noqa: E402
+from kondge_billing.store import cards  # noqa: E402
+from kondge_billing import config  # noqa: E402
+from kondge_billing.operations.console import say  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
+from kondge_billing.store.pins import load_key  # noqa: E402
 from tests.support.cards import luhn_number  # noqa: E402
 from tests.support.load import Call, LoadResult, one_call  # noqa: E402
 from tests.support.radius import RadiusClient  # noqa: E402

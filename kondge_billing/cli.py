@@ -16,15 +16,17 @@ import sys
 
 import psycopg2
 
-from . import (__version__, audit, batches, callers, cards, categories, commands, config,
-               gateways, issuance, stack, statements, vouchers)
-from .commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE, Refused
+from . import __version__, commands, config
+from .store import (audit, batches, callers, cards, categories, gateways, issuance, statements,
+                    vouchers)
+from .operations import stack
+from .commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE, CommandError
 from .errors import Unavailable
-from .pins import PinKeyError
-from .tariffs.engine import RatingError
+from .store.pins import PinKeyError
+from .rating.engine import RatingError
 
 #: The errors of the domain that refuse what an operator asked: exit 1, their text.
-REFUSALS = (Refused, PinKeyError, cards.CardError, categories.CategoryError,
+REFUSALS = (CommandError, PinKeyError, cards.CardError, categories.CategoryError,
             gateways.GatewayError, batches.BatchError, issuance.IssueError,
             vouchers.RefillError, callers.CallerError, statements.StatementError,
             audit.OperatorError)

@@ -32,7 +32,7 @@ PROJECT_HOME = _project_home()
 @dataclass(frozen=True)
 class PinPolicy:
     """The KONDGE_PIN_* limits on wrong PINs. `kondge server start` writes them
-    to the database (kondge_billing/pin_guard.py), where the call path reads
+    to the database (kondge_billing/calls/pin_guard.py), where the call path reads
     them. 0 tries: not counted; card_cooldown 0: until `kondge cards unlock`."""
 
     card_tries: int = 5

@@ -56,7 +56,7 @@ class ServiceUnavailable(Refusal):
 
 class Overloaded(ServiceUnavailable):
     """Refused at once, without the database, while the server sheds load
-    (kondge_billing/overload.py)."""
+    (kondge_billing/edge/overload.py)."""
 
     message = "service busy, try again later"
 

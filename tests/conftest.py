@@ -15,11 +15,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kondge_billing import config, migrate, stack
-from kondge_billing.db import Database
-from kondge_billing.gateways import GatewayDirectory, all_gateways
-from kondge_billing.pins import load_key
-from kondge_billing.service import Billing
+from kondge_billing import config
+from kondge_billing.store import migrate
+from kondge_billing.operations import stack
+from kondge_billing.store.db import Database
+from kondge_billing.store.gateways import GatewayDirectory, all_gateways
+from kondge_billing.store.pins import load_key
+from kondge_billing.calls.service import Billing
 
 HOME = Path(__file__).resolve().parent.parent
 TEST_VAR = HOME / "var" / "test"

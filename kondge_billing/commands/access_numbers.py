@@ -3,7 +3,7 @@
 The policies live with the callers (callers.py owns their SQL).
 """
 
-from .. import audit, callers
+from ..store import audit, callers
 from .common import EXIT_OK, command, emit, group, in_transaction, operator_option, table
 
 

@@ -1,11 +1,14 @@
 """kondge accounting: records kept aside, the spools, and the check that every
 answered record was stored."""
 
-from .. import answered, attrs, calls, gateways, spool, stack
+from ..edge import answered, attributes, spool
+from ..calls import cdrs
+from ..store import gateways
+from ..operations import stack
 from ..errors import Unavailable
-from ..request import accounting_record
-from ..service import Billing
-from .common import (EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, Refused, command, date_arg,
+from ..edge.request import accounting_record
+from ..calls.service import Billing
+from .common import (EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, CommandError, command, date_arg,
                      emit, group, in_transaction, open_database, table)
 
 
@@ -41,7 +44,7 @@ def register(commands):
 
 
 def cmd_parked(args, s):
-    rows = in_transaction(s, lambda cur: calls.parked(cur, not args.all, limit=args.limit))
+    rows = in_transaction(s, lambda cur: cdrs.parked(cur, not args.all, limit=args.limit))
     for row in rows:
         row["call"] = _summary(row["pairs"])
     emit(args, rows, table(rows, ["id", "received_at", "call", "replayed_at",
@@ -59,9 +62,9 @@ def _summary(pairs) -> str:
 
 
 def cmd_show(args, s):
-    rows = in_transaction(s, lambda cur: calls.parked(cur, False, args.id))
+    rows = in_transaction(s, lambda cur: cdrs.parked(cur, False, args.id))
     if not rows:
-        raise Refused(f"no parked record {args.id}; see 'kondge accounting parked --all'")
+        raise CommandError(f"no parked record {args.id}; see 'kondge accounting parked --all'")
     row = rows[0]
     emit(args, row, [f"record {row['id']}, received {row['received_at']:%Y-%m-%d %H:%M:%S}"]
          + [f"  {name} = {value!r}" for name, value in row["pairs"]]
@@ -75,16 +78,16 @@ def cmd_replay(args, s):
     db = open_database(s)
     done, failed = [], []
     try:
-        rows = db.run(lambda cur: calls.parked(cur, not args.id, args.id, limit=None))
+        rows = db.run(lambda cur: cdrs.parked(cur, not args.id, args.id, limit=None))
         if args.id and not rows:
-            raise Refused(f"no parked record {args.id}; see 'kondge accounting parked'")
+            raise CommandError(f"no parked record {args.id}; see 'kondge accounting parked'")
         billing = Billing.from_settings(s, db)
         for row in rows:
             if row["replayed_at"] is not None:
-                raise Refused(f"record {row['id']} was replayed already "
+                raise CommandError(f"record {row['id']} was replayed already "
                               f"({row['replay_outcome']})")
             pairs = tuple((name, value) for name, value in row["pairs"]) + (
-                (attrs.TIMESTAMP, str(int(row["received_at"].timestamp()))),)
+                (attributes.TIMESTAMP, str(int(row["received_at"].timestamp()))),)
             try:
                 rec = accounting_record(pairs, row["received_at"])
                 result = billing.account(billing.gateways.for_accounting(rec.gateway_address),
@@ -96,7 +99,7 @@ def cmd_replay(args, s):
             except Exception as exc:  # noqa: BLE001 - reported, the record stays parked
                 failed.append({"id": row["id"], "error": f"{type(exc).__name__}: {exc}"})
                 continue
-            db.run(lambda cur: calls.mark_replayed(cur, row["id"], result.outcome))
+            db.run(lambda cur: cdrs.mark_replayed(cur, row["id"], result.outcome))
             done.append(row["id"])
     finally:
         db.close()

@@ -1,7 +1,7 @@
 """kondge audit: the audit log of operator changes (written by the database
 with each change: who, the database role, when, what and how many)."""
 
-from .. import audit
+from ..store import audit
 from .common import EXIT_OK, command, emit, group, in_transaction, table
 
 

@@ -3,8 +3,8 @@ restore (to the end of the archive or to a moment) and the restore drill."""
 
 from pathlib import Path
 
-from .. import backup
-from .common import EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, table
+from ..operations import backup
+from .common import EXIT_OK, EXIT_REFUSED, CommandError, command, datetime_arg, emit, table
 
 
 def register(commands):
@@ -57,7 +57,7 @@ def register(commands):
 
 def cmd_backup(args, s):
     if not s.private_cluster:
-        raise Refused("KONDGE_DSN names a database this service does not run: back it up "
+        raise CommandError("KONDGE_DSN names a database this service does not run: back it up "
                       "where it runs ('kondge ha backup' for the HA topology)")
     record = backup.run_backup(s, args.kind)
     emit(args, record, [f"backup {record['label']} ({record['type']}) done in "
@@ -107,11 +107,11 @@ def cmd_timer(args, s):
 
 def cmd_restore(args, s):
     if not args.yes:
-        raise Refused("a restore replaces the database (what was committed after the restored "
+        raise CommandError("a restore replaces the database (what was committed after the restored "
                       "moment is gone): add --yes to do it; 'kondge backup drill' tries a "
                       "restore without touching the database")
     if not s.private_cluster:
-        raise Refused("KONDGE_DSN names a database this service does not run: restore it "
+        raise CommandError("KONDGE_DSN names a database this service does not run: restore it "
                       "where it runs ('kondge ha restore' for the HA topology)")
     result = backup.restore(s, args.to)
     emit(args, result, [

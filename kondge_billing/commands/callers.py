@@ -1,8 +1,8 @@
 """kondge callers: caller numbers (ANI) bound to cards, which log in without a PIN."""
 
-from .. import audit, callers, gateways
-from ..numbers import NumberFormat
-from .common import (EXIT_OK, Refused, command, emit, group, in_transaction, operator_option,
+from ..store import audit, callers, gateways
+from ..rating.numbers import NumberFormat
+from .common import (EXIT_OK, CommandError, command, emit, group, in_transaction, operator_option,
                      table)
 
 
@@ -56,5 +56,5 @@ def _gateway_format(s, name) -> NumberFormat:
     found = [gw for gw in in_transaction(s, lambda cur: gateways.all_gateways(cur, False))
              if gw.name == name]
     if not found:
-        raise Refused(f"no gateway named {name}; see 'kondge gateways list'")
+        raise CommandError(f"no gateway named {name}; see 'kondge gateways list'")
     return found[0].number_format

@@ -8,10 +8,12 @@ takes them.
 import argparse
 from pathlib import Path
 
-from .. import audit, batches, cards, issuance, pin_guard, reports, statements, vouchers, xlsx
-from ..pins import load_key
+from ..store import audit, batches, cards, issuance, reports, statements, vouchers
+from ..calls import pin_guard
+from .. import xlsx
+from ..store.pins import load_key
 from ..progress import factory as progress_factory
-from .common import (EXIT_OK, Refused, amount_arg, command, currency_arg, datetime_arg, emit,
+from .common import (EXIT_OK, CommandError, amount_arg, command, currency_arg, datetime_arg, emit,
                      fields, group, in_transaction, new_file, operator_option, show_one,
                      table)
 
@@ -254,7 +256,7 @@ def cmd_refill(args, s):
     result = in_transaction(s, lambda cur: vouchers.refill(
         cur, key, args.card, args.voucher, args.pin, operator))
     if "refused" in result:         # a wrong PIN: its count is committed, then refused
-        raise Refused(result["refused"])
+        raise CommandError(result["refused"])
     emit(args, result, [f"card {result['card']} refilled with {result['amount']} "
                         f"{result['currency']} from voucher {result['voucher']}; "
                         f"balance {result['balance']}"])
@@ -280,7 +282,7 @@ def cmd_statement(args, s):
 def cmd_issue(args, s):
     out = new_file(args.out, ".xlsx")
     if out.exists():
-        raise Refused(f"{out} exists; the PINs of another batch may be in it: "
+        raise CommandError(f"{out} exists; the PINs of another batch may be in it: "
                       "choose another --out")
     key = load_key(s.pin_key_file)
     operator = audit.operator_name(args.operator)
@@ -407,5 +409,5 @@ def _selection(args) -> batches.Selection:
 def _range(text, kind):
     first, sep, last = (text or "").partition("-")
     if not sep or not first.isdigit() or not last.isdigit():
-        raise Refused(f"{kind}: FIRST-LAST, e.g. 100001-100500")
+        raise CommandError(f"{kind}: FIRST-LAST, e.g. 100001-100500")
     return first, last

@@ -2,7 +2,7 @@
 
 import argparse
 
-from .. import audit, categories
+from ..store import audit, categories
 from .common import (EXIT_OK, amount_arg, command, currency_arg, datetime_arg, emit, fields,
                      group, in_transaction, operator_option, show_one, table)
 

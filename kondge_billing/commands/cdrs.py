@@ -2,7 +2,8 @@
 
 import argparse
 
-from .. import calls, xlsx
+from ..calls import cdrs
+from .. import xlsx
 from .common import (EXIT_OK, command, datetime_arg, emit, group, in_transaction, new_file,
                      table)
 
@@ -48,14 +49,14 @@ def cmd_list(args, s):
 def cmd_export(args, s):
     out = new_file(args.out, ".xlsx")
     rows = _cdrs(args, s)
-    count = xlsx.write_table(out, "cdrs", calls.CDR_COLUMNS,
-                             ([r[c] for c in calls.CDR_COLUMNS] for r in reversed(rows)))
+    count = xlsx.write_table(out, "cdrs", cdrs.CDR_COLUMNS,
+                             ([r[c] for c in cdrs.CDR_COLUMNS] for r in reversed(rows)))
     emit(args, {"cdrs": count, "file": str(out)}, [f"{count} CDRs written to {out} (times in UTC)"])
     return EXIT_OK
 
 
 def _cdrs(args, s):
     """The latest CDRs the filters select, newest first."""
-    return in_transaction(s, lambda cur: calls.list_cdrs(
+    return in_transaction(s, lambda cur: cdrs.list_cdrs(
         cur, args.card, args.limit, batch=args.batch, gateway=args.gateway,
         destination=args.destination, since=args.start, until=args.end, flag=args.flag))

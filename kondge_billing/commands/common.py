@@ -2,7 +2,7 @@
 database, files, and the option types and options several groups use.
 
 A command is a function (args, settings) -> exit status. When it cannot do
-what was asked it raises Refused, or lets a domain error (cards.CardError,
+what was asked it raises CommandError, or lets a domain error (cards.CardError,
 gateways.GatewayError, ...) pass: cli.OUTCOMES turns either into a message
 and exit 1.
 """
@@ -14,16 +14,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from .. import currencies
-from ..db import Database
-from ..money import MoneyError, operator_amount
-from ..tariffs import schema
+from ..rating import currencies
+from ..store.db import Database
+from ..rating.money import MoneyError, operator_amount
+from ..rating import tariff_file
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
 
-class Refused(Exception):
-    """An operator request that cannot be done as asked (exit 1)."""
+class CommandError(Exception):
+    """An operator request that cannot be done as asked (exit 1). Not the
+    call path's Refusal (errors.py), which answers a gateway."""
 
 
 # --- parsers --------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def show_one(args, s, lookup, missing):
     """Print the one record lookup(cur) finds, or refuse with missing."""
     record = in_transaction(s, lookup)
     if record is None:
-        raise Refused(missing)
+        raise CommandError(missing)
     emit(args, record, fields(record))
     return EXIT_OK
 
@@ -165,17 +166,17 @@ def new_file(path_text, suffix) -> Path:
     """The file to write: its name ends in suffix, its folder exists."""
     path = Path(path_text)
     if path.suffix.lower() != suffix:
-        raise Refused(f"{path}: the file name must end in {suffix}")
+        raise CommandError(f"{path}: the file name must end in {suffix}")
     if not path.parent.is_dir():
-        raise Refused(f"{path.parent}: no such folder")
+        raise CommandError(f"{path.parent}: no such folder")
     return path
 
 
-def parsed_tariff(path) -> schema.TariffDoc:
+def parsed_tariff(path) -> tariff_file.TariffDoc:
     """The tariff file at path; refused, each problem on stderr, if it does not validate."""
-    doc, problems = schema.parse_file(path)
+    doc, problems = tariff_file.parse_file(path)
     if problems:
         for line in problems:
             print(line, file=sys.stderr)
-        raise Refused(f"{path}: {len(problems)} problem(s); nothing done")
+        raise CommandError(f"{path}: {len(problems)} problem(s); nothing done")
     return doc

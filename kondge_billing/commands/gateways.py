@@ -6,9 +6,9 @@ A change is stored, then applied to the running server at once
 
 import argparse
 
-from .. import audit, gateways, stack
-from ..attrs import DIALECTS
-from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, emit, group,
+from ..store import audit, gateways
+from ..operations import stack
+from .common import (EXIT_OK, EXIT_UNAVAILABLE, CommandError, command, emit, group,
                      in_transaction, operator_option, table)
 
 
@@ -18,7 +18,7 @@ def register(commands):
     p.add_argument("--name", required=True, help="a short unique name, e.g. ny-cisco-1")
     p.add_argument("--address", required=True, help="the gateway's source IP address")
     p.add_argument("--secret", required=True, help="the RADIUS shared secret")
-    p.add_argument("--dialect", required=True, choices=DIALECTS,
+    p.add_argument("--dialect", required=True, choices=gateways.DIALECTS,
                    help="which attributes it speaks")
     p.add_argument("--message-authenticator", choices=["required", "optional"],
                    default="optional",
@@ -93,7 +93,7 @@ def cmd_remove(args, s):
     revision = in_transaction(s, lambda cur: gateways.remove(cur, args.name, args.id, operator))
     which = f"named {args.name}" if args.id is None else f"with id {args.id}"
     if revision is None:
-        raise Refused(f"no gateway {which}; see 'kondge gateways list'")
+        raise CommandError(f"no gateway {which}; see 'kondge gateways list'")
     served = stack.apply_gateway_change(s, revision)
     emit(args, {"removed": args.name or args.id, "served": served}, [
         f"gateway {which} removed (its call records stay)", _served_line(s, served)])
@@ -108,7 +108,7 @@ def cmd_modify(args, s):
     if args.language_map is not None:
         changes["language_map"] = args.language_map
     if not changes:
-        raise Refused("nothing to change; see 'kondge gateways modify --help'")
+        raise CommandError("nothing to change; see 'kondge gateways modify --help'")
     operator = audit.operator_name(args.operator)
     gw = in_transaction(s, lambda cur: gateways.modify(cur, args.name, operator, **changes))
     served = stack.apply_gateway_change(s, gw.revision)

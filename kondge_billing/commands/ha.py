@@ -5,8 +5,8 @@ backup, restore, and the runner that keeps it going."""
 import contextlib
 import sys
 
-from .. import backup, ha, ha_restore
-from .common import (EXIT_OK, EXIT_UNAVAILABLE, Refused, command, datetime_arg, emit, group,
+from ..operations import backup, ha, ha_restore
+from .common import (EXIT_OK, EXIT_UNAVAILABLE, CommandError, command, datetime_arg, emit, group,
                      table)
 
 
@@ -111,7 +111,7 @@ def cmd_backup(args, s):
 
 def cmd_restore(args, s):
     if not args.yes:
-        raise Refused("a restore replaces the topology's database on both nodes (what was "
+        raise CommandError("a restore replaces the topology's database on both nodes (what was "
                       "committed after the restored moment is gone): add --yes to do it; "
                       "'kondge ha backup' first if the newest backup is too old")
     # with --json, the progress lines go to stderr: stdout is the JSON alone

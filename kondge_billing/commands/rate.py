@@ -10,10 +10,11 @@ import re
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from ..money import to_decimal
-from ..numbers import CLEAN as NUMBER_PUNCTUATION
-from ..tariffs import diff, engine, resolve, store
-from .common import EXIT_OK, Refused, command, emit, in_transaction, parsed_tariff
+from ..rating.money import to_decimal
+from ..rating.numbers import CLEAN as NUMBER_PUNCTUATION
+from ..rating import diff, engine, resolve
+from ..store import tariffs
+from .common import EXIT_OK, CommandError, command, emit, in_transaction, parsed_tariff
 
 DESCRIPTION = (
     "The price of a call with its breakdown (plan, band, rate, surcharges, steps, rounding), "
@@ -76,7 +77,7 @@ def _call_time(text):
 def cmd_rate(args, s):
     ctx, at = _rating_for(args, s)
     if ctx is None:
-        raise Refused(f"no rate for {args.to}: no plan, destination or rate applies "
+        raise CommandError(f"no rate for {args.to}: no plan, destination or rate applies "
                       "(a call would be refused with h323-return-code 9)")
     data = {"tariff": ctx.tariff, "version": ctx.version, "plan": ctx.plan,
             "destination": ctx.destination, "prefix": ctx.prefix, "currency": ctx.currency,
@@ -85,7 +86,7 @@ def cmd_rate(args, s):
         try:
             balance = to_decimal(args.balance)
         except ValueError as exc:
-            raise Refused(f"--balance: {exc}") from None
+            raise CommandError(f"--balance: {exc}") from None
         seconds = engine.allowed_seconds(ctx, at, balance, args.cap or s.max_credit_time)
         b = engine.rate_call(ctx, at, seconds)
         data.update(balance=balance, allowed_seconds=seconds, cost=b.cost)
@@ -115,17 +116,17 @@ def _rating_for(args, s):
                 _call_start(args.at, doc.timezone))
 
     def work(cur):
-        gw = store.gateway_id(cur, args.gateway) if args.gateway else None
+        gw = tariffs.gateway_id(cur, args.gateway) if args.gateway else None
         if args.gateway and gw is None:
-            raise Refused(f"no gateway named {args.gateway}; see 'kondge gateways list'")
+            raise CommandError(f"no gateway named {args.gateway}; see 'kondge gateways list'")
         tariff_id = None
         if args.tariff:
-            tariff_id = store.tariff_id(cur, args.tariff)
+            tariff_id = tariffs.tariff_id(cur, args.tariff)
             if tariff_id is None:
-                raise Refused(f"no tariff named {args.tariff}; see 'kondge tariffs list'")
+                raise CommandError(f"no tariff named {args.tariff}; see 'kondge tariffs list'")
 
         def lookup(at):
-            return store.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
+            return tariffs.rating_context(cur, args.to, at, gateway_id=gw, tariff_id=tariff_id,
                                         **call)
         if args.at is None or args.at.tzinfo is not None:
             at = args.at or datetime.now(timezone.utc)
@@ -156,10 +157,10 @@ def _call_start(at, zone_name: str) -> datetime:
     real = [c for c in candidates
             if c.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None) == at]
     if not real:
-        raise Refused(f"--at {at.isoformat()}: that time does not exist in {zone_name} (the "
+        raise CommandError(f"--at {at.isoformat()}: that time does not exist in {zone_name} (the "
                       "clocks skip it); give the time with its offset")
     if len(real) == 2 and real[0].utcoffset() != real[1].utcoffset():
-        raise Refused(f"--at {at.isoformat()}: that time happens twice in {zone_name}; give "
+        raise CommandError(f"--at {at.isoformat()}: that time happens twice in {zone_name}; give "
                       f"its offset: {real[0].isoformat()} or {real[1].isoformat()}")
     return real[0]
 
@@ -168,7 +169,7 @@ def _zone_of(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError) as exc:       # ZoneInfoNotFoundError is a KeyError
-        raise Refused(f"the tariff's time zone {name!r} is unknown here") from exc
+        raise CommandError(f"the tariff's time zone {name!r} is unknown here") from exc
 
 
 def explain(ctx, b, at=None) -> list[str]:

@@ -3,7 +3,9 @@
 import argparse
 from pathlib import Path
 
-from .. import backup, gateways, radius_config, spool, stack, supervisor
+from ..operations import backup, radius_config, stack, supervisor
+from ..store import gateways
+from ..edge import spool
 from .common import EXIT_OK, EXIT_UNAVAILABLE, command, emit, group
 
 

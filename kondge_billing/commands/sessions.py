@@ -1,7 +1,7 @@
 """kondge sessions: live calls and the holds of calls being set up."""
 
-from .. import sessions
-from ..service import Billing
+from ..calls import sessions
+from ..calls.service import Billing
 from .common import EXIT_OK, command, emit, group, in_transaction, open_database, table
 
 

@@ -5,10 +5,11 @@ import json
 import sys
 from pathlib import Path
 
-from .. import audit
+from ..store import audit
 from ..progress import factory as progress_factory
-from ..tariffs import csv_import, diff, schema, store
-from .common import (EXIT_OK, EXIT_REFUSED, Refused, command, datetime_arg, emit, group,
+from ..rating import rate_deck, diff, tariff_file
+from ..store import tariffs
+from .common import (EXIT_OK, EXIT_REFUSED, CommandError, command, datetime_arg, emit, group,
                      in_transaction, operator_option, parsed_tariff, plain, table)
 
 #: the bar of loading a tariff or reading a deck: on a terminal, from 10,000
@@ -56,7 +57,7 @@ def _period(text):
 
 
 def cmd_validate(args, s):
-    doc, problems = schema.parse_file(args.file)
+    doc, problems = tariff_file.parse_file(args.file)
     summary = {"file": args.file, "valid": not problems, "problems": problems}
     if doc is not None and not problems:
         summary.update(tariff=doc.name, destinations=len(doc.destinations),
@@ -75,7 +76,7 @@ def cmd_validate(args, s):
 def cmd_load(args, s):
     doc = parsed_tariff(args.file)
     operator = audit.operator_name(args.operator)
-    loaded = in_transaction(s, lambda cur: store.load(cur, doc, str(args.file), BAR,
+    loaded = in_transaction(s, lambda cur: tariffs.load(cur, doc, str(args.file), BAR,
                                                       operator))
     emit(args, loaded, [
         f"tariff {loaded['tariff']} version {loaded['version']} loaded: "
@@ -87,7 +88,7 @@ def cmd_load(args, s):
 
 
 def cmd_list(args, s):
-    rows = in_transaction(s, lambda cur: store.versions(cur, args.name))
+    rows = in_transaction(s, lambda cur: tariffs.versions(cur, args.name))
     emit(args, rows, table(rows, ["tariff", "version", "valid_from", "currency", "destinations",
                                   "is_default", "loaded_at", "source_name"]))
     return EXIT_OK
@@ -112,7 +113,7 @@ def cmd_diff(args, s):
         lines.append("no differences")
     if args.cdrs:
         start, end = args.cdrs
-        stored = in_transaction(s, lambda cur: store.stored_calls(cur, start, end))
+        stored = in_transaction(s, lambda cur: tariffs.stored_calls(cur, start, end))
         rr = diff.rerate(stored, old, new)
         changes["rerated"] = rr
         lines += [f"re-rating {rr['calls']} stored call(s) connected from {start.isoformat()} "
@@ -128,34 +129,34 @@ def cmd_diff(args, s):
     return EXIT_OK
 
 
-def _doc_for(s, ref) -> schema.TariffDoc:
+def _doc_for(s, ref) -> tariff_file.TariffDoc:
     """The tariff a file or a loaded version NAME@VERSION holds."""
-    if store.is_version_ref(ref) and not Path(ref).exists():
-        found = in_transaction(s, lambda cur: store.version_source(cur, ref))
+    if tariffs.is_version_ref(ref) and not Path(ref).exists():
+        found = in_transaction(s, lambda cur: tariffs.version_source(cur, ref))
         if found is None:
-            raise Refused(f"no loaded version {ref}; see 'kondge tariffs list'")
-        doc, problems = schema.parse(found["source"], ref)
+            raise CommandError(f"no loaded version {ref}; see 'kondge tariffs list'")
+        doc, problems = tariff_file.parse(found["source"], ref)
         if problems:
-            raise Refused(f"{ref}: its stored file no longer validates: {problems[0]}")
+            raise CommandError(f"{ref}: its stored file no longer validates: {problems[0]}")
         return doc
     return parsed_tariff(ref)
 
 
 def cmd_import_csv(args, s):
-    groups, problems = csv_import.read_deck(args.deck, BAR)
+    groups, problems = rate_deck.read_deck(args.deck, BAR)
     if problems:
         for line in problems[:200]:
             print(line, file=sys.stderr)
-        raise Refused(f"{args.deck}: {len(problems)} problem(s); nothing written")
-    text = csv_import.to_yaml(groups, args.tariff, args.currency, args.valid_from,
+        raise CommandError(f"{args.deck}: {len(problems)} problem(s); nothing written")
+    text = rate_deck.to_yaml(groups, args.tariff, args.currency, args.valid_from,
                               plan=args.plan, initial=args.initial, increment=args.increment,
                               source=Path(args.deck).name)
     # What is written is what `tariffs validate` will read: check it as that would.
-    _doc, problems = schema.parse(text, args.out or "<standard output>")
+    _doc, problems = tariff_file.parse(text, args.out or "<standard output>")
     if problems:
         for line in problems[:200]:
             print(line, file=sys.stderr)
-        raise Refused(f"{args.deck}: the tariff file would not validate "
+        raise CommandError(f"{args.deck}: the tariff file would not validate "
                       f"({len(problems)} problem(s)); nothing written")
     prefixes = sum(len(p) for p in groups.values())
     if args.out:

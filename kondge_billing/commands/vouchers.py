@@ -1,7 +1,7 @@
 """kondge vouchers: recharge vouchers (issued by 'kondge cards issue', spent by
 'kondge cards refill')."""
 
-from .. import vouchers
+from ..store import vouchers
 from .common import command, group, show_one
 
 

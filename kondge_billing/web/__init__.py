@@ -6,7 +6,7 @@ to the card and its PIN) and sees the card's balance (available and held),
 validity, status and language, recent calls (paged, filtered by date) and
 movements; downloads the statement PDF and the calls XLSX; refills from a
 voucher; chooses the prompt language. Everything it
-reads or changes goes through kondge_billing/portal.py, i.e. the database's
+reads or changes goes through kondge_billing/store/portal.py, i.e. the database's
 web_* functions, as the kondge_web role: it has no SQL of its own.
 
 Security: the session is a token the database issued, in a cookie that is
@@ -31,10 +31,11 @@ from babel.numbers import format_decimal
 from flask import Flask, Response, abort, g, make_response, redirect, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .. import i18n, portal, statements, xlsx
-from ..db import Database
+from .. import i18n, xlsx
+from ..store import portal, statements
+from ..store.db import Database
 from ..errors import Unavailable
-from ..numbers import NumberFormat, normalise
+from ..rating.numbers import NumberFormat, normalise
 
 SESSION_COOKIE = "kondge_session"
 CSRF_COOKIE = "kondge_csrf"

@@ -1,5 +1,5 @@
 """Serve the card holders' web portal with waitress (the supervisor starts
-this: kondge_billing/web_process.py).
+this: kondge_billing/operations/web_process.py).
 
     python -m kondge_billing.web [--key-from-stdin]
 
@@ -19,9 +19,9 @@ import sys
 from waitress import serve
 
 from .. import config
-from ..db import Database
-from ..pins import PinKeyError, load_key
-from ..web_process import NICE
+from ..store.db import Database
+from ..store.pins import PinKeyError, load_key
+from ..operations.web_process import NICE
 from . import create_app
 
 

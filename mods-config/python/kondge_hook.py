@@ -1,13 +1,13 @@
 """The hook FreeRADIUS's rlm_python3 loads: translates, delegates, returns.
 
 No business rule lives here. Each function hands the request pairs to
-kondge_billing.radius_edge and maps its answer to radiusd's exact integer
+kondge_billing.edge.radius_edge and maps its answer to radiusd's exact integer
 codes and tuples of strings (an IntEnum or a list would be dropped).
 """
 
 import radiusd
 
-from kondge_billing import hook_runtime
+from kondge_billing.edge import hook_runtime
 
 CODES = {"ok": radiusd.RLM_MODULE_OK, "reject": radiusd.RLM_MODULE_REJECT,
          "no-answer": radiusd.RLM_MODULE_FAIL}

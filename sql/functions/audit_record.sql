@@ -1,4 +1,4 @@
--- The writer of the audit log (kondge_billing/audit.py reads it): one
+-- The writer of the audit log (kondge_billing/store/audit.py reads it): one
 -- record of who (p_operator, the person the command named; the database
 -- role is stamped by audit_log_stamped), what (p_action, with the cards it
 -- selected and the details) and how many (p_count). Called by the

@@ -1,4 +1,4 @@
--- An amount an operator's function was given, as kondge_billing/money.py
+-- An amount an operator's function was given, as kondge_billing/rating/money.py
 -- (operator_amount) reads one: a finite number of at most 12 digits before
 -- the point and 8 after it; p_positive: above zero, else not negative
 -- (p_positive NULL: any sign, but not zero). Raises naming p_label.

@@ -1,4 +1,4 @@
--- A PIN's keyed hash as kondge_billing/pins.py makes it (the key never
+-- A PIN's keyed hash as kondge_billing/store/pins.py makes it (the key never
 -- reaches the database): 'hmac-sha256$' and 64 hex digits. Raises otherwise.
 CREATE OR REPLACE FUNCTION kondge.checked_pin_hash(p_hash text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$

@@ -1,5 +1,5 @@
 -- An operator binds caller numbers (international form, digits only) to a
--- card (kondge_billing/callers.py: bind, which reads them as the gateway
+-- card (kondge_billing/store/callers.py: bind, which reads them as the gateway
 -- writes them first): a number bound to another card is refused, one
 -- bound to this card already stays. One audit record, counting the
 -- numbers bound now. Returns them.

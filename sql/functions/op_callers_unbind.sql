@@ -1,4 +1,4 @@
--- An operator unbinds caller numbers (kondge_billing/callers.py: unbind).
+-- An operator unbinds caller numbers (kondge_billing/store/callers.py: unbind).
 -- None of them bound is refused (nothing to do). One audit record with the
 -- cards they were bound to. Returns how many were unbound.
 CREATE OR REPLACE FUNCTION kondge.op_callers_unbind(p_operator text, p_numbers text[])

@@ -1,4 +1,4 @@
--- An operator adds one card (kondge_billing/cards.py: add, which reports
+-- An operator adds one card (kondge_billing/store/cards.py: add, which reports
 -- every problem of the card at once before it calls this). The card is in
 -- its category's currency, in a calling-card category; its PIN arrives as
 -- its keyed hash; its opening balance is its first ledger entry; the

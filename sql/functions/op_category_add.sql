@@ -1,4 +1,4 @@
--- An operator adds a category (kondge_billing/categories.py: add, which
+-- An operator adds a category (kondge_billing/store/categories.py: add, which
 -- reports every problem of it at once first). p_values holds the fields
 -- given (the rest take the table's defaults) and "tariff", the name of the
 -- tariff of its cards that have none of their own: not for vouchers, and

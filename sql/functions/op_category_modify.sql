@@ -1,4 +1,4 @@
--- An operator changes a category (kondge_billing/categories.py: modify,
+-- An operator changes a category (kondge_billing/store/categories.py: modify,
 -- which reports every problem at once first): p_changes holds only the
 -- fields to change, and "tariff" (a name, or null: none) if that changes.
 -- A category's cards and vouchers were sold as they are: with any, its

@@ -1,5 +1,5 @@
 -- An operator activates, suspends or cancels the cards (or vouchers) a
--- selection names (kondge.selected; kondge_billing/batches.py:
+-- selection names (kondge.selected; kondge_billing/store/batches.py:
 -- change_status). Each action changes only the statuses it may start
 -- from: a cancelled card is never reactivated, a used voucher stays used.
 -- One audit record, with how many changed of how many selected.

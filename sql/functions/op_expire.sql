@@ -1,5 +1,5 @@
 -- The value left on expired cards leaves them through the ledger
--- (kondge_billing/cards.py: expire, run daily): one 'expiry' entry per card
+-- (kondge_billing/store/cards.py: expire, run daily): one 'expiry' entry per card
 -- and expiry date, so running it again changes nothing. p_as_of (default
 -- now) may not lie ahead: nobody empties a card before it expires. One
 -- audit record with the count and the value per currency. Returns the

@@ -1,5 +1,5 @@
 -- An operator extends the validity of the cards (or vouchers) a selection
--- names (kondge_billing/batches.py: extend): by p_days (those that expire)
+-- names (kondge_billing/store/batches.py: extend): by p_days (those that expire)
 -- or to p_until; never a cancelled one. One audit record.
 CREATE OR REPLACE FUNCTION kondge.op_extend(p_operator text, p_selection jsonb,
                                             p_days integer, p_until timestamptz)

@@ -1,4 +1,4 @@
--- An operator issues a batch of one category (kondge_billing/issuance.py:
+-- An operator issues a batch of one category (kondge_billing/store/issuance.py:
 -- issue): calling cards, each with the category's face value as its first
 -- ledger entry, or recharge vouchers. The tool draws the numbers and PINs
 -- and passes the numbers with the PINs' keyed hashes (p_numbers and

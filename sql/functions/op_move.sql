@@ -1,5 +1,5 @@
 -- An operator moves the cards (or vouchers) a selection names into another
--- category (kondge_billing/batches.py: move, which says first which cards
+-- category (kondge_billing/store/batches.py: move, which says first which cards
 -- could not move and why): only into a category of their kind and
 -- currency and, for calling cards, their billing model; a refused move
 -- moves nothing. The categories involved are locked FOR SHARE, so none

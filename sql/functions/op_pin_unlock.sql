@@ -1,4 +1,4 @@
--- `kondge cards unlock` (kondge_billing/pin_guard.py): forget the wrong PINs
+-- `kondge cards unlock` (kondge_billing/calls/pin_guard.py): forget the wrong PINs
 -- of a card (by number), a caller number or a gateway (its id) and lift its
 -- lock, with one audit record when there was anything to forget (p_shown:
 -- the card, caller or gateway as the operator named it). Returns what was

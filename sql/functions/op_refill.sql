@@ -1,5 +1,5 @@
 -- An operator moves a recharge voucher's value to a calling card
--- (kondge_billing/vouchers.py: refill, which words the outcome). The
+-- (kondge_billing/store/vouchers.py: refill, which words the outcome). The
 -- voucher is locked first, the card second: of two refills of one voucher
 -- at once, the second waits and finds it used; the ledger key
 -- 'voucher:NUMBER' credits a card at most once even so. The PIN arrives as

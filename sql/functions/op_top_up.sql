@@ -1,5 +1,5 @@
 -- An operator credits every card a selection names with p_amount, once per
--- operation id (kondge_billing/batches.py: top_up): one 'refill' ledger
+-- operation id (kondge_billing/store/batches.py: top_up): one 'refill' ledger
 -- entry per card keyed by the operation id, so the same command again (a
 -- retry, a double click) credits nobody twice. Every selected card must be
 -- a calling card in p_currency. One audit record, counting the cards

@@ -1,4 +1,4 @@
--- One accounting record (kondge_billing/calls.py: account): which leg of
+-- One accounting record (kondge_billing/calls/cdrs.py: account): which leg of
 -- which call it is, and what to do with it.
 --
 -- Which leg, and whether it is the billed one, from the best evidence:

@@ -1,4 +1,4 @@
--- Stage 1 and stage 2 (kondge_billing/cards.py: for_call): the card for a
+-- Stage 1 and stage 2 (kondge_billing/store/cards.py: for_call): the card for a
 -- call, by its number (with its PIN checked here: the caller passes the
 -- keyed hash of the PIN it was given, and gets back only whether it
 -- matches) or by the caller number bound to it; its category; what its

@@ -1,4 +1,4 @@
--- A billed Stop, priced (kondge_billing/calls.py: settle): the leg, the CDR
+-- A billed Stop, priced (kondge_billing/calls/cdrs.py: settle): the leg, the CDR
 -- and the charge, in one transaction. The call's hold is released; the
 -- charge is the cost, but never more than the card can pay without taking
 -- what its other calls hold (a prepaid card never goes below zero, a

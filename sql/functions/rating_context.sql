@@ -1,6 +1,6 @@
 -- Which price a new call gets, or NULL when nothing applies (no version in
 -- force, no plan matches, no destination, no rate: the call is refused as
--- DestinationBlocked). The same choice as kondge_billing/tariffs/resolve.py
+-- DestinationBlocked). The same choice as kondge_billing/rating/resolve.py
 -- makes from a file (tests/db/test_tariffs.py checks that both agree):
 --   tariff: p_tariff_id (the card's own, else its category's) or else the
 --           default one;

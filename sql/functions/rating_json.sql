@@ -1,5 +1,5 @@
 -- The rating context of one call, as the pure engine reads it
--- (kondge_billing/tariffs/codec.py: context_from_json): the tariff
+-- (kondge_billing/rating/codec.py: context_from_json): the tariff
 -- version's rounding and rules, the plan's rates for the destination in
 -- every band, and the facts about the call that surcharges select on.
 -- Built from ids: rating_context() after choosing them for a new call, and

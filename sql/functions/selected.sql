@@ -1,5 +1,5 @@
 -- The cards (or vouchers, "kind": "voucher") an operator's batch change
--- selects (kondge_billing/batches.py: Selection), by id: every criterion
+-- selects (kondge_billing/store/batches.py: Selection), by id: every criterion
 -- given must hold, at least one must be given. Each criterion is a fixed
 -- fragment reading its value from the selection; no value is ever written
 -- into the SQL text.

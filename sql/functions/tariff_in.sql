@@ -1,6 +1,6 @@
 -- The id of the tariff called p_name, if it may rate p_whose calls in
 -- p_currency: every version loaded so far prices in that currency (see
--- kondge_billing/card_tariffs.py, which says the same to the operator
+-- kondge_billing/store/card_tariffs.py, which says the same to the operator
 -- first). NULL for no name; raises otherwise.
 CREATE OR REPLACE FUNCTION kondge.tariff_in(p_name text, p_currency text, p_whose text)
 RETURNS integer LANGUAGE plpgsql STABLE AS $$

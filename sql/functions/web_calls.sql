@@ -1,4 +1,4 @@
--- The logged-in card's calls (kondge_billing/portal.py: calls), newest
+-- The logged-in card's calls (kondge_billing/store/portal.py: calls), newest
 -- first, those that started in [p_since, p_until) (NULL: no bound), a page
 -- of at most p_limit (1 to 10,000) from p_offset; `total` counts every
 -- call the bounds take. The destination's name is the one of the tariff

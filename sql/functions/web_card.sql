@@ -1,4 +1,4 @@
--- The logged-in card (kondge_billing/portal.py: card): what the portal's
+-- The logged-in card (kondge_billing/store/portal.py: card): what the portal's
 -- summary shows. No row when the session is not valid. `held` is what its
 -- calls up and their holds take (card_holds.sql), `available` what a new
 -- call may spend (balance, plus the credit limit of a postpaid card, less

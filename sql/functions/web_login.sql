@@ -1,4 +1,4 @@
--- A card holder logs in to the web portal (kondge_billing/portal.py: login)
+-- A card holder logs in to the web portal (kondge_billing/store/portal.py: login)
 -- with a card number and the keyed hash of the PIN given (made by the web
 -- process, as the call path makes it: the hash never leaves the database),
 -- or with a caller number bound to the card and the PIN

@@ -1,5 +1,5 @@
 -- A card holder logs in to the web portal with a caller number bound to
--- the card and the card's PIN (kondge_billing/portal.py: login_caller).
+-- the card and the card's PIN (kondge_billing/store/portal.py: login_caller).
 --
 -- The PIN's keyed hash is made with the card number, which the portal does
 -- not know and must not learn before the PIN is proven: so the portal

@@ -1,4 +1,4 @@
--- The card holder logs out (kondge_billing/portal.py: logout): the session
+-- The card holder logs out (kondge_billing/store/portal.py: logout): the session
 -- ends at once. True if there was one.
 CREATE OR REPLACE FUNCTION kondge.web_logout(p_token text)
 RETURNS boolean

@@ -1,5 +1,5 @@
 -- The logged-in card's refills and other movements (everything on its
--- ledger but call charges; kondge_billing/portal.py: movements), newest
+-- ledger but call charges; kondge_billing/store/portal.py: movements), newest
 -- first, a page of at most p_limit (1 to 1,000) from p_offset; `total`
 -- counts them all. No row when the session is not valid.
 CREATE OR REPLACE FUNCTION kondge.web_movements(p_token text, p_limit integer,

@@ -1,4 +1,4 @@
--- The keyed hash of a PIN as kondge_billing/pins.py makes it (HMAC-SHA256
+-- The keyed hash of a PIN as kondge_billing/store/pins.py makes it (HMAC-SHA256
 -- keyed by the PIN key, over "card number:PIN"), for web_login_caller,
 -- which learns the card number only here, from the caller number. Built on
 -- the core sha256() (RFC 2104), so no extension is needed. Not granted to

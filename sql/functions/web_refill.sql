@@ -1,5 +1,5 @@
 -- The logged-in card holder refills the card from a recharge voucher
--- (kondge_billing/portal.py: refill): the operators' refill itself
+-- (kondge_billing/store/portal.py: refill): the operators' refill itself
 -- (op_refill.sql: a voucher's value moves once, five wrong PINs in a row
 -- suspend the voucher, one audit record naming 'web portal' and the
 -- kondge_web role). A voucher PIN that is wrong, or a voucher number that

@@ -3,7 +3,7 @@
 -- Migrations 0001 to 0011 built this schema step by step, and restated the
 -- call path's functions several times on the way. They are folded into
 -- this one file: a new database starts here; a database that had them all
--- applied has version 11 recorded and skips it (kondge_billing/migrate.py
+-- applied has version 11 recorded and skips it (kondge_billing/store/migrate.py
 -- refuses one that stopped half-way through them).
 --
 -- Migrations hold the schema only: tables, indexes, constraints, views and

@@ -1,6 +1,6 @@
 -- A category may name the tariff of its cards that have none of their own
 -- (card.tariff_id): the order is the card's own, the category's (this
--- column), the default tariff. The card tools (kondge_billing/categories.py,
+-- column), the default tariff. The card tools (kondge_billing/store/categories.py,
 -- card_tariffs.py) hold it to the category's currency; the call path
 -- (sql/functions/radius_card.sql) prices by it.
 --

@@ -42,7 +42,7 @@ COMMENT ON TABLE pin_guard IS
     'is refused with code 10 until locked_until (sql/functions/pin_failed.sql)';
 
 -- The limits, one row. `kondge server start` writes the KONDGE_PIN_* settings
--- here (kondge_billing/pin_guard.py), so that the limits are the database's
+-- here (kondge_billing/calls/pin_guard.py), so that the limits are the database's
 -- and no caller of the call path's functions can pass its own. locks_until
 -- is state, not a setting: the end of the latest caller or gateway lock;
 -- while it is past, the success path need not look for one.

@@ -12,7 +12,9 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import audit, batches, callers, categories, cli, demo, issuance
+from kondge_billing.store import audit, batches, callers, categories, issuance
+from kondge_billing import cli
+from kondge_billing.operations import demo
 from kondge_billing.progress import Progress
 
 EXAMPLE_TARIFF = demo.DEMO_TARIFF_FILE.parent / "example.yaml"

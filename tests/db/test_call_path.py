@@ -6,13 +6,14 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from kondge_billing import cards, demo, gateways
+from kondge_billing.store import cards, gateways
+from kondge_billing.operations import demo
 from kondge_billing.errors import (CardExpired, CardSuspended, DestinationBlocked,
                                    InsufficientBalance, InvalidArgument, WrongPin,
                                    ZeroBalance, Unavailable)
-from kondge_billing.db import Database
-from kondge_billing.request import access_request, accounting_record
-from kondge_billing.service import Grant, Login
+from kondge_billing.store.db import Database
+from kondge_billing.edge.request import access_request, accounting_record
+from kondge_billing.calls.service import Grant, Login
 from tests.support.hook import load_hook
 
 NOW = datetime.now(timezone.utc)
@@ -264,8 +265,8 @@ def test_hook_answers_with_exact_types(world, billing):
 
 
 def test_dead_database_is_unavailable_not_a_refusal(pin_key):
-    from kondge_billing.gateways import Gateway, GatewayDirectory
-    from kondge_billing.service import Billing
+    from kondge_billing.store.gateways import Gateway, GatewayDirectory
+    from kondge_billing.calls.service import Billing
     dead = Database("host=/nonexistent port=1 dbname=x user=x")
     gw = Gateway(1, "gw", "127.0.0.1", "s", "cisco", "optional", "originate", 1)
     b = Billing(dead, pin_key, GatewayDirectory(lambda: [gw]))

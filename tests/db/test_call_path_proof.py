@@ -8,9 +8,11 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from kondge_billing import callers, cards, demo, sessions
-from kondge_billing.pins import pin_hash
-from kondge_billing.db import Database
+from kondge_billing.store import callers, cards
+from kondge_billing.operations import demo
+from kondge_billing.calls import sessions
+from kondge_billing.store.pins import pin_hash
+from kondge_billing.store.db import Database
 
 CARD, PIN = "1000000008", "1234"
 OTHER = "1000000016"
@@ -147,7 +149,7 @@ def test_a_caller_binding_needs_a_login_of_that_card(radius, world, pin_key):
 
 
 def test_what_operators_see_of_a_card_s_pin(world, dsn, pin_key):
-    from kondge_billing import pin_guard
+    from kondge_billing.calls import pin_guard
     from tests.db.test_pin_guard import policy
     radius = as_role(dsn, "kondge_radius")
     operator = as_role(dsn, "kondge_operator")

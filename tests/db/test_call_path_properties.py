@@ -20,9 +20,10 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kondge_billing import demo, gateways
+from kondge_billing.operations import demo
+from kondge_billing.store import gateways
 from kondge_billing.errors import Refusal
-from kondge_billing.request import access_request, accounting_record
+from kondge_billing.edge.request import access_request, accounting_record
 from tests.support.cards import new_card
 
 DESTINATIONS = ["447911123456", "442071234567", "15551230000"]

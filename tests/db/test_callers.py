@@ -2,8 +2,9 @@
 
 import pytest
 
-from kondge_billing import callers, demo, gateways
-from kondge_billing.numbers import NumberFormat
+from kondge_billing.store import callers, gateways
+from kondge_billing.operations import demo
+from kondge_billing.rating.numbers import NumberFormat
 from tests.support.cards import new_card
 
 UK = NumberFormat("44", "00", "0")

@@ -9,13 +9,15 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from kondge_billing import (audit, batches, cards, categories, demo, issuance, reports,
-                            statements, vouchers, xlsx)
-from kondge_billing.batches import Selection
-from kondge_billing.pins import pin_matches
+from kondge_billing.store import (audit, batches, cards, categories, issuance, reports, statements,
+                                  vouchers)
+from kondge_billing.operations import demo
+from kondge_billing import xlsx
+from kondge_billing.store.batches import Selection
+from kondge_billing.store.pins import pin_matches
 from kondge_billing.progress import Progress
 from kondge_billing.identifiers import luhn_valid
-from kondge_billing.request import access_request, accounting_record
+from kondge_billing.edge.request import access_request, accounting_record
 
 NOW = datetime.now(timezone.utc)
 OP = "alice"
@@ -317,7 +319,7 @@ def test_five_wrong_voucher_pins_suspend_the_voucher(shop, pin_key):
 
 
 def test_racing_refills_of_one_voucher_credit_once(shop, pin_key, dsn):
-    from kondge_billing.db import Database
+    from kondge_billing.store.db import Database
     targets = [p.number for p in issue(shop, pin_key, "usd-10", 2)["pieces"]]
     voucher = issue(shop, pin_key, "refill-5", 1)["pieces"][0]
     barrier, results = threading.Barrier(2), []

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import calls, demo, sessions
-from kondge_billing.db import Database
-from kondge_billing.pins import pin_hash
+from kondge_billing.calls import cdrs, sessions
+from kondge_billing.operations import demo
+from kondge_billing.store.db import Database
+from kondge_billing.store.pins import pin_hash
 
 CARD, PIN = "1000000008", "1234"
 ACCESS, DESTINATION = "18005550100", "447911123456"
@@ -70,7 +71,7 @@ def test_a_hold_and_accounting_records_wait_for_the_flush(radius, pin_key):
         Decimal("1.00"), 60, 300))
     assert held["outcome"] == "held" and mode == "on"
     for origin in ("answer", "originate"):
-        row, mode = in_transaction(radius, lambda cur: calls.account(
+        row, mode = in_transaction(radius, lambda cur: cdrs.account(
             cur, status="start", gateway_id=1, billed_leg="originate", call_id="call-1",
             has_conf=True, origin=origin, call_type=None, acct_session_id="A1" + origin,
             user_name=CARD, card_number=CARD, caller_number=None, caller="15550001111",

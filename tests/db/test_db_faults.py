@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kondge_billing.db import Database
+from kondge_billing.store.db import Database
 
 
 def backend_pid(db):
@@ -48,7 +48,7 @@ def test_a_hung_database_is_given_up_after_the_deadline(dsn):
     for the whole process (and rules out COPY there)."""
     script = textwrap.dedent(f"""
         import os, signal, time
-        from kondge_billing.db import Database
+        from kondge_billing.store.db import Database
         from kondge_billing.errors import Unavailable
         db = Database({dsn!r}, deadline_ms=500)
         pid = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid() AS p"),
@@ -94,7 +94,7 @@ def test_a_hung_database_costs_one_deadline_not_one_per_request(cluster, dsn):
     script = textwrap.dedent(f"""
         import os, signal, subprocess, time
         from concurrent.futures import ThreadPoolExecutor
-        from kondge_billing.db import Database
+        from kondge_billing.store.db import Database
         from kondge_billing.errors import Unavailable
         db = Database({dsn!r}, deadline_ms=500)
         def one():

@@ -5,12 +5,13 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import demo, sessions, stack
-from kondge_billing.db import Database
+from kondge_billing.operations import demo, stack
+from kondge_billing.calls import sessions
+from kondge_billing.store.db import Database
 from kondge_billing.errors import CardInUse, CreditLimitReached, InsufficientBalance, ZeroBalance
-from kondge_billing.gateways import GatewayDirectory, all_gateways
-from kondge_billing.request import access_request, accounting_record
-from kondge_billing.service import Billing, Grant, Login
+from kondge_billing.store.gateways import GatewayDirectory, all_gateways
+from kondge_billing.edge.request import access_request, accounting_record
+from kondge_billing.calls.service import Billing, Grant, Login
 from tests.support.cards import new_card
 from tests.support.concurrency import at_once
 

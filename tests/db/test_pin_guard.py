@@ -11,14 +11,16 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import cards, demo, gateways, pin_guard
+from kondge_billing.store import cards, gateways
+from kondge_billing.operations import demo
+from kondge_billing.calls import pin_guard
 from kondge_billing.config import PinPolicy
-from kondge_billing.db import Database
+from kondge_billing.store.db import Database
 from kondge_billing.errors import RetriesExceeded, UnknownCard, WrongPin
-from kondge_billing.gateways import GatewayDirectory, all_gateways
-from kondge_billing.pins import pin_hash
-from kondge_billing.request import access_request
-from kondge_billing.service import Billing, Grant, Login
+from kondge_billing.store.gateways import GatewayDirectory, all_gateways
+from kondge_billing.store.pins import pin_hash
+from kondge_billing.edge.request import access_request
+from kondge_billing.calls.service import Billing, Grant, Login
 from tests.support.cards import luhn_number, new_card
 from tests.support.concurrency import at_once
 from tests.support.waiting import wait_for
@@ -293,7 +295,7 @@ def test_the_code_for_a_number_that_is_no_card_is_a_setting(world, pin_key, db):
 
 
 def test_a_locked_card_s_live_call_is_settled_as_usual(world, billing, pin_key):
-    from kondge_billing.request import accounting_record
+    from kondge_billing.edge.request import accounting_record
     from datetime import datetime, timezone
     number = new_card(world, pin_key)
     conf = "h323-conf-id=1111AAAA 0F4411D6 AB5591F0 CBF3D765"

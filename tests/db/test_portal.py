@@ -1,5 +1,5 @@
 """The web portal's database functions (sql/functions/web_*.sql through
-kondge_billing/portal.py), called as the portal's own role, kondge_web:
+kondge_billing/store/portal.py), called as the portal's own role, kondge_web:
 one card's data for its proof and nothing else, PIN failures counted on
 the call path's counters, sessions that end, refills by the operators'
 rules."""
@@ -13,11 +13,12 @@ import uuid
 import psycopg2
 import pytest
 
-from kondge_billing import callers, pin_guard, pins, portal
+from kondge_billing.store import callers, pins, portal
+from kondge_billing.calls import pin_guard
 from kondge_billing.config import PinPolicy
-from kondge_billing.db import Database
+from kondge_billing.store.db import Database
 from tests.db.test_cards import call, issue, one, rows, shop, tx  # noqa: F401 (shop: fixture)
-from kondge_billing.request import access_request
+from kondge_billing.edge.request import access_request
 
 CLIENT = "192.0.2.10"
 

@@ -13,7 +13,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from kondge_billing import demo
+from kondge_billing.operations import demo
 
 ROLES = ("kondge_operator", "kondge_radius", "kondge_web", "public")
 
@@ -449,11 +449,11 @@ def card_id(db, number):
 
 
 def settle_as_radius(dsn, **values):
-    from kondge_billing import calls
-    from kondge_billing.db import Database
+    from kondge_billing.calls import cdrs
+    from kondge_billing.store.db import Database
     radius = Database(dsn.replace("user=kondge", "user=kondge_radius"))
     try:
-        return radius.run(lambda cur: calls.settle(cur, **dict(SETTLE, **values)))
+        return radius.run(lambda cur: cdrs.settle(cur, **dict(SETTLE, **values)))
     finally:
         radius.close()
 
@@ -490,8 +490,8 @@ def test_the_call_path_charges_no_call_without_a_hold_unless_told_to(world, dsn)
                             charge=False, cost="9.00")
     assert (done["outcome"], done["charge"]) == ("charged", 0)
     # KONDGE_UNAUTHORISED_CALLS=charge (the supervisor writes it at start): the card pays
-    from kondge_billing import calls
-    world.run(lambda cur: calls.set_unauthorised_calls(cur, "charge"))
+    from kondge_billing.calls import cdrs
+    world.run(lambda cur: cdrs.set_unauthorised_calls(cur, "charge"))
     done = settle_as_radius(dsn, call_key="nohold-2", call_id="abuse-2", hold_id=None,
                             card_id=victim, charge=True, cost="9.00")
     assert done["charge"] == 9
@@ -499,7 +499,7 @@ def test_the_call_path_charges_no_call_without_a_hold_unless_told_to(world, dsn)
 
 
 def test_the_call_path_settles_a_hold_only_for_its_own_call_and_card(world, dsn, billing):
-    from kondge_billing.request import access_request
+    from kondge_billing.edge.request import access_request
     grant = billing.authorize(billing.gateways.get("127.0.0.1"), access_request((
         ("User-Name", "1000000008"), ("User-Password", "1234"),
         ("Called-Station-Id", "447911123456"), ("h323-conf-id", "h323-conf-id=AB12"),
@@ -541,9 +541,9 @@ def test_the_call_path_parks_records_only_as_the_hook_does(world, dsn, pairs, er
 
 def test_the_call_path_checks_one_pin_without_seeing_any_hash(world, dsn, pin_key):
     from datetime import datetime, timezone
-    from kondge_billing import cards
-    from kondge_billing.db import Database
-    from kondge_billing.pins import pin_hash
+    from kondge_billing.store import cards
+    from kondge_billing.store.db import Database
+    from kondge_billing.store.pins import pin_hash
     radius = Database(dsn.replace("user=kondge", "user=kondge_radius"))
     try:
         def lookup(pin):

@@ -5,7 +5,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from kondge_billing import migrate
+from kondge_billing.store import migrate
 
 SQL = Path(__file__).resolve().parents[2] / "sql"
 
@@ -41,14 +41,19 @@ def test_a_database_stopped_half_way_through_the_old_migrations_is_refused(dsn, 
 
 def test_money_moves_only_with_its_ledger_entry_and_only_once(db, pin_key):
     from decimal import Decimal
-    from kondge_billing import cards, ledger
+    from kondge_billing.store import cards
     for number in ("1000000008", "1000000016"):
         db.run(lambda cur: cards.add(cur, pin_key, number, "1234", "10.00", "USD"))
     ids = db.run(lambda cur: (cur.execute(
         "SELECT id FROM kondge.card ORDER BY number"), [r["id"] for r in cur.fetchall()])[1])
 
     def post(movements):
-        return db.transaction(lambda cur: ledger.post(cur, "adjustment", movements, "test"))
+        """kondge.post_ledger, the one writer of money, as the SQL functions call it."""
+        return db.transaction(lambda cur: (cur.execute(
+            "SELECT * FROM kondge.post_ledger(%s::bigint[], %s::numeric[], 'adjustment',"
+            " %s::text[], 'test')",
+            ([m[0] for m in movements], [m[1] for m in movements], [m[2] for m in movements])),
+            cur.fetchall())[1])
     posted = post([(ids[0], Decimal("-2.50"), "test:1"), (ids[1], Decimal("1.25"), "test:2")])
     assert sorted(p["balance_after"] for p in posted) == [Decimal("7.50"), Decimal("11.25")]
     assert post([(ids[0], Decimal("-2.50"), "test:1")]) == []          # again: nothing moves
@@ -63,4 +68,4 @@ def test_money_moves_only_with_its_ledger_entry_and_only_once(db, pin_key):
         with pytest.raises(psycopg2.Error):
             post(bad)
     with pytest.raises(TypeError):
-        post([(ids[0], 1.5, "t:5")])                                  # never a float
+        post([(ids[0], 1.5, "t:5")])                # never a float (store/db.py)

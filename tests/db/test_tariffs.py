@@ -11,12 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kondge_billing import cards, demo, gateways, sessions
-from kondge_billing.gateways import GatewayDirectory, all_gateways
-from kondge_billing.request import access_request, accounting_record
-from kondge_billing.service import Billing, Login
-from kondge_billing.tariffs import diff, engine, schema, store
-from kondge_billing.tariffs.resolve import context_for
+from kondge_billing.store import cards, gateways
+from kondge_billing.operations import demo
+from kondge_billing.calls import sessions
+from kondge_billing.store.gateways import GatewayDirectory, all_gateways
+from kondge_billing.edge.request import access_request, accounting_record
+from kondge_billing.calls.service import Billing, Login
+from kondge_billing.rating import diff, engine, tariff_file
+from kondge_billing.store import tariffs
+from kondge_billing.rating.resolve import context_for
 from tests.support.cards import luhn_number
 
 HOME = Path(__file__).resolve().parents[2]
@@ -24,9 +27,9 @@ EXAMPLE = HOME / "tariffs" / "example.yaml"
 
 
 def load_text(db, text, name="inline.yaml"):
-    doc, problems = schema.parse(dedent(text), name)
+    doc, problems = tariff_file.parse(dedent(text), name)
     assert problems == []
-    return db.run(lambda cur: store.load(cur, doc, name))
+    return db.run(lambda cur: tariffs.load(cur, doc, name))
 
 
 @pytest.fixture
@@ -61,13 +64,13 @@ CALLS = [  # destination, category, caller, access, gateway
 @pytest.mark.parametrize("destination, category, caller, access, gateway", CALLS)
 def test_sql_and_python_choose_the_same_plan_destination_and_price(
         world, destination, category, caller, access, gateway):
-    doc, _ = schema.parse_file(EXAMPLE)
+    doc, _ = tariff_file.parse_file(EXAMPLE)
     at = datetime(2026, 3, 3, 21, 58, tzinfo=timezone.utc)
 
     def lookup(cur):
-        gw = store.gateway_id(cur, gateway) if gateway else None
+        gw = tariffs.gateway_id(cur, gateway) if gateway else None
         cur.execute("SELECT id FROM kondge.tariff WHERE name = 'intl'")
-        return store.rating_context(cur, destination, at, category=category, caller=caller,
+        return tariffs.rating_context(cur, destination, at, category=category, caller=caller,
                                     access=access, gateway_id=gw,
                                     tariff_id=cur.fetchone()["id"])
     from_sql = world.run(lookup)
@@ -82,9 +85,9 @@ def test_sql_and_python_choose_the_same_plan_destination_and_price(
 
 
 def test_a_tariff_is_found_by_its_name(world):
-    found = world.run(lambda cur: (store.tariff_id(cur, "intl"), store.tariff_id(cur, "nope")))
-    intl = world.run(lambda cur: store.versions(cur, "intl"))[0]
-    loaded = world.run(lambda cur: store.rating_context(
+    found = world.run(lambda cur: (tariffs.tariff_id(cur, "intl"), tariffs.tariff_id(cur, "nope")))
+    intl = world.run(lambda cur: tariffs.versions(cur, "intl"))[0]
+    loaded = world.run(lambda cur: tariffs.rating_context(
         cur, "4915112345", datetime.now(timezone.utc), tariff_id=found[0]))
     assert found[1] is None and loaded.tariff == intl["tariff"] == "intl"
 
@@ -102,14 +105,14 @@ def test_the_version_in_force_is_chosen_by_time(world):
     assert loaded["version"] == 2
 
     def price_at(at):
-        return world.run(lambda cur: store.rating_context(cur, "447911123456", at))
+        return world.run(lambda cur: tariffs.rating_context(cur, "447911123456", at))
     before = price_at(datetime(2029, 12, 31, 23, 59, tzinfo=timezone.utc))
     after = price_at(datetime(2030, 1, 1, tzinfo=timezone.utc))
     assert (before.version, after.version) == (1, 2)
     assert before.rates["*"].steps[0].per_minute == Decimal("0.15")
     assert after.rates["*"].steps[0].per_minute == Decimal("0.30")
     # the 2030 version has no UK landline: blocked from then on
-    assert world.run(lambda cur: store.rating_context(
+    assert world.run(lambda cur: tariffs.rating_context(
         cur, "442071234567", datetime(2030, 6, 1, tzinfo=timezone.utc))) is None
 
 
@@ -177,7 +180,7 @@ def test_accounting_prices_with_the_engine_at_the_calls_start(world, pin_key):
     out = billing.account(billing.gateways.get("127.0.0.1"), _stop(conf, 600, connect))
     assert out.charge == Decimal("0.2400") + Decimal("0.4800")   # 120 s peak, 480 s off-peak
     cdr = world.run(lambda cur: (cur.execute("SELECT * FROM kondge.cdr"), cur.fetchone())[1])
-    versions = world.run(lambda cur: store.versions(cur, "intl"))
+    versions = world.run(lambda cur: tariffs.versions(cur, "intl"))
     assert cdr["tariff_version_id"] == versions[0]["version_id"] and cdr["rate_prefix"] == "4915"
 
 
@@ -203,11 +206,11 @@ def test_rerating_a_stored_call_with_its_version_gives_its_recorded_charge(
     _authorised(billing, conf, called, number=number, pin="1111")
     rec = _stop(conf, seconds, connect, number=number, called=called)
     billing.account(billing.gateways.get("127.0.0.1"), rec)
-    stored = world.run(lambda cur: store.stored_calls(cur, connect, connect + timedelta(0, 1)))
+    stored = world.run(lambda cur: tariffs.stored_calls(cur, connect, connect + timedelta(0, 1)))
     mine = [c for c in stored if c["destination"] == called and c["duration"] == seconds]
     assert mine
-    source = world.run(lambda cur: store.version_source(cur, "intl@1"))
-    doc, _ = schema.parse(source["source"], "intl@1")
+    source = world.run(lambda cur: tariffs.version_source(cur, "intl@1"))
+    doc, _ = tariff_file.parse(source["source"], "intl@1")
     rerated = diff.rerate(mine, doc, doc)
     assert rerated["old"] == rerated["recorded"] == sum(c["cost"] for c in mine)
 
@@ -268,12 +271,12 @@ SURCHARGED = """
 
 def _surcharged(world, call):
     loaded = load_text(world, SURCHARGED)
-    doc, _ = schema.parse(dedent(SURCHARGED), "s.yaml")
+    doc, _ = tariff_file.parse(dedent(SURCHARGED), "s.yaml")
     at = datetime(2026, 3, 8, 6, 30, tzinfo=timezone.utc)      # New York's DST change
 
     def lookup(cur):
-        gw = store.gateway_id(cur, call.get("gateway")) if call.get("gateway") else None
-        return store.rating_context(cur, "442071234567", at, category=call.get("category"),
+        gw = tariffs.gateway_id(cur, call.get("gateway")) if call.get("gateway") else None
+        return tariffs.rating_context(cur, "442071234567", at, category=call.get("category"),
                                     caller=call.get("caller"), access=call.get("access"),
                                     gateway_id=gw, tariff_id=loaded["tariff_id"])
     return world.run(lookup), context_for(doc, "442071234567", **call), at

@@ -2,8 +2,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from kondge_billing import cards, config, gateways, stack
-from kondge_billing.pins import load_key
+from kondge_billing.store import cards, gateways
+from kondge_billing import config
+from kondge_billing.operations import stack
+from kondge_billing.store.pins import load_key
 from tests.support.cards import new_card
 from tests.support.waiting import wait_for
 

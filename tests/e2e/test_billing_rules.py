@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import callers
-from kondge_billing.pins import load_key
+from kondge_billing.store import callers
+from kondge_billing.store.pins import load_key
 from tests.e2e.conftest import balance
 from tests.e2e.test_radius import conf_id
 from tests.support.cards import new_card

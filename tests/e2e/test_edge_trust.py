@@ -18,8 +18,9 @@ import time
 
 import pytest
 
-from kondge_billing import callers, stack
-from kondge_billing.pins import load_key
+from kondge_billing.store import callers
+from kondge_billing.operations import stack
+from kondge_billing.store.pins import load_key
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_billing_rules import MOBILE
 from tests.e2e.test_outages import (database_answers, database_down,  # noqa: F401

@@ -15,8 +15,8 @@ from decimal import ROUND_UP, Decimal
 
 import pytest
 
-from kondge_billing import stack
-from kondge_billing.pins import load_key
+from kondge_billing.operations import stack
+from kondge_billing.store.pins import load_key
 from tests.support.cards import new_card
 from tests.support.concurrency import at_once
 from tests.support.load import run_load

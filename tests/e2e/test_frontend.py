@@ -11,7 +11,7 @@ import json
 import os
 import signal
 
-from kondge_billing import stack
+from kondge_billing.operations import stack
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
@@ -122,8 +122,8 @@ def test_one_process_serves_the_gateways_itself(stack_ready, service_var):
 def test_every_worker_serves_a_gateway_as_it_is_once_the_command_returns(stack_ready):
     """No polling: when `kondge gateways add/modify/remove` returns, every
     worker serves the gateway in its new state (here its numbering rules)."""
-    from kondge_billing import callers
-    from kondge_billing.pins import load_key
+    from kondge_billing.store import callers
+    from kondge_billing.store.pins import load_key
     from tests.e2e.test_callers import ani
     from tests.support.cards import new_card
     s = stack_ready.settings

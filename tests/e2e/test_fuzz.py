@@ -16,7 +16,7 @@ import pytest
 
 from bench import fuzz
 from bench import radius_wire as wire
-from kondge_billing.pins import load_key
+from kondge_billing.store.pins import load_key
 
 SEED = 5
 DICTIONARY = wire.project_dictionary(fuzz.HOME / "freeradius" / "dictionary")

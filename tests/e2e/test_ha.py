@@ -40,8 +40,8 @@ from http.cookiejar import CookieJar
 import psycopg2
 import pytest
 
-from kondge_billing import ha
-from kondge_billing.db import Database
+from kondge_billing.operations import ha
+from kondge_billing.store.db import Database
 from tests.conftest import HOME, KONDGE, TEST_VAR
 from tests.e2e.test_faults import books, us_cost
 from tests.support.cards import new_card

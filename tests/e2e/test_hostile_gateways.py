@@ -10,7 +10,9 @@ import json
 
 import pytest
 
-from kondge_billing import config, gateways, stack
+from kondge_billing import config
+from kondge_billing.store import gateways
+from kondge_billing.operations import stack
 from tests.e2e.conftest import env_beside, wait_until_served
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient

@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from kondge_billing import stack
+from kondge_billing.operations import stack
 from tests.e2e.conftest import balance
 from tests.e2e.test_billing_rules import MOBILE, Call
 from tests.support.disk import FullDisks
@@ -254,7 +254,8 @@ def test_with_reject_the_whole_outage_gets_code_8_even_in_workers_started_during
     """KONDGE_AUTH_WHEN_DB_DOWN=reject: code 8 from the first second of an
     outage to its last, also from workers started while it lasts (the gateway
     list comes from the supervisor's file, not from the database)."""
-    from kondge_billing import config, gateways
+    from kondge_billing import config
+    from kondge_billing.store import gateways
     from tests.e2e.conftest import env_beside
     from tests.e2e.test_radius import access
     from tests.support.radius import RadiusClient

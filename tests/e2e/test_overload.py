@@ -13,7 +13,7 @@ default (no answer) are unit-tested (tests/unit/test_overload.py).
 
 import time
 
-from kondge_billing import overload as ov
+from kondge_billing.edge import overload as ov
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing import pin_guard
+from kondge_billing.calls import pin_guard
 from kondge_billing.config import PinPolicy
 from tests.e2e.conftest import balance, radius_beside, wait_until_served
 from tests.e2e.test_radius import CREDIT, conf_id, leg
@@ -117,7 +117,7 @@ def test_the_right_pin_is_accepted_again_after_the_cool_down(stack_ready, cisco,
 
 def test_one_caller_number_is_limited_across_cards(stack_ready, cisco, limits):
     from tests.support.cards import new_card
-    from kondge_billing.pins import load_key
+    from kondge_billing.store.pins import load_key
     limits(caller_tries=3)
     key = load_key(stack_ready.settings.pin_key_file)
     numbers = [new_card(stack_ready.db, key) for _ in range(4)]

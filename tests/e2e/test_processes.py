@@ -8,7 +8,7 @@ import pwd
 import subprocess
 import pytest
 
-from kondge_billing import privileges, radius_processes
+from kondge_billing.operations import privileges, radius_processes
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 

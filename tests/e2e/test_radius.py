@@ -10,7 +10,7 @@ import psycopg2
 
 import pytest
 
-from kondge_billing.stack import pg_running, stop_postgres
+from kondge_billing.operations.stack import pg_running, stop_postgres
 from tests.e2e.conftest import balance, wait_until_served
 from tests.support.waiting import poll
 

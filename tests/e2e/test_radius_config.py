@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from kondge_billing import radius_config as rc
-from kondge_billing.gateways import Gateway
-from kondge_billing.radius_processes import FREERADIUS
+from kondge_billing.operations import radius_config as rc
+from kondge_billing.store.gateways import Gateway
+from kondge_billing.operations.radius_processes import FREERADIUS
 
 pytestmark = pytest.mark.skipif(shutil.which(FREERADIUS) is None, reason="no freeradius")
 

@@ -3,7 +3,7 @@
 import json
 from datetime import datetime, timezone
 
-from kondge_billing.pins import load_key
+from kondge_billing.store.pins import load_key
 from tests.e2e.test_radius import access
 from tests.support.cards import new_card
 

@@ -2,7 +2,7 @@
 
 import secrets
 
-from kondge_billing import cards
+from kondge_billing.store import cards
 from kondge_billing.identifiers import luhn_valid
 
 

@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 
-from kondge_billing import ha
+from kondge_billing.operations import ha
 from tests.support.radius import RadiusClient
 
 

@@ -20,7 +20,7 @@ def load_hook(billing, spool=None):
     if str(HOOK_DIR) not in sys.path:
         sys.path.insert(0, str(HOOK_DIR))
     hook = importlib.reload(importlib.import_module("kondge_hook"))
-    from kondge_billing import hook_runtime
+    from kondge_billing.edge import hook_runtime
     hook_runtime._billing = billing
     hook_runtime._spool = Path(spool) if spool else Path("/proc/kondge-no-spool")
     return hook, radiusd, logged

@@ -6,8 +6,8 @@ do (a restore, a node killed) takes nothing from the other tests."""
 import subprocess
 
 from kondge_billing import config
-from kondge_billing.db import Database
-from kondge_billing.pins import load_key
+from kondge_billing.store.db import Database
+from kondge_billing.store.pins import load_key
 from tests.conftest import HOME, KONDGE
 
 

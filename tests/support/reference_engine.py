@@ -1,5 +1,5 @@
 """A slow, plain rating engine: the yardstick the property tests hold
-kondge_billing.tariffs.engine to.
+kondge_billing.rating.engine to.
 
 No walk, no estimate, no band ends: the band of every billed second is
 looked up afresh from that second's own instant (UTC) converted to the
@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from zoneinfo import ZoneInfo
 
-from kondge_billing.money import ZERO, round_money
-from kondge_billing.tariffs.engine import (Breakdown, RatingContext, Segment, billed_seconds,
-                                           day_kind, day_table, discount_for)
+from kondge_billing.rating.money import ZERO, round_money
+from kondge_billing.rating.engine import (Breakdown, RatingContext, Segment, billed_seconds,
+                                          day_kind, day_table, discount_for)
 
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)

@@ -1,9 +1,10 @@
-"""Finding PostgreSQL's server programs (kondge_billing/cluster.py), in a
+"""Finding PostgreSQL's server programs (kondge_billing/operations/cluster.py), in a
 fake tree laid out as Debian lays out /usr/lib/postgresql."""
 
 import pytest
 
-from kondge_billing import cluster, config
+from kondge_billing.operations import cluster
+from kondge_billing import config
 from kondge_billing.errors import StackError
 
 

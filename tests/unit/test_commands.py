@@ -7,13 +7,15 @@ import pkgutil
 import psycopg2.errors
 import pytest
 
-from kondge_billing import (batches, callers, cards, categories, cli, commands, gateways,
-                            issuance, stack, statements, vouchers)
+from kondge_billing.store import (batches, callers, cards, categories, gateways, issuance,
+                                  statements, vouchers)
+from kondge_billing import cli, commands
+from kondge_billing.operations import stack
 from kondge_billing.commands import audit as audit_commands
-from kondge_billing.commands.common import Refused
+from kondge_billing.commands.common import CommandError
 from kondge_billing.errors import Unavailable
-from kondge_billing.pins import PinKeyError
-from kondge_billing.tariffs.engine import RatingError
+from kondge_billing.store.pins import PinKeyError
+from kondge_billing.rating.engine import RatingError
 
 
 def walk(parser, path=()):
@@ -68,7 +70,7 @@ def test_every_command_has_a_handler_and_takes_json(path):
     assert "--json" in parser._option_string_actions
 
 
-DOMAIN_ERRORS = [Refused, PinKeyError, cards.CardError, categories.CategoryError,
+DOMAIN_ERRORS = [CommandError, PinKeyError, cards.CardError, categories.CategoryError,
                  gateways.GatewayError, batches.BatchError, issuance.IssueError,
                  vouchers.RefillError, callers.CallerError, statements.StatementError]
 

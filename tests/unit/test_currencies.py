@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from kondge_billing.currencies import (MINOR_UNITS, NOT_MONEY, currency_problem,
-                                       minor_unit_problem)
+from kondge_billing.rating.currencies import (MINOR_UNITS, NOT_MONEY, currency_problem,
+                                              minor_unit_problem)
 
 
 @pytest.mark.parametrize("code", ["USD", "EUR", "GBP", "JPY", "KWD", "CLF", "XCG", "ZWG",

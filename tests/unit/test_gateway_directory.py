@@ -5,7 +5,7 @@ import os
 import pytest
 
 from kondge_billing.errors import UnknownGateway
-from kondge_billing.gateways import FileDirectory, Gateway, read_revision, write_directory
+from kondge_billing.store.gateways import FileDirectory, Gateway, read_revision, write_directory
 
 
 def gw(id_, address, country_code="", revision=1):

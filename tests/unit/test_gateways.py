@@ -1,12 +1,12 @@
-"""The rules a gateway's settings follow (kondge_billing/gateways.py, RULES):
+"""The rules a gateway's settings follow (kondge_billing/store/gateways.py, RULES):
 what `kondge gateways add` and `modify` refuse, with a message that names
 the setting and never quotes a secret, and the same rules applied to a
 stored gateway (what the server will not serve)."""
 
 import pytest
 
-from kondge_billing import gateways
-from kondge_billing.gateways import Gateway, GatewayError
+from kondge_billing.store import gateways
+from kondge_billing.store.gateways import Gateway, GatewayError
 
 
 def gw(**changes):

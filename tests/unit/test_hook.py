@@ -4,8 +4,8 @@ Exact int codes and tuples of string pairs, and never an exception out of
 the hook, whatever the packet holds.
 """
 
-from kondge_billing.gateways import Gateway, GatewayDirectory
-from kondge_billing.service import Billing
+from kondge_billing.store.gateways import Gateway, GatewayDirectory
+from kondge_billing.calls.service import Billing
 from tests.support.hook import load_hook
 
 CISCO = Gateway(1, "gw", "127.0.0.1", "s", "cisco", "optional", "originate", 1)

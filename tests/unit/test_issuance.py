@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, strategies as st
 from openpyxl import load_workbook
 
-from kondge_billing import issuance, xlsx
+from kondge_billing.store import issuance
+from kondge_billing import xlsx
 from kondge_billing.identifiers import card_number_problem, luhn_digit, luhn_valid
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kondge_billing.money import MAX_DECIMALS, MAX_INTEGER_DIGITS, MoneyError, operator_amount
+from kondge_billing.rating.money import (MAX_DECIMALS, MAX_INTEGER_DIGITS, MoneyError,
+                                         operator_amount)
 
 
 @pytest.mark.parametrize("typed, amount", [
@@ -90,7 +91,7 @@ def test_any_text_is_an_exact_amount_or_a_money_error(text):
 
 
 def test_money_carries_its_currency_and_never_mixes_two():
-    from kondge_billing.money import Money
+    from kondge_billing.rating.money import Money
     ten, two = Money(Decimal("10.00"), "USD"), Money(Decimal("2.5"), "USD")
     assert (ten - two).amount == Decimal("7.50") and (ten + two).currency == "USD"
     assert two < ten and ten >= two and (-two).amount == Decimal("-2.5")

@@ -1,6 +1,6 @@
 import pytest
 
-from kondge_billing.numbers import NumberFormat, normalise
+from kondge_billing.rating.numbers import NumberFormat, normalise
 
 UK = NumberFormat(country_code="44", international_prefix="00", national_prefix="0")
 US = NumberFormat(country_code="1", international_prefix="011", national_prefix="")

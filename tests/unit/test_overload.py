@@ -1,12 +1,13 @@
-"""Overload control (kondge_billing/overload.py) through the real hook, with a
+"""Overload control (kondge_billing/edge/overload.py) through the real hook, with a
 stand-in radiusd, a clock the test moves and a chosen random draw: no
 database is touched by a request turned away, which gets what
 KONDGE_AUTH_WHEN_DB_DOWN says (no answer, or code 8)."""
 
-from kondge_billing import config, hook_runtime
-from kondge_billing import overload as ov
-from kondge_billing.gateways import Gateway, GatewayDirectory
-from kondge_billing.service import Billing
+from kondge_billing import config
+from kondge_billing.edge import hook_runtime
+from kondge_billing.edge import overload as ov
+from kondge_billing.store.gateways import Gateway, GatewayDirectory
+from kondge_billing.calls.service import Billing
 from tests.support.hook import load_hook
 from tests.unit.test_hook import CISCO, NoDatabase
 

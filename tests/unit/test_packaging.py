@@ -1,6 +1,7 @@
 """The package installs as a wheel: every module, its dependencies declared,
 and the files FreeRADIUS and the cluster read beside it."""
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -15,9 +16,18 @@ HOME = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    """Built from the project's files alone, as in a fresh clone: a build/
+    folder left by an earlier build would hand on modules since moved."""
     out = tmp_path_factory.mktemp("wheel")
+    tree = tmp_path_factory.mktemp("tree")
+    listed = subprocess.run(["git", "-C", str(HOME), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, text=True, check=True)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (HOME / name).is_file():
+            (tree / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(HOME / name, tree / name)
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                             "--no-build-isolation", "-w", str(out), str(HOME)],
+                             "--no-build-isolation", "-w", str(out), str(tree)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (path,) = out.glob("kondge_billing-*.whl")
@@ -67,13 +77,24 @@ def test_the_installed_wheel_runs_and_finds_its_files(wheel, tmp_path):
     from kondge_billing import __version__
     assert version.returncode == 0 and version.stdout.strip() == f"kondge {__version__}"
     home = subprocess.run([str(python), "-c",
-                           "import kondge_billing.config as c, kondge_billing.tariffs.engine;"
+                           "import kondge_billing.config as c, kondge_billing.rating.engine;"
                            "print(c.PROJECT_HOME, kondge_billing.__file__)"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert home.returncode == 0, home.stderr
     project_home, module = home.stdout.split()
     assert module.startswith(str(site))
     assert (Path(project_home) / "sql" / "migrations" / "0011_baseline.sql").exists()
+    # every module of every subpackage is installed, and imports there
+    every = subprocess.run([str(python), "-c",
+                            "import importlib, pkgutil, kondge_billing as k\n"
+                            "for m in pkgutil.walk_packages(k.__path__, 'kondge_billing.'):\n"
+                            "    importlib.import_module(m.name)\n"
+                            "    print(m.name)"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+    source = {".".join(p.relative_to(HOME).with_suffix("").parts).removesuffix(".__init__")
+              for p in (HOME / "kondge_billing").rglob("*.py")} - {"kondge_billing"}
+    assert set(every.stdout.split()) == source
     validate = subprocess.run([str(env_dir / "bin" / "kondge"), "tariffs", "validate",
                                str(Path(project_home) / "tariffs" / "demo.yaml")],
                               capture_output=True, text=True, timeout=60, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""FreeRADIUS syntax written at run time (kondge_billing/radius_config.py):
+"""FreeRADIUS syntax written at run time (kondge_billing/operations/radius_config.py):
 client sections, the clients.conf of each kind of process, workers.conf,
 and strings FreeRADIUS reads back exactly as given, or a refusal; a gateway
 that cannot be written is left out, with why, and the others are written."""
@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from kondge_billing import radius_config as rc
-from kondge_billing.gateways import SECRET, Gateway
+from kondge_billing.operations import radius_config as rc
+from kondge_billing.store.gateways import SECRET, Gateway
 
 
 def gw(dialect="cisco", message_authenticator="optional", secret="s3cret", id_=7,

@@ -3,10 +3,10 @@ from datetime import datetime, timezone
 import pytest
 
 from kondge_billing.identifiers import card_number_problem, luhn_valid
-from kondge_billing.request import (access_request, accounting_record, conf_id, h323_time,
-                                    phone_number)
-from kondge_billing.service import call_identity, stage_named
-from kondge_billing.gateways import Gateway
+from kondge_billing.edge.request import (access_request, accounting_record, conf_id, h323_time,
+                                         phone_number)
+from kondge_billing.calls.service import call_identity
+from kondge_billing.store.gateways import Gateway
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
@@ -84,10 +84,10 @@ def test_stage_detection():
         return access_request(pairs)
     # the gateway names the stage with Service-Type; otherwise the database
     # decides by the number called (radius_card.sql; tests/db)
-    assert stage_named(req()) is None
-    assert stage_named(req("447911123456")) is None
-    assert stage_named(req("447911123456", "Authenticate-Only")) == "login"
-    assert stage_named(req("18005550100", "Outbound-User")) == "destination"
+    assert req().stage is None
+    assert req("447911123456").stage is None
+    assert req("447911123456", "Authenticate-Only").stage == "login"
+    assert req("18005550100", "Outbound-User").stage == "destination"
 
 
 def stop_pairs(**extra):

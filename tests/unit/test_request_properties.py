@@ -28,13 +28,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kondge_billing import attrs
+from kondge_billing.edge import attributes
 from kondge_billing.errors import Unavailable, UnknownCard
-from kondge_billing.gateways import Gateway, GatewayDirectory
-from kondge_billing.request import (MAX_SESSION_TIME, STATUS, AccessRequest, AccountingRecord,
-                                    access_request, accounting_record, h323_time,
-                                    phone_number)
-from kondge_billing.service import Billing, Login, Recorded
+from kondge_billing.store.gateways import Gateway, GatewayDirectory
+from kondge_billing.calls.events import AccessRequest, AccountingRecord
+from kondge_billing.edge.request import (MAX_SESSION_TIME, STATUS, access_request,
+                                         accounting_record, h323_time, phone_number)
+from kondge_billing.calls.service import Billing, Login, Recorded
 from tests.support.hook import load_hook
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
@@ -42,12 +42,12 @@ GATEWAYS = [Gateway(1, "cisco", "127.0.0.1", "s", "cisco", "optional", "originat
             Gateway(2, "quintum", "127.0.0.2", "s", "quintum", "optional", "originate", 1),
             Gateway(3, "generic", "127.0.0.3", "s", "generic", "optional", "originate", 1)]
 NO_ANSWER = (("Kondge-No-Answer", "1"),)
-READ = [attrs.USER_NAME, attrs.USER_PASSWORD, attrs.CALLING_STATION_ID,
-        attrs.CALLED_STATION_ID, attrs.SERVICE_TYPE, attrs.ACCT_STATUS_TYPE,
-        attrs.ACCT_SESSION_ID, attrs.ACCT_UNIQUE_SESSION_ID, attrs.ACCT_SESSION_TIME,
-        attrs.ACCT_DELAY_TIME, attrs.TIMESTAMP, attrs.CISCO_AVPAIR, attrs.QUINTUM_AVPAIR,
-        attrs.FLAG, attrs.GATEWAY_ADDRESS]
-H323 = list(attrs.H323_REQUEST_NAMES)
+READ = [attributes.USER_NAME, attributes.USER_PASSWORD, attributes.CALLING_STATION_ID,
+        attributes.CALLED_STATION_ID, attributes.SERVICE_TYPE, attributes.ACCT_STATUS_TYPE,
+        attributes.ACCT_SESSION_ID, attributes.ACCT_UNIQUE_SESSION_ID, attributes.ACCT_SESSION_TIME,
+        attributes.ACCT_DELAY_TIME, attributes.TIMESTAMP, attributes.CISCO_AVPAIR, attributes.QUINTUM_AVPAIR,
+        attributes.FLAG, attributes.GATEWAY_ADDRESS]
+H323 = list(attributes.H323_REQUEST_NAMES)
 NAMES = READ + H323 + ["Quintum-" + n for n in H323] + [
     "NAS-IP-Address", "Proxy-State", "Tunnel-Type:1", "Attr-26.9.99", "", "h323-conf-id ",
     "user-name"]
@@ -99,7 +99,7 @@ def pair_lists(draw):
     pairs = [(name, draw(values(name))) for name in names]
     if draw(st.booleans()):
         address = draw(st.sampled_from([g.address for g in GATEWAYS] + ["10.9.9.9", ""]))
-        pairs.insert(draw(st.integers(0, len(pairs))), (attrs.GATEWAY_ADDRESS, address))
+        pairs.insert(draw(st.integers(0, len(pairs))), (attributes.GATEWAY_ADDRESS, address))
     return tuple(pairs)
 
 
@@ -133,7 +133,7 @@ def test_an_access_request_is_well_formed_whatever_the_pairs(pairs):
     req = access_request(pairs)
     assert type(req) is AccessRequest
     assert type(req.gateway_address) is str
-    for value in (req.user_name, req.pin, req.caller_raw, req.called_raw, req.service_type):
+    for value in (req.user_name, req.pin, req.caller_raw, req.called_raw, req.stage):
         assert value is None or type(value) is str
     assert number_shaped(req.caller) and number_shaped(req.called)
     assert req.conf_id is None or (len(req.conf_id) <= 64 and CONF.fullmatch(req.conf_id))
@@ -164,15 +164,15 @@ def test_an_accounting_record_is_well_formed_whatever_the_pairs(pairs):
 
 
 @settings(max_examples=300, deadline=None)
-@given(h323_times, st.sampled_from((attrs.SETUP_TIME, attrs.CONNECT_TIME, attrs.DISCONNECT_TIME)),
+@given(h323_times, st.sampled_from((attributes.SETUP_TIME, attributes.CONNECT_TIME, attributes.DISCONNECT_TIME)),
        st.sampled_from(("", "Quintum-")))
-@example("23:59:59.999 PST Fri Dec 31 9999", attrs.DISCONNECT_TIME, "")    # found by make fuzz
+@example("23:59:59.999 PST Fri Dec 31 9999", attributes.DISCONNECT_TIME, "")    # found by make fuzz
 def test_any_h323_time_is_a_utc_time_or_flagged(raw, name, vendor):
     parsed = h323_time(raw)
     assert (parsed.value is None and parsed.flags) or parsed.value.utcoffset() == timedelta(0)
     rec = accounting_record(((vendor + name, f"{name}={raw}"),), NOW)
-    stored = {attrs.SETUP_TIME: rec.setup_time, attrs.CONNECT_TIME: rec.connect_time,
-              attrs.DISCONNECT_TIME: rec.disconnect_time}[name]
+    stored = {attributes.SETUP_TIME: rec.setup_time, attributes.CONNECT_TIME: rec.connect_time,
+              attributes.DISCONNECT_TIME: rec.disconnect_time}[name]
     assert stored == parsed.value and set(parsed.flags) <= set(rec.flags)
 
 
@@ -250,7 +250,7 @@ def test_accounting_through_the_hook_is_answered_or_left_for_a_retry(pairs):
                                                                   HealthCheck.function_scoped_fixture])
 @given(pair_lists())
 def test_a_record_kept_in_the_spool_maps_as_it_did_when_received(tmp_path, pairs):
-    pairs = ((attrs.GATEWAY_ADDRESS, "127.0.0.1"),) + pairs
+    pairs = ((attributes.GATEWAY_ADDRESS, "127.0.0.1"),) + pairs
     billing = Capture("down")
     spool = tmp_path / f"spool-{len(list(tmp_path.iterdir()))}"
     hook, radiusd, _ = load_hook(billing, spool=spool)
@@ -273,13 +273,13 @@ clean = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
 def test_what_an_access_request_says_comes_through(data, user, pin, caller, called, words,
                                                   vendor, lead):
     conf = " ".join(words)
-    pairs = [(attrs.USER_NAME, user), (attrs.USER_PASSWORD, pin),
-             (attrs.CALLING_STATION_ID, caller), (attrs.CALLED_STATION_ID, called),
-             (vendor + attrs.CONF_ID, ("h323-conf-id=" if lead else "") + conf)]
+    pairs = [(attributes.USER_NAME, user), (attributes.USER_PASSWORD, pin),
+             (attributes.CALLING_STATION_ID, caller), (attributes.CALLED_STATION_ID, called),
+             (vendor + attributes.CONF_ID, ("h323-conf-id=" if lead else "") + conf)]
     pairs = data.draw(st.permutations(pairs))
     # later copies and other attributes change nothing (the other vendor's
     # conf id would: Cisco's name is read first)
-    others = [n for n in NAMES if n != ("" if vendor else "Quintum-") + attrs.CONF_ID]
+    others = [n for n in NAMES if n != ("" if vendor else "Quintum-") + attributes.CONF_ID]
     pairs += data.draw(st.lists(st.tuples(st.sampled_from(others), texts), max_size=8))
     req = access_request(tuple(pairs))
     assert (req.user_name, req.pin, req.caller_raw) == (user, pin, caller)
@@ -301,9 +301,9 @@ def test_what_an_accounting_record_says_comes_through(status, seconds, when, mar
     def h323(name, value):
         return (vendor + name, (f"{name}=" if lead else "") + value)
     rec = accounting_record((
-        (attrs.ACCT_STATUS_TYPE, status), (attrs.ACCT_SESSION_TIME, str(seconds)),
-        h323(attrs.CONNECT_TIME, stamp), h323(attrs.CALL_ORIGIN, origin),
-        (attrs.ACCT_SESSION_ID, "000B5571")), NOW)
+        (attributes.ACCT_STATUS_TYPE, status), (attributes.ACCT_SESSION_TIME, str(seconds)),
+        h323(attributes.CONNECT_TIME, stamp), h323(attributes.CALL_ORIGIN, origin),
+        (attributes.ACCT_SESSION_ID, "000B5571")), NOW)
     assert rec.status == STATUS[status] and rec.session_time == seconds
     assert rec.connect_time == when and rec.call_origin == origin
     assert rec.flags == {"": (), "*": ("clock-unsynchronised",), ".": ("clock-untrusted",)}[mark]
@@ -322,6 +322,6 @@ def test_a_value_maps_as_rlm_python3_hands_it_over_up_to_its_first_nul(pairs, da
 @pytest.mark.parametrize("value, seconds", [("0" * 4301, 0), ("0" * 4300 + "7", 7), (" 70 ", 70),
                                             ("9" * 5000, None), ("\u0663", None)])
 def test_a_session_time_of_any_length_maps_without_raising(value, seconds):
-    rec = accounting_record(((attrs.ACCT_SESSION_TIME, value),), NOW)
+    rec = accounting_record(((attributes.ACCT_SESSION_TIME, value),), NOW)
     assert rec.session_time == seconds
     assert ("session-time-invalid" in rec.flags) == (seconds is None)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from kondge_billing import audit, config
+from kondge_billing.store import audit
+from kondge_billing import config
 
 HOME = Path(__file__).resolve().parents[2]
 DOC = HOME / "docs" / "operations.md"
@@ -250,7 +251,7 @@ def test_the_supervisor_s_variables_are_set_by_it_and_read_by_freeradius():
     """What the supervisor hands FreeRADIUS is no setting: config.load()
     does not read it, radius_processes.py sets it, a FreeRADIUS file reads it."""
     stack_names = set()
-    tree = ast.parse((HOME / "kondge_billing" / "radius_processes.py").read_text())
+    tree = ast.parse((HOME / "kondge_billing" / "operations" / "radius_processes.py").read_text())
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and NAME.fullmatch(node.value):
@@ -261,7 +262,7 @@ def test_the_supervisor_s_variables_are_set_by_it_and_read_by_freeradius():
             radius |= set(re.findall(r"\$ENV\{(KONDGE_[A-Z0-9_]+)\}", path.read_text()))
     for row in _table(SUPERVISOR_HEADER):
         name = _name(row[0])
-        assert name in stack_names, f"{name}: kondge_billing/radius_processes.py does not set it"
+        assert name in stack_names, f"{name}: kondge_billing/operations/radius_processes.py does not set it"
         assert name in radius, f"{name}: no FreeRADIUS file reads it"
         assert not _changed_fields({name: "/tmp/kondge-settings-check"}), (
             f"{name} is read by config.load(): it is a setting")

@@ -3,7 +3,7 @@ a time budget that leaves the rest for the next turn."""
 
 import time
 
-from kondge_billing import spool
+from kondge_billing.edge import spool
 
 
 def _spooled(tmp_path, n):

@@ -1,13 +1,14 @@
-"""The supervisor runs the sweep it is handed (kondge_billing/supervisor.py):
+"""The supervisor runs the sweep it is handed (kondge_billing/operations/supervisor.py):
 not while the database is held down, later when the database cannot be
 reached, and it prints what the sweep says it did."""
 
 import pytest
 
-from kondge_billing import cluster, config
-from kondge_billing.db import Database
+from kondge_billing.operations import cluster
+from kondge_billing import config
+from kondge_billing.store.db import Database
 from kondge_billing.errors import Unavailable
-from kondge_billing.supervisor import Supervisor
+from kondge_billing.operations.supervisor import Supervisor
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 
 from kondge_billing import config
-from kondge_billing.supervisor import systemd_unit
+from kondge_billing.operations.supervisor import systemd_unit
 
 HOME = config.PROJECT_HOME
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kondge_billing.talk_time import talk_time
+from kondge_billing.calls.talk_time import talk_time
 
 AUTH = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 CONNECT = AUTH + timedelta(seconds=20)

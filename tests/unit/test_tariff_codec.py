@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kondge_billing.tariffs import codec
-from kondge_billing.tariffs.engine import Band, Discount, Rate, Step, Surcharge
+from kondge_billing.rating import codec
+from kondge_billing.rating.engine import Band, Discount, Rate, Step, Surcharge
 
 RULES = {"timezone": "Europe/Berlin",
          "bands": [{"name": "peak", "days": ["mon", "tue"], "minutes": [[480, 1320]]},

@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kondge_billing.money import ZERO, MoneyError, round_money, to_decimal
-from kondge_billing.tariffs import engine, schema
-from kondge_billing.tariffs.engine import Rate, RatingContext, Step, allowed_seconds, call_cost
-from kondge_billing.tariffs.resolve import context_for
+from kondge_billing.rating.money import ZERO, MoneyError, round_money, to_decimal
+from kondge_billing.rating import engine, tariff_file
+from kondge_billing.rating.engine import Rate, RatingContext, Step, allowed_seconds, call_cost
+from kondge_billing.rating.resolve import context_for
 from tests.support import reference_engine as reference
 
 T0 = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)          # a Tuesday
 
 
 def ctx_of(yaml_text: str, number: str, **call) -> RatingContext:
-    doc, problems = schema.parse(dedent(yaml_text), "inline.yaml")
+    doc, problems = tariff_file.parse(dedent(yaml_text), "inline.yaml")
     assert problems == []
     ctx = context_for(doc, number, **call)
     assert ctx is not None

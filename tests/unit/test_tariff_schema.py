@@ -7,8 +7,8 @@ from textwrap import dedent
 
 import pytest
 
-from kondge_billing.tariffs import csv_import, diff, engine, schema
-from kondge_billing.tariffs.resolve import context_for, select_plan
+from kondge_billing.rating import rate_deck, diff, engine, tariff_file
+from kondge_billing.rating.resolve import context_for, select_plan
 
 HOME = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
@@ -16,7 +16,7 @@ T0 = datetime(2026, 3, 3, 12, 0, tzinfo=timezone.utc)
 
 @pytest.mark.parametrize("name", ["demo.yaml", "example.yaml"])
 def test_the_example_files_validate(name):
-    doc, problems = schema.parse_file(HOME / "tariffs" / name)
+    doc, problems = tariff_file.parse_file(HOME / "tariffs" / name)
     assert problems == [] and doc.plans
 
 
@@ -60,14 +60,14 @@ BROKEN = dedent("""\
     (20, "plans a (line 13) and b both match"),
 ])
 def test_a_broken_file_reports_every_mistake_with_its_line(line, words):
-    doc, problems = schema.parse(BROKEN, "broken.yaml")
+    doc, problems = tariff_file.parse(BROKEN, "broken.yaml")
     assert any(p.startswith(f"broken.yaml:{line}: ") and words in p for p in problems), problems
 
 
 def test_gaps_in_the_bands_and_missing_band_rates_are_reported():
     text = (BROKEN.replace('"19:00-08:00"', '"21:00-08:00"').replace("-0.05", "0.05")
             .replace("increment: 0", "increment: 6"))
-    _, problems = schema.parse(text, "b.yaml")
+    _, problems = tariff_file.parse(text, "b.yaml")
     assert any("no band covers mon from 20:00" in p for p in problems)
     assert any("plan a: destination UK has no rate for band(s) weekend" in p
                for p in problems)
@@ -79,7 +79,7 @@ def test_gaps_in_the_bands_and_missing_band_rates_are_reported():
     ("", "empty"),
 ])
 def test_hopeless_files(text, words):
-    _, problems = schema.parse(text, "h.yaml")
+    _, problems = tariff_file.parse(text, "h.yaml")
     assert problems and words in " ".join(problems)
 
 
@@ -114,15 +114,15 @@ PLANS = dedent("""\
     ({"caller": "447700900"}, "uk-callers"),
 ])
 def test_plan_selection_by_selectors_and_priority(call, plan):
-    doc, problems = schema.parse(PLANS, "p.yaml")
+    doc, problems = tariff_file.parse(PLANS, "p.yaml")
     assert problems == []
     assert select_plan(doc, **call).name == plan
     assert context_for(doc, "4420", **call).plan == plan
 
 
 def test_diff_names_every_changed_rate():
-    old, _ = schema.parse(PLANS, "old.yaml")
-    new, _ = schema.parse(PLANS.replace("per_minute: 0.01", "per_minute: 0.02"), "new.yaml")
+    old, _ = tariff_file.parse(PLANS, "old.yaml")
+    new, _ = tariff_file.parse(PLANS.replace("per_minute: 0.01", "per_minute: 0.02"), "new.yaml")
     changes = diff.diff_docs(old, new)
     assert [(c["plan"], c["destination"]) for c in changes["rates"]] == [("gold", "UK")]
     assert "0.02/min" in changes["rates"][0]["new"]
@@ -133,11 +133,11 @@ def test_csv_deck_becomes_a_valid_tariff(tmp_path):
     deck.write_text("Code,Destination,Rate\n44,UK,0.05\n4470,UK mobile,0.15\n"
                     "4471,UK mobile,0.15\n4472,UK mobile,0.15\n4479,UK mobile,0.15\n"
                     "336,France mobile,0.10\n337,France mobile,0.12\n")
-    groups, problems = csv_import.read_deck(deck)
+    groups, problems = rate_deck.read_deck(deck)
     assert problems == []
-    text = csv_import.to_yaml(groups, "carrier", "EUR", "2026-01-01")
+    text = rate_deck.to_yaml(groups, "carrier", "EUR", "2026-01-01")
     assert "[4470-4472, 4479]" in text
-    doc, problems = schema.parse(text, "deck.yaml")
+    doc, problems = tariff_file.parse(text, "deck.yaml")
     assert problems == [] and len(doc.prefixes) == 7
     assert context_for(doc, "3370000").destination == "France mobile #2"
 
@@ -146,7 +146,7 @@ def test_csv_deck_problems_carry_their_line(tmp_path):
     deck = tmp_path / "deck.csv"
     deck.write_text("prefix,destination,rate\n44,UK,0.05\n44,UK,0.05\nx1,Bad,0.1\n"
                     "33,France,-1\n")
-    _, problems = csv_import.read_deck(deck)
+    _, problems = rate_deck.read_deck(deck)
     assert [p.split(": ")[0] for p in problems] == [f"{deck}:3", f"{deck}:4", f"{deck}:5"]
 
 
@@ -192,7 +192,7 @@ LIMITS = dedent("""\
     (21, "surcharge big: per_minute: 1000001 is more than 1,000,000"),
 ])
 def test_values_beyond_the_limits_are_refused_with_their_line(line, words):
-    doc, problems = schema.parse(LIMITS, "limits.yaml")
+    doc, problems = tariff_file.parse(LIMITS, "limits.yaml")
     assert any(p.startswith(f"limits.yaml:{line}: ") and words in p for p in problems), problems
 
 
@@ -216,7 +216,7 @@ def test_the_largest_values_within_the_limits_are_accepted():
         discounts: [{name: d, percent: 99.99999999}]
         surcharges: [{name: s, per_minute: 1000000, connect: 1000000}]
         """)
-    doc, problems = schema.parse(text, "edge.yaml")
+    doc, problems = tariff_file.parse(text, "edge.yaml")
     assert problems == []
     ctx = context_for(doc, "4420")
     assert engine.call_cost(ctx, T0, engine.MAX_SECONDS) > 0
@@ -244,8 +244,8 @@ def count_limit_file(steps=1, bands=1, stretches=1, discounts=0, surcharges=0) -
 
 
 def test_the_count_limit_file_is_valid():
-    assert schema.parse(count_limit_file(), "counts.yaml")[1] == []
-    assert schema.parse(count_limit_file(steps=32, bands=24, stretches=48, discounts=32,
+    assert tariff_file.parse(count_limit_file(), "counts.yaml")[1] == []
+    assert tariff_file.parse(count_limit_file(steps=32, bands=24, stretches=48, discounts=32,
                                          surcharges=16), "counts.yaml")[1] == []
 
 
@@ -257,10 +257,10 @@ def test_the_count_limit_file_is_valid():
     ({"surcharges": 17}, "surcharges: 17 surcharges; at most 16"),
 ])
 def test_too_many_steps_bands_stretches_discounts_or_surcharges(counts, words):
-    _, problems = schema.parse(count_limit_file(**counts), "counts.yaml")
+    _, problems = tariff_file.parse(count_limit_file(**counts), "counts.yaml")
     assert any(words in p for p in problems), problems
     most = {key: value - 1 for key, value in counts.items()}
-    assert schema.parse(count_limit_file(**most), "counts.yaml")[1] == []
+    assert tariff_file.parse(count_limit_file(**most), "counts.yaml")[1] == []
 
 
 # --- surcharges ------------------------------------------------------------------------
@@ -277,7 +277,7 @@ SURCHARGES = PLANS + dedent("""\
 
 
 def test_surcharges_are_read():
-    doc, problems = schema.parse(SURCHARGES, "s.yaml")
+    doc, problems = tariff_file.parse(SURCHARGES, "s.yaml")
     assert problems == []
     assert doc.surcharges == (
         engine.Surcharge("toll-free entry", Decimal("0.03"), Decimal("0.05"), ("1800", "1888")),
@@ -295,7 +295,7 @@ def test_broken_surcharges_report_every_mistake_with_its_line():
           - {name: c, per_minute: -0.01, colour: red}
           - {name: a, connect: 0.1, match: {planets: [mars]}}
         """)
-    _, problems = schema.parse(text, "s.yaml")
+    _, problems = tariff_file.parse(text, "s.yaml")
     start = PLANS.count("\n") + 2
     for offset, words in [(0, "surcharge a: match: access: '18x0' is not a number prefix"),
                           (1, "surcharge b: per_minute, connect or both"),
@@ -309,8 +309,8 @@ def test_broken_surcharges_report_every_mistake_with_its_line():
 
 
 def test_diff_names_every_changed_surcharge():
-    old, _ = schema.parse(SURCHARGES, "old.yaml")
-    new, _ = schema.parse(SURCHARGES.replace("per_minute: 0.03", "per_minute: 0.04")
+    old, _ = tariff_file.parse(SURCHARGES, "old.yaml")
+    new, _ = tariff_file.parse(SURCHARGES.replace("per_minute: 0.03", "per_minute: 0.04")
                           .replace("  - {name: everyone, per_minute: 0.001}\n", ""), "new.yaml")
     changes = diff.diff_docs(old, new)
     assert changes["surcharges"] == [
@@ -331,25 +331,25 @@ def test_diff_names_every_changed_surcharge():
     "a: " + "{b: " * 40 + "c" + "}" * 40 + "\n",
 ])
 def test_deeply_nested_files_are_refused_before_they_are_built(text):
-    doc, problems = schema.parse(text, "deep.yaml")
+    doc, problems = tariff_file.parse(text, "deep.yaml")
     assert doc is None and len(problems) == 1
-    assert f"nested more than {schema.MAX_DEPTH} levels deep" in problems[0]
+    assert f"nested more than {tariff_file.MAX_DEPTH} levels deep" in problems[0]
 
 
 def test_a_deep_file_on_disk_is_refused_by_validate_and_load_alike(tmp_path):
     path = tmp_path / "deep.yaml"
     path.write_text("a: " + "[" * 50000 + "]" * 50000 + "\n")      # 100 KB
-    doc, problems = schema.parse_file(path)
+    doc, problems = tariff_file.parse_file(path)
     assert doc is None and "levels deep" in problems[0]
 
 
 def test_a_file_beyond_the_size_bound_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr(schema, "MAX_SOURCE_MB", 1)
+    monkeypatch.setattr(tariff_file, "MAX_SOURCE_MB", 1)
     path = tmp_path / "big.yaml"
     path.write_text("# " + "x" * 2**20 + "\n" + PLANS)
-    doc, problems = schema.parse_file(path)
+    doc, problems = tariff_file.parse_file(path)
     assert doc is None and "larger than 1 MB" in problems[0]
-    doc, problems = schema.parse(PLANS, "small.yaml")                 # within it: read
+    doc, problems = tariff_file.parse(PLANS, "small.yaml")                 # within it: read
     assert problems == [] and doc.plans
 
 
@@ -365,14 +365,14 @@ def test_destination_plan_and_surcharge_names_stay_one_line(name, words):
                      "destination: UK,", f"destination: {name},"),
                  PLANS.replace("name: gold", f"name: {name}"),
                  PLANS + f"surcharges: [{{name: {name}, per_minute: 0.01}}]\n"):
-        _, problems = schema.parse(text, "n.yaml")
+        _, problems = tariff_file.parse(text, "n.yaml")
         assert any(words in p for p in problems), (text, problems)
 
 
 def test_a_deck_name_with_a_newline_is_a_problem_not_a_broken_file(tmp_path):
     deck = tmp_path / "deck.csv"
     deck.write_text('prefix,destination,rate\n44,"UK\nfixed",0.05\n33,France,0.05\n')
-    groups, problems = csv_import.read_deck(deck)
+    groups, problems = rate_deck.read_deck(deck)
     assert len(problems) == 1 and "control character" in problems[0]
 
 
@@ -381,9 +381,9 @@ def test_what_import_writes_cannot_be_steered_by_its_arguments(field):
     values = {"tariff": "carrier", "currency": "EUR", "valid_from": "2026-01-01",
               "plan": "standard"}
     values[field] += "\ndefault: true"
-    text = csv_import.to_yaml({("UK", (Decimal("0.05"), None, None, None, None)): ["44"]},
+    text = rate_deck.to_yaml({("UK", (Decimal("0.05"), None, None, None, None)): ["44"]},
                               values["tariff"], values["currency"], values["valid_from"],
                               plan=values["plan"])
-    doc, problems = schema.parse(text, "i.yaml")
+    doc, problems = tariff_file.parse(text, "i.yaml")
     assert problems, text                    # refused, never a default tariff by accident
     assert doc is None or not doc.default

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from kondge_billing import config, web_process
+from kondge_billing import config
+from kondge_billing.operations import web_process
 
 
 def stand_in(title: str, cwd) -> subprocess.Popen:

@@ -17,10 +17,10 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from kondge_billing import categories, issuance
-from kondge_billing.pins import load_key
+from kondge_billing.store import categories, issuance
+from kondge_billing.store.pins import load_key
 from kondge_billing.progress import Progress
-from kondge_billing.web_process import NICE
+from kondge_billing.operations.web_process import NICE
 from tests.e2e.conftest import balance
 from tests.e2e.test_radius import conf_id, leg
 from tests.support.cards import new_card

@@ -1,0 +1,54 @@
+"""The process-wide state of the hook inside FreeRADIUS.
+
+Built once at instantiate: settings, the PIN key, the database handle (one
+connection per worker thread, opened lazily so that `freeradius -C` and a
+start with the database down both work) and the gateway directory (the
+file the supervisor writes: every process of the server reads the same).
+"""
+
+import os
+import time
+from pathlib import Path
+
+from .. import config
+from ..store import gateways
+from . import spool
+from ..store.db import Database
+from .overload import Overload
+from .radius_edge import handle_accounting, handle_authorize
+from ..calls.service import Billing
+
+_billing: Billing | None = None
+_overload: Overload | None = None
+_spool: Path | None = None
+
+
+def start(log):
+    global _billing, _overload, _spool
+    settings = config.load()
+    # this process's own spool (each worker has a run directory of its own)
+    _spool = Path(os.environ.get("KONDGE_RUN_DIR") or settings.radius_run_dir) / spool.SPOOL
+    # the client gives up on a hung database shortly after the server's own timeout
+    db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius",
+                  deadline_ms=settings.db_timeout_ms + 500)
+    directory = gateways.FileDirectory(settings.gateway_directory)
+    _billing = Billing.from_settings(settings, db, directory)
+    _overload = Overload(settings.shed_after_us)
+    log("info", f"ready (database {settings.radius_dsn})")
+
+
+def stop():
+    if _billing is not None:
+        _billing.db.close()
+
+
+def authorize(pairs, log):
+    return handle_authorize(_billing, pairs, log, _overload)
+
+
+def accounting(pairs, log):
+    return handle_accounting(_billing, pairs, log, _overload, keep=_keep)
+
+
+def _keep(pairs):
+    spool.append(_spool, pairs, time.time())

@@ -1,0 +1,3 @@
+"""Operations: the private PostgreSQL cluster, the FreeRADIUS processes,
+the supervisor that runs them, backups and HA.
+"""
