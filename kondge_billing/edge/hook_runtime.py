@@ -33,7 +33,7 @@ def start(log):
                   deadline_ms=settings.db_timeout_ms + 500)
     directory = gateways.FileDirectory(settings.gateway_directory)
     _billing = Billing.from_settings(settings, db, directory)
-    _overload = Overload(settings.shed_after_us)
+    _overload = Overload(settings.shed_after_us, settling=db.settling)
     log("info", f"ready (database {settings.radius_dsn})")
 
 

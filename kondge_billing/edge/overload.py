@@ -18,7 +18,12 @@ and admits only a share of the new Access-Requests:
 - a record served within half that wait raises the share by STEP, back up
   to all, and RECOVER_AFTER seconds without a late record admit all again;
 - while the share is cut, an Access-Request that itself waited longer than
-  the limit is turned away too: its answer would come too late to be of use.
+  the limit is turned away too: its answer would come too late to be of use;
+- for a few seconds after the database came back (or the process began),
+  late records count for nothing: its new connections' first statements
+  are slow (backends forked, caches and functions loaded afresh) while the
+  gateways' retransmissions of the outage arrive, and turning calls away
+  then would fail the very calls that waited out the outage.
 A request turned away gets, at once and without the database, what it gets
 while the database is unreachable (KONDGE_AUTH_WHEN_DB_DOWN): by default no
 answer, so that the gateway tries its second server or again later; with
@@ -60,8 +65,12 @@ def queue_wait(pairs, now: float) -> float | None:
 class Overload:
     """One FreeRADIUS process's view of its own queue (an AIMD controller)."""
 
-    def __init__(self, limit_us: int, clock=time.time, draw=random.random):
+    def __init__(self, limit_us: int, clock=time.time, draw=random.random,
+                 settling=lambda: False):
         self.limit = limit_us / 1e6        # seconds
+        #: True while the database warms up after coming back: late records
+        #: then are its first slow answers, not overload (store.db.Database.settling)
+        self.settling = settling
         self.clock = clock
         self.draw = draw
         self.admit = 1.0           # share of new Access-Requests served
@@ -84,6 +93,9 @@ class Overload:
         now = self.clock()
         wait = queue_wait(pairs, now)
         if wait is None:
+            return
+        if wait > self.limit and self.settling():
+            self.late_since = None   # not a late spell: the database is warming up
             return
         if wait > self.limit:
             if self.late_since is None:

@@ -126,11 +126,32 @@ class Database:
         self._probe: _Probe | None = None
         self._probing = threading.Lock()
         self._probed = 0.0
+        #: when the database last came back (or this process began): its new
+        #: connections' first statements are slow for a moment (a backend
+        #: forked, its caches and the call path's functions loaded afresh)
+        self.back_at = time.monotonic()
+        self._failing = False
         if deadline_ms is not None:
             psycopg2.extensions.set_wait_callback(_wait_with_deadline)
 
+    SETTLE = 3.0
+
+    def settling(self) -> bool:
+        """True for SETTLE seconds after the database came back (or this
+        process began): slow answers then are its warming up, not overload."""
+        return time.monotonic() - self.back_at < self.SETTLE
+
+    def _failed(self):
+        self._failing = True
+
+    def _answered(self):
+        if self._failing:
+            self._failing = False
+            self.back_at = time.monotonic()
+
     def _hung(self):
         """Take the database for hung: fail fast until the probe answers."""
+        self._failed()
         self._down_until = time.monotonic() + self.RETRY_CONNECT_AFTER
         if self._probe is None:
             self._probe = _Probe(self.dsn)
@@ -172,6 +193,7 @@ class Database:
                     options=f"-c statement_timeout={self.timeout_ms}")
                 conn.autocommit = True
         except psycopg2.Error as exc:
+            self._failed()
             if time.monotonic() - began > self.SLOW_FAILURE:
                 self._hung()
             raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from exc
@@ -203,7 +225,9 @@ class Database:
             try:
                 with self._deadline():
                     with conn.cursor(cursor_factory=RowDicts) as cur:
-                        return work(cur)
+                        result = work(cur)
+                self._answered()
+                return result
             except DeadlineExceeded as exc:
                 self.drop()              # its state is unknown: never used again
                 self._hung()
@@ -216,6 +240,7 @@ class Database:
                     exc, psycopg2.InterfaceError)
                 if not broken:
                     raise                # a statement's own error (a check, a bug)
+                self._failed()
                 self.drop()
                 if attempt == 1:
                     continue

@@ -143,3 +143,22 @@ def test_a_hung_database_costs_one_deadline_not_one_per_request(cluster, dsn):
     assert float(lines["blocked"]) < 2.5
     assert float(lines["longest-after-first"]) < 0.6
     assert float(lines["served-after"]) < 2.0       # served soon after it answers again
+
+
+def test_the_database_is_said_to_warm_up_after_it_came_back(dsn):
+    """Overload control leaves alone the first seconds of a process, and those
+    after the database came back (new backends, their first statements slow)."""
+    db, admin = Database(dsn), Database(dsn)
+    try:
+        assert db.settling()                       # just begun
+        db.back_at -= db.SETTLE
+        assert not db.settling()
+        backend_pid(db)
+        assert not db.settling()                   # an answer is no coming back
+        admin.run(lambda cur: cur.execute("SELECT pg_terminate_backend(%s)", (backend_pid(db),)))
+        time.sleep(0.2)
+        backend_pid(db)                            # the broken connection replaced
+        assert db.settling()
+    finally:
+        db.close()
+        admin.close()

@@ -296,3 +296,47 @@ def test_a_process_that_served_no_login_cannot_tell_and_sheds_as_before():
     code, _, _ = hook.authorize(stamped(DESTINATION, clock.now))
     assert code == radiusd.RLM_MODULE_REJECT and db.calls == 0
 
+
+
+def test_late_records_while_the_database_warms_up_turn_nobody_away():
+    """For a few seconds after the database came back, its new connections'
+    first statements are slow while the outage's retransmissions arrive: no
+    late spell begins, and none is carried over into the time after."""
+    _hook, _radiusd, _logged, clock, _draw = hook_with(250, NoDatabase())
+    warming = [True]
+    o = hook_runtime._overload
+    o.settling = lambda: warming[0]
+    for _ in range(20):                        # late for 2 s on end
+        o.accounting(late(clock), QUIET)
+        clock.now += 0.1
+    assert not o.shedding and o.late_since is None
+    warming[0] = False                         # warmed up: lateness counts again
+    o.accounting(late(clock), QUIET)
+    assert not o.shedding                      # one late record is a stall
+    clock.now += ov.PERSIST
+    o.accounting(late(clock), QUIET)
+    assert o.shedding
+
+
+def test_the_hook_s_overload_control_asks_its_database_whether_it_warms_up():
+    hook_runtime._overload = None
+    settings_env = {"KONDGE_DSN": "host=/nonexistent dbname=x", "KONDGE_SHED_AFTER_MS": "250"}
+    import os
+    saved = {k: os.environ.get(k) for k in settings_env}
+    os.environ.update(settings_env)
+    try:
+        hook_runtime.start(lambda level, message: None)
+        o, db = hook_runtime._overload, hook_runtime._billing.db
+        assert o.settling == db.settling
+        assert db.settling()                   # a process just begun warms up
+        db.back_at -= db.SETTLE
+        assert not db.settling()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        hook_runtime.stop()
+        import psycopg2.extensions
+        psycopg2.extensions.set_wait_callback(None)   # start() set the deadline's, process-wide
