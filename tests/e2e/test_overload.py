@@ -14,6 +14,7 @@ default (no answer) are unit-tested (tests/unit/test_overload.py).
 import time
 
 from kondge_billing.edge import overload as ov
+from kondge_billing.store.db import Database
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
@@ -30,6 +31,10 @@ def test_late_accounting_turns_new_calls_away_with_code_8(stack_ready, service_v
                 ("h323-call-origin", "h323-call-origin=answer"),
                 ("Called-Station-Id", "18005550100")])
             assert answered is not None            # accounting itself is always served
+            # a process's first seconds are its database's warming up: not overload
+            time.sleep(Database.SETTLE)
+            assert client.accounting([("Acct-Status-Type", "Accounting-On"),
+                                      ("Acct-Session-Id", "0")]) is not None
             # accounting late for half a second on end (every record is, at 1 us)
             time.sleep(ov.PERSIST + 0.1)
             assert client.accounting([("Acct-Status-Type", "Accounting-On"),
