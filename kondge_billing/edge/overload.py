@@ -94,10 +94,10 @@ class Overload:
         wait = queue_wait(pairs, now)
         if wait is None:
             return
-        if wait > self.limit and self.settling():
-            self.late_since = None   # not a late spell: the database is warming up
-            return
         if wait > self.limit:
+            if self.settling():
+                self.late_since = None   # not a late spell: the database is warming up
+                return
             if self.late_since is None:
                 self.late_since = now
             if now - self.late_since >= PERSIST and now - self.last_cut >= CUT_EVERY:
