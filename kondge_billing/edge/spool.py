@@ -7,9 +7,10 @@ before the gateway is answered. When the disk cannot take it (full, gone,
 read-only) the record is not answered: the gateway sends it again, or to its
 second server. The supervisor replays every spool through the same call
 path once the database answers (`replay`), in the order written, and
-removes a file once every record in it is stored; a replay that stops
-half-way starts that file again later, which changes nothing (records are
-keyed by the call's identity).
+removes a file once every record in it is stored. A replay that spends its
+time budget keeps the records not yet stored (the file rewritten with them
+alone); one cut short by the database starts that file again later, which
+changes nothing (records are keyed by the call's identity).
 
 Records FreeRADIUS could not even hand to the hook (a string attribute
 that is not UTF-8) are kept whole by FreeRADIUS itself in
