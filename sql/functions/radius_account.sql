@@ -39,7 +39,9 @@ CREATE OR REPLACE FUNCTION kondge.radius_account(
     category text, granted_seconds integer, hold_amount numeric,
     authorised_at timestamptz, rating text, start_received_at timestamptz,
     start_connect timestamptz, cdr_id bigint, cdr_charge numeric)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 #variable_conflict use_column
 DECLARE
     v_flags  text[] := coalesce(p_flags, '{}');

@@ -5,7 +5,9 @@
 CREATE OR REPLACE FUNCTION kondge.radius_auto_bind(
     p_card_id bigint, p_caller_number text, p_gateway_id integer, p_call_id text)
 RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM kondge.call_login l
                     WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id

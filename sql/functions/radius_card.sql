@@ -57,7 +57,9 @@ CREATE OR REPLACE FUNCTION kondge.radius_card(
     held numeric, active_calls integer, stage text, access_number text, access_login text,
     access_language text, access_prompt_id integer, callers_bound bigint,
     caller_card_id bigint, rating text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 #variable_conflict use_column
 DECLARE
     v_card   record;

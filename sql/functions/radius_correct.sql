@@ -8,7 +8,9 @@ CREATE OR REPLACE FUNCTION kondge.radius_correct(
     p_session_time integer, p_duration integer, p_cause text, p_digest text, p_cost numeric,
     p_flags text[]
 ) RETURNS TABLE (outcome text, charge numeric, balance numeric, cdr_id bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 #variable_conflict use_column
 DECLARE
     v_cdr    kondge.cdr%ROWTYPE;

@@ -21,7 +21,9 @@ CREATE OR REPLACE FUNCTION kondge.radius_hold(
     p_plan_id integer, p_destination_id integer, p_rate_prefix text, p_currency text,
     p_amount numeric, p_seconds integer, p_hold_ttl integer
 ) RETURNS TABLE (outcome text, available numeric, active_calls integer, call_key text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 #variable_conflict use_column
 DECLARE
     v_card  record;

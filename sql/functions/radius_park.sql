@@ -5,7 +5,9 @@
 -- to that). Parked records move no money; `kondge accounting replay`
 -- stores them through the call path's functions, as the hook would.
 CREATE OR REPLACE FUNCTION kondge.radius_park(p_pairs jsonb, p_error text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 BEGIN
     IF jsonb_typeof(p_pairs) IS DISTINCT FROM 'array' OR octet_length(p_pairs::text) > 65536
        OR p_error IS NULL OR length(p_error) > 4000 THEN

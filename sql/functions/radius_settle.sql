@@ -30,7 +30,9 @@ CREATE OR REPLACE FUNCTION kondge.radius_settle(
     p_plan_id integer, p_destination_id integer, p_rate_prefix text, p_price numeric,
     p_cost numeric, p_currency text, p_granted integer, p_authorised_at timestamptz
 ) RETURNS TABLE (outcome text, charge numeric, balance numeric, cdr_id bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
+SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
+AS $$
 #variable_conflict use_column
 DECLARE
     v_flags  text[] := coalesce(p_flags, '{}');

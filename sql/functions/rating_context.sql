@@ -14,7 +14,9 @@ CREATE OR REPLACE FUNCTION kondge.rating_context(
     p_gateway_id integer, p_at timestamptz,
     p_tariff_id integer DEFAULT NULL, p_version_id integer DEFAULT NULL
 ) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = on  -- the tariff tables: the planner's own choice (docs/performance.md)
+AS $$
 DECLARE
     v_version_id integer;
     v_gateway    text;

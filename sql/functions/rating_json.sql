@@ -10,7 +10,9 @@ CREATE OR REPLACE FUNCTION kondge.rating_json(
     p_version_id integer, p_plan_id integer, p_destination_id integer, p_prefix text,
     p_category text, p_access_number text, p_caller text, p_gateway_id integer
 ) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = on  -- the tariff tables: the planner's own choice (docs/performance.md)
+AS $$
 DECLARE
     v_version kondge.tariff_version%ROWTYPE;
     v_rates   jsonb;
