@@ -10,6 +10,8 @@ CREATE OR REPLACE FUNCTION kondge.post_ledger(
 ) RETURNS TABLE (card_id bigint, amount numeric, balance_after numeric)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
+DECLARE
+    v_balance numeric;
 BEGIN
     IF cardinality(p_cards) IS DISTINCT FROM cardinality(p_amounts)
        OR cardinality(p_cards) IS DISTINCT FROM cardinality(p_keys)
@@ -18,6 +20,22 @@ BEGIN
        OR array_position(p_cards, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'post_ledger: one card, one amount and one key for each movement'
               USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cardinality(p_cards) = 1 THEN
+        -- one card (a call, a refill, an adjustment): the same, in plain statements
+        SELECT c.balance INTO v_balance FROM kondge.card c WHERE c.id = p_cards[1] FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+        INSERT INTO kondge.ledger_entry AS l (card_id, amount, kind, key, balance_after, note)
+        VALUES (p_cards[1], p_amounts[1], p_kind, p_keys[1], v_balance + p_amounts[1],
+                coalesce(p_note, ''))
+        ON CONFLICT (key) DO NOTHING;
+        IF FOUND THEN
+            UPDATE kondge.card c SET balance = v_balance + p_amounts[1] WHERE c.id = p_cards[1];
+            RETURN QUERY SELECT p_cards[1], p_amounts[1], v_balance + p_amounts[1];
+        END IF;
+        RETURN;
     END IF;
     IF (SELECT count(DISTINCT c) FROM unnest(p_cards) c) <> cardinality(p_cards) THEN
         RAISE EXCEPTION 'post_ledger: a card appears twice in one posting'
