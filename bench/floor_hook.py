@@ -2,7 +2,8 @@
 
 Loaded by rlm_python3 in minimal_radius's "floor" FreeRADIUS, under the same
 Python lock as the service's hook, with one psycopg2 connection per
-FreeRADIUS thread (as kondge_billing.store.db holds them), autocommit:
+FreeRADIUS process (as the service's hook holds it: one hook runs at a
+time in a process), autocommit:
 
 - Access-Request: one SELECT by key (the card's balance by its number),
   answered with fixed h323 credit pairs. The service does more: it checks
@@ -19,12 +20,12 @@ The database is named by KONDGE_FLOOR_DSN in FreeRADIUS's environment.
 """
 
 import os
-import threading
+import types
 
 import psycopg2
 import radiusd
 
-_local = threading.local()
+_local = types.SimpleNamespace(conn=None)      # the process's one connection
 ACCEPT = ((("h323-return-code", "h323-return-code=0"),
            ("h323-credit-time", "h323-credit-time=3600")),
           (("Auth-Type", ":=", "Accept"),))

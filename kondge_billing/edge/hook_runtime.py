@@ -1,7 +1,7 @@
 """The process-wide state of the hook inside FreeRADIUS.
 
 Built once at instantiate: settings, the PIN key, the database handle (one
-connection per worker thread, opened lazily so that `freeradius -C` and a
+connection for the process, opened lazily so that `freeradius -C` and a
 start with the database down both work) and the gateway directory (the
 file the supervisor writes: every process of the server reads the same).
 """
@@ -28,9 +28,10 @@ def start(log):
     settings = config.load()
     # this process's own spool (each worker has a run directory of its own)
     _spool = Path(os.environ.get("KONDGE_RUN_DIR") or settings.radius_run_dir) / spool.SPOOL
-    # the client gives up on a hung database shortly after the server's own timeout
+    # the client gives up on a hung database shortly after the server's own
+    # timeout; one connection for the process: rlm_python3 runs one hook at a time
     db = Database(settings.radius_dsn, settings.db_timeout_ms, application_name="kondge-radius",
-                  deadline_ms=settings.db_timeout_ms + 500)
+                  deadline_ms=settings.db_timeout_ms + 500, one_connection=True)
     directory = gateways.FileDirectory(settings.gateway_directory)
     _billing = Billing.from_settings(settings, db, directory)
     _overload = Overload(settings.shed_after_us, settling=db.settling)

@@ -1,4 +1,5 @@
-"""Database access: one connection per thread, autocommit, bounded waits.
+"""Database access: one connection per thread (or per process), autocommit,
+bounded waits.
 
 The call path runs under FreeRADIUS's Python lock, so every wait here stalls
 the whole server: statements are single (each is atomic on its own), carry
@@ -22,8 +23,16 @@ a statement timeout, and a dead or hung database is noticed fast:
   never waited on. So a hung database costs a FreeRADIUS process one
   deadline, not one per request, its queue stays empty, and the first
   request after the database answers again is served.
+
+The hook inside FreeRADIUS opens one connection per process
+(`one_connection`): rlm_python3 runs one hook at a time in a process
+whatever its threads, so a connection per thread only spreads the same
+work over more backends, each with cold caches (docs/performance.md:
+PostgreSQL CPU about a fifth lower a call with one). Its use is serialised
+all the same, so that threads that did run at once would take turns.
 """
 
+import contextlib
 import select
 import threading
 import time
@@ -96,6 +105,12 @@ def _wait_with_deadline(conn):
             raise DeadlineExceeded("the database did not answer in time")
 
 
+class _OneConnection:
+    """The process's one connection (Database(one_connection=True))."""
+
+    conn = None
+
+
 class Database:
     """Connections for one process; safe to share between threads."""
 
@@ -114,13 +129,17 @@ class Database:
     PROBE_EVERY = 0.25
 
     def __init__(self, dsn: str, timeout_ms: int = 2000, application_name: str = "kondge",
-                 deadline_ms: int | None = None):
+                 deadline_ms: int | None = None, one_connection: bool = False):
         self.dsn = dsn
         self.timeout_ms = timeout_ms
         self.application_name = application_name
         #: the client's own limit on one statement (and a connect); None: none
         self.deadline_ms = deadline_ms
-        self._local = threading.local()
+        #: where this thread's connection is kept: its own, or the process's one
+        self._local = _OneConnection() if one_connection else threading.local()
+        #: taken while a statement or transaction runs on the process's one
+        #: connection (uncontended under rlm_python3's lock)
+        self._turn = threading.RLock() if one_connection else contextlib.nullcontext()
         self._down_until = 0.0
         #: set while the database is taken for hung: the probe that ends it
         self._probe: _Probe | None = None
@@ -219,6 +238,10 @@ class Database:
 
     def run(self, work):
         """work(cursor) on this thread's connection; one retry on a broken one."""
+        with self._turn:
+            return self._run(work)
+
+    def _run(self, work):
         for attempt in (1, 2):
             self._fail_fast()
             conn = self.connection()
@@ -248,6 +271,10 @@ class Database:
 
     def transaction(self, work):
         """work(cursor) in one transaction on this thread's connection: all or nothing."""
+        with self._turn:
+            return self._transaction(work)
+
+    def _transaction(self, work):
         self._fail_fast()
         conn = self.connection()
         conn.autocommit = False
