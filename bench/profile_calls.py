@@ -13,11 +13,19 @@ hands it) one packet at a time, and reports:
     rating_context, radius_hold, radius_account, radius_settle, ...);
   - EXPLAIN ANALYZE of CALL_LOOKUP, and auto_explain of the statements
     inside the radius_* functions;
-  - a cProfile of the Python side, top functions by own time.
+  - a cProfile of the Python side, top functions by own time;
+  - with --rounds N, N more rounds of --round-calls calls each, on a
+    connection held as the hook holds it, without the profiler: the
+    Python CPU, the backend's CPU, the WAL and the wall time a call in
+    each round (flat, if the cost of a call does not grow with the calls
+    played); with --alternate FILE,..., odd rounds run with those SQL
+    function files applied and even rounds with the tree's own, so that
+    two versions of a function are compared in one run.
 
 Writes var/bench/profile.txt (and .json). Timings are floats, never money.
 
     .venv/bin/python bench/profile_calls.py [--calls 1000] [--cards 100000]
+        [--rounds 6 --round-calls 1000 [--alternate old/post_ledger.sql]]
 """
 
 import argparse
@@ -29,6 +37,7 @@ import pstats
 import shutil
 import sys
 import time
+import types
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -183,6 +192,67 @@ def postgres_cpu(s, backend_pid: int) -> tuple[float, float]:
             bench_calls.proc_cpu(backend_pid))
 
 
+def apply_sql(dsn: str, path: Path):
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(path.read_text())
+    conn.close()
+
+
+def rounds(s, su_dsn, billing_db_dsn, gws, card_list, dests, count, calls, alternate,
+           offset) -> list:
+    """`count` rounds of `calls` calls without the profiler, on one connection
+    held as the hook holds it: each round's CPU, WAL and wall time a call."""
+    if not count:
+        return []
+    db = Database(billing_db_dsn, s.db_timeout_ms, deadline_ms=s.db_timeout_ms + 500,
+                  one_connection=True)
+    billing = make_billing(s, db)
+    untimed = types.SimpleNamespace(seconds=0.0, count=0)     # statements not timed
+    backend = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"), cur.fetchone())[1])
+    conn = psycopg2.connect(su_dsn)
+    conn.autocommit = True
+
+    def wal() -> int:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+            return int(cur.fetchone()[0])
+    results = []
+    try:
+        for n in range(count):
+            label = "tree"
+            if alternate:
+                label = "alternate" if n % 2 else "tree"
+                for path in alternate:
+                    apply_sql(su_dsn, path if n % 2 else HOME / "sql" / "functions" / path.name)
+                # the functions compiled afresh before the round is timed
+                play(billing, untimed, gws, card_list, dests, 20, offset=offset)
+                offset += 20
+            cpu, w, t, py = (postgres_cpu(s, backend["pg_backend_pid"]), wal(),
+                             time.perf_counter(), time.process_time())
+            play(billing, untimed, gws, card_list, dests, calls, offset=offset)
+            offset += calls
+            py, t = time.process_time() - py, time.perf_counter() - t
+            cpu2, w2 = postgres_cpu(s, backend["pg_backend_pid"]), wal()
+            results.append({"round": n + 1, "functions": label, "calls": calls,
+                            "python_cpu_ms": round(1000 * py / calls, 3),
+                            "backend_cpu_ms": round(1000 * (cpu2[1] - cpu[1]) / calls, 3),
+                            "wal_bytes": round((w2 - w) / calls),
+                            "wall_ms": round(1000 * t / calls, 3)})
+            r = results[-1]
+            bench_calls.say(f"round {r['round']} ({label}): Python {r['python_cpu_ms']} ms, "
+                            f"PostgreSQL backend {r['backend_cpu_ms']} ms, WAL {r['wal_bytes']} "
+                            f"bytes, wall {r['wall_ms']} ms a call")
+    finally:
+        conn.close()
+        db.close()
+        if alternate:
+            for path in alternate:
+                apply_sql(su_dsn, HOME / "sql" / "functions" / path.name)
+    return results
+
+
 def make_billing(s, db):
     return Billing.from_settings(s, db)
 
@@ -192,7 +262,17 @@ def main(argv=None) -> int:
     p.add_argument("--calls", type=int, default=1000)
     p.add_argument("--cards", type=int, default=100000)
     p.add_argument("--prefixes", type=int, default=100000)
+    p.add_argument("--rounds", type=int, default=0,
+                   help="rounds played after the profile, without it (default: none)")
+    p.add_argument("--round-calls", type=int, default=1000, help="calls a round")
+    p.add_argument("--alternate", default="",
+                   help="SQL function files (comma-separated) applied before the odd rounds; "
+                        "the tree's files of the same names before the even ones")
     args = p.parse_args(argv)
+    alternate = [Path(f) for f in args.alternate.split(",") if f]
+    for path in alternate:
+        if not path.is_file() or not (HOME / "sql" / "functions" / path.name).is_file():
+            p.error(f"--alternate: {path} is not a file named as one of sql/functions/*.sql")
     if VAR.exists():
         stack.stop_postgres(config.load(bench_calls.bench_env(VAR, PG_PORT)))
         shutil.rmtree(VAR)
@@ -238,6 +318,10 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t
         cpu = [1000.0 * (b - a) / args.calls for a, b in zip(cpu, postgres_cpu(s, backend["pg_backend_pid"]))]
         db.close()
+        report["rounds"] = rounds(s, su_kondge, billing_db_dsn=s.dsn, gws=gws,
+                                  card_list=card_list, dests=dests, count=args.rounds,
+                                  calls=args.round_calls, alternate=alternate,
+                                  offset=args.calls + 200)
         time.sleep(0.6)
         report["per_packet"] = {
             k: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3),
@@ -267,6 +351,12 @@ def main(argv=None) -> int:
     for k, v in report["per_packet"].items():
         lines.append(f"{k:<8} {v['p50_ms']:>7} {v['p99_ms']:>7} {v['mean_ms']:>8} "
                      f"{v['db_share_percent']:>5} {v['statements_per_packet']:>10}")
+    if report["rounds"]:
+        lines += ["", "rounds without the profiler, a call: Python CPU, PostgreSQL backend CPU, "
+                      "WAL bytes, wall"]
+        lines += [f"  round {r['round']:>2} ({r['functions']}): {r['python_cpu_ms']} ms, "
+                  f"{r['backend_cpu_ms']} ms, {r['wal_bytes']} B, {r['wall_ms']} ms"
+                  for r in report["rounds"]]
     lines += ["", "PostgreSQL functions (track_functions): name, calls, total ms, self ms, "
               "ms per call"]
     lines += ["  " + "  ".join(str(c) for c in row) for row in report["functions"]]
@@ -276,7 +366,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "profile.txt").write_text("\n".join(lines) + "\n")
     (OUT / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print("\n".join(lines[:20]))
+    print("\n".join(lines[:20 + len(report["rounds"])]))
     print(f"bench: the whole profile in {OUT / 'profile.txt'}")
     return 0
 
