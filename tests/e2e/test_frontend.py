@@ -11,6 +11,8 @@ import json
 import os
 import signal
 
+import psycopg2
+
 from kondge_billing.operations import stack
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
@@ -59,6 +61,31 @@ def test_requests_are_shared_among_the_workers(stack_ready, cisco):
         with open(path, "rb") as f:
             f.seek(offsets[i])
             assert b"reject code 4" in f.read(), f"worker {i} took none of 30 requests"
+
+
+def hook_connections(settings) -> int:
+    conn = psycopg2.connect(settings.dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity "
+                        "WHERE application_name = 'kondge-radius'")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_each_worker_holds_one_database_connection(stack_ready, cisco):
+    """rlm_python3 runs one hook at a time in a process: a worker's threads
+    share one connection (store/db.py, one_connection), not one each."""
+    s = stack_ready.settings
+    wait_until_all_workers_in_use(s)
+    for _ in range(40):             # spread over the workers' threads
+        reply = access(cisco, "1000000024", "3456")
+        assert reply is not None and reply.h323("h323-return-code") == "4"
+    # a worker replaced by an earlier test may take a moment to close its own
+    wait_for(f"at most {s.workers} hook connections", lambda: hook_connections(s) <= s.workers,
+             timeout=15, detail=lambda: hook_connections(s))
+    assert hook_connections(s) >= 1
 
 
 def test_a_gateway_cannot_pass_itself_off_as_another(stack_ready, cisco):
