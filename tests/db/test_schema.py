@@ -57,12 +57,17 @@ def test_money_moves_only_with_its_ledger_entry_and_only_once(db, pin_key):
     posted = post([(ids[0], Decimal("-2.50"), "test:1"), (ids[1], Decimal("1.25"), "test:2")])
     assert sorted(p["balance_after"] for p in posted) == [Decimal("7.50"), Decimal("11.25")]
     assert post([(ids[0], Decimal("-2.50"), "test:1")]) == []          # again: nothing moves
+    # one card alone (a call's charge) takes a path of its own: the same outcome
+    assert post([(ids[1], Decimal("0.75"), "test:3")]) == [
+        {"card_id": ids[1], "amount": Decimal("0.75"), "balance_after": Decimal("12.00")}]
+    assert post([(ids[1], Decimal("0.75"), "test:3")]) == []
+    assert post([(max(ids) + 1000, Decimal("1.00"), "test:4")]) == []  # no such card
     books = db.run(lambda cur: (cur.execute(
         """SELECT c.balance, (SELECT sum(amount) FROM kondge.ledger_entry l
                                WHERE l.card_id = c.id) AS ledger
              FROM kondge.card c ORDER BY number"""), cur.fetchall())[1])
     assert [(b["balance"], b["ledger"]) for b in books] == [
-        (Decimal("7.50"), Decimal("7.50")), (Decimal("11.25"), Decimal("11.25"))]
+        (Decimal("7.50"), Decimal("7.50")), (Decimal("12.00"), Decimal("12.00"))]
     for bad in ([(ids[0], Decimal("1"), "t:3"), (ids[0], Decimal("1"), "t:4")],   # twice
                 [(ids[0], Decimal("1"), None)]):                               # no key
         with pytest.raises(psycopg2.Error):
