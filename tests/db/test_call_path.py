@@ -33,9 +33,9 @@ def world(db, pin_key):
     return db
 
 
-def login(number, pin, called="18005550100", gw="127.0.0.1", **extra):
+def login(number, pin, called="18005550100", gw="127.0.0.1", conf=CONF, **extra):
     pairs = [("User-Name", number), ("User-Password", pin), ("Calling-Station-Id", "15551234567"),
-             ("Called-Station-Id", called), ("h323-conf-id", CONF),
+             ("Called-Station-Id", called), ("h323-conf-id", conf),
              ("Kondge-Gateway-Address", gw)]
     pairs += list(extra.items())
     return access_request(tuple(pairs))

@@ -7,40 +7,25 @@ the call-path functions plan without sequential scans (enable_seqscan =
 off): this plays calls through one connection, and counts the sequential
 scans of the tables that grow with every call."""
 
-from datetime import datetime, timezone
-
-import pytest
-
 from kondge_billing.calls.service import Grant, Login
-from kondge_billing.edge.request import access_request, accounting_record
 from kondge_billing.operations import demo
+from tests.db.test_call_path import account, acct, auth, login
 from tests.support.waiting import wait_for
 
 # grow with every call (or every card, caller and hold)
 GROWING = ("call_leg", "call_login", "cdr", "reservation", "ledger_entry", "card", "caller")
+CALLS = 40          # past the fifth run of each statement, when plans are kept for good
 
 
 def call(billing, n):
+    """Call n of card 1000000008 to the UK, complete: stage 1, stage 2, both legs."""
     conf = f"h323-conf-id={n:08X} 0F4411D6 AB5591F0 CBF3D765"
-    base = {"User-Name": "1000000008", "User-Password": "1234",
-            "Calling-Station-Id": "15551234567", "h323-conf-id": conf,
-            "Kondge-Gateway-Address": "127.0.0.1"}
-    gateway = billing.gateways.get("127.0.0.1")
-    for called, kind in (("18005550100", Login), ("447911123456", Grant)):
-        req = access_request(tuple({**base, "Called-Station-Id": called}.items()))
-        assert isinstance(billing.authorize(gateway, req), kind)
-    for status, origin, called in (("Start", "answer", "18005550100"),
-                                   ("Start", "originate", "447911123456"),
-                                   ("Stop", "originate", "447911123456"),
-                                   ("Stop", "answer", "18005550100")):
-        pairs = {**base, "Acct-Status-Type": status, "Acct-Session-Id": f"S{n}",
-                 "Called-Station-Id": called,
-                 "h323-call-origin": f"h323-call-origin={origin}"}
-        del pairs["User-Password"]
-        if status == "Stop":
-            pairs["Acct-Session-Time"] = "10"
-        rec = accounting_record(tuple(pairs.items()), datetime.now(timezone.utc))
-        assert billing.account(gateway, rec).outcome in ("recorded", "charged")
+    assert isinstance(auth(billing, login("1000000008", "1234", conf=conf)), Login)
+    assert isinstance(auth(billing, login("1000000008", "1234", "447911123456", conf=conf)),
+                      Grant)
+    for rec in (acct("Start", "answer", conf=conf), acct("Start", "originate", conf=conf),
+                acct("Stop", "originate", 10, conf=conf), acct("Stop", "answer", 10, conf=conf)):
+        assert account(billing, rec).outcome in ("recorded", "charged")
 
 
 def scans(db):
@@ -52,16 +37,14 @@ def scans(db):
     return db.run(read)
 
 
-@pytest.mark.parametrize("calls", [40])
-def test_the_call_path_never_scans_a_growing_table(db, billing, pin_key, calls):
+def test_the_call_path_never_scans_a_growing_table(db, billing, pin_key):
     db.run(lambda cur: demo.load(cur, pin_key))
     before = scans(db)
-    for n in range(calls):          # past the fifth run, when plans are kept for good
+    for n in range(CALLS):
         call(billing, n)
-    billing.db.run(lambda cur: cur.execute("SELECT pg_stat_force_next_flush()"))
-    billing.db.run(lambda cur: cur.execute("SELECT 1"))
+    db.run(lambda cur: cur.execute("SELECT pg_stat_force_next_flush()"))
     wait_for("the statistics of the calls played",
-             lambda: scans(db)["cdr"][1] - before["cdr"][1] >= calls, timeout=15)
+             lambda: scans(db)["cdr"][1] - before["cdr"][1] >= CALLS, timeout=15)
     after = scans(db)
     scanned = {t: after[t][0] - before[t][0] for t in GROWING}
     assert scanned == dict.fromkeys(GROWING, 0)

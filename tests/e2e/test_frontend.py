@@ -11,8 +11,6 @@ import json
 import os
 import signal
 
-import psycopg2
-
 from kondge_billing.operations import stack
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
@@ -63,15 +61,10 @@ def test_requests_are_shared_among_the_workers(stack_ready, cisco):
             assert b"reject code 4" in f.read(), f"worker {i} took none of 30 requests"
 
 
-def hook_connections(settings) -> int:
-    conn = psycopg2.connect(settings.dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity "
-                        "WHERE application_name = 'kondge-radius'")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
+def hook_connections(service) -> int:
+    return service.db.run(lambda cur: (cur.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'kondge-radius'"),
+        cur.fetchone())[1])["n"]
 
 
 def test_each_worker_holds_one_database_connection(stack_ready, cisco):
@@ -83,9 +76,10 @@ def test_each_worker_holds_one_database_connection(stack_ready, cisco):
         reply = access(cisco, "1000000024", "3456")
         assert reply is not None and reply.h323("h323-return-code") == "4"
     # a worker replaced by an earlier test may take a moment to close its own
-    wait_for(f"at most {s.workers} hook connections", lambda: hook_connections(s) <= s.workers,
-             timeout=15, detail=lambda: hook_connections(s))
-    assert hook_connections(s) >= 1
+    wait_for(f"at most {s.workers} hook connections",
+             lambda: hook_connections(stack_ready) <= s.workers,
+             timeout=15, detail=lambda: hook_connections(stack_ready))
+    assert hook_connections(stack_ready) >= 1
 
 
 def test_a_gateway_cannot_pass_itself_off_as_another(stack_ready, cisco):
