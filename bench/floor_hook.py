@@ -25,7 +25,7 @@ import types
 import psycopg2
 import radiusd
 
-_local = types.SimpleNamespace(conn=None)      # the process's one connection
+_held = types.SimpleNamespace(conn=None)       # the process's one connection
 ACCEPT = ((("h323-return-code", "h323-return-code=0"),
            ("h323-credit-time", "h323-credit-time=3600")),
           (("Auth-Type", ":=", "Accept"),))
@@ -34,9 +34,9 @@ INSERT = ("INSERT INTO bench_floor.record (call_id, leg, status) VALUES (%s, %s,
 
 
 def _cursor():
-    conn = getattr(_local, "conn", None)
+    conn = _held.conn
     if conn is None or conn.closed:
-        conn = _local.conn = psycopg2.connect(os.environ["KONDGE_FLOOR_DSN"])
+        conn = _held.conn = psycopg2.connect(os.environ["KONDGE_FLOOR_DSN"])
         conn.autocommit = True
     return conn.cursor()
 

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION kondge.post_ledger(
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    v_balance numeric;
+    v_after numeric;           -- one card's balance after its movement
 BEGIN
     IF cardinality(p_cards) IS DISTINCT FROM cardinality(p_amounts)
        OR cardinality(p_cards) IS DISTINCT FROM cardinality(p_keys)
@@ -23,17 +23,17 @@ BEGIN
     END IF;
     IF cardinality(p_cards) = 1 THEN
         -- one card (a call, a refill, an adjustment): the same, in plain statements
-        SELECT c.balance INTO v_balance FROM kondge.card c WHERE c.id = p_cards[1] FOR UPDATE;
+        SELECT c.balance + p_amounts[1] INTO v_after
+          FROM kondge.card c WHERE c.id = p_cards[1] FOR UPDATE;
         IF NOT FOUND THEN
             RETURN;
         END IF;
         INSERT INTO kondge.ledger_entry AS l (card_id, amount, kind, key, balance_after, note)
-        VALUES (p_cards[1], p_amounts[1], p_kind, p_keys[1], v_balance + p_amounts[1],
-                coalesce(p_note, ''))
+        VALUES (p_cards[1], p_amounts[1], p_kind, p_keys[1], v_after, coalesce(p_note, ''))
         ON CONFLICT (key) DO NOTHING;
         IF FOUND THEN
-            UPDATE kondge.card c SET balance = v_balance + p_amounts[1] WHERE c.id = p_cards[1];
-            RETURN QUERY SELECT p_cards[1], p_amounts[1], v_balance + p_amounts[1];
+            UPDATE kondge.card c SET balance = v_after WHERE c.id = p_cards[1];
+            RETURN QUERY SELECT p_cards[1], p_amounts[1], v_after;
         END IF;
         RETURN;
     END IF;
