@@ -85,6 +85,20 @@ class DeadlineExceeded(psycopg2.OperationalError):
 _deadline = threading.local()
 
 
+def _ready(conn, state, timeout: float | None) -> bool:
+    """Wait until the connection's socket is ready for what poll() asked
+    (`state`), for at most `timeout` seconds (None: as long as it takes);
+    False if it was not ready in time."""
+    fd = [conn.fileno()]
+    if state == psycopg2.extensions.POLL_READ:
+        want = (fd, [], [])
+    elif state == psycopg2.extensions.POLL_WRITE:
+        want = ([], fd, [])
+    else:
+        raise psycopg2.OperationalError(f"bad state from poll: {state}")
+    return any(select.select(*want, timeout))
+
+
 def _wait_with_deadline(conn):
     """psycopg2's wait callback: wait for the server, but not past the deadline
     of the thread's current statement (none: wait as long as it takes)."""
@@ -93,15 +107,8 @@ def _wait_with_deadline(conn):
         state = conn.poll()
         if state == psycopg2.extensions.POLL_OK:
             return
-        if state == psycopg2.extensions.POLL_READ:
-            want = ([conn.fileno()], [], [])
-        elif state == psycopg2.extensions.POLL_WRITE:
-            want = ([], [conn.fileno()], [])
-        else:
-            raise psycopg2.OperationalError(f"bad state from poll: {state}")
         timeout = None if limit is None else max(0.0, limit - time.monotonic())
-        ready = select.select(*want, timeout)
-        if not any(ready):
+        if not _ready(conn, state, timeout):
             raise DeadlineExceeded("the database did not answer in time")
 
 
@@ -319,11 +326,7 @@ class _Probe:
                     self.sent = self.conn.cursor()   # connected: now a statement
                     self.sent.execute("SELECT 1")
                     continue
-                want = [self.conn.fileno()]
-                ready = select.select(*((want, [], []) if state == psycopg2.extensions.POLL_READ
-                                        else ([], want, [])),
-                                      max(0.0, limit - time.monotonic()))
-                if not any(ready):
+                if not _ready(self.conn, state, max(0.0, limit - time.monotonic())):
                     return False
         except psycopg2.Error:
             self.close()                 # refused or broken: begun again next time
