@@ -235,10 +235,16 @@ def flush_archive(s: config.Settings, start: bool = False):
             say(f"the cluster does not start ({exc}); the restore gets what the archive "
                 "holds, without the WAL of its last minutes")
     if cluster.pg_running(s):
-        result = pgbackrest(s, "check", timeout=120, check=False)
-        if result.returncode != 0:
-            say("the last WAL file could not be archived: the restore gets what the archive "
-                f"holds ({result.stderr.strip()[-300:]})")
+        archive_current_wal(s)
+
+
+def archive_current_wal(s: config.Settings):
+    """pgBackRest's `check` on the running primary of `s`: its current WAL file
+    closed and archived; said (not raised) if that fails."""
+    result = pgbackrest(s, "check", timeout=120, check=False)
+    if result.returncode != 0:
+        say("the last WAL file could not be archived: the restore gets what the archive "
+            f"holds ({result.stderr.strip()[-300:]})")
 
 
 def wait_until_serving(dsn: str, timeout: float = 600.0):
