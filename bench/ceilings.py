@@ -106,11 +106,13 @@ class Target:
                 **self.setting}
 
 
-def unlang_instance(name: str, clients: list) -> tuple[minimal_radius.Instance, int]:
-    """minimal_radius's unlang-only server on a free loopback port pair, started."""
-    port = radius_processes.free_port_pair()
-    inst = minimal_radius.Instance(
-        minimal_radius.write_raddb(VAR / name, "unlang", clients, port, port + 1))
+def unlang_instance(name: str, clients: list,
+                    worker: bool = False) -> tuple[minimal_radius.Instance, int]:
+    """minimal_radius's unlang-only server on free loopback ports (an auth and
+    an acct port; a worker behind the front end: its three), started."""
+    port = radius_processes.free_ports(3 if worker else 2)
+    inst = minimal_radius.Instance(minimal_radius.write_raddb(
+        VAR / name, "unlang", clients, port, port + 1, worker=worker))
     inst.start()
     return inst, port
 
@@ -359,7 +361,7 @@ def start_targets(args, gws: list, started: list) -> list[Target]:
     secret = secrets.token_urlsafe(24)
     workers = []
     for i in range(1, args.frontend + 1):
-        inst, port = unlang_instance(f"worker-{i}", [("127.0.0.1", secret)])
+        inst, port = unlang_instance(f"worker-{i}", [("127.0.0.1", secret)], worker=True)
         started.append(inst)
         workers.append((f"kondge-worker-{i}", port, inst.pid))
     for name, threads, pool, nice in frontend_variants(args):

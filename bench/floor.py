@@ -104,13 +104,14 @@ def prepare_database(env: dict, cards: list, gws: list, prefixes: int) -> config
 
 
 def start_workers(kind: str, count: int, secret: str, started: list) -> list:
-    """`count` minimal `kind` workers on free loopback port pairs, the front end
+    """`count` minimal `kind` workers on free loopback ports (three each), the front end
     their only client; [(name, port, pid)]."""
     workers = []
     for i in range(1, count + 1):
-        port = radius_processes.free_port_pair()
+        port = radius_processes.free_ports(3)
         inst = minimal_radius.Instance(minimal_radius.write_raddb(
-            ceilings.VAR / f"{kind}-worker-{i}", kind, [("127.0.0.1", secret)], port, port + 1))
+            ceilings.VAR / f"{kind}-worker-{i}", kind, [("127.0.0.1", secret)], port, None,
+            worker=True))
         inst.start()
         started.append(inst)
         workers.append((f"kondge-worker-{i}", port, inst.pid))

@@ -69,6 +69,7 @@ class Settings:
     radius_user: str = ""             # KONDGE_RADIUS_USER; "": whoever starts the service
     operator_users: tuple = ()        # KONDGE_OPERATOR_USERS: OS users who may be kondge_operator
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
+    logins_in_flight: int = 16        # KONDGE_LOGINS_IN_FLIGHT: a worker's unanswered new logins
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
     pin_policy: PinPolicy = PinPolicy()
     unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
@@ -196,6 +197,7 @@ def load(env=None) -> Settings:
         unauthorised_calls=_choice(env, "KONDGE_UNAUTHORISED_CALLS", ("record", "charge")),
         workers=_workers(env),
         shed_after_us=_shed_after(env),
+        logins_in_flight=_logins_in_flight(env),
         pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
         pin_policy=_pin_policy(env),
         unknown_card_code=int(_choice(env, "KONDGE_UNKNOWN_CARD_CODE", ("2", "1"))),
@@ -261,12 +263,24 @@ def _shed_after(env) -> int:
     return value
 
 
+def _int_within(env, name, default, low, high, what) -> int:
+    """A whole number from low to high; `what` says what the bounds mean."""
+    value = _int(env, name, default)
+    if not low <= value <= high:
+        raise SystemExit(f"{name}={value}: use {low} {what[0]} to {high} {what[1]}")
+    return value
+
+
+def _logins_in_flight(env) -> int:
+    return _int_within(env, "KONDGE_LOGINS_IN_FLIGHT", 16, 8, 65536,
+                       ("(FreeRADIUS's least)", "(new logins a worker may have unanswered; "
+                        "the front end answers none beyond)"))
+
+
 def _workers(env) -> int:
-    workers = _int(env, "KONDGE_WORKERS", 4)
-    if not 1 <= workers <= 32:
-        raise SystemExit(f"KONDGE_WORKERS={workers}: use 1 (one FreeRADIUS serves the "
-                         f"gateways) to 32 (worker processes behind a front end)")
-    return workers
+    return _int_within(env, "KONDGE_WORKERS", 4, 1, 32,
+                       ("(one FreeRADIUS serves the gateways)",
+                        "(worker processes behind a front end)"))
 
 
 def _ha_listen(env) -> tuple:

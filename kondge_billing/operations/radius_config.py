@@ -8,8 +8,9 @@ start is rendered here and written under var/radius:
   (its section, through radmin's `add client file`);
 - clients.conf of a worker: the front end is its only client, whose
   Access-Requests must carry a Message-Authenticator (`frontend_client`);
-- the front end's workers.conf: a home server per worker, their pool and
-  the realm that names it (`workers_conf`).
+- the front end's workers.conf: two home servers per worker (its calls,
+  its new logins), their two pools and the realms that name them
+  (`workers_conf`).
 
 Every string value is written with `string`: FreeRADIUS reads it back
 exactly as given, or it is refused. FreeRADIUS expands `${...}` and
@@ -54,6 +55,7 @@ REQUIRE_MESSAGE_AUTHENTICATOR = {"required": True, "optional": False}
 
 FRONTEND_CLIENT = "kondge-frontend"
 WORKERS_POOL = "kondge_workers"          # the pool and the realm (policy.d/kondge)
+LOGINS_POOL = "kondge_logins"            # new logins: each worker's few in flight
 
 
 class RadiusConfigError(StackError):
@@ -192,7 +194,7 @@ def frontend_client(secret: str) -> str:
 # zombie_period is longer, so that it is not declared dead first). A
 # worker the supervisor restarts is declared alive at once (radmin).
 WORKER_HOME_SERVER = """home_server {name} {{
-	type = auth+acct
+	type = {type}
 	ipaddr = 127.0.0.1
 	port = {port}
 	secret = {secret}
@@ -203,7 +205,7 @@ WORKER_HOME_SERVER = """home_server {name} {{
 	check_interval = 6
 	check_timeout = 2
 	num_answers_to_alive = 3
-	max_outstanding = 65536
+	max_outstanding = {outstanding}
 	limit {{
 		max_connections = 16
 	}}
@@ -212,26 +214,55 @@ WORKER_HOME_SERVER = """home_server {name} {{
 
 POOL_TYPES = ("load-balance", "keyed-balance", "client-balance", "client-port-balance",
               "fail-over")
+# Outstanding requests a home server may have: FreeRADIUS's own bounds.
+OUTSTANDING_MIN, OUTSTANDING_MAX = 8, 65536
 
 
-def workers_conf(homes, secret: str, pool_type: str = "load-balance") -> str:
-    """The front end's workers.conf: a home server for each (name, port) in
-    `homes` (auth on port, acct on port + 1), the pool of them all and the
-    realm that names it (policy.d/kondge: kondge_to_workers)."""
+def worker_ports(port: int) -> dict[str, int]:
+    """A worker's loopback ports from the first of three: new logins (auth),
+    the calls it admitted (auth: stage 2) and accounting."""
+    return {"logins": port, "calls": port + 1, "acct": port + 2}
+
+
+def workers_conf(homes, secret: str, pool_type: str = "load-balance",
+                 logins_in_flight: int = 16) -> str:
+    """The front end's workers.conf. For each (name, port) in `homes` two home
+    servers (worker_ports): `name` takes the calls already admitted (stage 2
+    on port + 1, accounting on port + 2) without a limit, `name-logins` takes
+    new logins (port), at most `logins_in_flight` unanswered at a time. A
+    pool of each kind, and realms that name them (policy.d/kondge:
+    kondge_to_workers): a new login that finds every worker at its limit is
+    not answered, so a worker's queue never fills with logins while the
+    calls it admitted wait."""
     if pool_type not in POOL_TYPES:
         raise RadiusConfigError(f"pool type {pool_type!r}: one of {', '.join(POOL_TYPES)}")
+    if not (isinstance(logins_in_flight, int)
+            and OUTSTANDING_MIN <= logins_in_flight <= OUTSTANDING_MAX):
+        raise RadiusConfigError(f"logins in flight {logins_in_flight!r}: {OUTSTANDING_MIN} to "
+                                f"{OUTSTANDING_MAX} a worker")
     homes = list(homes)
     for _, port in homes:
-        if not (isinstance(port, int) and 0 < port < 65535):
-            raise RadiusConfigError(f"home server port {port!r}: 1 to 65534 (acct is the next)")
-    servers = "".join(WORKER_HOME_SERVER.format(name=_name(name), port=port,
-                                                secret=_secret(secret))
-                      for name, port in homes)
-    pool = "".join(f"\thome_server = {name}\n" for name, _port in homes)
-    return (servers
-            + f"home_server_pool {WORKERS_POOL} {{\n\ttype = {pool_type}\n{pool}}}\n"
+        if not (isinstance(port, int) and 0 < port < 65533):
+            raise RadiusConfigError(f"home server port {port!r}: 1 to 65532 (a worker has "
+                                    f"three: logins, calls, accounting)")
+    servers, calls, logins = [], [], []
+    for name, port in homes:
+        name = _name(name)
+        ports = worker_ports(port)
+        servers.append(WORKER_HOME_SERVER.format(
+            name=name, type="auth+acct", port=ports["calls"], secret=_secret(secret),
+            outstanding=OUTSTANDING_MAX))
+        servers.append(WORKER_HOME_SERVER.format(
+            name=f"{name}-logins", type="auth", port=ports["logins"], secret=_secret(secret),
+            outstanding=logins_in_flight))
+        calls.append(f"\thome_server = {name}\n")
+        logins.append(f"\thome_server = {name}-logins\n")
+    return ("".join(servers)
+            + f"home_server_pool {WORKERS_POOL} {{\n\ttype = {pool_type}\n{''.join(calls)}}}\n"
+            + f"home_server_pool {LOGINS_POOL} {{\n\ttype = {pool_type}\n{''.join(logins)}}}\n"
             + f"realm {WORKERS_POOL} {{\n\tauth_pool = {WORKERS_POOL}\n"
-              f"\tacct_pool = {WORKERS_POOL}\n\tnostrip\n}}\n")
+              f"\tacct_pool = {WORKERS_POOL}\n\tnostrip\n}}\n"
+            + f"realm {LOGINS_POOL} {{\n\tauth_pool = {LOGINS_POOL}\n\tnostrip\n}}\n")
 
 
 def write_private(path: Path, text: str):

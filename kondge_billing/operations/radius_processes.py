@@ -258,21 +258,43 @@ def radius_pid(pid_file: Path) -> int | None:
     return pid if b"freeradius" in cmdline else None
 
 
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A UDP port p with p + 1 free too (a worker's auth and acct ports)."""
+def free_ports(count: int = 2, host: str = "127.0.0.1") -> int:
+    """A UDP port p with the `count` - 1 ports after it free too (a worker's
+    three: radius_config.worker_ports)."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
             a.bind((host, 0))
             port = a.getsockname()[1]
-            if port >= 65535:
+            if port + count - 1 > 65535:
                 continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                try:
-                    b.bind((host, port + 1))
-                except OSError:
-                    continue
+            taken = []
+            try:
+                for extra in range(1, count):
+                    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    taken.append(b)
+                    b.bind((host, port + extra))
+            except OSError:
+                continue
+            finally:
+                for b in taken:
+                    b.close()
             return port
-    raise StackError("no two consecutive free UDP ports on loopback for a worker")
+    raise StackError(f"no {count} consecutive free UDP ports on loopback for a worker")
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A UDP port p with p + 1 free too (an auth and an acct port)."""
+    return free_ports(2, host)
+
+
+# A worker's listener for the calls it admitted (stage 2), beside its
+# logins' and its accounting's (sites-available/kondge includes it).
+CALLS_LISTENER = """listen {{
+	type = auth
+	ipaddr = 127.0.0.1
+	port = {port}
+}}
+"""
 
 
 class RadiusSet:
@@ -296,9 +318,12 @@ class RadiusSet:
         return self.workers + [self.front]
 
     def _worker(self, i: int, port: int) -> Radius:
+        """Worker i on its three ports from `port` (radius_config.worker_ports):
+        new logins, the stage 2 of the calls admitted, accounting."""
+        ports = radius_config.worker_ports(port)
         worker = Radius(self.s, f"worker-{i}", env={
-            "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(port),
-            "KONDGE_ACCT_PORT": str(port + 1), "KONDGE_BEHIND_FRONTEND": "yes"})
+            "KONDGE_LISTEN": "127.0.0.1", "KONDGE_AUTH_PORT": str(ports["logins"]),
+            "KONDGE_ACCT_PORT": str(ports["acct"]), "KONDGE_BEHIND_FRONTEND": "yes"})
         worker.port = port
         return worker
 
@@ -311,13 +336,16 @@ class RadiusSet:
                 terminate(pid)
         self.workers = []
         for i in range(1, s.workers + 1):
-            worker = self._worker(i, free_port_pair())
+            worker = self._worker(i, free_ports(3))
             radius_config.write_private(worker.run_dir / "clients.conf",
                                         radius_config.frontend_client(secret))
+            (worker.run_dir / "listen-calls.conf").write_text(CALLS_LISTENER.format(
+                port=radius_config.worker_ports(worker.port)["calls"]))
             (worker.run_dir / "port").write_text(f"{worker.port}\n")
             self.workers.append(worker)
         radius_config.write_private(s.radius_run_dir / "workers.conf", radius_config.workers_conf(
-            [(f"kondge-{w.name}", w.port) for w in self.workers], secret))
+            [(f"kondge-{w.name}", w.port) for w in self.workers], secret,
+            logins_in_flight=s.logins_in_flight))
 
     def adopt(self) -> bool:
         """Take over what an earlier supervisor left running (it died, or was
@@ -388,7 +416,7 @@ class RadiusSet:
     def _declare_alive(self, worker):
         """Tell the front end a restarted worker serves again, rather than
         let it wait for Status-Server answers."""
-        for port in (worker.port, worker.port + 1):
+        for port in radius_config.worker_ports(worker.port).values():
             try:
                 radmin(self.s, f"set home_server state 127.0.0.1 {port} udp alive")
             except (StackError, OSError, subprocess.SubprocessError) as exc:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from kondge_billing.store import callers
-from kondge_billing.operations import stack
+from kondge_billing.operations import radius_config, stack
 from kondge_billing.store.pins import load_key
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_billing_rules import MOBILE
@@ -99,7 +99,10 @@ def test_a_local_process_cannot_pose_as_the_front_end_on_a_worker(stack_ready, b
     offsets = log_offsets(s)
     named = [("Kondge-Gateway-Address", "127.0.0.4"), ("Kondge-Gateway-Name", "cisco-ma"),
              ("Kondge-Gateway-Dialect", "cisco")]
-    for port in ports:
+    # a worker's two auth ports: new logins, and the stage 2 of admitted calls
+    auth_ports = [radius_config.worker_ports(port)[kind] for port in ports
+                  for kind in ("logins", "calls")]
+    for port in auth_ports:
         intruder = RadiusClient(port, port + 1, "testing123", timeout=0.5)
         try:
             for guess in (False, True):
@@ -112,7 +115,7 @@ def test_a_local_process_cannot_pose_as_the_front_end_on_a_worker(stack_ready, b
     assert reservations(stack_ready, bound_caller) == 0
     # the refusals with a Message-Authenticator made with a wrong secret are logged
     log = logs_since(s, offsets)
-    assert log.count("invalid Message-Authenticator") >= len(ports), log[-2000:]
+    assert log.count("invalid Message-Authenticator") >= len(auth_ports), log[-2000:]
     # the same requests from the gateway, through the front end, are served
     gateway = gateway_client(stack_ready, "cisco-required")
     try:
@@ -131,7 +134,8 @@ def test_a_local_process_cannot_store_accounting_through_a_worker(stack_ready):
     offsets = log_offsets(s)
     session = "FORGED" + str(time.monotonic_ns())[-8:]
     for port in worker_ports(s):
-        intruder = RadiusClient(port, port + 1, "testing123", timeout=0.5)
+        acct = radius_config.worker_ports(port)["acct"]
+        intruder = RadiusClient(acct - 1, acct, "testing123", timeout=0.5)
         try:
             assert intruder.accounting([
                 ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", session),

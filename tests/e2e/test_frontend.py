@@ -11,7 +11,7 @@ import json
 import os
 import signal
 
-from kondge_billing.operations import stack
+from kondge_billing.operations import radius_config, stack
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
@@ -40,7 +40,7 @@ def wait_until_all_workers_in_use(settings, timeout=30.0):
     this one may have killed one)."""
     def all_in_use():
         view = stack.front_end_view(settings)
-        return len(view) == 2 * settings.workers and not {"zombie", "dead"} & set(view.values())
+        return len(view) == 3 * settings.workers and not {"zombie", "dead"} & set(view.values())
     wait_for("every worker in use by the front end", all_in_use, timeout, step=0.5,
              detail=lambda: stack.front_end_view(settings))
 
@@ -175,3 +175,83 @@ def test_every_worker_serves_a_gateway_as_it_is_once_the_command_returns(stack_r
         assert all(ani(client, "07700900611") is None for _ in range(8))
     finally:
         client.close()
+
+
+def outstanding(s, kind: str) -> int:
+    """Requests the front end has sent to the workers' `kind` ports
+    (radius_config.worker_ports) and not had answered."""
+    total = 0
+    for i in range(1, s.workers + 1):
+        first = int((s.radius_run_dir / f"worker-{i}" / "port").read_text())
+        port = radius_config.worker_ports(first)[kind]
+        for line in stack.radmin(s, f"stats home_server 127.0.0.1 {port} udp").splitlines():
+            if line.startswith("outstanding"):
+                total += int(line.split()[1])
+    return total
+
+
+def logins_outstanding(s) -> int:
+    return outstanding(s, "logins")
+
+
+def calls_outstanding(s) -> int:
+    return outstanding(s, "calls")
+
+
+def test_new_logins_beyond_the_workers_limit_are_not_answered_and_admitted_calls_go_on(
+        stack_ready):
+    """While every worker has KONDGE_LOGINS_IN_FLIGHT new logins unanswered
+    (here: all of them stopped for a moment), one more login is dropped by
+    the front end and never reaches a worker; the stage 2 and the
+    accounting of a call admitted before still go to the workers, and are
+    answered as soon as they serve again, as are the logins they held."""
+    from concurrent.futures import ThreadPoolExecutor
+    from kondge_billing.store.pins import load_key
+    from tests.e2e.test_radius import conf_id
+    from tests.support.cards import new_card
+    s = stack_ready.settings
+    wait_until_all_workers_in_use(s)
+    number = new_card(stack_ready.db, load_key(s.pin_key_file), "10.00")
+    conf = conf_id()
+    gateway = stack_ready.client("testing123", timeout=6.0)
+    assert access(gateway, number, "1234", conf=conf).accepted          # admitted
+    held = s.logins_in_flight * s.workers
+    workers = list(status(stack_ready)["workers"].values())
+
+    def login(timeout):
+        client = stack_ready.client("testing123", timeout=timeout)
+        try:
+            return access(client, "1000000024", "3456")                # code 4: no balance
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(held + 3) as pool:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            logins = [pool.submit(login, 6.0) for _ in range(held)]
+            wait_for(f"{held} logins outstanding at the workers",
+                     lambda: logins_outstanding(s) == held, 5, step=0.05,
+                     detail=lambda: logins_outstanding(s))
+            extra = pool.submit(login, 4.0)
+            stage2 = pool.submit(access, gateway, number, "1234", "447700900123", conf)
+            wait_for("the stage 2 sent on to a worker", lambda: calls_outstanding(s) == 1,
+                     5, step=0.05, detail=lambda: calls_outstanding(s))
+            assert logins_outstanding(s) == held
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        answers = [f.result() for f in logins]
+        assert all(a is not None and a.h323("h323-return-code") == "4" for a in answers), \
+            sum(a is None for a in answers)
+        assert extra.result() is None                   # turned away by the front end
+        call = stage2.result()
+    assert call is not None and call.accepted and int(call.h323("h323-credit-time")) > 0
+    started = gateway.accounting([
+        ("Acct-Status-Type", "Start"), ("Acct-Session-Id", "CAPPED01"), ("User-Name", number),
+        ("Calling-Station-Id", "15551234567"), ("Called-Station-Id", "447700900123"),
+        ("h323-conf-id", conf), ("h323-call-origin", "h323-call-origin=originate")])
+    assert started is not None
+    gateway.close()
+    # nothing stays held: a new login is served at once
+    assert login(3.0).h323("h323-return-code") == "4"

@@ -3,6 +3,8 @@ stand-in radiusd, a clock the test moves and a chosen random draw: no
 database is touched by a request turned away, which gets what
 KONDGE_AUTH_WHEN_DB_DOWN says (no answer, or code 8)."""
 
+import pytest
+
 from kondge_billing import config
 from kondge_billing.edge import hook_runtime
 from kondge_billing.edge import overload as ov
@@ -227,13 +229,7 @@ def test_the_setting_is_read_and_checked():
     assert config.load({}).shed_after_us == 250_000
     assert config.load({"KONDGE_SHED_AFTER_MS": "0"}).shed_after_us == 0
     assert config.load({"KONDGE_SHED_AFTER_MS": "0.5"}).shed_after_us == 500
-    for bad in ("-1", "soon", "70000"):
-        try:
-            config.load({"KONDGE_SHED_AFTER_MS": bad})
-        except SystemExit as exc:
-            assert "KONDGE_SHED_AFTER_MS" in str(exc)
-        else:
-            raise AssertionError(f"{bad!r} accepted")
+    assert_refused("KONDGE_SHED_AFTER_MS", ("-1", "soon", "70000"))
 
 
 def test_a_failing_overload_control_never_costs_an_accounting_record():
@@ -340,3 +336,16 @@ def test_the_hook_s_overload_control_asks_its_database_whether_it_warms_up():
         hook_runtime.stop()
         import psycopg2.extensions
         psycopg2.extensions.set_wait_callback(None)   # start() set the deadline's, process-wide
+
+
+def test_the_front_ends_limit_on_new_logins_is_read_and_checked():
+    assert config.load({}).logins_in_flight == 16
+    assert config.load({"KONDGE_LOGINS_IN_FLIGHT": "8"}).logins_in_flight == 8
+    assert_refused("KONDGE_LOGINS_IN_FLIGHT", ("7", "65537", "many"))
+
+
+def assert_refused(name, values):
+    """Each value of the setting stops the service with a message naming it."""
+    for bad in values:
+        with pytest.raises(SystemExit, match=name):
+            config.load({name: bad})

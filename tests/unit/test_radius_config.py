@@ -123,37 +123,62 @@ def test_a_worker_knows_the_front_end_only_and_requires_its_message_authenticato
         "}\n")
 
 
-def test_workers_conf_a_home_server_per_worker_their_pool_and_realm():
-    text = rc.workers_conf([("kondge-worker-1", 40000), ("kondge-worker-2", 40100)], "k3y")
-    assert text.count("home_server kondge-worker-") == 2
-    first = text[text.index("home_server kondge-worker-1 {"):text.index("home_server kondge-worker-2 {")]
-    for line in ("\ttype = auth+acct\n", "\tipaddr = 127.0.0.1\n", "\tport = 40000\n",
-                 "\tsecret = 'k3y'\n", "\tstatus_check = status-server\n"):
-        assert line in first
+def home_section(text: str, name: str) -> str:
+    begin = text.index(f"home_server {name} {{")
+    return text[begin:text.index("\n}\n", begin) + 3]
+
+
+def test_workers_conf_two_home_servers_per_worker_their_pools_and_realms():
+    """A worker's calls (stage 2 on port + 1, accounting on port + 2) without
+    a limit; its new logins (port) at most logins_in_flight unanswered."""
+    text = rc.workers_conf([("kondge-worker-1", 40000), ("kondge-worker-2", 40100)], "k3y",
+                           logins_in_flight=12)
+    assert text.count("home_server kondge-worker-") == 4
+    calls = home_section(text, "kondge-worker-1")
+    for line in ("\ttype = auth+acct\n", "\tipaddr = 127.0.0.1\n", "\tport = 40001\n",
+                 "\tsecret = 'k3y'\n", "\tstatus_check = status-server\n",
+                 "\tmax_outstanding = 65536\n"):
+        assert line in calls
+    logins = home_section(text, "kondge-worker-2-logins")
+    for line in ("\ttype = auth\n", "\tport = 40100\n", "\tsecret = 'k3y'\n",
+                 "\tstatus_check = status-server\n", "\tmax_outstanding = 12\n"):
+        assert line in logins
     assert text.endswith(
         "home_server_pool kondge_workers {\n"
         "\ttype = load-balance\n"
         "\thome_server = kondge-worker-1\n"
         "\thome_server = kondge-worker-2\n"
         "}\n"
+        "home_server_pool kondge_logins {\n"
+        "\ttype = load-balance\n"
+        "\thome_server = kondge-worker-1-logins\n"
+        "\thome_server = kondge-worker-2-logins\n"
+        "}\n"
         "realm kondge_workers {\n"
         "\tauth_pool = kondge_workers\n"
         "\tacct_pool = kondge_workers\n"
         "\tnostrip\n"
+        "}\n"
+        "realm kondge_logins {\n"
+        "\tauth_pool = kondge_logins\n"
+        "\tnostrip\n"
         "}\n")
     assert "\ttype = keyed-balance\n" in rc.workers_conf([("w", 40000)], "k3y", "keyed-balance")
+    assert rc.worker_ports(40000) == {"logins": 40000, "calls": 40001, "acct": 40002}
 
 
-@pytest.mark.parametrize("homes, pool_type", [
-    ([("w 1", 40000)], "load-balance"),          # a name that is no bare word
-    ([("w{", 40000)], "load-balance"),
-    ([("w", 65535)], "load-balance"),            # acct would be on 65536
-    ([("w", "40000")], "load-balance"),
-    ([("w", 40000)], "round-robin"),             # no such pool type
+@pytest.mark.parametrize("homes, pool_type, in_flight", [
+    ([("w 1", 40000)], "load-balance", 16),          # a name that is no bare word
+    ([("w{", 40000)], "load-balance", 16),
+    ([("w", 65534)], "load-balance", 16),            # acct would be on 65536
+    ([("w", "40000")], "load-balance", 16),
+    ([("w", 40000)], "round-robin", 16),             # no such pool type
+    ([("w", 40000)], "load-balance", 7),             # FreeRADIUS's least is 8
+    ([("w", 40000)], "load-balance", "16"),
 ])
-def test_workers_conf_refuses_what_would_not_parse(homes, pool_type):
+def test_workers_conf_refuses_what_would_not_parse(homes, pool_type, in_flight):
     with pytest.raises(rc.RadiusConfigError):
-        rc.workers_conf(homes, "k3y", pool_type)
+        rc.workers_conf(homes, "k3y", pool_type, in_flight)
 
 
 # FreeRADIUS expands ${...} and $ENV{...} in bare words and double-quoted
