@@ -15,8 +15,11 @@ and admits only a share of the new Access-Requests:
   to FLOOR. A stall that passes (a checkpoint's flush, a restart, the burst
   of retransmissions after one) leaves a few late records that are served
   within a fraction of that: it is not overload, and turns nobody away;
-- a record served within half that wait raises the share by STEP, back up
-  to all, and RECOVER_AFTER seconds without a late record admit all again;
+- records served within half that wait raise the share by RISE a second
+  (slowly: the accounting of the calls a larger share admits comes a
+  while later, and a share won back at once would overload the process
+  again before it could tell), back up to all, and RECOVER_AFTER seconds
+  without a late record admit all again;
 - while the share is cut, an Access-Request that itself waited longer than
   the limit is turned away too: its answer would come too late to be of use;
 - for a few seconds after the database came back (or the process began),
@@ -44,10 +47,10 @@ from .request import collect
 
 PERSIST = 0.5       # seconds accounting must stay late before the first cut
 CUT_EVERY = 0.3     # seconds between two cuts of the share admitted
-STEP = 0.02         # share won back by each accounting record served in time
+RISE = 0.1          # share won back a second while accounting is served in time
 CUT = 0.7          # what a late accounting record leaves of the share
 FLOOR = 0.02        # the share never falls below this: the controller keeps probing
-RECOVER_AFTER = 2.0  # seconds without a late record after which all are admitted again
+RECOVER_AFTER = 10.0  # seconds without a late record after which all are admitted again
 
 
 def queue_wait(pairs, now: float) -> float | None:
@@ -75,6 +78,7 @@ class Overload:
         self.draw = draw
         self.admit = 1.0           # share of new Access-Requests served
         self.last_cut = -math.inf
+        self.last_rise = -math.inf          # when the share last grew (or was cut)
         self.late_since: float | None = None    # the first late record of a late spell
         self.refused = 0           # in the current episode
 
@@ -107,11 +111,12 @@ class Overload:
                                  f"admitting fewer new calls until accounting is served in "
                                  f"time again")
                 self.admit = max(self.admit * CUT, FLOOR)
-                self.last_cut = now
+                self.last_cut = self.last_rise = now
             return
         self.late_since = None
         if wait < self.limit / 2 and self.shedding:
-            self.admit = min(self.admit + STEP, 1.0)
+            self.admit = min(self.admit + RISE * max(now - self.last_rise, 0.0), 1.0)
+            self.last_rise = now
             if not self.shedding:
                 self._over(log)
         else:
