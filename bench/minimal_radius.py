@@ -159,8 +159,7 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
     if worker:
         ports = radius_config.worker_ports(auth_port)
         acct_port = ports["acct"]
-        calls_listener = ("\tlisten {\n\t\ttype = auth\n\t\tipaddr = 127.0.0.1\n"
-                          f"\t\tport = {ports['calls']}\n\t}}\n")
+        calls_listener = radius_config.worker_listeners(auth_port)
     for sub in ("run", "log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     modules = lookup = ""
@@ -174,9 +173,10 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
     conf = RADIUSD_CONF.format(kind=kind, dir=directory, modules=modules, lookup=lookup,
                                auth_port=auth_port, acct_port=acct_port,
                                calls_listener=calls_listener)
+    proto = "\tproto = *\n" if worker else ""      # the front end comes over TCP too
     clients = "".join(
         f"client bench{i} {{\n\tipaddr = {address}\n\tsecret = \"{secret}\"\n"
-        f"\tshortname = \"bench{i}\"\n}}\n" for i, (address, secret) in enumerate(gateways))
+        f"\tshortname = \"bench{i}\"\n{proto}}}\n" for i, (address, secret) in enumerate(gateways))
     for name, text in (("radiusd.conf", conf), ("clients.conf", clients)):
         path = directory / name
         path.write_text(text)

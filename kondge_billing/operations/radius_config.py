@@ -95,7 +95,8 @@ def _secret(value: str) -> str:
 
 
 def client(name: str, address: str, secret: str, shortname: str,
-           require_message_authenticator: bool, nas_type: str | None = None) -> str:
+           require_message_authenticator: bool, nas_type: str | None = None,
+           proto: str | None = None) -> str:
     """One `client` section: a RADIUS client FreeRADIUS answers."""
     lines = [f"client {_name(name)} {{",
              f"\tipaddr = {_address(address)}",
@@ -105,6 +106,8 @@ def client(name: str, address: str, secret: str, shortname: str,
         lines.append(f"\tnas_type = {string(nas_type, 'the nas_type')}")
     lines.append("\trequire_message_authenticator = "
                  f"{'yes' if require_message_authenticator else 'no'}")
+    if proto is not None:
+        lines.append(f"\tproto = {proto}")
     return "\n".join(lines) + "\n}\n"
 
 
@@ -183,7 +186,7 @@ def frontend_client(secret: str) -> str:
     `secret` is dropped, so another local process cannot pose as the front
     end (policy.d/kondge, kondge_identify_gateway). The front end adds one
     to every Access-Request it proxies."""
-    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, True)
+    return client(FRONTEND_CLIENT, "127.0.0.1", secret, FRONTEND_CLIENT, True, proto="*")
 
 
 # How the front end treats its workers (see /etc/freeradius/3.0/proxy.conf
@@ -197,6 +200,7 @@ WORKER_HOME_SERVER = """home_server {name} {{
 	type = {type}
 	ipaddr = 127.0.0.1
 	port = {port}
+	proto = {proto}
 	secret = {secret}
 	response_window = 5
 	response_timeouts = 3
@@ -224,12 +228,44 @@ def worker_ports(port: int) -> dict[str, int]:
     return {"logins": port, "calls": port + 1, "acct": port + 2}
 
 
+# How the front end reaches each of a worker's ports. FreeRADIUS queues a
+# request by the type of the listener it came in on and serves the auth
+# queue before the acct queue: on a UDP acct listener, the Starts and
+# Stops of the calls a worker admitted wait behind every new login once it
+# is past its capacity, until the gateways give up on them. Over TCP a
+# listener may be of type auth+acct (over UDP it may not), and what it
+# receives, Access- or Accounting-Request, is queued as auth: the stage 2s,
+# the accounting and the new logins of a worker are then served in the
+# order they came. A worker that falls behind keeps its new logins
+# unanswered longer, so the front end's limit on them (logins_in_flight)
+# turns the excess away before it reaches the worker.
+WORKER_PROTOS = {"logins": "udp", "calls": "tcp", "acct": "tcp"}
+
+WORKER_TCP_LISTENER = """listen {{
+	type = auth+acct
+	proto = tcp
+	ipaddr = 127.0.0.1
+	port = {port}
+}}
+"""
+
+
+def worker_listeners(port: int) -> str:
+    """A worker's TCP listeners for the calls it admitted and for accounting
+    (its own listen-calls.conf; sites-available/kondge includes it): the
+    home server of its calls (type auth+acct over TCP) sends Access-Requests
+    to the calls port and Accounting-Requests to the next one."""
+    ports = worker_ports(port)
+    return "".join(WORKER_TCP_LISTENER.format(port=ports[kind]) for kind in ("calls", "acct"))
+
+
 def workers_conf(homes, secret: str, pool_type: str = "load-balance",
                  logins_in_flight: int = 16) -> str:
     """The front end's workers.conf. For each (name, port) in `homes` two home
     servers (worker_ports): `name` takes the calls already admitted (stage 2
-    on port + 1, accounting on port + 2) without a limit, `name-logins` takes
-    new logins (port), at most `logins_in_flight` unanswered at a time. A
+    on port + 1, accounting on port + 2, over TCP: WORKER_PROTOS) without a
+    limit, `name-logins` takes new logins (port, UDP), at most
+    `logins_in_flight` unanswered at a time. A
     pool of each kind, and realms that name them (policy.d/kondge:
     kondge_to_workers): a new login that finds every worker at its limit is
     not answered, so a worker's queue never fills with logins while the
@@ -251,10 +287,10 @@ def workers_conf(homes, secret: str, pool_type: str = "load-balance",
         ports = worker_ports(port)
         servers.append(WORKER_HOME_SERVER.format(
             name=name, type="auth+acct", port=ports["calls"], secret=_secret(secret),
-            outstanding=OUTSTANDING_MAX))
+            outstanding=OUTSTANDING_MAX, proto=WORKER_PROTOS["calls"]))
         servers.append(WORKER_HOME_SERVER.format(
             name=f"{name}-logins", type="auth", port=ports["logins"], secret=_secret(secret),
-            outstanding=logins_in_flight))
+            outstanding=logins_in_flight, proto=WORKER_PROTOS["logins"]))
         calls.append(f"\thome_server = {name}\n")
         logins.append(f"\thome_server = {name}-logins\n")
     return ("".join(servers)

@@ -287,16 +287,6 @@ def free_port_pair(host: str = "127.0.0.1") -> int:
     return free_ports(2, host)
 
 
-# A worker's listener for the calls it admitted (stage 2), beside its
-# logins' and its accounting's (sites-available/kondge includes it).
-CALLS_LISTENER = """listen {{
-	type = auth
-	ipaddr = 127.0.0.1
-	port = {port}
-}}
-"""
-
-
 class RadiusSet:
     """The FreeRADIUS processes of the service.
 
@@ -339,8 +329,8 @@ class RadiusSet:
             worker = self._worker(i, free_ports(3))
             radius_config.write_private(worker.run_dir / "clients.conf",
                                         radius_config.frontend_client(secret))
-            (worker.run_dir / "listen-calls.conf").write_text(CALLS_LISTENER.format(
-                port=radius_config.worker_ports(worker.port)["calls"]))
+            (worker.run_dir / "listen-calls.conf").write_text(
+                radius_config.worker_listeners(worker.port))
             (worker.run_dir / "port").write_text(f"{worker.port}\n")
             self.workers.append(worker)
         radius_config.write_private(s.radius_run_dir / "workers.conf", radius_config.workers_conf(
@@ -416,9 +406,10 @@ class RadiusSet:
     def _declare_alive(self, worker):
         """Tell the front end a restarted worker serves again, rather than
         let it wait for Status-Server answers."""
-        for port in radius_config.worker_ports(worker.port).values():
+        for kind, port in radius_config.worker_ports(worker.port).items():
+            proto = radius_config.WORKER_PROTOS[kind]
             try:
-                radmin(self.s, f"set home_server state 127.0.0.1 {port} udp alive")
+                radmin(self.s, f"set home_server state 127.0.0.1 {port} {proto} alive")
             except (StackError, OSError, subprocess.SubprocessError) as exc:
                 say(f"could not declare {worker.name} alive to the front end ({exc}); "
                     f"it will be used again once it answers a Status-Server")

@@ -27,7 +27,7 @@ from tests.e2e.test_outages import (database_answers, database_down,  # noqa: F4
                                     log_offsets, logs_since, wait_until)
 from tests.e2e.test_radius import CREDIT, access, conf_id
 from tests.support.cards import new_card
-from tests.support.radius import MESSAGE_AUTHENTICATOR, RadiusClient
+from tests.support.radius import MESSAGE_AUTHENTICATOR, RadiusClient, TcpRadiusClient
 
 # (secret, source address, dialect prefix, Message-Authenticator required) of
 # each gateway stack_ready has
@@ -99,11 +99,13 @@ def test_a_local_process_cannot_pose_as_the_front_end_on_a_worker(stack_ready, b
     offsets = log_offsets(s)
     named = [("Kondge-Gateway-Address", "127.0.0.4"), ("Kondge-Gateway-Name", "cisco-ma"),
              ("Kondge-Gateway-Dialect", "cisco")]
-    # a worker's two auth ports: new logins, and the stage 2 of admitted calls
-    auth_ports = [radius_config.worker_ports(port)[kind] for port in ports
-                  for kind in ("logins", "calls")]
-    for port in auth_ports:
-        intruder = RadiusClient(port, port + 1, "testing123", timeout=0.5)
+    # a worker's new logins (UDP) and the stage 2 of its admitted calls (TCP)
+    auth_ports = [radius_config.worker_ports(port) for port in ports]
+    intruders = [RadiusClient(p["logins"], p["acct"], "testing123", timeout=0.5)
+                 for p in auth_ports]
+    intruders += [TcpRadiusClient(p["calls"], p["acct"], "testing123", timeout=0.5)
+                  for p in auth_ports]
+    for intruder in intruders:
         try:
             for guess in (False, True):
                 assert caller_login(intruder, message_authenticator=guess,
@@ -133,9 +135,11 @@ def test_a_local_process_cannot_store_accounting_through_a_worker(stack_ready):
     s = stack_ready.settings
     offsets = log_offsets(s)
     session = "FORGED" + str(time.monotonic_ns())[-8:]
-    for port in worker_ports(s):
-        acct = radius_config.worker_ports(port)["acct"]
-        intruder = RadiusClient(acct - 1, acct, "testing123", timeout=0.5)
+    acct_ports = [radius_config.worker_ports(port)["acct"] for port in worker_ports(s)]
+    for intruder in ([RadiusClient(acct - 2, acct, "testing123", timeout=0.5)
+                      for acct in acct_ports]
+                     + [TcpRadiusClient(acct - 2, acct, "testing123", timeout=0.5)
+                        for acct in acct_ports]):
         try:
             assert intruder.accounting([
                 ("Acct-Status-Type", "Stop"), ("Acct-Session-Id", session),

@@ -184,7 +184,8 @@ def outstanding(s, kind: str) -> int:
     for i in range(1, s.workers + 1):
         first = int((s.radius_run_dir / f"worker-{i}" / "port").read_text())
         port = radius_config.worker_ports(first)[kind]
-        for line in stack.radmin(s, f"stats home_server 127.0.0.1 {port} udp").splitlines():
+        proto = radius_config.WORKER_PROTOS[kind]
+        for line in stack.radmin(s, f"stats home_server 127.0.0.1 {port} {proto}").splitlines():
             if line.startswith("outstanding"):
                 total += int(line.split()[1])
     return total

@@ -161,3 +161,25 @@ class RadiusClient:
         for name, value in pairs:
             pkt.AddAttribute(name, value)
         return self._exchange(pkt, self.acct_port, tries)
+
+
+class TcpRadiusClient(RadiusClient):
+    """The same packets over TCP (RFC 6613), one connection a request: what
+    a local process could send to a worker's TCP listeners."""
+
+    def _exchange(self, pkt, port, tries=1, raw=None):
+        raw = raw or pkt.RequestPacket()
+        timeout = self.sock.gettimeout()
+        with socket.create_connection((self.host, port), timeout=timeout) as conn:
+            conn.sendall(raw)
+            try:
+                data = conn.recv(4096)
+            except (socket.timeout, ConnectionError):
+                return None
+        if not data:
+            return None                 # closed without an answer
+        reply = packet.Packet(secret=self.secret, dict=DICTIONARY, packet=data)
+        if not pkt.VerifyReply(reply, data):
+            raise AssertionError("reply authenticator does not match the secret")
+        return Reply(reply.code, {key: [_text(v) for v in reply[key]]
+                                  for key in reply.keys() if isinstance(key, str)}, "absent", ())

@@ -120,6 +120,7 @@ def test_a_worker_knows_the_front_end_only_and_requires_its_message_authenticato
         "\tsecret = 'Ab-9_x'\n"
         "\tshortname = 'kondge-frontend'\n"
         "\trequire_message_authenticator = yes\n"
+        "\tproto = *\n"                # the front end comes over UDP and TCP
         "}\n")
 
 
@@ -136,11 +137,12 @@ def test_workers_conf_two_home_servers_per_worker_their_pools_and_realms():
     assert text.count("home_server kondge-worker-") == 4
     calls = home_section(text, "kondge-worker-1")
     for line in ("\ttype = auth+acct\n", "\tipaddr = 127.0.0.1\n", "\tport = 40001\n",
+                 "\tproto = tcp\n",
                  "\tsecret = 'k3y'\n", "\tstatus_check = status-server\n",
                  "\tmax_outstanding = 65536\n"):
         assert line in calls
     logins = home_section(text, "kondge-worker-2-logins")
-    for line in ("\ttype = auth\n", "\tport = 40100\n", "\tsecret = 'k3y'\n",
+    for line in ("\ttype = auth\n", "\tport = 40100\n", "\tsecret = 'k3y'\n", "\tproto = udp\n",
                  "\tstatus_check = status-server\n", "\tmax_outstanding = 12\n"):
         assert line in logins
     assert text.endswith(
@@ -165,6 +167,10 @@ def test_workers_conf_two_home_servers_per_worker_their_pools_and_realms():
         "}\n")
     assert "\ttype = keyed-balance\n" in rc.workers_conf([("w", 40000)], "k3y", "keyed-balance")
     assert rc.worker_ports(40000) == {"logins": 40000, "calls": 40001, "acct": 40002}
+    # the calls and accounting over TCP, to listeners that queue them with the logins
+    listeners = rc.worker_listeners(40000)
+    assert listeners.count("\ttype = auth+acct\n\tproto = tcp\n") == 2
+    assert "\tport = 40001\n" in listeners and "\tport = 40002\n" in listeners
 
 
 @pytest.mark.parametrize("homes, pool_type, in_flight", [
