@@ -1,9 +1,14 @@
 """Overload control: admit fewer new calls while accounting waits.
 
 FreeRADIUS serves the Access-Requests waiting in its queue before the
-Accounting-Requests. Past its capacity a server would go on admitting new
-calls while the Starts and Stops of the calls it admitted wait in the
-queue, past the gateways' timeouts, and completed calls fall towards none.
+Accounting-Requests that came in on a UDP accounting listener. Past its
+capacity a server would go on admitting new calls while the Starts and
+Stops of the calls it admitted wait in the queue, past the gateways'
+timeouts, and completed calls fall towards none. (Behind the front end a
+worker receives accounting over TCP, queued with the logins, and the
+front end limits the new logins each worker has unanswered:
+radius_config.WORKER_PROTOS. This control is the second line there, and
+the only one in a single process.)
 
 So each FreeRADIUS process watches how long the accounting records it
 serves waited in its queue (sites-available/kondge stamps every packet with
