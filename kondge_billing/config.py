@@ -69,7 +69,7 @@ class Settings:
     radius_user: str = ""             # KONDGE_RADIUS_USER; "": whoever starts the service
     operator_users: tuple = ()        # KONDGE_OPERATOR_USERS: OS users who may be kondge_operator
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
-    logins_in_flight: int = 16        # KONDGE_LOGINS_IN_FLIGHT: a worker's unanswered new logins
+    logins_in_flight: int = 8         # KONDGE_LOGINS_IN_FLIGHT: a worker's unanswered new logins
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
     pin_policy: PinPolicy = PinPolicy()
     unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
@@ -272,7 +272,7 @@ def _int_within(env, name, default, low, high, what) -> int:
 
 
 def _logins_in_flight(env) -> int:
-    return _int_within(env, "KONDGE_LOGINS_IN_FLIGHT", 16, 8, 65536,
+    return _int_within(env, "KONDGE_LOGINS_IN_FLIGHT", 8, 8, 65536,
                        ("(FreeRADIUS's least)", "(new logins a worker may have unanswered; "
                         "the front end answers none beyond)"))
 

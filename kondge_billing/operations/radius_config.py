@@ -260,7 +260,7 @@ def worker_listeners(port: int) -> str:
 
 
 def workers_conf(homes, secret: str, pool_type: str = "load-balance",
-                 logins_in_flight: int = 16) -> str:
+                 logins_in_flight: int = 8) -> str:
     """The front end's workers.conf. For each (name, port) in `homes` two home
     servers (worker_ports): `name` takes the calls already admitted (stage 2
     on port + 1, accounting on port + 2, over TCP: WORKER_PROTOS) without a

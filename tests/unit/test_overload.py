@@ -345,8 +345,8 @@ def test_the_hook_s_overload_control_asks_its_database_whether_it_warms_up():
 
 
 def test_the_front_ends_limit_on_new_logins_is_read_and_checked():
-    assert config.load({}).logins_in_flight == 16
-    assert config.load({"KONDGE_LOGINS_IN_FLIGHT": "8"}).logins_in_flight == 8
+    assert config.load({}).logins_in_flight == 8
+    assert config.load({"KONDGE_LOGINS_IN_FLIGHT": "16"}).logins_in_flight == 16
     assert_refused("KONDGE_LOGINS_IN_FLIGHT", ("7", "65537", "many"))
 
 
