@@ -282,11 +282,6 @@ def free_ports(count: int = 2, host: str = "127.0.0.1") -> int:
     raise StackError(f"no {count} consecutive free UDP ports on loopback for a worker")
 
 
-def free_port_pair(host: str = "127.0.0.1") -> int:
-    """A UDP port p with p + 1 free too (an auth and an acct port)."""
-    return free_ports(2, host)
-
-
 class RadiusSet:
     """The FreeRADIUS processes of the service.
 

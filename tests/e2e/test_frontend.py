@@ -40,7 +40,7 @@ def wait_until_all_workers_in_use(settings, timeout=30.0):
     this one may have killed one)."""
     def all_in_use():
         view = stack.front_end_view(settings)
-        return len(view) == 3 * settings.workers and not {"zombie", "dead"} & set(view.values())
+        return len(view) == len(radius_config.WORKER_PROTOS) * settings.workers and not {"zombie", "dead"} & set(view.values())
     wait_for("every worker in use by the front end", all_in_use, timeout, step=0.5,
              detail=lambda: stack.front_end_view(settings))
 

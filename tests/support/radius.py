@@ -115,18 +115,22 @@ class RadiusClient:
                     reply = packet.Packet(secret=self.secret, dict=DICTIONARY, packet=data)
                     if reply.id != pkt.id:
                         continue        # a late answer to an earlier packet
-                    if not pkt.VerifyReply(reply, data):
-                        raise AssertionError("reply authenticator does not match the secret")
-                    state = "absent"
-                    if pkt.code == packet.AccessRequest:
-                        state = message_authenticator_state(data, raw[4:20], self.secret)
-                    return Reply(reply.code, {
-                        key: [_text(v) for v in reply[key]]
-                        for key in reply.keys() if isinstance(key, str)}, state,
-                        tuple(kind for _at, kind, _v in attribute_spans(data)))
+                    return self._judged(pkt, raw, reply, data)
             except socket.timeout:
                 continue
         return None
+
+    def _judged(self, pkt, raw, reply, data) -> Reply:
+        """The answer to `pkt` (sent as `raw`), its authenticator checked."""
+        if not pkt.VerifyReply(reply, data):
+            raise AssertionError("reply authenticator does not match the secret")
+        state = "absent"
+        if pkt.code == packet.AccessRequest:
+            state = message_authenticator_state(data, raw[4:20], self.secret)
+        return Reply(reply.code, {
+            key: [_text(v) for v in reply[key]]
+            for key in reply.keys() if isinstance(key, str)}, state,
+            tuple(kind for _at, kind, _v in attribute_spans(data)))
 
     def prepared_access(self, pairs):
         """An Access-Request that can be sent again byte for byte, as a gateway
@@ -178,8 +182,5 @@ class TcpRadiusClient(RadiusClient):
                 return None
         if not data:
             return None                 # closed without an answer
-        reply = packet.Packet(secret=self.secret, dict=DICTIONARY, packet=data)
-        if not pkt.VerifyReply(reply, data):
-            raise AssertionError("reply authenticator does not match the secret")
-        return Reply(reply.code, {key: [_text(v) for v in reply[key]]
-                                  for key in reply.keys() if isinstance(key, str)}, "absent", ())
+        return self._judged(pkt, raw, packet.Packet(secret=self.secret, dict=DICTIONARY,
+                                                    packet=data), data)
