@@ -246,7 +246,7 @@ def drive(name: str, target, rates, seconds, processes, radius_pids, s,
         r.update(share)
         say(f"{name}: {r['offered_calls_per_second']:g} offered -> {r['calls_per_second']} "
             f"calls/s, {r['packets_per_second']} packets/s, p99 {r['p99_ms_all']} ms, "
-            f"lost {r['lost_total']}, failed {r['failed_total']}")
+            f"{loadgen.describe_lost(r)}, failed {r['failed_total']}")
     return results
 
 

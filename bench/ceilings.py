@@ -222,7 +222,7 @@ def one_step(generator, gen_name, label, target, data, rate, seconds, processes)
     front = (f", front end {result['frontend_cpu_us_per_packet']} us CPU a packet"
              if target.front else "")
     calls.say(f"{label}: {rate:g} offered -> {result['calls_per_second']} calls/s, p99 "
-              f"{result['p99_ms_all']} ms, lost {result['lost_total']}, generator "
+              f"{result['p99_ms_all']} ms, {loadgen.describe_lost(result)}, generator "
               f"{result['generator_cpu_ms_per_call']} ms CPU a call{front}")
     return result
 

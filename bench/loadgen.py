@@ -17,7 +17,11 @@ so that sending one costs an id byte and, for accounting, one MD5: the
 generator's CPU is the server's to use on this small machine. A reply is
 matched by socket and packet id and judged by its code. A packet not
 answered within `timeout` is lost and its call abandoned (counted, never
-retried: the figures show the server, not a retry policy).
+retried: the figures show the server, not a retry policy). Of the lost,
+`unsent` counts the packets never sent (no packet id free on the gateway's
+socket, or the send failed: the generator's limit, not the server's) and
+`late` those answered after they were given up, while the step still
+ran (at least so many: the server answered too slowly, not never).
 
 Timings are floats (seconds, milliseconds): they are never money.
 """
@@ -80,6 +84,8 @@ class StepResult:
     skipped: int = 0                    # not started: too many calls outstanding
     failed: dict = field(default_factory=lambda: dict.fromkeys(PACKET_TYPES, 0))
     lost: dict = field(default_factory=lambda: dict.fromkeys(PACKET_TYPES, 0))
+    unsent: dict = field(default_factory=lambda: dict.fromkeys(PACKET_TYPES, 0))   # of lost
+    late: dict = field(default_factory=lambda: dict.fromkeys(PACKET_TYPES, 0))     # of lost
     latency_ms: dict = field(default_factory=lambda: {t: [] for t in PACKET_TYPES})
     uncertain: int = 0                  # abandoned with the billed Stop unanswered
     billed_stops: int = 0               # billed Stops answered (= CDRs expected)
@@ -197,6 +203,7 @@ class _Gateway:
         self.sock.setblocking(False)
         self.next_id = 0
         self.waiting: dict[int, tuple] = {}     # packet id -> (call, sent at)
+        self.given_up: dict[int, str] = {}      # packet id -> its type, until reused
 
     def free_id(self) -> int | None:
         for _ in range(256):
@@ -244,16 +251,20 @@ class _Worker:
 
     def _send(self, call: _Call, now: float, res: StepResult) -> bool:
         gw = self.gateways[call.gateway]
+        kind = PACKET_TYPES[_KIND[call.stage]]
         pid = gw.free_id()
         if pid is None:                 # 256 packets waiting on one gateway
-            res.lost[PACKET_TYPES[_KIND[call.stage]]] += 1
+            res.lost[kind] += 1
+            res.unsent[kind] += 1
             return False
         try:
             gw.sock.sendto(datagram(call.packets[call.stage], pid, gw.secret),
                            self.ports[call.stage])
         except OSError:
-            res.lost[PACKET_TYPES[_KIND[call.stage]]] += 1
+            res.lost[kind] += 1
+            res.unsent[kind] += 1
             return False
+        gw.given_up.pop(pid, None)      # an answer with this id is now the new packet's
         entry = gw.waiting[pid] = (call, now)
         self.sent.append((entry, gw, pid))
         return True
@@ -293,8 +304,11 @@ class _Worker:
         if len(data) < 20:
             return
         entry = gw.waiting.pop(data[1], None)
-        if entry is None:
-            return                      # an answer after its packet was given up
+        if entry is None:               # an answer after its packet was given up
+            kind = gw.given_up.pop(data[1], None)
+            if kind is not None:
+                res.late[kind] += 1
+            return
         call, sent = entry
         stage = call.stage
         self.latency[_KIND[stage]].append(now - sent)
@@ -319,7 +333,8 @@ class _Worker:
             entry, gw, pid = sent.popleft()
             if gw.waiting.get(pid) is entry:    # not answered since
                 del gw.waiting[pid]
-                res.lost[PACKET_TYPES[_KIND[entry[0].stage]]] += 1
+                kind = gw.given_up[pid] = PACKET_TYPES[_KIND[entry[0].stage]]
+                res.lost[kind] += 1
                 self._abandon(entry[0], res)
 
     def run_step(self, step: Step, share: int, processes: int) -> StepResult:
@@ -333,6 +348,8 @@ class _Worker:
         next_expire = started + 0.1
         drain_until = end + self.t.timeout + 0.5
         self.last_answer = None
+        for gw in self.gateways:        # a late answer counts in the step that sent it
+            gw.given_up.clear()
         for values in self.latency:
             values.clear()
         poll, by_fd = self.poller.poll, self.by_fd
@@ -442,6 +459,8 @@ def merge(parts: list) -> dict:
              for k in ("started", "completed", "skipped", "uncertain", "billed_stops")}
     failed = {k: sum(p.failed[k] for p in parts) for k in PACKET_TYPES}
     lost = {k: sum(p.lost[k] for p in parts) for k in PACKET_TYPES}
+    unsent = {k: sum(p.unsent[k] for p in parts) for k in PACKET_TYPES}
+    late = {k: sum(p.late[k] for p in parts) for k in PACKET_TYPES}
     all_latency = sorted(v for p in parts for k in PACKET_TYPES for v in p.latency_ms[k])
     return {
         "offered_calls_per_second": first.rate, "seconds": first.seconds,
@@ -449,9 +468,20 @@ def merge(parts: list) -> dict:
         "calls_per_second": round(total["completed"] / window, 1),
         "packets_per_second": round(answered / window, 1),
         "p99_ms_all": round(_percentile(all_latency, 0.99), 2),
-        "failed": failed, "lost": lost,
+        "failed": failed, "lost": lost, "unsent": unsent, "late": late,
         "failed_total": sum(failed.values()), "lost_total": sum(lost.values()),
         "latency": latency, "window_seconds": round(window, 2),
         "schedule_lag_ms_max": round(max(p.lag_ms for p in parts), 1),
         "generator_cpu_seconds": round(sum(p.cpu_seconds for p in parts), 2),
     }
+
+
+def describe_lost(merged: dict) -> str:
+    """"lost N" with the packet types lost and, of them, how many were
+    answered late or never sent: the line a step's progress message ends in."""
+    total = merged["lost_total"]
+    if not total:
+        return "lost 0"
+    kinds = ", ".join(f"{k} {n}" for k, n in merged["lost"].items() if n)
+    return (f"lost {total} ({kinds}; of them late {sum(merged['late'].values())}, "
+            f"unsent {sum(merged['unsent'].values())})")

@@ -183,7 +183,7 @@ def test_ids_are_unique_among_a_sockets_outstanding_packets(server):
             assert data[1] not in outstanding
             outstanding[data[1]] = (server.auth, data, addr)
         assert server.nothing_waiting()
-        assert res.lost["stage1"] == 300 - 256               # no id free: not sent
+        assert res.lost["stage1"] == res.unsent["stage1"] == 300 - 256  # no id free
         rnd = random.Random(1)
         rounds = 0
         while outstanding:                                  # answer in any order
@@ -219,12 +219,22 @@ def test_an_unexpected_answer_fails_the_call_and_a_silent_server_loses_it(server
         data, addr = server.receive(which)
         server.answer(which, data, addr)
         worker._receive(gateway_of(worker, addr), res)
-    server.receive(server.acct)                         # the billed Stop, never answered
+    data, addr = server.receive(server.acct)            # the billed Stop, not answered in time
     worker._expire(time.monotonic() + 1.0, res)
     assert res.lost["stop"] == 0                        # not late yet
     worker._expire(time.monotonic() + 3.5, res)
     assert (res.lost["stop"], res.uncertain, worker.outstanding) == (1, 1, 0)
     assert all(not gw.waiting for gw in worker.gateways)
+    assert res.late["stop"] == 0 and res.unsent["stop"] == 0
+    server.answer(server.acct, data, addr)              # answered after it was given up
+    worker._receive(gateway_of(worker, addr), res)
+    assert (res.late["stop"], res.lost["stop"], res.completed) == (1, 1, 0)
+    server.answer(server.acct, data, addr)              # its repeat is nobody's
+    worker._receive(gateway_of(worker, addr), res)
+    assert res.late["stop"] == 1
+    merged = loadgen.merge([res])
+    assert merged["late"]["stop"] == 1 and merged["unsent"] == dict.fromkeys(
+        loadgen.PACKET_TYPES, 0)
 
 
 def answer_all(server, stop):
@@ -253,5 +263,16 @@ def test_a_step_drives_calls_to_completion_and_merges_as_before(server, worker):
     assert set(merged) == {
         "offered_calls_per_second", "seconds", "started", "completed", "skipped", "uncertain",
         "billed_stops", "calls_per_second", "packets_per_second", "p99_ms_all", "failed",
-        "lost", "failed_total", "lost_total", "latency", "window_seconds",
+        "lost", "unsent", "late", "failed_total", "lost_total", "latency", "window_seconds",
         "schedule_lag_ms_max", "generator_cpu_seconds"}
+
+
+def test_the_lost_are_described_by_type_with_the_late_and_the_unsent():
+    merged = loadgen.merge([loadgen.StepResult(1, 1)])
+    assert loadgen.describe_lost(merged) == "lost 0"
+    res = loadgen.StepResult(1, 1)
+    res.lost.update(stage1=5, stage2=2)
+    res.late["stage2"], res.unsent["stage1"] = 1, 3
+    merged = loadgen.merge([res, loadgen.StepResult(1, 1)])
+    assert loadgen.describe_lost(merged) == (
+        "lost 7 (stage1 5, stage2 2; of them late 1, unsent 3)")
