@@ -149,7 +149,7 @@ def test_a_hung_database_costs_one_deadline_not_one_per_request(cluster, dsn):
     # by the rules alone, and a run on a loaded machine took 2.505)
     by_rules = 4 * 0.5 + (3.0 / Database.PROBE_EVERY + 1) * Database.PROBE_WAIT
     assert float(lines["blocked"]) < by_rules + 0.75 < 0.5 * 50 / 4
-    assert float(lines["longest-after-first"]) < 0.6
+    assert float(lines["longest-after-first"]) < 0.9    # one deadline, never two on end
     assert float(lines["served-after"]) < 2.0       # served soon after it answers again
 
 
