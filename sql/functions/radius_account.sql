@@ -54,6 +54,7 @@ DECLARE
     v_cdr    kondge.cdr%ROWTYPE;
     v_card   record;
     v_login  text;
+    v_live   boolean := false;  -- the claim of a Start made its hold live too
 BEGIN
     IF p_status NOT IN ('start', 'interim', 'stop') THEN
         RAISE EXCEPTION 'radius_account: unknown status %', p_status
@@ -184,15 +185,26 @@ BEGIN
         END IF;
         IF v_hold.id IS NULL AND v_prev.id IS NULL THEN
             -- claim the oldest unclaimed hold of the call; a claim lost to
-            -- another record at the same moment finds nothing and tries the next
+            -- another record at the same moment finds nothing and tries the next.
+            -- A Start's claim makes the hold live in the same stroke (as below:
+            -- one row version, not two)
             FOR i IN 1 .. 3 LOOP
-                UPDATE kondge.reservation r SET acct_session_id = v_sess
+                UPDATE kondge.reservation r SET acct_session_id = v_sess,
+                       state = CASE WHEN p_status = 'start' THEN 'live' ELSE r.state END,
+                       started_at = CASE WHEN p_status = 'start' THEN now()
+                                         ELSE r.started_at END,
+                       start_received_at = CASE WHEN p_status = 'start' THEN now()
+                                                ELSE r.start_received_at END,
+                       flags = CASE WHEN p_status = 'start'
+                                     AND (r.state = 'lapsed' OR r.hold_expires_at < now())
+                                    THEN r.flags || ARRAY['late-start'] ELSE r.flags END
                  WHERE r.id = (SELECT h.id FROM kondge.reservation h
                                 WHERE h.gateway_id = p_gateway_id AND h.call_id = p_call_id
                                   AND h.acct_session_id IS NULL
                                 ORDER BY h.id LIMIT 1)
                    AND r.acct_session_id IS NULL
                 RETURNING * INTO v_hold;
+                v_live := v_hold.id IS NOT NULL AND p_status = 'start';
                 EXIT WHEN v_hold.id IS NOT NULL
                        OR NOT EXISTS (SELECT 1 FROM kondge.reservation h
                                        WHERE h.gateway_id = p_gateway_id
@@ -280,7 +292,7 @@ BEGIN
                connect_time = coalesce(l.connect_time, excluded.connect_time),
                flags = l.flags || excluded.flags
          WHERE l.start_received_at IS NULL;
-        IF v_billed AND v_hold.id IS NOT NULL THEN
+        IF v_billed AND v_hold.id IS NOT NULL AND NOT v_live THEN
             UPDATE kondge.reservation
                SET state = 'live', started_at = now(), start_received_at = now(),
                    flags = CASE WHEN v_hold.state = 'lapsed' OR v_hold.hold_expires_at < now()

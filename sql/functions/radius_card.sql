@@ -23,6 +23,11 @@
 -- with its row, and caller and gateway locks are looked for only while one
 -- may be in force (pin_policy.locks_until, read with the card). It writes
 -- nothing more, unless the card had wrong PINs, which the right PIN forgives.
+-- What else a login needs comes with the card's row too (the card the
+-- caller number is bound to, how many numbers are bound to this card, the
+-- number called if it is an access number, and its policy), and the answer
+-- is assigned, not selected: every statement a PL/pgSQL function runs costs
+-- its executor's set-up, twice a call (docs/performance.md).
 --
 -- The stage: p_stage when the gateway named it (Service-Type), else a
 -- request with no Called-Station-Id or with one of our access numbers in it
@@ -66,9 +71,7 @@ DECLARE
     v_stage  text;
     v_access text;
     v_login  record;
-    v_policy record;
     v_holds  record;
-    v_bound_card bigint;
     v_gateway_until timestamptz;     -- the locks of pin_guard: the gateway's,
     v_caller_until  timestamptz;     -- the caller number's,
     v_number_until  timestamptz;     -- a number's that is no card
@@ -77,9 +80,15 @@ BEGIN
            c.language, c.category, c.tariff_id, cat.tariff_id AS category_tariff_id,
            cat.billing, cat.credit_limit, cat.max_calls, cat.max_call_seconds, cat.auto_bind,
            cat.max_callers, c.pin_failures, c.pin_locks, c.pin_locked_until,
-           (SELECT pp.locks_until FROM kondge.pin_policy pp) AS locks_until
+           (SELECT pp.locks_until FROM kondge.pin_policy pp) AS locks_until,
+           (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number)
+               AS bound_card,
+           (SELECT count(*) FROM kondge.caller b WHERE b.card_id = c.id) AS callers_bound,
+           an.number AS called_access, an.login AS called_login,
+           an.language AS called_language, an.prompt_id AS called_prompt_id
       INTO v_card
       FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
+           LEFT JOIN kondge.access_number an ON an.number = p_called
      WHERE (p_number IS NOT NULL AND c.number = p_number)
         OR (p_number IS NULL
             AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
@@ -126,29 +135,39 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT b.card_id INTO v_bound_card FROM kondge.caller b WHERE b.number = p_caller_number;
     v_stage := coalesce(p_stage, CASE
         WHEN coalesce(p_called, '') = '' THEN 'login'
-        WHEN EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN 'login'
+        WHEN v_card.called_access IS NOT NULL THEN 'login'
         ELSE 'destination' END);
     IF v_stage = 'login' THEN
         v_access := nullif(p_called, '');
+        -- the number called's policy, read with the card (none: not an access number)
+        access_login := v_card.called_login;
+        access_language := v_card.called_language;
+        access_prompt_id := v_card.called_prompt_id;
         IF (p_conf_id IS NOT NULL AND v_access IS NOT NULL)
            OR (p_number IS NOT NULL AND v_card.auto_bind AND p_caller_number IS NOT NULL
-               AND v_bound_card IS NULL) THEN
+               AND v_card.bound_card IS NULL) THEN
             PERFORM set_config('synchronous_commit', 'off', true);
             INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
             VALUES (p_gateway_id, p_call_id, v_access, v_card.id)
             ON CONFLICT (gateway_id, call_id) DO NOTHING;
         END IF;
     ELSE
-        SELECT l.access_number, l.card_id INTO v_login FROM kondge.call_login l
+        SELECT l.access_number, l.card_id, a.login, a.language, a.prompt_id INTO v_login
+          FROM kondge.call_login l LEFT JOIN kondge.access_number a ON a.number = l.access_number
          WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id;
         v_access := v_login.access_number;
+        access_login := v_login.login;
+        access_language := v_login.language;
+        access_prompt_id := v_login.prompt_id;
         IF v_access IS NULL AND p_conf_id IS NOT NULL THEN
             SELECT l.called INTO v_access FROM kondge.call_leg l
              WHERE l.gateway_id = p_gateway_id AND l.call_id = p_conf_id AND l.leg = 'answer'
              LIMIT 1;
+            SELECT a.login, a.language, a.prompt_id
+              INTO access_login, access_language, access_prompt_id
+              FROM kondge.access_number a WHERE a.number = v_access;
         END IF;
         IF v_login.card_id IS DISTINCT FROM v_card.id THEN
             INSERT INTO kondge.call_login AS l (gateway_id, call_id, access_number, card_id)
@@ -156,21 +175,34 @@ BEGIN
             ON CONFLICT (gateway_id, call_id) DO UPDATE SET card_id = EXCLUDED.card_id;
         END IF;
     END IF;
-    SELECT a.login, a.language, a.prompt_id INTO v_policy
-      FROM kondge.access_number a WHERE a.number = v_access;
     v_holds := kondge.card_holds(v_card.id, p_gateway_id, p_call_id);
 
-    RETURN QUERY SELECT NULL::text, NULL::text,
-        v_card.id, v_card.number, v_card.balance, v_card.currency, v_card.status,
-        v_card.expires_at, v_card.language, v_card.category, v_card.billing,
-        v_card.credit_limit, v_card.max_calls, v_card.max_call_seconds, v_card.auto_bind,
-        v_card.max_callers, v_holds.held, v_holds.calls, v_stage, v_access,
-        coalesce(v_policy.login, 'both'), v_policy.language, v_policy.prompt_id,
-        (SELECT count(*) FROM kondge.caller b WHERE b.card_id = v_card.id),
-        v_bound_card,
-        CASE WHEN v_stage = 'destination' THEN
-            kondge.rating_context(v_card.category, p_called, p_caller, v_access, p_gateway_id,
-                                  p_at, coalesce(v_card.tariff_id, v_card.category_tariff_id))::text
-        END;
+    id := v_card.id;
+    number := v_card.number;
+    balance := v_card.balance;
+    currency := v_card.currency;
+    status := v_card.status;
+    expires_at := v_card.expires_at;
+    language := v_card.language;
+    category := v_card.category;
+    billing := v_card.billing;
+    credit_limit := v_card.credit_limit;
+    max_calls := v_card.max_calls;
+    max_call_seconds := v_card.max_call_seconds;
+    auto_bind := v_card.auto_bind;
+    max_callers := v_card.max_callers;
+    held := v_holds.held;
+    active_calls := v_holds.calls;
+    stage := v_stage;
+    access_number := v_access;
+    access_login := coalesce(access_login, 'both');
+    callers_bound := v_card.callers_bound;
+    caller_card_id := v_card.bound_card;
+    IF v_stage = 'destination' THEN
+        rating := kondge.rating_context(v_card.category, p_called, p_caller, v_access,
+                                        p_gateway_id, p_at,
+                                        coalesce(v_card.tariff_id, v_card.category_tariff_id))::text;
+    END IF;
+    RETURN NEXT;
 END;
 $$;

@@ -37,27 +37,38 @@ BEGIN
         RAISE EXCEPTION 'radius_hold: amount % and seconds % must not be negative',
                         p_amount, p_seconds USING ERRCODE = 'check_violation';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM kondge.call_login l
+    -- the card (locked) and whether it was proven for this call, in one
+    -- statement (each costs its executor's set-up)
+    SELECT c.balance, cat.billing, cat.credit_limit, cat.max_calls,
+           EXISTS (SELECT 1 FROM kondge.call_login l
                     WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
-                      AND l.card_id = p_card_id) THEN
-        RETURN QUERY SELECT 'unproven'::text, NULL::numeric, NULL::integer, NULL::text;
-        RETURN;
-    END IF;
-    SELECT c.balance, cat.billing, cat.credit_limit, cat.max_calls INTO v_card
+                      AND l.card_id = p_card_id) AS proven
+      INTO v_card
       FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
      WHERE c.id = p_card_id FOR UPDATE OF c;
+    IF NOT coalesce(v_card.proven, false) THEN
+        outcome := 'unproven';
+        RETURN NEXT;
+        RETURN;
+    END IF;
     v_holds := kondge.card_holds(p_card_id, p_gateway_id, p_call_id);
     v_avail := v_card.balance - v_holds.held
                + CASE WHEN v_card.billing = 'postpaid' THEN v_card.credit_limit ELSE 0 END;
+    available := v_avail;
+    active_calls := v_holds.calls;
     IF v_holds.calls >= v_card.max_calls THEN
-        RETURN QUERY SELECT 'in-use'::text, v_avail, v_holds.calls, NULL::text;
+        outcome := 'in-use';
+        RETURN NEXT;
         RETURN;
     END IF;
     IF p_amount > v_avail THEN
-        RETURN QUERY SELECT 'short'::text, v_avail, v_holds.calls, NULL::text;
+        outcome := 'short';
+        RETURN NEXT;
         RETURN;
     END IF;
 
+    -- the call's own unstarted hold, looked for once the card is locked: a
+    -- stage 2 of the same call served at once elsewhere has committed its own
     SELECT r.id, r.call_key INTO v_own, v_key FROM kondge.reservation r
      WHERE r.gateway_id = p_gateway_id AND r.call_id = p_call_id
        AND r.state = 'held' AND r.acct_session_id IS NULL
@@ -89,6 +100,10 @@ BEGIN
                 p_rate_prefix, p_currency, p_amount, p_seconds,
                 now() + make_interval(secs => p_hold_ttl));
     END IF;
-    RETURN QUERY SELECT 'held'::text, v_avail - p_amount, v_holds.calls + 1, v_key;
+    outcome := 'held';
+    available := v_avail - p_amount;
+    active_calls := v_holds.calls + 1;
+    call_key := v_key;
+    RETURN NEXT;
 END;
 $$;
