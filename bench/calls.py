@@ -189,6 +189,14 @@ def postgres_pids(s) -> list[int]:
     return pids
 
 
+def kernel_udp_drops() -> int:
+    """UDP datagrams the kernel dropped because a socket's receive buffer was
+    full (RcvbufErrors in /proc/net/snmp), machine-wide, since boot."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -216,18 +224,20 @@ class CpuMeter:
         pg = sum(proc_cpu(p) for p in postgres_pids(self.s))
         radius = sum(proc_cpu(p) for p in self.radius_pids)
         self.front.append(proc_cpu(self.front_pid))
-        self.marks.append((time.monotonic(), radius, pg, machine_cpu()))
+        self.marks.append((time.monotonic(), radius, pg, machine_cpu(), kernel_udp_drops()))
 
     def shares(self) -> list[dict]:
         out = []
-        for (t0, r0, p0, (b0, a0)), (t1, r1, p1, (b1, a1)) in zip(self.marks, self.marks[1:]):
+        for (t0, r0, p0, (b0, a0), d0), (t1, r1, p1, (b1, a1), d1) in zip(self.marks,
+                                                                           self.marks[1:]):
             wall = t1 - t0
             out.append({"freeradius_cpu_percent": round(100 * (r1 - r0) / wall),
                         # of which the front end (when the hook runs in workers)
                         "frontend_cpu_percent": round(
                             100 * (self.front[len(out) + 1] - self.front[len(out)]) / wall),
                         "postgres_cpu_percent": round(100 * (p1 - p0) / wall),
-                        "machine_busy_percent": round(100 * (b1 - b0) / max(a1 - a0, 1))})
+                        "machine_busy_percent": round(100 * (b1 - b0) / max(a1 - a0, 1)),
+                        "kernel_udp_drops": d1 - d0})
         return out
 
 

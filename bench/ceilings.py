@@ -199,7 +199,7 @@ def one_step(generator, gen_name, label, target, data, rate, seconds, processes)
     def cpu():
         return [calls.proc_cpu(pid) for pid in pids]
 
-    c0, m0, t0 = cpu(), calls.machine_cpu(), time.monotonic()
+    c0, m0, t0, d0 = cpu(), calls.machine_cpu(), time.monotonic(), calls.kernel_udp_drops()
     result = generator.run(load, [generator.Step(rate, seconds)], processes)[0]
     c1, m1, wall = cpu(), calls.machine_cpu(), time.monotonic() - t0
     used = [b - a for a, b in zip(c0, c1)]
@@ -217,6 +217,7 @@ def one_step(generator, gen_name, label, target, data, rate, seconds, processes)
                                        if target.front else None),
         "freeradius_cpu_us_per_packet": round(1e6 * sum(used) / max(packets, 1), 1),
         "machine_busy_percent": round(100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1)),
+        "kernel_udp_drops": calls.kernel_udp_drops() - d0,
         "generator_cpu_ms_per_call": round(
             1000 * result["generator_cpu_seconds"] / max(result["started"], 1), 3)})
     front = (f", front end {result['frontend_cpu_us_per_packet']} us CPU a packet"

@@ -480,8 +480,10 @@ def describe_lost(merged: dict) -> str:
     """"lost N" with the packet types lost and, of them, how many were
     answered late or never sent: the line a step's progress message ends in."""
     total = merged["lost_total"]
+    dropped = merged.get("kernel_udp_drops") or 0     # the bench's own count, if it kept one
+    kernel = f"; the kernel dropped {dropped} datagrams, receive buffers full" if dropped else ""
     if not total:
-        return "lost 0"
+        return f"lost 0{kernel}"
     kinds = ", ".join(f"{k} {n}" for k, n in merged["lost"].items() if n)
     return (f"lost {total} ({kinds}; of them late {sum(merged['late'].values())}, "
-            f"unsent {sum(merged['unsent'].values())})")
+            f"unsent {sum(merged['unsent'].values())}){kernel}")

@@ -70,6 +70,7 @@ class Settings:
     operator_users: tuple = ()        # KONDGE_OPERATOR_USERS: OS users who may be kondge_operator
     shed_after_us: int = 250_000      # KONDGE_SHED_AFTER_MS, in microseconds
     logins_in_flight: int = 8         # KONDGE_LOGINS_IN_FLIGHT: a worker's unanswered new logins
+    recv_buffer: int = 4 << 20        # KONDGE_RECV_BUFFER: bytes a gateway-facing socket holds
     pg_bin: Path | None = None        # KONDGE_PG_BIN; None: found (cluster.pg_bin)
     pin_policy: PinPolicy = PinPolicy()
     unknown_card_code: int = 2        # KONDGE_UNKNOWN_CARD_CODE: 2 (as a wrong PIN) or 1
@@ -198,6 +199,7 @@ def load(env=None) -> Settings:
         workers=_workers(env),
         shed_after_us=_shed_after(env),
         logins_in_flight=_logins_in_flight(env),
+        recv_buffer=_recv_buffer(env),
         pg_bin=Path(env["KONDGE_PG_BIN"]).resolve() if env.get("KONDGE_PG_BIN") else None,
         pin_policy=_pin_policy(env),
         unknown_card_code=int(_choice(env, "KONDGE_UNKNOWN_CARD_CODE", ("2", "1"))),
@@ -275,6 +277,12 @@ def _logins_in_flight(env) -> int:
     return _int_within(env, "KONDGE_LOGINS_IN_FLIGHT", 8, 8, 65536,
                        ("(FreeRADIUS's least)", "(new logins a worker may have unanswered; "
                         "the front end answers none beyond)"))
+
+
+def _recv_buffer(env) -> int:
+    return _int_within(env, "KONDGE_RECV_BUFFER", 4 << 20, 65536, 1 << 28,
+                       ("bytes", "bytes (the receive buffer of each socket the gateways "
+                        "send to; the kernel caps it at net.core.rmem_max)"))
 
 
 def _workers(env) -> int:

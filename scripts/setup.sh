@@ -46,6 +46,21 @@ if [ "$(id -u)" = 0 ]; then
     fi
 fi
 
+# The gateways' packets wait in each FreeRADIUS socket's receive buffer
+# while it is busy; the kernel grants a socket at most net.core.rmem_max
+# (Debian: 208 KiB, a few hundred packets). The service asks for
+# KONDGE_RECV_BUFFER (4 MiB by default); raise the limit to that for this
+# boot (a line in /etc/sysctl.d/ keeps it: docs/operations.md).
+want_rmem=4194304
+rmem=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo "$want_rmem")
+if [ "$rmem" -lt "$want_rmem" ]; then
+    if [ "$(id -u)" = 0 ] && { echo "$want_rmem" > /proc/sys/net/core/rmem_max; } 2>/dev/null; then
+        echo "setup: raised net.core.rmem_max from $rmem to $want_rmem (sockets' receive buffers)"
+    else
+        echo "setup: net.core.rmem_max is $rmem; as root: sysctl -w net.core.rmem_max=$want_rmem" >&2
+    fi
+fi
+
 # The venv FreeRADIUS imports from must match its embedded interpreter.
 stamp=.venv/.requirements
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt "$stamp" || [ pyproject.toml -nt "$stamp" ]; then

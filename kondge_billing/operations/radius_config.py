@@ -313,3 +313,30 @@ def write_private(path: Path, text: str):
         os.fchmod(f.fileno(), 0o640)
         f.write(text)
     tmp.replace(path)
+
+
+# The most a process may ask for a socket's receive buffer (the kernel
+# grants twice what is asked, up to twice this).
+RMEM_MAX = "/proc/sys/net/core/rmem_max"
+
+
+def kernel_rmem_max(path: str = RMEM_MAX) -> int | None:
+    """net.core.rmem_max, or None where it cannot be read."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def receive_buffer_note(wanted: int, rmem_max: int | None) -> str | None:
+    """What `kondge server start` tells the operator when the kernel would
+    give the gateways' sockets less than KONDGE_RECV_BUFFER; None if it
+    gives all of it (or cannot be asked)."""
+    if rmem_max is None or rmem_max >= wanted:
+        return None
+    return (f"the kernel gives a socket at most {rmem_max} bytes of receive buffer "
+            f"(net.core.rmem_max), less than KONDGE_RECV_BUFFER={wanted}: a burst of "
+            f"gateway packets beyond it is dropped before FreeRADIUS reads it. Raise it "
+            f"with: sysctl -w net.core.rmem_max={wanted} (and a line in /etc/sysctl.d/ "
+            f"to keep it after a reboot)")

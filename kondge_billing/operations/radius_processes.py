@@ -49,6 +49,7 @@ def radius_env(s: config.Settings) -> dict:
         "KONDGE_LISTEN": s.listen, "KONDGE_AUTH_PORT": str(s.auth_port),
         "KONDGE_ACCT_PORT": str(s.acct_port), "KONDGE_DSN": s.dsn,
         "KONDGE_RADIUS_DSN": s.radius_dsn, "KONDGE_QUEUE_SIZE": str(s.queue_size),
+        "KONDGE_RECV_BUFFER": str(s.recv_buffer),
         "KONDGE_PIN_KEY": str(s.pin_key_file), "KONDGE_SHED_AFTER_MS": str(Decimal(s.shed_after_us) / 1000),
         "KONDGE_AUTH_WHEN_DB_DOWN": s.auth_when_db_down,
         "KONDGE_UNAUTHORISED_CALLS": s.unauthorised_calls,
@@ -377,6 +378,10 @@ class RadiusSet:
         return True
 
     def start(self):
+        note = radius_config.receive_buffer_note(self.s.recv_buffer,
+                                                 radius_config.kernel_rmem_max())
+        if note:
+            say(note)
         if self.s.workers > 1:
             self._prepare_workers()
             for worker in self.workers:

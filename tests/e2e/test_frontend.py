@@ -7,9 +7,14 @@ pass itself off as another, a dead worker is replaced while calls go on,
 and one process alone still serves the gateways.
 """
 
+import hmac
 import json
 import os
+import select
 import signal
+import socket
+import struct
+import time
 
 from kondge_billing.operations import radius_config, stack
 from tests.e2e.conftest import radius_beside
@@ -256,3 +261,52 @@ def test_new_logins_beyond_the_workers_limit_are_not_answered_and_admitted_calls
     gateway.close()
     # nothing stays held: a new login is served at once
     assert login(3.0).h323("h323-return-code") == "4"
+
+
+def status_server(packet_id: int, secret: bytes) -> bytes:
+    """A Status-Server (RFC 5997) with its Message-Authenticator."""
+    head = bytes((12, packet_id)) + struct.pack("!H", 38) + os.urandom(16)
+    mac = hmac.new(secret, head + bytes((80, 18)) + bytes(16), "md5").digest()
+    return head + bytes((80, 18)) + mac
+
+
+def test_a_burst_that_comes_while_the_front_end_is_busy_waits_and_is_answered(stack_ready):
+    """The gateways' packets wait in the front end's socket while it cannot
+    read them (a burst, a moment without the CPU): KONDGE_RECV_BUFFER bytes
+    of them. 2,000 Status-Servers sent while it is stopped, several times
+    what the kernel's default buffer holds (about 300 such datagrams:
+    net.core.rmem_default), are all answered once it runs again. Before the
+    buffer was set, the kernel dropped all but the first few hundred,
+    silently: a stage 2 or a Stop among them would have been lost too."""
+    s = stack_ready.settings
+    assert radius_config.kernel_rmem_max() >= 1 << 20, \
+        "net.core.rmem_max is below 1 MiB: make setup raises it (as root)"
+    front = stack.radius_pids(s)["freeradius"]
+    senders, each = 8, 250
+    socks = []
+    for _ in range(senders):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    try:
+        os.kill(front, signal.SIGSTOP)
+        try:
+            for sock in socks:
+                for packet_id in range(each):
+                    sock.sendto(status_server(packet_id, b"testing123"),
+                                ("127.0.0.1", s.auth_port))
+        finally:
+            os.kill(front, signal.SIGCONT)
+        answered = {sock: set() for sock in socks}
+        deadline = time.monotonic() + 30
+        while sum(map(len, answered.values())) < senders * each \
+                and time.monotonic() < deadline:
+            for sock in select.select(socks, [], [], 0.5)[0]:
+                data = sock.recv(4096)
+                if data[0] == 2:                    # Access-Accept: the server is up
+                    answered[sock].add(data[1])
+        assert [len(ids) for ids in answered.values()] == [each] * senders
+    finally:
+        for sock in socks:
+            sock.close()

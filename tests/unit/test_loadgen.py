@@ -276,3 +276,6 @@ def test_the_lost_are_described_by_type_with_the_late_and_the_unsent():
     merged = loadgen.merge([res, loadgen.StepResult(1, 1)])
     assert loadgen.describe_lost(merged) == (
         "lost 7 (stage1 5, stage2 2; of them late 1, unsent 3)")
+    merged["kernel_udp_drops"] = 40
+    assert loadgen.describe_lost(merged).endswith(
+        "unsent 3); the kernel dropped 40 datagrams, receive buffers full")

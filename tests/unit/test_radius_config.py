@@ -251,3 +251,26 @@ def test_files_with_secrets_are_private_from_their_first_byte(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert path.stat().st_gid == path.parent.stat().st_gid
     assert [p.name for p in path.parent.iterdir()] == ["clients.conf"]
+
+
+def test_the_gateways_sockets_receive_buffer_is_read_checked_and_passed_to_freeradius():
+    from kondge_billing import config
+    from kondge_billing.operations.radius_processes import radius_env
+    assert config.load({}).recv_buffer == 4 << 20
+    s = config.load({"KONDGE_RECV_BUFFER": "8388608"})
+    assert s.recv_buffer == 8 << 20 and radius_env(s)["KONDGE_RECV_BUFFER"] == "8388608"
+    for wrong in ("65535", str((1 << 28) + 1), "big"):
+        with pytest.raises(SystemExit) as refused:
+            config.load({"KONDGE_RECV_BUFFER": wrong})
+        assert "KONDGE_RECV_BUFFER" in str(refused.value)
+
+
+def test_start_says_when_the_kernel_gives_less_buffer_than_asked(tmp_path):
+    assert rc.receive_buffer_note(4 << 20, 4 << 20) is None
+    assert rc.receive_buffer_note(4 << 20, None) is None          # cannot tell
+    note = rc.receive_buffer_note(4 << 20, 212992)
+    assert "212992" in note and "sysctl -w net.core.rmem_max=4194304" in note
+    limit = tmp_path / "rmem_max"
+    limit.write_text("212992\n")
+    assert rc.kernel_rmem_max(str(limit)) == 212992
+    assert rc.kernel_rmem_max(str(tmp_path / "none")) is None
