@@ -11,6 +11,7 @@ radius_config.py.
 """
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -259,28 +260,54 @@ def radius_pid(pid_file: Path) -> int | None:
     return pid if b"freeradius" in cmdline else None
 
 
-def free_ports(count: int = 2, host: str = "127.0.0.1") -> int:
-    """A UDP port p with the `count` - 1 ports after it free too (a worker's
-    three: radius_config.worker_ports)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-            a.bind((host, 0))
-            port = a.getsockname()[1]
-            if port + count - 1 > 65535:
-                continue
-            taken = []
+EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_ports(path: str = EPHEMERAL) -> tuple[int, int]:
+    """The ports the kernel hands out to client sockets and outgoing
+    connections (net.ipv4.ip_local_port_range)."""
+    try:
+        with open(path) as f:
+            low, high = map(int, f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _free(host: str, port: int) -> bool:
+    """Nothing holds `port` on `host`, UDP or TCP."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
             try:
-                for extra in range(1, count):
-                    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    taken.append(b)
-                    b.bind((host, port + extra))
+                s.bind((host, port))
             except OSError:
-                continue
-            finally:
-                for b in taken:
-                    b.close()
+                return False
+    return True
+
+
+def free_ports(count: int = 2, host: str = "127.0.0.1") -> int:
+    """A port p with the `count` - 1 ports after it free too, over UDP and TCP
+    both (a worker's three: radius_config.worker_ports; its calls and
+    accounting ports listen over TCP, and accounting over UDP too).
+
+    Taken outside the kernel's ephemeral range: between this look and the
+    worker's bind (a second or so, while its hook starts), a client socket
+    or an outgoing connection there could take one, and the worker would
+    fail to start ("Address already in use")."""
+    low, high = ephemeral_ports()
+    spans = [(a, b - count + 1) for a, b in ((1024, low - 1), (high + 1, 65535))
+             if b - count + 1 >= a]
+    if not spans:
+        raise StackError("no loopback ports outside the ephemeral range "
+                         "(net.ipv4.ip_local_port_range) for a worker")
+    pick = random.SystemRandom()
+    for _ in range(500):
+        a, b = pick.choice(spans)
+        port = pick.randint(a, b)
+        if all(_free(host, port + extra) for extra in range(count)):
             return port
-    raise StackError(f"no {count} consecutive free UDP ports on loopback for a worker")
+    raise StackError(f"no {count} consecutive free loopback ports outside the ephemeral "
+                     f"range {low}-{high} for a worker")
 
 
 class RadiusSet:

@@ -274,3 +274,23 @@ def test_start_says_when_the_kernel_gives_less_buffer_than_asked(tmp_path):
     limit.write_text("212992\n")
     assert rc.kernel_rmem_max(str(limit)) == 212992
     assert rc.kernel_rmem_max(str(tmp_path / "none")) is None
+
+
+def test_a_workers_ports_are_free_over_udp_and_tcp_and_outside_the_ephemeral_range(tmp_path):
+    import socket
+    from kondge_billing.operations import radius_processes as rp
+    low, high = rp.ephemeral_ports()
+    for _ in range(20):
+        port = rp.free_ports(3)
+        assert all(not low <= p <= high and 1024 <= p <= 65535 for p in range(port, port + 3))
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)    # a TCP listener only
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    try:
+        assert not rp._free("127.0.0.1", held.getsockname()[1])
+    finally:
+        held.close()
+    ranges = tmp_path / "range"
+    ranges.write_text("1025\t65535\n")                  # as the kernel writes it
+    assert rp.ephemeral_ports(str(ranges)) == (1025, 65535)
+    assert rp.ephemeral_ports(str(tmp_path / "none")) == (32768, 60999)
