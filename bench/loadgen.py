@@ -249,21 +249,23 @@ class _Worker:
         for gw in self.gateways:
             gw.sock.close()
 
+    @staticmethod
+    def _unsent(call: _Call, res: StepResult) -> bool:
+        kind = PACKET_TYPES[_KIND[call.stage]]
+        res.lost[kind] += 1
+        res.unsent[kind] += 1
+        return False
+
     def _send(self, call: _Call, now: float, res: StepResult) -> bool:
         gw = self.gateways[call.gateway]
-        kind = PACKET_TYPES[_KIND[call.stage]]
         pid = gw.free_id()
         if pid is None:                 # 256 packets waiting on one gateway
-            res.lost[kind] += 1
-            res.unsent[kind] += 1
-            return False
+            return self._unsent(call, res)
         try:
             gw.sock.sendto(datagram(call.packets[call.stage], pid, gw.secret),
                            self.ports[call.stage])
         except OSError:
-            res.lost[kind] += 1
-            res.unsent[kind] += 1
-            return False
+            return self._unsent(call, res)
         gw.given_up.pop(pid, None)      # an answer with this id is now the new packet's
         entry = gw.waiting[pid] = (call, now)
         self.sent.append((entry, gw, pid))

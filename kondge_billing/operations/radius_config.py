@@ -320,13 +320,20 @@ def write_private(path: Path, text: str):
 RMEM_MAX = "/proc/sys/net/core/rmem_max"
 
 
-def kernel_rmem_max(path: str = RMEM_MAX) -> int | None:
-    """net.core.rmem_max, or None where it cannot be read."""
+def sysctl_ints(path: str) -> tuple[int, ...] | None:
+    """The whole numbers of a kernel setting's file under /proc/sys, or None
+    where it cannot be read."""
     try:
         with open(path) as f:
-            return int(f.read().strip())
+            return tuple(map(int, f.read().split()))
     except (OSError, ValueError):
         return None
+
+
+def kernel_rmem_max(path: str = RMEM_MAX) -> int | None:
+    """net.core.rmem_max, or None where it cannot be read."""
+    values = sysctl_ints(path)
+    return values[0] if values else None
 
 
 def receive_buffer_note(wanted: int, rmem_max: int | None) -> str | None:

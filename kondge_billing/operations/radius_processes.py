@@ -266,12 +266,8 @@ EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
 def ephemeral_ports(path: str = EPHEMERAL) -> tuple[int, int]:
     """The ports the kernel hands out to client sockets and outgoing
     connections (net.ipv4.ip_local_port_range)."""
-    try:
-        with open(path) as f:
-            low, high = map(int, f.read().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
+    values = radius_config.sysctl_ints(path)
+    return values if values and len(values) == 2 else (32768, 60999)
 
 
 def _free(host: str, port: int) -> bool:
