@@ -336,6 +336,9 @@ def main(argv=None) -> int:
         stream = io.StringIO()
         pstats.Stats(prof, stream=stream).sort_stats("tottime").print_stats(25)
         report["cprofile_top"] = stream.getvalue()
+        stream = io.StringIO()
+        pstats.Stats(prof, stream=stream).sort_stats("cumulative").print_stats(40)
+        report["cprofile_cumulative"] = stream.getvalue()
         report["explain"] = explain(s.dsn, gw_id, card_list[5][0], dests[5])
         report["auto_explain"] = auto_explained(s, gws[1][0], card_list[7][0], card_list[7][1],
                                                 dests[7])
@@ -362,7 +365,8 @@ def main(argv=None) -> int:
     lines += ["  " + "  ".join(str(c) for c in row) for row in report["functions"]]
     lines += ["", report["explain"], "", "== auto_explain of one call (nested statements)",
               report["auto_explain"], "", "== cProfile, top 25 by own time",
-              report["cprofile_top"]]
+              report["cprofile_top"], "== cProfile, top 40 by cumulative time",
+              report["cprofile_cumulative"]]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "profile.txt").write_text("\n".join(lines) + "\n")
     (OUT / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -251,7 +251,14 @@ def pid_file(t: Topology, name: str) -> Path:
 def running_pid(path: Path) -> int | None:
     """The pid in `path` if that process runs (a zombie nobody reaped does not)."""
     try:
-        pid = int(path.read_text())
+        return alive(int(path.read_text().split("\n", 1)[0]))
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int) -> int | None:
+    """`pid` if that process runs (not a zombie), else None."""
+    try:
         os.kill(pid, 0)
         if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
             return None
@@ -271,8 +278,44 @@ def launch_keeper(t: Topology, name: str):
     return proc
 
 
+def autoctl_pid_file(t: Topology, name: str) -> Path:
+    """pg_autoctl's own pid file for a cluster's data folder, where it keeps
+    it (XDG_RUNTIME_DIR, else /tmp, followed by the data folder's path)."""
+    runtime = autoctl_env(t).get("XDG_RUNTIME_DIR") or "/tmp"
+    return (Path(runtime) / "pg_autoctl" / str(t.data(name)).lstrip("/")
+            / "pg_autoctl.pid")
+
+
+def autoctl_pid(t: Topology, name: str) -> int | None:
+    """The pg_autoctl that runs for a cluster's data folder, whoever started
+    it: by pg_autoctl's own pid file (its first line), if that process runs."""
+    pid = running_pid(autoctl_pid_file(t, name))
+    try:
+        # a pid file left by a keeper killed outright may name a reused pid
+        if pid is not None and b"pg_autoctl" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    except OSError:
+        pass
+    return None
+
+
+def keeper_pid(t: Topology, name: str) -> int | None:
+    """The keeper of a cluster: the one this topology launched (its pid
+    file), else a pg_autoctl found running for the same data folder (one
+    launched before its pid file was written again, or by hand), which is
+    adopted: its pid written to the pid file, so that it is stopped like
+    any other and never started twice."""
+    pid = running_pid(pid_file(t, name))
+    if pid is not None:
+        return pid
+    pid = autoctl_pid(t, name)
+    if pid is not None:
+        pid_file(t, name).write_text(str(pid))
+    return pid
+
+
 def keeper_pids(t: Topology) -> dict:
-    return {name: running_pid(pid_file(t, name)) for name in ("monitor",) + NODES}
+    return {name: keeper_pid(t, name) for name in ("monitor",) + NODES}
 
 
 def postmaster_pid(t: Topology, name: str) -> int | None:
@@ -340,7 +383,7 @@ def create(t: Topology):
         autoctl(t, "create", "monitor", "--pgdata", str(t.data("monitor")),
                 "--pgport", str(t.port("monitor")), "--hostname", "127.0.0.1", *common)
         write_node_config(t, "monitor")
-    if running_pid(pid_file(t, "monitor")) is None:
+    if keeper_pid(t, "monitor") is None:
         launch_keeper(t, "monitor")
     wait_for("the monitor answering", lambda: answers(t, "monitor"), 60)
     set_passwords(t, "monitor", ("autoctl_node",))
@@ -418,35 +461,51 @@ def release(t: Topology, name: str):
 
 def start_keepers(t: Topology, only=None):
     for name in only or (("monitor",) + NODES):
-        if running_pid(pid_file(t, name)) is None:
+        if keeper_pid(t, name) is None:
             launch_keeper(t, name)
 
 
 def stop_keepers(t: Topology, timeout: float = 60, only=None):
-    """Stop every pg_autoctl (each stops its PostgreSQL), standby first."""
+    """Stop every pg_autoctl (each stops its PostgreSQL), standby first: the
+    keeper this topology launched and any other pg_autoctl running for the
+    same data folder (a folder is never removed or restored under one)."""
     for name in only or (tuple(reversed(NODES)) + ("monitor",)):
-        pid = running_pid(pid_file(t, name))
-        if pid is None:
-            continue
-        # pg_autoctl's own stop (signalling runuser would orphan PostgreSQL)
-        subprocess.run(as_postgres([PG_AUTOCTL, "stop", "--pgdata", str(t.data(name))]),
-                       env=autoctl_env(t), capture_output=True, timeout=60)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and running_pid(pid_file(t, name)):
-            time.sleep(0.1)
-        if running_pid(pid_file(t, name)):
-            os.killpg(pid, signal.SIGKILL) if _own_group(pid) else os.kill(pid, signal.SIGKILL)
+        launched = running_pid(pid_file(t, name))
+        pids = {p for p in (launched, autoctl_pid(t, name)) if p is not None}
+        if pids:
+            # pg_autoctl's own stop (signalling runuser would orphan PostgreSQL)
+            subprocess.run(as_postgres([PG_AUTOCTL, "stop", "--pgdata", str(t.data(name))]),
+                           env=autoctl_env(t), capture_output=True, timeout=60)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(alive(p) for p in pids):
+                time.sleep(0.1)
+            for pid in pids:
+                if alive(pid):
+                    _kill_keeper(pid, launched)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(alive(p) for p in pids):
+                time.sleep(0.1)
         if postmaster_pid(t, name) and (t.data(name) / "postmaster.pid").exists():
             cluster._as_pg([str(cluster.pg_bin(t.s) / "pg_ctl"), "-D", str(t.data(name)),
                             "-m", "fast", "-w", "-t", "60", "stop"])
         pid_file(t, name).unlink(missing_ok=True)
 
 
-def _own_group(pid: int) -> bool:
+def _kill_keeper(pid: int, launched: int | None):
+    """SIGKILL a keeper that would not stop: with its process group when that
+    is the group its launch began (runuser's, or pg_autoctl's own), else
+    the process alone (one started by hand shares its shell's group)."""
     try:
-        return os.getpgid(pid) == pid
+        group = os.getpgid(pid)
     except OSError:
-        return False
+        return
+    try:
+        if group in (pid, launched) and group != os.getpgrp():
+            os.killpg(group, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def kondge_cmd(t: Topology, name: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -517,6 +576,11 @@ def status(t: Topology) -> dict:
 #: primary (it then rejoins as a standby: pg_auto_failover rewinds it), or
 #: after this long if no failover came (the other could not take over)
 REJOIN_AFTER = 60.0
+#: a keeper that dies within this long of its launch failed to start: the
+#: next launch waits twice as long as the last (from 1 s, at most MAX_BACKOFF),
+#: and the runner says why, from the keeper's log
+QUICK_DEATH = 10.0
+MAX_BACKOFF = 30.0
 
 
 class Runner:
@@ -524,28 +588,61 @@ class Runner:
         self.t = t
         self.dead_since: dict[str, float] = {}
         self.stopping = False
+        #: each cluster's last launch by the runner, and the wait before the next
+        self.launched: dict[str, float] = {}
+        self.backoff: dict[str, float] = {}
+        self.clock = time.monotonic
+
+    def _may_launch(self, name: str) -> bool:
+        """False while a keeper that died soon after its launch waits out its backoff."""
+        at = self.launched.get(name)
+        if at is None:
+            return True
+        now = self.clock()
+        if name not in self.backoff and now - at < QUICK_DEATH:
+            self.backoff[name] = 1.0
+            say(f"{name}'s keeper stopped {now - at:.1f} s after its start; "
+                f"its log {self.t.log_dir / (name + '.log')} says:\n{log_tail(self.t, name)}")
+        wait = self.backoff.get(name, 0.0)
+        return now - at >= wait
+
+    def _launch(self, name: str):
+        if name in self.backoff and self.launched.get(name) is not None:
+            self.backoff[name] = min(MAX_BACKOFF, self.backoff[name] * 2)
+        launch_keeper(self.t, name)
+        self.launched[name] = self.clock()
+
+    def _running(self, name: str) -> bool:
+        if keeper_pid(self.t, name) is None:
+            return False
+        at = self.launched.get(name)
+        if at is not None and self.clock() - at >= QUICK_DEATH:
+            self.backoff.pop(name, None)     # it stayed up: the next death starts afresh
+            self.launched.pop(name, None)
+        return True
 
     def tick(self):
         t = self.t
-        if running_pid(pid_file(t, "monitor")) is None:
+        if not self._running("monitor") and self._may_launch("monitor"):
             say("the pg_auto_failover monitor stopped: starting it")
-            launch_keeper(t, "monitor")
+            self._launch("monitor")
         for name in NODES:
-            if running_pid(pid_file(t, name)) is not None or held(t, name):
+            if self._running(name) or held(t, name):
                 self.dead_since.pop(name, None)
                 continue
-            since = self.dead_since.setdefault(name, time.monotonic())
+            since = self.dead_since.setdefault(name, self.clock())
             other = [n for n in NODES if n != name][0]
             try:
                 other_primary = primary_name(t) == other
             except psycopg2.Error:
                 other_primary = False
-            if other_primary or time.monotonic() - since > REJOIN_AFTER:
+            if ((other_primary or self.clock() - since > REJOIN_AFTER)
+                    and self._may_launch(name)):
                 say(f"{name}'s keeper is gone; {other} "
                     f"{'serves as primary' if other_primary else 'did not take over'}: "
                     f"starting {name} again (it rejoins as "
                     f"{'a standby' if other_primary else 'it was'})")
-                launch_keeper(t, name)
+                self._launch(name)
                 self.dead_since.pop(name, None)
 
     def loop(self):
@@ -555,6 +652,14 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - keep watching
                 say(f"ha runner: {exc}")
             time.sleep(0.5)
+
+
+def log_tail(t: Topology, name: str, lines: int = 5) -> str:
+    try:
+        text = (t.log_dir / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("  " + line for line in text.strip().splitlines()[-lines:])
 
 
 def run_foreground(t: Topology) -> int:
