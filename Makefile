@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-engine bench-ha chaos fuzz psql clean
+.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-rows bench-engine bench-ha chaos fuzz psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -90,6 +90,12 @@ bench-floor: setup
 # cProfile) on a cluster of its own (var/bench-profile); var/bench/profile.txt.
 bench-profile: setup
 	$(VENV)/bin/python bench/profile_calls.py
+
+# The least the call path's tables cost: the floor, the service's rows
+# written with one plain statement a packet, and the service, played in
+# turn on one database (var/bench-rows); var/bench/call_rows.{txt,json}.
+bench-rows: setup
+	$(VENV)/bin/python bench/call_rows.py
 
 # The rating engine's Python time per call, BASELINE=rev (default: merge-base with main) against this tree.
 bench-engine: setup

@@ -253,6 +253,31 @@ def rounds(s, su_dsn, billing_db_dsn, gws, card_list, dests, count, calls, alter
     return results
 
 
+def fresh_var(var: Path, port: int, cards: int, prefixes: int) -> types.SimpleNamespace:
+    """A bench's own folder made afresh (its cluster, if one runs there,
+    stopped first) with a PIN key of its own, and the bench data set for it
+    (bench/calls.py's): env, s (settings), card_list, gws, dests."""
+    if var.exists():
+        stack.stop_postgres(config.load(bench_calls.bench_env(var, port)))
+        shutil.rmtree(var)
+    var.mkdir(parents=True)
+    (var / "pin.key").write_text(os.urandom(32).hex())
+    (var / "pin.key").chmod(0o600)
+    env = bench_calls.bench_env(var, port)
+    return types.SimpleNamespace(
+        env=env, s=config.load(env), card_list=bench_calls.card_list(cards),
+        gws=bench_calls.gateway_list(), dests=bench_calls.destinations(prefixes),
+        prefixes=prefixes)
+
+
+def load(b: types.SimpleNamespace) -> str:
+    """The bench's cluster started afresh and the data set loaded; the
+    superuser's DSN to the kondge database."""
+    bench_calls.fresh_database(b.s)
+    bench_calls.load_dataset(b.s, b.env, b.card_list, b.gws, b.prefixes)
+    return stack.superuser_dsn(b.s).replace("dbname=postgres", "dbname=kondge")
+
+
 def make_billing(s, db):
     return Billing.from_settings(s, db)
 
@@ -273,21 +298,11 @@ def main(argv=None) -> int:
     for path in alternate:
         if not path.is_file() or not (HOME / "sql" / "functions" / path.name).is_file():
             p.error(f"--alternate: {path} is not a file named as one of sql/functions/*.sql")
-    if VAR.exists():
-        stack.stop_postgres(config.load(bench_calls.bench_env(VAR, PG_PORT)))
-        shutil.rmtree(VAR)
-    VAR.mkdir(parents=True)
-    (VAR / "pin.key").write_text(os.urandom(32).hex())
-    (VAR / "pin.key").chmod(0o600)
-    env = bench_calls.bench_env(VAR, PG_PORT)
-    s = config.load(env)
-    card_list, gws = bench_calls.card_list(args.cards), bench_calls.gateway_list()
-    dests = bench_calls.destinations(args.prefixes)
+    b = fresh_var(VAR, PG_PORT, args.cards, args.prefixes)
+    s, card_list, gws, dests = b.s, b.card_list, b.gws, b.dests
     report = {}
     try:
-        bench_calls.fresh_database(s)
-        bench_calls.load_dataset(s, env, card_list, gws, args.prefixes)
-        su_kondge = stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge")
+        su_kondge = load(b)
         conn = psycopg2.connect(su_kondge)
         conn.autocommit = True
         with conn.cursor() as cur:

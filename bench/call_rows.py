@@ -1,0 +1,358 @@
+"""What the call path's rows cost at the least: the service's data model
+written with one plain statement a packet, beside the floor and the
+service itself, on one database, in rounds taken in turn.
+
+A call is six packets (stage 1, stage 2, two Starts, two Stops), played
+by one process on one connection per kind, without FreeRADIUS:
+
+- floor: what bench/floor_hook.py does: each Access-Request one SELECT of
+  the card by number, each accounting record one INSERT ... ON CONFLICT DO
+  NOTHING into the floor's table (bench_floor.record).
+- rows: the rows the service keeps for a call, in the service's own
+  tables with their indexes and constraints, one statement a packet and
+  no rule: stage 1 reads the card and keeps the call's login (call_login);
+  stage 2 reads the card and places the hold (reservation); each Start
+  inserts its leg (call_leg), the billed one making the hold live; the
+  other leg's Stop stops its leg; the billed Stop stops its leg, removes
+  the hold and writes the CDR, the ledger entry and the card's balance.
+  No PIN, no rating, no flags, no repeats or reused ids, no lock on the
+  card: the least any design on these tables writes for a call, not a
+  call path (the prices are constants).
+- service: the call path itself (kondge_billing.edge.radius_edge, as
+  bench/profile_calls.py plays it).
+
+Each round reports, a call: the CPU of the PostgreSQL backend serving it,
+of the whole cluster (the WAL writer, the checkpointer and autovacuum
+too), the client's CPU (Python and psycopg2), the WAL written and the wall
+time. The rows kind's stage 1 commits without waiting for the flush, as
+the service's does (a connection of its own with synchronous_commit off);
+every other write commits durably in every kind.
+
+    .venv/bin/python bench/call_rows.py [--rounds 3] [--calls 1000] [--cards 100000]
+
+On a cluster of its own (var/bench-rows, port 5491) with the bench data
+set (bench/calls.py's loader). Writes var/bench/call_rows.txt (and .json). Timings are floats, never money.
+"""
+
+import argparse
+import json
+import sys
+import time
+import types
+from pathlib import Path
+
+HOME = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HOME))
+
+import psycopg2  # noqa: E402
+
+from bench import calls as bench_calls  # noqa: E402
+from bench import floor as bench_floor  # noqa: E402
+from bench import profile_calls  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
+from kondge_billing.store.db import Database  # noqa: E402
+
+VAR = HOME / "var" / "bench-rows"
+OUT = HOME / "var" / "bench"
+PG_PORT = 5491
+KINDS = ("floor", "rows", "service")
+#: the tables a call writes, whose row changes a call are counted
+TABLES = ("card", "call_login", "reservation", "call_leg", "cdr", "ledger_entry", "record")
+
+#: the floor's own table (bench/floor.py), made if it is not there
+RECORD_TABLE = bench_floor.FLOOR_TABLE.replace("CREATE SCHEMA ", "CREATE SCHEMA IF NOT EXISTS ")\
+    .replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ")
+
+FLOOR_SELECT = "SELECT balance FROM kondge.card WHERE number = %(number)s"
+FLOOR_INSERT = ("INSERT INTO bench_floor.record (call_id, leg, status) "
+                "VALUES (%(call)s, %(leg)s, %(status)s) ON CONFLICT DO NOTHING")
+
+ROWS_STAGE1 = """
+WITH c AS (SELECT c.id, c.balance, c.currency, c.status, c.expires_at, cat.billing
+             FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
+            WHERE c.number = %(number)s),
+     l AS (INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
+           SELECT %(gw)s, %(call)s, %(access)s, c.id FROM c
+           ON CONFLICT (gateway_id, call_id) DO NOTHING)
+SELECT * FROM c"""
+ROWS_STAGE2 = """
+WITH c AS (SELECT c.id, c.balance, c.currency, c.category FROM kondge.card c
+            WHERE c.number = %(number)s),
+     h AS (INSERT INTO kondge.reservation
+                  (card_id, gateway_id, call_id, call_key, caller, destination, access_number,
+                   category, currency, amount, granted_seconds, hold_expires_at)
+           SELECT c.id, %(gw)s, %(call)s, %(call)s, %(caller)s, %(dest)s, %(access)s,
+                  c.category, c.currency, 1.00, 600, now() + interval '60 s' FROM c
+           RETURNING id)
+SELECT c.balance, (SELECT id FROM h) AS hold_id FROM c"""
+ROWS_START = """
+INSERT INTO kondge.call_leg (gateway_id, call_id, call_key, leg, acct_session_id, user_name,
+                             caller, called, start_received_at)
+VALUES (%(gw)s, %(call)s, %(call)s, %(leg)s, %(sess)s, %(number)s, %(caller)s, %(called)s, now())
+ON CONFLICT DO NOTHING"""
+ROWS_BILLED_START = """
+WITH l AS (""" + ROWS_START + """),
+     h AS (UPDATE kondge.reservation SET state = 'live', acct_session_id = %(sess)s,
+                  started_at = now(), start_received_at = now()
+            WHERE gateway_id = %(gw)s AND call_key = %(call)s)
+SELECT 1"""
+ROWS_STOP = """
+UPDATE kondge.call_leg SET stop_received_at = now(), session_time = %(seconds)s,
+       disconnect_cause = '10', stop_digest = %(digest)s
+ WHERE gateway_id = %(gw)s AND call_id = %(call)s AND leg = %(leg)s
+   AND acct_session_id = %(sess)s AND call_key = %(call)s"""
+ROWS_BILLED_STOP = """
+WITH l AS (""" + ROWS_STOP + """ RETURNING id),
+     h AS (DELETE FROM kondge.reservation WHERE gateway_id = %(gw)s AND call_key = %(call)s
+           RETURNING card_id, currency, destination, access_number, category, granted_seconds),
+     d AS (INSERT INTO kondge.cdr
+                  (gateway_id, call_id, call_key, leg, acct_session_id, card_id, card_number,
+                   caller, destination, access_number, category, duration, session_time,
+                   disconnect_cause, price_per_minute, cost, charge, uncollected, currency,
+                   granted_seconds)
+           SELECT %(gw)s, %(call)s, %(call)s, %(leg)s, %(sess)s, h.card_id, %(number)s,
+                  %(caller)s, h.destination, h.access_number, h.category, %(seconds)s,
+                  %(seconds)s, '10', 0.10, 0.10, 0.10, 0, h.currency, h.granted_seconds
+             FROM h
+           RETURNING id, card_id),
+     e AS (INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+           SELECT c.id, -0.10, 'call', 'call:' || %(gw)s || ':' || %(call)s, c.balance - 0.10,
+                  'cdr ' || d.id
+             FROM d JOIN kondge.card c ON c.id = d.card_id
+           RETURNING card_id, balance_after)
+UPDATE kondge.card c SET balance = e.balance_after FROM e WHERE c.id = e.card_id"""
+
+
+PACKETS = ("stage1", "stage2", "start answer", "start originate", "stop originate",
+           "stop answer")
+
+
+def rows_packets(cur, login_cur, values: dict) -> list:
+    """One call of the rows kind: six statements, one a packet, in the order
+    of PACKETS (each a function of no argument)."""
+    def one(c, sql, extra=None, fetch=False):
+        def run():
+            c.execute(sql, dict(values, **(extra or {})))
+            if fetch:
+                c.fetchone()
+        return run
+    return [one(login_cur, ROWS_STAGE1, fetch=True), one(cur, ROWS_STAGE2, fetch=True),
+            one(cur, ROWS_START, {"leg": "answer", "called": values["access"]}),
+            one(cur, ROWS_BILLED_START, {"leg": "originate", "called": values["dest"]}),
+            one(cur, ROWS_BILLED_STOP, {"leg": "originate", "seconds": 60,
+                                        "digest": values["call"] + "o"}),
+            one(cur, ROWS_STOP, {"leg": "answer", "seconds": 80,
+                                 "digest": values["call"] + "a"})]
+
+
+def floor_packets(cur, values: dict) -> list:
+    def select():
+        cur.execute(FLOOR_SELECT, values)
+        cur.fetchone()
+
+    def insert(leg, status):
+        return lambda: cur.execute(FLOOR_INSERT, dict(values, leg=leg, status=status))
+    return [select, select, insert("answer", "Start"), insert("originate", "Start"),
+            insert("originate", "Stop"), insert("answer", "Stop")]
+
+
+def service_packets(billing, gw, card, pin, dest, n) -> list:
+    log = lambda *_a: None  # noqa: E731
+
+    def packet(how, pairs):
+        def run():
+            result = (profile_calls.handle_authorize(billing, pairs, log)[0] if how == "auth"
+                      else profile_calls.handle_accounting(billing, pairs, log))
+            if result != "ok":
+                raise SystemExit(f"the service answered {result} for card {card}")
+        return run
+    return [packet(how, pairs) for _kind, how, pairs
+            in profile_calls.call_pairs(gw, card, pin, dest, n)]
+
+
+def backend_pid(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        return cur.fetchone()[0]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3, help="rounds of each kind (default 3)")
+    p.add_argument("--calls", type=int, default=1000, help="calls a round (default 1000)")
+    p.add_argument("--cards", type=int, default=100000)
+    p.add_argument("--prefixes", type=int, default=100000)
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        p.error("--rounds and --calls must be at least 1")
+    b = profile_calls.fresh_var(VAR, PG_PORT, args.cards, args.prefixes)
+    s, card_list, gws, dests = b.s, b.card_list, b.gws, b.dests
+    results = []
+    try:
+        su = profile_calls.load(b)
+        admin = psycopg2.connect(su)
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(RECORD_TABLE)
+            cur.execute("SELECT address::text, id FROM kondge.gateway")
+            gw_ids = {host.split("/")[0]: gid for host, gid in cur.fetchall()}
+
+        def wal() -> int:
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn")
+                return int(cur.fetchone()[0])
+
+        # each kind's connections, held for the whole run as a hook holds its one
+        plain = psycopg2.connect(su)
+        plain.autocommit = True
+        login = psycopg2.connect(su, options="-c synchronous_commit=off")
+        login.autocommit = True
+        db = Database(s.dsn, s.db_timeout_ms, deadline_ms=s.db_timeout_ms + 500,
+                      one_connection=True)
+        billing = profile_calls.make_billing(s, db)
+        untimed = types.SimpleNamespace(seconds=0.0, count=0)
+        service_pid = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"),
+                                          cur.fetchone())[1])["pg_backend_pid"]
+        pids = {"floor": [backend_pid(plain)], "rows": [backend_pid(plain), backend_pid(login)],
+                "service": [service_pid]}
+        offset = 0
+
+        def calls(kind: str, count: int, first: int) -> list:
+            """The packets of `count` calls, as six lists (one a packet type)."""
+            made = []
+            for i in range(first, first + count):
+                card, pin = card_list[i % len(card_list)]
+                gw, dest = gws[i % len(gws)][0], dests[i % len(dests)]
+                if kind == "service":
+                    made.append(service_packets(billing, gw, card, pin, dest, i))
+                    continue
+                conf = f"{kind[0].upper()}{i:07X} 0F4411D6 AB5591F0 CBF3D765"
+                values = {"number": card, "gw": gw_ids[gw], "call": conf, "sess": conf[-8:],
+                          "caller": "15550001111", "dest": dest, "access": "18005550100"}
+                made.append(floor_packets(plain_cur, values) if kind == "floor"
+                            else rows_packets(plain_cur, login_cur, values))
+            return list(zip(*made))
+
+        conns = {"floor": [plain], "rows": [plain, login], "service": []}
+
+        def row_changes() -> dict:
+            """{table: [inserted, updated, of which HOT, deleted]} so far, the
+            statistics of the kind's connections flushed first."""
+            for c in conns[kind]:
+                with c.cursor() as cur:
+                    cur.execute("SELECT pg_stat_force_next_flush()")
+            if kind == "service":
+                db.run(lambda cur: cur.execute("SELECT pg_stat_force_next_flush()"))
+            time.sleep(0.05)
+            with admin.cursor() as cur:
+                cur.execute("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del "
+                            "FROM pg_stat_user_tables WHERE relname = ANY (%s)",
+                            (list(TABLES),))
+                return {r[0]: list(r[1:]) for r in cur.fetchall()}
+
+        def measure() -> tuple:
+            return (sum(bench_calls.proc_cpu(p) for p in bench_calls.postgres_pids(s)),
+                    sum(bench_calls.proc_cpu(p) for p in pids[kind]), wal(),
+                    time.process_time(), time.perf_counter())
+
+        plain_cur, login_cur = plain.cursor(), login.cursor()
+        bench_calls.say("warming up (200 calls of each kind)")
+        for kind in KINDS:
+            for packets in calls(kind, 200, offset):
+                for run in packets:
+                    run()
+            offset += 200
+        # each packet type of a round's calls is played in turn (all the
+        # stage 1s, then all the stage 2s, ...: each call's packets keep
+        # their order), so that the CPU of each type is read on its own
+        for n in range(args.rounds):
+            order = KINDS[n % 3:] + KINDS[:n % 3]
+            for kind in order:
+                per_packet = {}
+                changes = row_changes()
+                for name, packets in zip(PACKETS, calls(kind, args.calls, offset)):
+                    before = measure()
+                    for run in packets:
+                        run()
+                    d = [b - a for a, b in zip(before, measure())]
+                    per_packet[name] = d
+                offset += args.calls
+                after = row_changes()
+                rows = {t: [round((b - a) / args.calls, 2) for a, b in zip(changes[t], after[t])]
+                        for t in TABLES if t in after and t in changes}
+                d = [sum(v[k] for v in per_packet.values()) for k in range(5)]
+                r = {"round": n + 1, "kind": kind, "calls": args.calls,
+                     "backend_cpu_ms": round(1000 * d[1] / args.calls, 3),
+                     "cluster_cpu_ms": round(1000 * d[0] / args.calls, 3),
+                     "client_cpu_ms": round(1000 * d[3] / args.calls, 3),
+                     "wal_bytes": round(d[2] / args.calls),
+                     "wall_ms": round(1000 * d[4] / args.calls, 3),
+                     "row_changes": rows,
+                     "per_packet": {k: {"cluster_cpu_ms": round(1000 * v[0] / args.calls, 3),
+                                        "client_cpu_ms": round(1000 * v[3] / args.calls, 3),
+                                        "wal_bytes": round(v[2] / args.calls)}
+                                    for k, v in per_packet.items()}}
+                results.append(r)
+                bench_calls.say(f"round {n + 1} {kind}: backend {r['backend_cpu_ms']} ms, "
+                                f"cluster {r['cluster_cpu_ms']} ms, client {r['client_cpu_ms']} "
+                                f"ms, WAL {r['wal_bytes']} B, wall {r['wall_ms']} ms a call")
+        plain_cur.close()
+        login_cur.close()
+        db.close()
+        plain.close()
+        login.close()
+        admin.close()
+    finally:
+        stack.stop_postgres(s)
+    report = {"rounds": results, "calls": args.calls, "cards": args.cards,
+              "median": {}}
+    lines = [f"bench/call_rows.py: {args.rounds} rounds of {args.calls} calls of each kind, "
+             f"one process, {args.cards} cards; a call's CPU (ms) and WAL",
+             "", "round  kind      backend  cluster   client  client+cluster      WAL    wall"]
+    for r in results:
+        lines.append(f"{r['round']:>5}  {r['kind']:<8} {r['backend_cpu_ms']:>8} "
+                     f"{r['cluster_cpu_ms']:>8} {r['client_cpu_ms']:>8} "
+                     f"{r['client_cpu_ms'] + r['cluster_cpu_ms']:>15.3f} {r['wal_bytes']:>8} "
+                     f"{r['wall_ms']:>7}")
+    lines += ["", "medians, and as a multiple of the floor's:"]
+    floor = None
+    for kind in KINDS:
+        mine = [r for r in results if r["kind"] == kind]
+        med = {k: sorted(r[k] for r in mine)[len(mine) // 2]
+               for k in ("backend_cpu_ms", "cluster_cpu_ms", "client_cpu_ms", "wal_bytes")}
+        med["total_cpu_ms"] = round(med["cluster_cpu_ms"] + med["client_cpu_ms"], 3)
+        report["median"][kind] = med
+        floor = floor or med
+        lines.append(f"  {kind:<8} cluster {med['cluster_cpu_ms']} ms "
+                     f"(x{med['cluster_cpu_ms'] / floor['cluster_cpu_ms']:.2f}), client "
+                     f"{med['client_cpu_ms']} ms (x{med['client_cpu_ms'] / floor['client_cpu_ms']:.2f}),"
+                     f" both {med['total_cpu_ms']} ms "
+                     f"(x{med['total_cpu_ms'] / floor['total_cpu_ms']:.2f}), WAL {med['wal_bytes']} B "
+                     f"(x{med['wal_bytes'] / max(floor['wal_bytes'], 1):.2f})")
+    lines += ["", "a packet's CPU, client and cluster (ms), and WAL (B), medians of the rounds:",
+              "  packet           " + "".join(f"{k:>24}" for k in KINDS)]
+    for name in PACKETS:
+        cells = []
+        for kind in KINDS:
+            mine = [r["per_packet"][name] for r in results if r["kind"] == kind]
+            med = {k: sorted(m[k] for m in mine)[len(mine) // 2]
+                   for k in ("cluster_cpu_ms", "client_cpu_ms", "wal_bytes")}
+            report.setdefault("per_packet_median", {}).setdefault(kind, {})[name] = med
+            cells.append(f"{med['client_cpu_ms']:.3f} + {med['cluster_cpu_ms']:.3f}, "
+                         f"{med['wal_bytes']:>5}")
+        lines.append(f"  {name:<16} " + "".join(f"{c:>24}" for c in cells))
+    lines += ["", "row changes a call (the last round of each kind): table inserted/updated"
+              "(of which HOT)/deleted"]
+    for kind in KINDS:
+        last = [r for r in results if r["kind"] == kind][-1]["row_changes"]
+        lines.append(f"  {kind:<8} " + ", ".join(
+            f"{t} {v[0]:g}/{v[1]:g}({v[2]:g})/{v[3]:g}" for t, v in last.items() if any(v)))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "call_rows.txt").write_text("\n".join(lines) + "\n")
+    (OUT / "call_rows.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
