@@ -51,7 +51,11 @@ fi
 # (Debian: 208 KiB, a few hundred packets). The service asks for
 # KONDGE_RECV_BUFFER (4 MiB by default); raise the limit to that for this
 # boot (a line in /etc/sysctl.d/ keeps it: docs/operations.md).
-want_rmem=4194304
+want_rmem=4194304                   # kondge_billing/config.py: recv_buffer's default
+case "${KONDGE_RECV_BUFFER:-}" in
+    ''|*[!0-9]*) ;;                 # unset, or not a number (the service refuses it)
+    *) [ "$KONDGE_RECV_BUFFER" -gt "$want_rmem" ] && want_rmem=$KONDGE_RECV_BUFFER ;;
+esac
 rmem=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo "$want_rmem")
 if [ "$rmem" -lt "$want_rmem" ]; then
     if [ "$(id -u)" = 0 ] && { echo "$want_rmem" > /proc/sys/net/core/rmem_max; } 2>/dev/null; then

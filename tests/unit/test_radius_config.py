@@ -294,3 +294,14 @@ def test_a_workers_ports_are_free_over_udp_and_tcp_and_outside_the_ephemeral_ran
     ranges.write_text("1025\t65535\n")                  # as the kernel writes it
     assert rp.ephemeral_ports(str(ranges)) == (1025, 65535)
     assert rp.ephemeral_ports(str(tmp_path / "none")) == (32768, 60999)
+
+
+def test_setup_raises_rmem_max_to_the_receive_buffer_the_service_asks_for():
+    """scripts/setup.sh raises net.core.rmem_max to the service's default
+    KONDGE_RECV_BUFFER (or a larger one set): the two must not drift apart."""
+    import re
+    from kondge_billing import config
+    from tests.conftest import HOME
+    text = (HOME / "scripts" / "setup.sh").read_text()
+    assert int(re.search(r"^want_rmem=(\d+)", text, re.M).group(1)) == config.load({}).recv_buffer
+    assert 'want_rmem=$KONDGE_RECV_BUFFER' in text
