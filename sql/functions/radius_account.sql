@@ -55,6 +55,7 @@ DECLARE
     v_card   record;
     v_login  text;
     v_live   boolean := false;  -- the claim of a Start made its hold live too
+    v_number text;              -- the number of the hold's card
 BEGIN
     IF p_status NOT IN ('start', 'interim', 'stop') THEN
         RAISE EXCEPTION 'radius_account: unknown status %', p_status
@@ -91,26 +92,34 @@ BEGIN
                       WHEN p_billed_leg = 'originate' THEN 'answer' ELSE 'originate' END;
     END IF;
 
-    -- 2. a repeat, or a later record of a leg already stored
-    IF p_status = 'stop' AND EXISTS (
-           SELECT 1 FROM kondge.call_leg l
-            WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
-              AND l.acct_session_id = v_sess AND (v_leg IS NULL OR l.leg = v_leg)
-              AND l.stop_digest = p_digest) THEN
+    -- 2. a repeat, or a later record of a leg already stored: the leg's
+    -- latest record, or a Stop's any record with the same digest (one read:
+    -- that record first)
+    SELECT * INTO v_prev FROM kondge.call_leg l
+     WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
+       AND l.acct_session_id = v_sess AND (v_leg IS NULL OR l.leg = v_leg)
+     ORDER BY coalesce(p_status = 'stop' AND l.stop_digest = p_digest, false) DESC, l.id DESC
+     LIMIT 1;
+    IF p_status = 'stop' AND v_prev.stop_digest = p_digest THEN
         RETURN QUERY SELECT 'duplicate'::text, NULL::text, v_leg, v_flags,
             NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
             NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text,
             NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
-    SELECT * INTO v_prev FROM kondge.call_leg l
-     WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id
-       AND l.acct_session_id = v_sess AND (v_leg IS NULL OR l.leg = v_leg)
-     ORDER BY l.id DESC LIMIT 1;
     IF v_prev.id IS NOT NULL THEN
         v_leg := coalesce(v_leg, v_prev.leg);
-        -- the real Stop of a call the sweep closed (its Stop was late, not lost)
+        -- the real Stop of a call the sweep closed (its Stop was late, not lost):
+        -- the sweep removed the call's hold when it wrote the CDR, so while the
+        -- hold is there (the call's hold, read here once for step 3) there is
+        -- no such CDR to look for
         IF p_status = 'stop' AND v_billed IS NOT FALSE AND NOT 'stop-missing' = ANY (v_flags)
+           AND v_prev.stop_digest IS DISTINCT FROM p_digest THEN
+            SELECT * INTO v_hold FROM kondge.reservation r
+             WHERE r.gateway_id = p_gateway_id AND r.call_key = v_prev.call_key;
+        END IF;
+        IF v_hold.id IS NULL AND p_status = 'stop' AND v_billed IS NOT FALSE
+           AND NOT 'stop-missing' = ANY (v_flags)
            AND v_prev.stop_digest IS DISTINCT FROM p_digest THEN
             SELECT * INTO v_cdr FROM kondge.cdr d
              WHERE d.gateway_id = p_gateway_id AND d.call_key = v_prev.call_key
@@ -162,6 +171,7 @@ BEGIN
                 RETURN;
             END IF;
             v_prev := NULL;          -- a new call under the same ids
+            v_hold := NULL;          -- (and the old call's hold is none of its business)
         ELSIF p_status = 'start' AND v_prev.start_received_at IS NOT NULL THEN
             RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg, v_flags,
                 NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
@@ -173,7 +183,7 @@ BEGIN
 
     -- 3. the call's hold (its authorisation)
     IF v_billed IS NOT FALSE THEN
-        IF v_prev.id IS NOT NULL THEN
+        IF v_prev.id IS NOT NULL AND v_hold.id IS NULL THEN
             SELECT * INTO v_hold FROM kondge.reservation r
              WHERE r.gateway_id = p_gateway_id AND r.call_key = v_prev.call_key;
         END IF;
@@ -256,9 +266,11 @@ BEGIN
         IF p_called IS NOT NULL AND p_called IS DISTINCT FROM v_hold.destination THEN
             v_flags := v_flags || ARRAY['destination-differs'];
         END IF;
-        IF p_card_number IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM kondge.card c
-                            WHERE c.id = v_hold.card_id AND c.number = p_card_number) THEN
+        -- the hold's card's number: compared with the record's, and the answer's
+        IF p_card_number IS NOT NULL OR (p_status = 'stop' AND v_billed) THEN
+            v_number := (SELECT c.number FROM kondge.card c WHERE c.id = v_hold.card_id);
+        END IF;
+        IF p_card_number IS NOT NULL AND v_number IS DISTINCT FROM p_card_number THEN
             v_flags := v_flags || ARRAY['card-differs'];
         END IF;
     ELSIF v_prev.id IS NOT NULL THEN
@@ -358,8 +370,7 @@ BEGIN
     -- 6. a billed Stop: what the caller needs to price it
     IF v_hold.id IS NOT NULL THEN
         RETURN QUERY SELECT 'price'::text, v_key, v_leg, v_flags || v_hold.flags, v_hold.id,
-            v_hold.card_id,
-            (SELECT c.number FROM kondge.card c WHERE c.id = v_hold.card_id),
+            v_hold.card_id, v_number,
             v_hold.currency, v_hold.destination, v_hold.access_number, v_hold.category,
             v_hold.granted_seconds, v_hold.amount, v_hold.created_at,
             kondge.rating_json(v_hold.tariff_version_id, v_hold.plan_id,
