@@ -315,9 +315,19 @@ class RadiusSet:
     least busy live worker. The workers share a secret with the front end,
     made afresh at each start and kept in files only root can read."""
 
+    #: a worker's TCP port (its calls, its accounting) that the front end has
+    #: held dead for this long while the same worker's UDP port is alive is
+    #: declared alive again (revive_tcp): FreeRADIUS 3.2 revives a dead UDP
+    #: home server by Status-Server, but one over TCP stays dead for good
+    REVIVE_TCP_AFTER = 30.0
+    #: how often the supervisor asks the front end for its view (radmin)
+    REVIVE_CHECK_EVERY = 5.0
+
     def __init__(self, s: config.Settings):
         self.s = s
         self.workers: list[Radius] = []
+        self._dead_since: dict[int, float] = {}
+        self._next_revive_check = 0.0
         if s.workers == 1:
             self.front = Radius(s)
         else:
@@ -425,6 +435,44 @@ class RadiusSet:
                 proc.start()
                 if proc is not self.front and self.front.alive():
                     self._declare_alive(proc)
+
+    def revive_tcp(self, clock=time.monotonic) -> list[int]:
+        """Declare alive again the TCP ports of a live worker that the front
+        end has held dead for REVIVE_TCP_AFTER seconds while the worker's
+        UDP port, which the front end checks by Status-Server, is alive: the
+        worker answers, and FreeRADIUS would never use those ports again
+        (its stage 2s and accounting would all go to the other workers, and
+        with every worker so, nowhere). Returns the ports declared alive."""
+        now = clock()
+        if not self.workers or now < self._next_revive_check or not self.front.alive():
+            return []
+        self._next_revive_check = now + self.REVIVE_CHECK_EVERY
+        try:
+            view = front_end_view(self.s)
+        except (StackError, OSError, subprocess.SubprocessError):
+            return []
+        revived = []
+        for worker in self.workers:
+            ports = radius_config.worker_ports(worker.port)
+            serving = view.get(ports["logins"]) == "alive" and worker.alive()
+            for kind, proto in radius_config.WORKER_PROTOS.items():
+                port = ports[kind]
+                if proto != "tcp" or not serving or view.get(port) != "dead":
+                    self._dead_since.pop(port, None)
+                    continue
+                since = self._dead_since.setdefault(port, now)
+                if now - since < self.REVIVE_TCP_AFTER:
+                    continue
+                try:
+                    radmin(self.s, f"set home_server state 127.0.0.1 {port} tcp alive")
+                except (StackError, OSError, subprocess.SubprocessError) as exc:
+                    say(f"could not declare {worker.name}'s {kind} port alive ({exc})")
+                    continue
+                say(f"the front end held {worker.name}'s {kind} port {port} (TCP) dead for "
+                    f"{now - since:.0f} s while the worker answers: declared alive again")
+                self._dead_since.pop(port, None)
+                revived.append(port)
+        return revived
 
     def _declare_alive(self, worker):
         """Tell the front end a restarted worker serves again, rather than

@@ -226,6 +226,7 @@ class Supervisor:
                     next_sweep = time.monotonic() + self.s.sweep_seconds
                     self.sweep()
                 self.radius.restart_dead()
+                self.radius.revive_tcp()
                 self.web.restart_dead()
                 if self.sync_now or time.monotonic() >= next_sync:
                     self.sync_now = False

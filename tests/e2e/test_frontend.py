@@ -17,6 +17,7 @@ import struct
 import time
 
 from kondge_billing.operations import radius_config, stack
+from kondge_billing.operations.radius_processes import RadiusSet
 from tests.e2e.conftest import radius_beside
 from tests.e2e.test_radius import access
 from tests.support.radius import RadiusClient
@@ -40,9 +41,11 @@ def test_status_names_the_front_end_and_every_worker(stack_ready):
         assert b"freeradius" in open(f"/proc/{pid}/cmdline", "rb").read()
 
 
-def wait_until_all_workers_in_use(settings, timeout=30.0):
+def wait_until_all_workers_in_use(settings, timeout=90.0):
     """Until the front end holds no worker zombie or dead (a test before
-    this one may have killed one)."""
+    this one may have killed one, or made one slow: a TCP port of it then
+    turns zombie, dead after zombie_period, and is declared alive again by
+    the supervisor REVIVE_TCP_AFTER later)."""
     def all_in_use():
         view = stack.front_end_view(settings)
         return len(view) == len(radius_config.WORKER_PROTOS) * settings.workers and not {"zombie", "dead"} & set(view.values())
@@ -119,6 +122,28 @@ def test_a_killed_worker_is_replaced_while_calls_go_on(stack_ready):
     assert after["worker-1"] == before["worker-1"]          # the others were left alone
     assert s.workers == len(after)
     # the supervisor told the front end its successor serves: not avoided
+    wait_until_all_workers_in_use(s, timeout=10.0)
+
+
+def test_a_workers_tcp_port_held_dead_is_declared_alive_again(stack_ready):
+    """FreeRADIUS 3.2 revives a dead UDP home server by Status-Server but
+    leaves a TCP one dead for good: a worker that answers would get no more
+    stage 2s or accounting. The supervisor declares its TCP ports alive
+    again once held dead for REVIVE_TCP_AFTER while its UDP port is alive."""
+    s = stack_ready.settings
+    wait_until_all_workers_in_use(s)
+    ports = radius_config.worker_ports(int((s.radius_run_dir / "worker-1" / "port").read_text()))
+    log = s.log_dir / "supervisor.log"
+    said = log.read_text(errors="replace").count("declared alive again")
+    stack.radmin(s, f"set home_server state 127.0.0.1 {ports['acct']} tcp dead")
+    assert stack.front_end_view(s)[ports["acct"]] == "dead"
+    assert stack.front_end_view(s)[ports["logins"]] == "alive"
+    wait_for("worker-1's accounting port alive again",
+             lambda: stack.front_end_view(s)[ports["acct"]] == "alive",
+             RadiusSet.REVIVE_TCP_AFTER + 3 * RadiusSet.REVIVE_CHECK_EVERY + 10, step=1.0)
+    wait_for("the supervisor saying so",
+             lambda: log.read_text(errors="replace").count("declared alive again") > said, 10)
+    assert f"worker-1's acct port {ports['acct']} (TCP) dead" in log.read_text(errors="replace")
     wait_until_all_workers_in_use(s, timeout=10.0)
 
 
