@@ -318,7 +318,8 @@ class RadiusSet:
     #: a worker's TCP port (its calls, its accounting) that the front end has
     #: held dead for this long while the same worker's UDP port is alive is
     #: declared alive again (revive_tcp): FreeRADIUS 3.2 revives a dead UDP
-    #: home server by Status-Server, but one over TCP stays dead for good
+    #: home server by Status-Server, but one over TCP whose connection is gone
+    #: can stay dead for good
     REVIVE_TCP_AFTER = 30.0
     #: how often the supervisor asks the front end for its view (radmin)
     REVIVE_CHECK_EVERY = 5.0
