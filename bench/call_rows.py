@@ -36,6 +36,7 @@ set (bench/calls.py's loader). Writes var/bench/call_rows.txt (and .json). Timin
 
 import argparse
 import json
+import statistics
 import sys
 import time
 import types
@@ -233,16 +234,14 @@ def main(argv=None) -> int:
                             else rows_packets(plain_cur, login_cur, values))
             return list(zip(*made))
 
-        conns = {"floor": [plain], "rows": [plain, login], "service": []}
+        flushes = {"floor": lambda sql: plain_cur.execute(sql),
+                   "rows": lambda sql: (plain_cur.execute(sql), login_cur.execute(sql)),
+                   "service": lambda sql: db.run(lambda cur: cur.execute(sql))}
 
-        def row_changes() -> dict:
+        def row_changes(kind: str) -> dict:
             """{table: [inserted, updated, of which HOT, deleted]} so far, the
             statistics of the kind's connections flushed first."""
-            for c in conns[kind]:
-                with c.cursor() as cur:
-                    cur.execute("SELECT pg_stat_force_next_flush()")
-            if kind == "service":
-                db.run(lambda cur: cur.execute("SELECT pg_stat_force_next_flush()"))
+            flushes[kind]("SELECT pg_stat_force_next_flush()")
             time.sleep(0.05)
             with admin.cursor() as cur:
                 cur.execute("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del "
@@ -250,7 +249,7 @@ def main(argv=None) -> int:
                             (list(TABLES),))
                 return {r[0]: list(r[1:]) for r in cur.fetchall()}
 
-        def measure() -> tuple:
+        def measure(kind: str) -> tuple:
             return (sum(bench_calls.proc_cpu(p) for p in bench_calls.postgres_pids(s)),
                     sum(bench_calls.proc_cpu(p) for p in pids[kind]), wal(),
                     time.process_time(), time.perf_counter())
@@ -269,15 +268,15 @@ def main(argv=None) -> int:
             order = KINDS[n % 3:] + KINDS[:n % 3]
             for kind in order:
                 per_packet = {}
-                changes = row_changes()
+                changes = row_changes(kind)
                 for name, packets in zip(PACKETS, calls(kind, args.calls, offset)):
-                    before = measure()
+                    before = measure(kind)
                     for run in packets:
                         run()
-                    d = [b - a for a, b in zip(before, measure())]
+                    d = [b - a for a, b in zip(before, measure(kind))]
                     per_packet[name] = d
                 offset += args.calls
-                after = row_changes()
+                after = row_changes(kind)
                 rows = {t: [round((b - a) / args.calls, 2) for a, b in zip(changes[t], after[t])]
                         for t in TABLES if t in after and t in changes}
                 d = [sum(v[k] for v in per_packet.values()) for k in range(5)]
@@ -318,7 +317,7 @@ def main(argv=None) -> int:
     floor = None
     for kind in KINDS:
         mine = [r for r in results if r["kind"] == kind]
-        med = {k: sorted(r[k] for r in mine)[len(mine) // 2]
+        med = {k: statistics.median_high(r[k] for r in mine)
                for k in ("backend_cpu_ms", "cluster_cpu_ms", "client_cpu_ms", "wal_bytes")}
         med["total_cpu_ms"] = round(med["cluster_cpu_ms"] + med["client_cpu_ms"], 3)
         report["median"][kind] = med
@@ -335,7 +334,7 @@ def main(argv=None) -> int:
         cells = []
         for kind in KINDS:
             mine = [r["per_packet"][name] for r in results if r["kind"] == kind]
-            med = {k: sorted(m[k] for m in mine)[len(mine) // 2]
+            med = {k: statistics.median_high(m[k] for m in mine)
                    for k in ("cluster_cpu_ms", "client_cpu_ms", "wal_bytes")}
             report.setdefault("per_packet_median", {}).setdefault(kind, {})[name] = med
             cells.append(f"{med['client_cpu_ms']:.3f} + {med['cluster_cpu_ms']:.3f}, "

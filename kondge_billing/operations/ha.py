@@ -607,7 +607,7 @@ class Runner:
         return now - at >= wait
 
     def _launch(self, name: str):
-        if name in self.backoff and self.launched.get(name) is not None:
+        if name in self.backoff:       # set only after a launch that died at once
             self.backoff[name] = min(MAX_BACKOFF, self.backoff[name] * 2)
         launch_keeper(self.t, name)
         self.launched[name] = self.clock()

@@ -117,13 +117,11 @@ BEGIN
            AND v_prev.stop_digest IS DISTINCT FROM p_digest THEN
             SELECT * INTO v_hold FROM kondge.reservation r
              WHERE r.gateway_id = p_gateway_id AND r.call_key = v_prev.call_key;
-        END IF;
-        IF v_hold.id IS NULL AND p_status = 'stop' AND v_billed IS NOT FALSE
-           AND NOT 'stop-missing' = ANY (v_flags)
-           AND v_prev.stop_digest IS DISTINCT FROM p_digest THEN
-            SELECT * INTO v_cdr FROM kondge.cdr d
-             WHERE d.gateway_id = p_gateway_id AND d.call_key = v_prev.call_key
-               AND 'stop-missing' = ANY (d.flags) AND NOT 'corrected' = ANY (d.flags);
+            IF v_hold.id IS NULL THEN
+                SELECT * INTO v_cdr FROM kondge.cdr d
+                 WHERE d.gateway_id = p_gateway_id AND d.call_key = v_prev.call_key
+                   AND 'stop-missing' = ANY (d.flags) AND NOT 'corrected' = ANY (d.flags);
+            END IF;
             IF v_cdr.id IS NOT NULL THEN
                 RETURN QUERY SELECT 'correct'::text, v_cdr.call_key, v_leg, v_flags,
                     NULL::bigint, v_cdr.card_id, v_cdr.card_number, v_cdr.currency,

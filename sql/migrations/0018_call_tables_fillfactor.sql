@@ -4,8 +4,8 @@
 -- stage 2, made live by the Start and removed by the Stop, the card whose
 -- balance each call moves. With full pages (PostgreSQL's default) the row's
 -- new version goes to another page and every index of the table takes an
--- entry for it: bench/call_rows.py counted 0.6 of the 3 updates a call
--- outside HOT on short calls (docs/performance.md), and a call of minutes
+-- entry for it: bench/call_rows.py counted 0.76 of the service's 5 updates
+-- a call outside HOT on short calls (docs/performance.md), and a call of minutes
 -- finds the page of its leg full of the legs that came after it.
 -- New pages keep the room; pages already written gain it as VACUUM frees
 -- their dead rows.
