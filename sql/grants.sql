@@ -50,7 +50,8 @@ GRANT EXECUTE ON FUNCTION
     kondge.radius_correct(bigint, text, text, timestamptz, integer, integer, text, text, numeric,
                           text[]),
     kondge.radius_park(jsonb, text),
-    kondge.radius_auto_bind(bigint, text, integer, text)
+    kondge.radius_auto_bind(bigint, text, integer, text),
+    kondge.radius_price(integer, integer, integer, text)
    TO kondge_radius;
 
 -- The web portal: its functions, nothing else (sql/functions/web_*.sql).
@@ -115,6 +116,7 @@ GRANT EXECUTE ON FUNCTION
     kondge.op_pin_unlock(text, text, text, text),
     kondge.selected(jsonb),
     kondge.rating_context(text, text, text, text, integer, timestamptz, integer, integer),
+    kondge.rating_choice(text, text, text, text, integer, timestamptz, integer, integer),
     kondge.rating_json(integer, integer, integer, text, text, text, text, integer),
     kondge.prefixes_of(text)
    TO kondge_operator;

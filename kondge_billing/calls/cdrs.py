@@ -9,6 +9,8 @@ Stop of a call the sweep closed). See sql/functions/radius_*.sql.
 
 import json
 
+from ..store import prices
+
 ACCOUNT = """
 SELECT * FROM kondge.radius_account(
     %(status)s, %(gateway_id)s, %(billed_leg)s, %(call_id)s, %(has_conf)s, %(origin)s,
@@ -34,10 +36,18 @@ SELECT * FROM kondge.radius_correct(
 """
 
 
-def account(cur, **values) -> dict:
-    """kondge.radius_account(): store the record, or say what its Stop needs."""
+def account(cur, gateway_name=None, **values) -> dict:
+    """kondge.radius_account(): store the record, or say what its Stop needs:
+    the row, with the call's rating as `rating` (a prices.CallRating; the
+    gateway's name is one of its facts)."""
     cur.execute(ACCOUNT, values)
-    return cur.fetchone()
+    row = cur.fetchone()
+    row["rating"] = prices.call_rating(
+        cur, row.pop("rating_version_id"), row.pop("rating_plan_id"),
+        row.pop("rating_destination_id"), row.pop("rating_prefix"),
+        category=row["category"], access_number=row["access_number"],
+        caller=row.pop("rating_caller"), gateway=gateway_name)
+    return row
 
 
 def settle(cur, **values) -> dict:

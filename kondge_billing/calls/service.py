@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import ROUND_UP, Decimal
 
-from ..store import callers, cards
+from ..store import callers, cards, prices
 from . import cdrs, pin_guard, sessions
 from ..errors import (CardExpired, CardInUse, CardSuspended, CreditLimitReached, DestinationBlocked,
                       InsufficientBalance, InvalidArgument, LoginNotAllowed, MalformedCardNumber,
@@ -19,7 +19,6 @@ from ..rating.money import ZERO, Money, MoneyError
 from ..rating.numbers import normalise
 from ..store.pins import load_key, pin_hash
 from .sessions import new_hold_id
-from ..rating.codec import context_from_json, loads
 from ..rating.engine import allowed_seconds, call_cost, rate_call
 from ..identifiers import CARD_NUMBER, PIN, card_number_problem
 from .events import AccessRequest, AccountingRecord
@@ -200,7 +199,8 @@ class Billing:
         hashed = pin_hash(self.pin_key, number, pin) if PIN.match(pin) else None
         card = self.db.run(lambda cur: cards.for_call(
             cur, number, called, nums.caller, gateway.id, req.conf_id, call_id, now,
-            caller_number=nums.caller, pin_hash=hashed, stage=req.stage))
+            caller_number=nums.caller, pin_hash=hashed, stage=req.stage,
+            gateway_name=gateway.name))
         if isinstance(card, cards.CallRefused):
             raise self._refusal(card, number, nums.caller, gateway)
         return card, number
@@ -231,7 +231,7 @@ class Billing:
                               f"({(req.caller_raw or '')[:32]!r})")
         card = self.db.run(lambda cur: cards.for_call(
             cur, None, called, nums.caller, gateway.id, req.conf_id, call_id, now,
-            caller_number=nums.caller, stage=req.stage))
+            caller_number=nums.caller, stage=req.stage, gateway_name=gateway.name))
         if card is None:
             raise UnknownCard(f"caller {nums.caller} is bound to no card")
         if card.access_login == "card":
@@ -324,7 +324,7 @@ class Billing:
             caller=nums.caller, called=nums.called, setup=rec.setup_time,
             connect=rec.connect_time, disconnect=rec.disconnect_time,
             session_time=rec.session_time, cause=rec.disconnect_cause,
-            flags=list(rec.flags) + flags, digest=rec.digest))
+            flags=list(rec.flags) + flags, digest=rec.digest, gateway_name=gateway.name))
         outcome = row["outcome"]
         if outcome in ("recorded", "duplicate"):
             return Recorded(outcome, row["call_key"], row["leg"])
@@ -439,7 +439,7 @@ class Priced:
     ids: dict                   # what priced it: version_id, plan_id, destination_id, prefix
 
 
-def price_call(rating_json, talk: TalkTime, authorised_at, hold_amount, granted,
+def price_call(rating: prices.CallRating, talk: TalkTime, authorised_at, hold_amount, granted,
                flags: list) -> Priced:
     """The cost of a call that talked `talk.seconds` from `talk.start`, by the
     rating it was authorised with; flags say when it could not be done as usual.
@@ -450,8 +450,7 @@ def price_call(rating_json, talk: TalkTime, authorised_at, hold_amount, granted,
     call pays its share of the amount its hold reserved, pro rata, rounded
     up to the cent's hundredth (priced-from-grant). No rating at all: cost
     0, flagged unrated (a call that talked is never free without a flag)."""
-    data = loads(rating_json) if isinstance(rating_json, str) else rating_json
-    ctx = context_from_json(data)
+    ctx = rating.context
     if ctx is None:
         if talk.seconds > 0:
             if hold_amount is not None and granted:
@@ -459,7 +458,7 @@ def price_call(rating_json, talk: TalkTime, authorised_at, hold_amount, granted,
                 return Priced(_pro_rata(hold_amount, talk.seconds, granted), None, None, {})
             flags.append("unrated")
         return Priced(ZERO, None, None, {})
-    ids = {k: data.get(k) for k in ("version_id", "plan_id", "destination_id", "prefix")}
+    ids = rating.ids
     for start, flag in ((talk.start, None), (authorised_at, "priced-at-authorisation")):
         if start is None:
             continue

@@ -9,6 +9,7 @@ closed by the sweep (service.Billing.sweep).
 
 import secrets
 
+from ..store import prices
 from ..store.gateways import Gateway
 
 # The gateway of an overdue call, removed or not (its call is settled anyway).
@@ -34,7 +35,7 @@ def hold(cur, card_id, gateway_id, call_id, caller, destination, access_number, 
     """kondge.radius_hold(): reserve `amount` for the call as authorised, or say why not.
 
     `price` names what priced it: version_id, plan_id, destination_id,
-    prefix and currency (as kondge.rating_json gives them)."""
+    prefix and currency (store/prices.py: CallRating.ids)."""
     cur.execute(
         """SELECT * FROM kondge.radius_hold(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                                             %s, %s, %s)""",
@@ -79,7 +80,7 @@ def overdue(cur, grace_seconds: int, limit: int = 1000) -> list[dict]:
     """Live calls past their granted time plus the grace: their Stop is lost.
 
     Each row has its gateway as `gateway` (a Gateway, secret left out) and
-    the rating it was authorised with (`rating`, as kondge.rating_json)."""
+    the rating it was authorised with (`rating`, a prices.CallRating)."""
     cur.execute(
         f"""SELECT r.id, r.call_id, r.call_key, r.acct_session_id, r.card_id,
                    r.granted_seconds, r.interim_seconds, r.amount, r.caller, r.destination,
@@ -90,9 +91,6 @@ def overdue(cur, grace_seconds: int, limit: int = 1000) -> list[dict]:
                      WHERE l.gateway_id = r.gateway_id AND l.call_key = r.call_key
                        AND l.acct_session_id = coalesce(r.acct_session_id, '')
                      ORDER BY l.id LIMIT 1) AS leg,
-                   kondge.rating_json(r.tariff_version_id, r.plan_id, r.destination_id,
-                                      r.rate_prefix, r.category, r.access_number, r.caller,
-                                      r.gateway_id)::text AS rating,
                    {GATEWAY_COLUMNS}
              FROM kondge.reservation r JOIN kondge.card c ON c.id = r.card_id
              JOIN kondge.gateway g ON g.id = r.gateway_id
@@ -104,4 +102,9 @@ def overdue(cur, grace_seconds: int, limit: int = 1000) -> list[dict]:
         gw = {k[3:]: row.pop(k) for k in list(row) if k.startswith("gw_")}
         row["gateway"] = Gateway(**gw)
         rows.append(row)
+    for row in rows:
+        row["rating"] = prices.call_rating(
+            cur, row["tariff_version_id"], row["plan_id"], row["destination_id"],
+            row["rate_prefix"], category=row["category"], access_number=row["access_number"],
+            caller=row["caller"], gateway=row["gateway"].name)
     return rows

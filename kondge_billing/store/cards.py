@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from . import audit, card_tariffs, categories
+from . import audit, card_tariffs, categories, prices
 from ..rating import currencies
 from ..rating.money import ZERO, Money, MoneyError, operator_amount
 from .pins import pin_hash
 from ..identifiers import card_number_problem, language_problem, pin_problem
-from ..rating.codec import context_from_json, loads
 from ..rating.engine import RatingContext
 
 
@@ -36,7 +35,7 @@ class CallCard:
     language: str
     category: str
     rating: RatingContext | None        # stage 2: the destination's price, if it has one
-    price: dict | None                  # ...and what chose it (kondge.rating_json: ids)
+    price: dict                         # ...and its ids (store/prices.py; empty: none)
     stage: str                          # login (stage 1) | destination (stage 2)
     billing: str                        # prepaid | postpaid
     credit_limit: Decimal
@@ -79,8 +78,9 @@ class CallRefused:
 # returns the card (by its number, with the PIN checked against the keyed
 # hash we pass, or by the caller number bound to it) or why not, its
 # category, what its other calls hold, the stage, the access number the call
-# came in on and its policy, the card's bound callers, and at stage 2 the
-# rating of the destination under the card's tariff (kondge.rating_context).
+# came in on and its policy, the card's bound callers, and at stage 2 which
+# price of the card's tariff the destination gets (its ids: the rating itself
+# is kept by the process, store/prices.py).
 CALL_LOOKUP = """
 SELECT * FROM kondge.radius_card(%(number)s, %(pin_hash)s, %(caller_number)s, %(called)s,
                                  %(caller)s, %(gateway_id)s, %(call_id)s, %(conf_id)s,
@@ -92,12 +92,14 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
              gateway_id: int | None = None, conf_id: str | None = None,
              call_id: str = "", at: datetime | None = None,
              caller_number: str | None = None, pin_hash: str | None = None,
-             stage: str | None = None) -> CallCard | CallRefused | None:
+             stage: str | None = None, gateway_name: str | None = None
+             ) -> CallCard | CallRefused | None:
     """The card for a call, by its number and PIN (CallRefused when the
     database refuses them) or (number None) by the caller number bound to it
     (None: bound to no card). (gateway_id, call_id) names the call itself,
     whose own earlier hold (a repeated authorisation) does not count against
-    it; `stage` is the stage the gateway named (Service-Type), if it did."""
+    it; `stage` is the stage the gateway named (Service-Type), if it did;
+    `gateway_name` is the gateway's name, a fact of the call's rating."""
     cur.execute(CALL_LOOKUP, {
         "number": number, "pin_hash": pin_hash, "called": called or "", "caller": caller,
         "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
@@ -108,9 +110,11 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
     refusal, until = row.pop("refusal"), row.pop("refused_until")
     if refusal is not None:
         return CallRefused(refusal, until)
-    price = loads(row["rating"]) if row["rating"] else None
-    row["rating"] = context_from_json(price)
-    return CallCard(price=price, **row)
+    rating = prices.call_rating(
+        cur, row.pop("rating_version_id"), row.pop("rating_plan_id"),
+        row.pop("rating_destination_id"), row.pop("rating_prefix"), category=row["category"],
+        access_number=row["access_number"], caller=caller, gateway=gateway_name)
+    return CallCard(rating=rating.context, price=rating.ids, **row)
 
 
 def add(cur, key: bytes, number: str, pin: str, balance, currency: str,

@@ -41,6 +41,7 @@ import psycopg2
 import psycopg2.extensions
 
 from ..errors import Unavailable
+from . import prices
 
 
 def _refuse_float(value):
@@ -223,6 +224,9 @@ class Database:
             if time.monotonic() - began > self.SLOW_FAILURE:
                 self._hung()
             raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from exc
+        # the ratings kept by their ids are the database's: one restored, or
+        # a standby taken over, may have given the same ids to other versions
+        prices.forget()
         return conn
 
     def _deadline(self):

@@ -25,8 +25,11 @@
 -- Outcomes: 'recorded' (stored), 'duplicate' (nothing changed), and for a
 -- billed Stop, nothing stored yet: 'price' (authorised: the hold's
 -- rating), 'unauthorised' (no hold: the named card's rating, if any) or
--- 'correct' (the CDR of a swept call: its rating). The caller prices the
--- call and stores it with radius_settle or radius_correct.
+-- 'correct' (the CDR of a swept call: its rating). A rating is its ids
+-- (version, plan, destination, prefix) and the caller it was chosen for:
+-- the caller keeps the ratings by their ids (kondge_billing/store/
+-- prices.py), prices the call and stores it with radius_settle or
+-- radius_correct.
 CREATE OR REPLACE FUNCTION kondge.radius_account(
     p_status text, p_gateway_id integer, p_billed_leg text, p_call_id text,
     p_has_conf boolean, p_origin text, p_call_type text, p_acct_session_id text,
@@ -37,8 +40,10 @@ CREATE OR REPLACE FUNCTION kondge.radius_account(
     outcome text, call_key text, leg text, flags text[], hold_id bigint, card_id bigint,
     card_number text, currency char(3), destination text, access_number text,
     category text, granted_seconds integer, hold_amount numeric,
-    authorised_at timestamptz, rating text, start_received_at timestamptz,
-    start_connect timestamptz, cdr_id bigint, cdr_charge numeric)
+    authorised_at timestamptz, rating_version_id integer, rating_plan_id integer,
+    rating_destination_id integer, rating_prefix text, rating_caller text,
+    start_received_at timestamptz, start_connect timestamptz, cdr_id bigint,
+    cdr_charge numeric)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
 SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
 AS $$
@@ -56,6 +61,10 @@ DECLARE
     v_login  text;
     v_live   boolean := false;  -- the claim of a Start made its hold live too
     v_number text;              -- the number of the hold's card
+    v_version integer;          -- the price of a call nobody authorised: its ids
+    v_plan    integer;
+    v_dest    integer;
+    v_prefix  text;
 BEGIN
     IF p_status NOT IN ('start', 'interim', 'stop') THEN
         RAISE EXCEPTION 'radius_account: unknown status %', p_status
@@ -103,7 +112,7 @@ BEGIN
     IF p_status = 'stop' AND v_prev.stop_digest = p_digest THEN
         RETURN QUERY SELECT 'duplicate'::text, NULL::text, v_leg, v_flags,
             NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-            NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text,
+            NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
             NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -127,10 +136,8 @@ BEGIN
                     NULL::bigint, v_cdr.card_id, v_cdr.card_number, v_cdr.currency,
                     v_cdr.destination, v_cdr.access_number, v_cdr.category,
                     v_cdr.granted_seconds, NULL::numeric, v_cdr.authorised_at,
-                    kondge.rating_json(v_cdr.tariff_version_id, v_cdr.plan_id,
-                                       v_cdr.destination_id, v_cdr.rate_prefix,
-                                       v_cdr.category, v_cdr.access_number,
-                                       v_cdr.caller, p_gateway_id)::text,
+                    v_cdr.tariff_version_id, v_cdr.plan_id, v_cdr.destination_id,
+                    v_cdr.rate_prefix, v_cdr.caller,
                     v_prev.start_received_at, v_prev.connect_time, v_cdr.id, v_cdr.charge;
                 RETURN;
             END IF;
@@ -140,7 +147,7 @@ BEGIN
                 RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg, v_flags,
                     NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text,
                     NULL::text, NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz,
-                    NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint,
+                    NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint,
                     NULL::numeric;
                 RETURN;
             END IF;
@@ -157,14 +164,14 @@ BEGIN
                     RETURN QUERY SELECT 'recorded'::text, v_prev.call_key, v_leg, v_flags,
                         NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text,
                         NULL::text, NULL::text, NULL::integer, NULL::numeric,
-                        NULL::timestamptz, NULL::text, NULL::timestamptz, NULL::timestamptz,
+                        NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
                         NULL::bigint, NULL::numeric;
                     RETURN;
                 END IF;
                 RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg,
                     v_flags || ARRAY['differs-from-stored-record'], NULL::bigint,
                     NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-                    NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text,
+                    NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
                     NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
                 RETURN;
             END IF;
@@ -173,7 +180,7 @@ BEGIN
         ELSIF p_status = 'start' AND v_prev.start_received_at IS NOT NULL THEN
             RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg, v_flags,
                 NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-                NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text,
+                NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
                 NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
             RETURN;
         END IF;
@@ -311,7 +318,7 @@ BEGIN
         END IF;
         RETURN QUERY SELECT 'recorded'::text, v_key, v_leg, v_flags, v_hold.id,
             v_hold.card_id, NULL::text, NULL::char(3), NULL::text, NULL::text, NULL::text,
-            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text, NULL::timestamptz,
+            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
             NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -335,7 +342,7 @@ BEGIN
         END IF;
         RETURN QUERY SELECT 'recorded'::text, v_key, v_leg, v_flags, v_hold.id,
             v_hold.card_id, NULL::text, NULL::char(3), NULL::text, NULL::text, NULL::text,
-            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::text, NULL::timestamptz,
+            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
             NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -360,7 +367,7 @@ BEGIN
         RETURN QUERY SELECT CASE WHEN FOUND THEN 'recorded' ELSE 'duplicate' END, v_key,
             v_leg, v_flags, NULL::bigint, NULL::bigint, NULL::text, NULL::char(3),
             NULL::text, NULL::text, NULL::text, NULL::integer, NULL::numeric,
-            NULL::timestamptz, NULL::text, NULL::timestamptz, NULL::timestamptz,
+            NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
             NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -371,9 +378,8 @@ BEGIN
             v_hold.card_id, v_number,
             v_hold.currency, v_hold.destination, v_hold.access_number, v_hold.category,
             v_hold.granted_seconds, v_hold.amount, v_hold.created_at,
-            kondge.rating_json(v_hold.tariff_version_id, v_hold.plan_id,
-                               v_hold.destination_id, v_hold.rate_prefix, v_hold.category,
-                               v_hold.access_number, v_hold.caller, p_gateway_id)::text,
+            v_hold.tariff_version_id, v_hold.plan_id, v_hold.destination_id,
+            v_hold.rate_prefix, v_hold.caller,
             coalesce(v_prev.start_received_at, v_hold.start_received_at),
             v_prev.connect_time, NULL::bigint, NULL::numeric;
         RETURN;
@@ -386,12 +392,15 @@ BEGIN
      ORDER BY c.number = p_card_number DESC LIMIT 1;
     SELECT l.access_number INTO v_login FROM kondge.call_login l
      WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id;
+    IF v_card.id IS NOT NULL THEN
+        SELECT c.version_id, c.plan_id, c.destination_id, c.prefix
+          INTO v_version, v_plan, v_dest, v_prefix
+          FROM kondge.rating_choice(v_card.category, p_called, p_caller, v_login, p_gateway_id,
+                                    coalesce(p_connect, now()), v_card.tariff_id) c;
+    END IF;
     RETURN QUERY SELECT 'unauthorised'::text, v_key, v_leg, v_flags, NULL::bigint, v_card.id,
         v_card.number, v_card.currency, p_called, v_login, v_card.category, NULL::integer,
-        NULL::numeric, NULL::timestamptz,
-        CASE WHEN v_card.id IS NOT NULL THEN
-            kondge.rating_context(v_card.category, p_called, p_caller, v_login, p_gateway_id,
-                                  coalesce(p_connect, now()), v_card.tariff_id)::text END,
+        NULL::numeric, NULL::timestamptz, v_version, v_plan, v_dest, v_prefix, p_caller,
         v_prev.start_received_at, v_prev.connect_time, NULL::bigint, NULL::numeric;
 END;
 $$;

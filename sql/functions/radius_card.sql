@@ -3,8 +3,9 @@
 -- keyed hash of the PIN it was given, and gets back only whether it
 -- matches) or by the caller number bound to it; its category; what its
 -- other calls hold; which stage the request is; the number the caller came
--- in on and its policy; and, at stage 2, the rating of the destination
--- under the card's tariff.
+-- in on and its policy; and, at stage 2, which price of the card's tariff
+-- the destination gets (rating_choice: the ids; the caller keeps the
+-- ratings by their ids, kondge_billing/store/prices.py).
 --
 -- Nothing about a card leaves without its proof. A card-number login
 -- returns one row with `refusal` set and nothing else when:
@@ -61,7 +62,8 @@ CREATE OR REPLACE FUNCTION kondge.radius_card(
     max_calls integer, max_call_seconds integer, auto_bind boolean, max_callers integer,
     held numeric, active_calls integer, stage text, access_number text, access_login text,
     access_language text, access_prompt_id integer, callers_bound bigint,
-    caller_card_id bigint, rating text)
+    caller_card_id bigint, rating_version_id integer, rating_plan_id integer,
+    rating_destination_id integer, rating_prefix text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = kondge, public
 SET enable_seqscan = off  -- by index: the call tables grow (docs/performance.md)
 AS $$
@@ -199,9 +201,11 @@ BEGIN
     callers_bound := v_card.callers_bound;
     caller_card_id := v_card.bound_card;
     IF v_stage = 'destination' THEN
-        rating := kondge.rating_context(v_card.category, p_called, p_caller, v_access,
-                                        p_gateway_id, p_at,
-                                        coalesce(v_card.tariff_id, v_card.category_tariff_id))::text;
+        SELECT c.version_id, c.plan_id, c.destination_id, c.prefix
+          INTO rating_version_id, rating_plan_id, rating_destination_id, rating_prefix
+          FROM kondge.rating_choice(v_card.category, p_called, p_caller, v_access,
+                                    p_gateway_id, p_at,
+                                    coalesce(v_card.tariff_id, v_card.category_tariff_id)) c;
     END IF;
     RETURN NEXT;
 END;

@@ -1,70 +1,25 @@
--- Which price a new call gets, or NULL when nothing applies (no version in
--- force, no plan matches, no destination, no rate: the call is refused as
--- DestinationBlocked). The same choice as kondge_billing/rating/resolve.py
--- makes from a file (tests/db/test_tariffs.py checks that both agree):
---   tariff: p_tariff_id (the card's own, else its category's) or else the
---           default one;
---   version: the one in force at p_at (the latest valid_from <= p_at), or
---            exactly p_version_id when given (re-rating, diff);
---   plan: the highest priority among those whose selectors all match;
---   destination: the longest prefix of p_destination in that version.
--- The answer is rating_json() of the ids chosen.
+-- Which price a new call gets, as the rating the engine reads, or NULL when
+-- nothing applies (no version in force, no plan matches, no destination, no
+-- rate: the call is refused as DestinationBlocked): rating_json() of the
+-- ids rating_choice() chooses (see there for the rules).
 CREATE OR REPLACE FUNCTION kondge.rating_context(
     p_category text, p_destination text, p_caller text, p_access_number text,
     p_gateway_id integer, p_at timestamptz,
     p_tariff_id integer DEFAULT NULL, p_version_id integer DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql STABLE
-SET enable_seqscan = on  -- the tariff tables: the planner's own choice (docs/performance.md)
 AS $$
 DECLARE
-    v_version_id integer;
-    v_gateway    text;
-    v_plan_id    integer;
-    v_prefix     text;
-    v_dest_id    integer;
+    v_choice record;
 BEGIN
-    IF p_destination IS NULL OR p_destination !~ '^[0-9]{1,32}$' THEN
+    SELECT * INTO v_choice
+      FROM kondge.rating_choice(p_category, p_destination, p_caller, p_access_number,
+                                p_gateway_id, p_at, p_tariff_id, p_version_id);
+    IF v_choice.version_id IS NULL THEN
         RETURN NULL;
     END IF;
-    IF p_version_id IS NOT NULL THEN
-        v_version_id := p_version_id;
-    ELSE
-        SELECT id INTO v_version_id FROM kondge.tariff_version
-         WHERE tariff_id = coalesce(p_tariff_id,
-                                    (SELECT id FROM kondge.tariff WHERE is_default))
-           AND valid_from <= p_at
-         ORDER BY valid_from DESC, id DESC LIMIT 1;
-    END IF;
-    IF v_version_id IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT name INTO v_gateway FROM kondge.gateway WHERE id = p_gateway_id;
-
-    SELECT p.id INTO v_plan_id FROM kondge.tariff_plan p
-     WHERE p.version_id = v_version_id
-       AND (p.categories IS NULL OR p_category = ANY (p.categories))
-       AND (p.gateways IS NULL OR v_gateway = ANY (p.gateways))
-       AND (p.access_prefixes IS NULL OR EXISTS (
-                SELECT 1 FROM unnest(p.access_prefixes) a
-                 WHERE starts_with(coalesce(p_access_number, ''), a)))
-       AND (p.caller_prefixes IS NULL OR EXISTS (
-                SELECT 1 FROM unnest(p.caller_prefixes) c
-                 WHERE starts_with(coalesce(p_caller, ''), c)))
-     ORDER BY p.priority DESC, p.id LIMIT 1;
-    IF v_plan_id IS NULL THEN
-        RETURN NULL;
-    END IF;
-
-    SELECT tp.prefix, tp.destination_id INTO v_prefix, v_dest_id
-      FROM kondge.tariff_prefix tp
-     WHERE tp.version_id = v_version_id
-       AND tp.prefix = ANY (kondge.prefixes_of(p_destination))
-     ORDER BY length(tp.prefix) DESC LIMIT 1;
-    IF v_dest_id IS NULL THEN
-        RETURN NULL;
-    END IF;
-    RETURN kondge.rating_json(v_version_id, v_plan_id, v_dest_id, v_prefix, p_category,
-                              p_access_number, p_caller, p_gateway_id);
+    RETURN kondge.rating_json(v_choice.version_id, v_choice.plan_id, v_choice.destination_id,
+                              v_choice.prefix, p_category, p_access_number, p_caller,
+                              p_gateway_id);
 END;
 $$;

@@ -19,7 +19,8 @@ OTHER = "1000000016"
 PRICE = {"version_id": None, "plan_id": None, "destination_id": None, "prefix": "44",
          "currency": "USD"}
 DATA = ("id", "number", "balance", "currency", "status", "expires_at", "language", "category",
-        "billing", "credit_limit", "max_calls", "held", "active_calls", "stage", "rating")
+        "billing", "credit_limit", "max_calls", "held", "active_calls", "stage",
+        "rating_version_id", "rating_plan_id", "rating_destination_id", "rating_prefix")
 
 
 def as_role(dsn, role):
@@ -130,7 +131,7 @@ def test_stage_2_alone_proves_its_card_for_its_hold(radius, world, pin_key):
     check of the PIN is the proof."""
     [row] = radius_card(radius, CARD, pin_hash(pin_key, CARD, PIN), called="447911123456",
                         call="auth:solo")
-    assert row["stage"] == "destination" and row["rating"]
+    assert row["stage"] == "destination" and row["rating_version_id"] is not None
     assert hold(radius, card_id(world, CARD), call="auth:solo")["outcome"] == "held"
 
 

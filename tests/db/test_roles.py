@@ -114,12 +114,15 @@ function kondge.radius_card                   -                           EXECUT
 function kondge.radius_correct                -                           EXECUTE        -           -
 function kondge.radius_hold                   -                           EXECUTE        -           -
 function kondge.radius_park                   -                           EXECUTE        -           -
+function kondge.radius_price                  -                           EXECUTE        -           -
 function kondge.radius_settle                 -                           EXECUTE        -           -
 function kondge.radius_settle_billed          -                           -              -           -
+function kondge.rating_choice                 EXECUTE                     -              -           -
 function kondge.rating_context                EXECUTE                     -              -           -
 function kondge.rating_json                   EXECUTE                     -              -           -
 function kondge.selected                      EXECUTE                     -              -           -
 function kondge.tariff_in                     -                           -              -           -
+function kondge.tariff_unchanged              -                           -              -           -
 function kondge.tariff_version_audited        -                           -              -           -
 function kondge.voucher_reactivated           -                           -              -           -
 function kondge.web_calls                     -                           -              EXECUTE     -

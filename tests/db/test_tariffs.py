@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from textwrap import dedent
 
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,8 @@ from kondge_billing.store.gateways import GatewayDirectory, all_gateways
 from kondge_billing.edge.request import access_request, accounting_record
 from kondge_billing.calls.service import Billing, Login
 from kondge_billing.rating import diff, engine, tariff_file
-from kondge_billing.store import tariffs
+from kondge_billing.store import prices, tariffs
+from kondge_billing.store.db import Database
 from kondge_billing.rating.resolve import context_for
 from tests.support.cards import luhn_number
 
@@ -92,16 +94,20 @@ def test_a_tariff_is_found_by_its_name(world):
     assert found[1] is None and loaded.tariff == intl["tariff"] == "intl"
 
 
-def test_the_version_in_force_is_chosen_by_time(world):
-    later = """
+def demo_version(valid_from: str) -> str:
+    """A version of the demo tariff: UK mobiles at 0.30 a minute, nothing else."""
+    return f"""
         tariff: demo
-        valid_from: 2030-01-01T00:00:00+00:00
+        valid_from: {valid_from}
         currency: USD
-        defaults: {initial: 60, increment: 6}
-        destinations: {UK mobile: [4470-4479]}
-        plans: [{name: standard, rates: [{destination: UK mobile, per_minute: 0.30}]}]
+        defaults: {{initial: 60, increment: 6}}
+        destinations: {{UK mobile: [4470-4479]}}
+        plans: [{{name: standard, rates: [{{destination: UK mobile, per_minute: 0.30}}]}}]
     """
-    loaded = load_text(world, later)
+
+
+def test_the_version_in_force_is_chosen_by_time(world):
+    loaded = load_text(world, demo_version("2030-01-01T00:00:00+00:00"))
     assert loaded["version"] == 2
 
     def price_at(at):
@@ -307,3 +313,131 @@ def test_surcharges_by_access_number_caller_and_gateway_through_the_database(wor
     assert (from_sql.access_number, from_sql.caller, from_sql.gateway) == (
         "18005550100", "4930123", "fra-1")
     assert engine.call_cost(from_sql, at, 120) == engine.call_cost(from_file, at, 120)
+
+
+# --- the call path's ratings, by their ids (store/prices.py) ---------------------
+
+class CountingCursor:
+    """The real cursor, counting the statements run through it."""
+
+    def __init__(self, cur):
+        self.cur, self.statements = cur, []
+
+    def execute(self, sql, params=None):
+        self.statements.append(sql)
+        return self.cur.execute(sql, params)
+
+    def fetchone(self):
+        return self.cur.fetchone()
+
+
+def _by_ids(cur, destination, at, category, caller, access, gateway, tariff_id):
+    gw = tariffs.gateway_id(cur, gateway) if gateway else None
+    cur.execute("SELECT * FROM kondge.rating_choice(%s, %s, %s, %s, %s, %s, %s)",
+                (category, destination, caller, access, gw, at, tariff_id))
+    ids = cur.fetchone()
+    return prices.call_rating(cur, ids["version_id"], ids["plan_id"], ids["destination_id"],
+                              ids["prefix"], category=category, access_number=access,
+                              caller=caller, gateway=gateway)
+
+
+@pytest.mark.parametrize("destination, category, caller, access, gateway", CALLS)
+def test_the_call_paths_rating_by_ids_is_the_rating_context(
+        world, destination, category, caller, access, gateway):
+    """What a call is priced by, its ids and the rating kept for them, is what
+    rating_context() builds whole (the kept rating of one call's ids serves
+    the next call with its own facts)."""
+    at = datetime(2026, 3, 3, 21, 58, tzinfo=timezone.utc)
+
+    def both(cur):
+        cur.execute("SELECT id FROM kondge.tariff WHERE name = 'intl'")
+        intl = cur.fetchone()["id"]
+        gw = tariffs.gateway_id(cur, gateway) if gateway else None
+        whole = tariffs.rating_context(cur, destination, at, category=category, caller=caller,
+                                       access=access, gateway_id=gw, tariff_id=intl)
+        return whole, [_by_ids(cur, destination, at, category, caller, access, gateway, intl)
+                       for _ in range(2)]
+    prices.forget()
+    whole, (first, again) = world.run(both)
+    if whole is None:
+        assert first == again == prices.NO_RATING
+        return
+    assert first.context == again.context == whole        # every field but the scratch memo
+    assert first.context is not again.context             # each call a context of its own
+    assert first.ids == {"version_id": whole.version_id, "plan_id": first.ids["plan_id"],
+                         "destination_id": first.ids["destination_id"],
+                         "prefix": whole.prefix, "currency": whole.currency}
+    assert engine.call_cost(first.context, at, 600) == engine.call_cost(whole, at, 600)
+
+
+def test_a_rating_is_read_once_and_serves_other_calls_with_their_facts(world):
+    """One read for a version's plan and destination; every later call to it
+    brings its own facts and the prefix its number matched."""
+    at = datetime(2026, 3, 3, 21, 58, tzinfo=timezone.utc)
+    prices.forget()
+
+    def twice(cur):
+        counted = CountingCursor(cur)
+        cur.execute("SELECT * FROM kondge.rating_choice('standard', '447911123456', NULL, "
+                    "NULL, NULL, %s)", (at,))
+        ids = cur.fetchone()
+        key = (ids["version_id"], ids["plan_id"], ids["destination_id"], ids["prefix"])
+        first = prices.call_rating(counted, *key, category="standard", caller="4930123")
+        read = len(counted.statements)
+        second = prices.call_rating(counted, *key[:3], key[3] + "1", category="gold",
+                                    access_number="18005550100", gateway="fra-1")
+        return first, second, read, len(counted.statements)
+    first, second, read, after = world.run(twice)
+    assert (read, after) == (1, 1)                       # the second call read nothing
+    assert (first.context.category, first.context.caller) == ("standard", "4930123")
+    assert (second.context.category, second.context.access_number, second.context.caller,
+            second.context.gateway) == ("gold", "18005550100", None, "fra-1")
+    # another number of the same destination: the prefix it matched is its own
+    assert (first.context.prefix, second.context.prefix) == (first.ids["prefix"],
+                                                            first.ids["prefix"] + "1")
+    assert second.ids == dict(first.ids, prefix=first.ids["prefix"] + "1")
+    assert first.context.rates == second.context.rates
+
+
+def test_ids_without_a_rate_are_no_rating(world):
+    """A plan with no rate for the destination, or ids of no version: the
+    call is unrated (blocked at stage 2), never priced by something else."""
+    prices.forget()
+    version = world.run(lambda cur: (cur.execute(
+        "SELECT max(id) AS v FROM kondge.tariff_version"), cur.fetchone())[1])["v"]
+    assert world.run(lambda cur: prices.call_rating(cur, version, 999999, 999999, "44")) \
+        == prices.NO_RATING
+    assert world.run(lambda cur: prices.call_rating(cur, 999999, 1, 1, "44")) \
+        == prices.NO_RATING
+    assert world.run(lambda cur: prices.call_rating(cur, None, None, None, None)) \
+        == prices.NO_RATING
+
+
+def test_a_new_connection_forgets_the_kept_ratings(world, dsn):
+    at = datetime(2026, 3, 3, 21, 58, tzinfo=timezone.utc)
+    world.run(lambda cur: _by_ids(cur, "447911123456", at, "standard", None, None, None, None))
+    assert prices._KEPT
+    other = Database(dsn)
+    try:
+        other.run(lambda cur: cur.execute("SELECT 1"))
+        assert not prices._KEPT
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("table, column", [
+    ("tariff_version", "valid_from"), ("tariff_plan", "priority"),
+    ("tariff_destination", "name"), ("tariff_prefix", "destination_id"),
+    ("tariff_rate", "rate")])
+def test_a_loaded_tariff_version_never_changes(world, table, column):
+    """Each process keeps the ratings it read by their ids: a version, once
+    loaded, is never changed under them, by any role (a new price is a new
+    version)."""
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="never changes"):
+        world.run(lambda cur: cur.execute(
+            f"UPDATE kondge.{table} SET {column} = {column}"))
+    # a new version still loads, and is what new calls get
+    loaded = load_text(world, demo_version("2020-01-01T00:00:00+00:00"))
+    now = world.run(lambda cur: tariffs.rating_context(cur, "447911123456",
+                                                       datetime.now(timezone.utc)))
+    assert now.version == loaded["version"]
