@@ -4,7 +4,7 @@ VENV := .venv
 KONDGE := $(VENV)/bin/kondge
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-rows bench-engine bench-ha chaos fuzz psql clean
+.PHONY: setup run start stop status test test-unit bench bench-web bench-floor bench-cards bench-profile bench-rows bench-ab bench-engine bench-ha chaos fuzz psql clean
 
 setup:
 	@bash scripts/setup.sh
@@ -96,6 +96,12 @@ bench-profile: setup
 # turn on one database (var/bench-rows); var/bench/call_rows.{txt,json}.
 bench-rows: setup
 	$(VENV)/bin/python bench/call_rows.py
+
+# The working tree against a revision, REV=rev (default HEAD): both trees'
+# call path played side by side, rounds begun together (var/ab), the CPU a
+# call of each and their ratio round by round; var/bench/ab.{txt,json}.
+bench-ab: setup
+	$(VENV)/bin/python bench/ab.py $(or $(REV),HEAD)
 
 # The rating engine's Python time per call, BASELINE=rev (default: merge-base with main) against this tree.
 bench-engine: setup

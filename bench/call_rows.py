@@ -35,7 +35,6 @@ set (bench/calls.py's loader). Writes var/bench/call_rows.txt (and .json). Timin
 """
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -346,10 +345,7 @@ def main(argv=None) -> int:
         last = [r for r in results if r["kind"] == kind][-1]["row_changes"]
         lines.append(f"  {kind:<8} " + ", ".join(
             f"{t} {v[0]:g}/{v[1]:g}({v[2]:g})/{v[3]:g}" for t, v in last.items() if any(v)))
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "call_rows.txt").write_text("\n".join(lines) + "\n")
-    (OUT / "call_rows.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("\n".join(lines))
+    bench_calls.write_results(OUT, "call_rows", lines, report)
     return 0
 
 

@@ -66,6 +66,14 @@ def say(message: str):
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def write_results(out: Path, name: str, lines: list, report: dict):
+    """A bench's report as out/NAME.txt (the lines, printed too) and NAME.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print("\n".join(lines))
+
+
 def bench_env(var: Path, pg_port: int = PG_PORT) -> dict:
     env = dict(os.environ)
     env.update({"KONDGE_VAR": str(var), "KONDGE_PG_PORT": str(pg_port),

@@ -200,10 +200,34 @@ def apply_sql(dsn: str, path: Path):
     conn.close()
 
 
+class FileBarrier:
+    """Rounds begun together with other bench processes (bench/ab.py): at
+    round n each party leaves a file in `directory` and waits until all
+    `parties` have, so that two trees measured side by side share the
+    machine's moods round by round."""
+
+    def __init__(self, directory: Path | None, parties: int = 2, timeout: float = 900.0,
+                 name: str | None = None):
+        self.directory, self.parties, self.timeout = directory, parties, timeout
+        self.name = name or str(os.getpid())
+
+    def wait(self, n: int):
+        if self.directory is None:
+            return
+        (self.directory / f"{self.name}.{n}").touch()
+        deadline = time.monotonic() + self.timeout
+        while len(list(self.directory.glob(f"*.{n}"))) < self.parties:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: the other party never reached round {n} "
+                                 f"({self.directory})")
+            time.sleep(0.01)
+
+
 def rounds(s, su_dsn, billing_db_dsn, gws, card_list, dests, count, calls, alternate,
-           offset) -> list:
+           offset, barrier: FileBarrier | None = None) -> list:
     """`count` rounds of `calls` calls without the profiler, on one connection
     held as the hook holds it: each round's CPU, WAL and wall time a call."""
+    barrier = barrier or FileBarrier(None)
     if not count:
         return []
     db = Database(billing_db_dsn, s.db_timeout_ms, deadline_ms=s.db_timeout_ms + 500,
@@ -229,6 +253,7 @@ def rounds(s, su_dsn, billing_db_dsn, gws, card_list, dests, count, calls, alter
                 # the functions compiled afresh before the round is timed
                 play(billing, untimed, gws, card_list, dests, 20, offset=offset)
                 offset += 20
+            barrier.wait(n)
             cpu, w, t, py = (postgres_cpu(s, backend["pg_backend_pid"]), wal(),
                              time.perf_counter(), time.process_time())
             play(billing, untimed, gws, card_list, dests, calls, offset=offset)
@@ -293,12 +318,21 @@ def main(argv=None) -> int:
     p.add_argument("--alternate", default="",
                    help="SQL function files (comma-separated) applied before the odd rounds; "
                         "the tree's files of the same names before the even ones")
+    p.add_argument("--port", type=int, default=PG_PORT,
+                   help=f"the bench cluster's port (default {PG_PORT})")
+    p.add_argument("--var", type=Path, default=VAR,
+                   help="the bench's own folder, made afresh (default var/bench-profile)")
+    p.add_argument("--out", type=Path, default=OUT,
+                   help="where profile.txt and profile.json go (default var/bench)")
+    p.add_argument("--barrier", type=Path, default=None,
+                   help="a folder shared with another bench process (bench/ab.py): each "
+                        "round begins when both have reached it")
     args = p.parse_args(argv)
     alternate = [Path(f) for f in args.alternate.split(",") if f]
     for path in alternate:
         if not path.is_file() or not (HOME / "sql" / "functions" / path.name).is_file():
             p.error(f"--alternate: {path} is not a file named as one of sql/functions/*.sql")
-    b = fresh_var(VAR, PG_PORT, args.cards, args.prefixes)
+    b = fresh_var(args.var, args.port, args.cards, args.prefixes)
     s, card_list, gws, dests = b.s, b.card_list, b.gws, b.dests
     report = {}
     try:
@@ -336,7 +370,7 @@ def main(argv=None) -> int:
         report["rounds"] = rounds(s, su_kondge, billing_db_dsn=s.dsn, gws=gws,
                                   card_list=card_list, dests=dests, count=args.rounds,
                                   calls=args.round_calls, alternate=alternate,
-                                  offset=args.calls + 200)
+                                  offset=args.calls + 200, barrier=FileBarrier(args.barrier))
         time.sleep(0.6)
         report["per_packet"] = {
             k: {"p50_ms": round(pct(v, 0.5), 3), "p99_ms": round(pct(v, 0.99), 3),
@@ -382,11 +416,11 @@ def main(argv=None) -> int:
               report["auto_explain"], "", "== cProfile, top 25 by own time",
               report["cprofile_top"], "== cProfile, top 40 by cumulative time",
               report["cprofile_cumulative"]]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "profile.txt").write_text("\n".join(lines) + "\n")
-    (OUT / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "profile.txt").write_text("\n".join(lines) + "\n")
+    (args.out / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print("\n".join(lines[:20 + len(report["rounds"])]))
-    print(f"bench: the whole profile in {OUT / 'profile.txt'}")
+    print(f"bench: the whole profile in {args.out / 'profile.txt'}")
     return 0
 
 
