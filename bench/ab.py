@@ -64,20 +64,19 @@ def compare(base: list, tree: list) -> dict:
     pairs = []
     for b, t in zip(base, tree):
         pairs.append({"round": b["round"],
-                      "base_backend_ms": b["backend_cpu_ms"], "tree_backend_ms": t["backend_cpu_ms"],
+                      "base_backend_ms": b["backend_cpu_ms"],
+                      "tree_backend_ms": t["backend_cpu_ms"],
                       "backend_ratio": round(t["backend_cpu_ms"] / b["backend_cpu_ms"], 3),
                       "base_python_ms": b["python_cpu_ms"], "tree_python_ms": t["python_cpu_ms"],
                       "python_ratio": round(t["python_cpu_ms"] / b["python_cpu_ms"], 3),
                       "base_wal_bytes": b["wal_bytes"], "tree_wal_bytes": t["wal_bytes"]})
-    summary = {}
-    for key in ("backend", "python"):
-        ratios = [p[f"{key}_ratio"] for p in pairs]
-        summary[key] = {"median_ratio": round(statistics.median(ratios), 3),
-                        "tree_cheaper_rounds": sum(r < 1 for r in ratios), "rounds": len(ratios)}
-    both = [(p["tree_backend_ms"] + p["tree_python_ms"]) / (p["base_backend_ms"] + p["base_python_ms"])
-            for p in pairs]
-    summary["both"] = {"median_ratio": round(statistics.median(both), 3),
-                       "tree_cheaper_rounds": sum(r < 1 for r in both), "rounds": len(both)}
+
+    def summed(ratios):
+        return {"median_ratio": round(statistics.median(ratios), 3),
+                "tree_cheaper_rounds": sum(r < 1 for r in ratios), "rounds": len(ratios)}
+    summary = {key: summed([p[f"{key}_ratio"] for p in pairs]) for key in ("backend", "python")}
+    summary["both"] = summed([(p["tree_backend_ms"] + p["tree_python_ms"])
+                              / (p["base_backend_ms"] + p["base_python_ms"]) for p in pairs])
     return {"pairs": pairs, "summary": summary}
 
 

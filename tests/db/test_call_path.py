@@ -237,8 +237,8 @@ def test_call_records_keep_their_gateway_and_tariff_version(world, billing, sql)
     account(billing, acct("Stop", "originate", 60))
     with pytest.raises(psycopg2.Error) as refused:
         world.run(lambda cur: cur.execute(sql))
-    if sql.startswith("UPDATE kondge.tariff_version"):
-        # a loaded version never changes at all (tariff_unchanged.sql)
+    if "kondge.tariff_version WHERE" in sql or "kondge.tariff_version SET" in sql:
+        # a loaded version never changes nor goes (tariff_unchanged.sql)
         assert isinstance(refused.value, psycopg2.errors.InsufficientPrivilege)
     elif not sql.startswith("TRUNCATE"):
         assert isinstance(refused.value, psycopg2.errors.ForeignKeyViolation)
@@ -249,6 +249,37 @@ def test_call_records_keep_their_gateway_and_tariff_version(world, billing, sql)
     # a gateway no call names can go, and one that calls name can be removed
     world.run(lambda cur: cur.execute("DELETE FROM kondge.gateway WHERE name = 'lucent-1'"))
     assert world.run(lambda cur: gateways.remove(cur, "demo-gw"))
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM kondge.gateway WHERE name = 'demo-gw'",
+    "UPDATE kondge.gateway SET id = 999 WHERE name = 'demo-gw'",
+    "TRUNCATE kondge.gateway",
+])
+def test_a_gateway_whose_call_is_not_settled_yet_stays(world, billing, sql):
+    """A call being settled has no CDR yet, but its hold (or its leg) names
+    the gateway: the gateway stays for the CDR to come."""
+    authorise(billing)
+    with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="kondge gateways remove"):
+        world.run(lambda cur: cur.execute(sql))
+    account(billing, acct("Stop", "originate", 60))
+    kept = world.run(lambda cur: (cur.execute(
+        "SELECT count(*) AS n FROM kondge.cdr d JOIN kondge.gateway g ON g.id = d.gateway_id"),
+        cur.fetchone())[1])
+    assert kept["n"] == 1
+
+
+def test_a_gateway_that_only_a_cdr_names_stays(world, billing):
+    """The CDR alone (its legs and hold gone) keeps its gateway."""
+    authorise(billing)
+    account(billing, acct("Stop", "originate", 60))
+    world.run(lambda cur: cur.execute("DELETE FROM kondge.call_leg; "
+                                      "DELETE FROM kondge.reservation"))
+    for sql in ("DELETE FROM kondge.gateway WHERE name = 'demo-gw'",
+                "UPDATE kondge.gateway SET id = 999 WHERE name = 'demo-gw'",
+                "TRUNCATE kondge.gateway"):
+        with pytest.raises(psycopg2.errors.ForeignKeyViolation, match="gateways remove"):
+            world.run(lambda cur: cur.execute(sql))
 
 
 def test_hook_answers_with_exact_types(world, billing):

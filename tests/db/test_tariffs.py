@@ -94,15 +94,15 @@ def test_a_tariff_is_found_by_its_name(world):
     assert found[1] is None and loaded.tariff == intl["tariff"] == "intl"
 
 
-def demo_version(valid_from: str) -> str:
-    """A version of the demo tariff: UK mobiles at 0.30 a minute, nothing else."""
+def demo_version(valid_from: str, per_minute: str = "0.30") -> str:
+    """A version of the demo tariff: UK mobiles only, at 0.30 a minute."""
     return f"""
         tariff: demo
         valid_from: {valid_from}
         currency: USD
         defaults: {{initial: 60, increment: 6}}
         destinations: {{UK mobile: [4470-4479]}}
-        plans: [{{name: standard, rates: [{{destination: UK mobile, per_minute: 0.30}}]}}]
+        plans: [{{name: standard, rates: [{{destination: UK mobile, per_minute: {per_minute}}}]}}]
     """
 
 
@@ -429,15 +429,29 @@ def test_a_new_connection_forgets_the_kept_ratings(world, dsn):
     ("tariff_version", "valid_from"), ("tariff_plan", "priority"),
     ("tariff_destination", "name"), ("tariff_prefix", "destination_id"),
     ("tariff_rate", "rate")])
-def test_a_loaded_tariff_version_never_changes(world, table, column):
-    """Each process keeps the ratings it read by their ids: a version, once
-    loaded, is never changed under them, by any role (a new price is a new
-    version)."""
+@pytest.mark.parametrize("change", ["UPDATE", "DELETE"])
+def test_a_loaded_tariff_version_never_changes(world, table, column, change):
+    """Each process keeps the ratings it read by their ids, and CDRs name
+    their version: a version, once loaded, is never changed or deleted
+    under them, by any role (a new price is a new version)."""
+    sql = (f"UPDATE kondge.{table} SET {column} = {column}" if change == "UPDATE"
+           else f"DELETE FROM kondge.{table}")
     with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="never changes"):
-        world.run(lambda cur: cur.execute(
-            f"UPDATE kondge.{table} SET {column} = {column}"))
+        world.run(lambda cur: cur.execute(sql))
     # a new version still loads, and is what new calls get
     loaded = load_text(world, demo_version("2020-01-01T00:00:00+00:00"))
     now = world.run(lambda cur: tariffs.rating_context(cur, "447911123456",
                                                        datetime.now(timezone.utc)))
     assert now.version == loaded["version"]
+
+
+def test_a_version_loaded_by_mistake_is_put_out_of_force_by_the_corrected_one(world):
+    """A version cannot be deleted: the corrected file, loaded with the same
+    valid_from, applies from then on (of two versions from the same moment
+    the one loaded last)."""
+    wrong = load_text(world, demo_version("2021-01-01T00:00:00+00:00", "3.00"))
+    right = load_text(world, demo_version("2021-01-01T00:00:00+00:00", "0.25"))
+    now = world.run(lambda cur: tariffs.rating_context(cur, "447911123456",
+                                                       datetime.now(timezone.utc)))
+    assert now.version == right["version"] == wrong["version"] + 1
+    assert now.rates["*"].steps[0].per_minute == Decimal("0.25")
