@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from ..rating.codec import context_from_json
 from ..rating.engine import RatingContext
 
-#: ratings kept at most; the memo is emptied when full (a deck's plans times
-#: its destinations called in a day is far below it)
-MEMO_SIZE = 65536
+#: ratings kept at most (about 1 kB each: 16 MB at most a process, within
+#: the 300 MB a FreeRADIUS process may take); the memo is emptied when full
+#: and fills again by the calls that follow (one read each)
+MEMO_SIZE = 16384
 _KEPT: dict = {}
 _NONE = object()
 

@@ -455,3 +455,14 @@ def test_a_version_loaded_by_mistake_is_put_out_of_force_by_the_corrected_one(wo
                                                        datetime.now(timezone.utc)))
     assert now.version == right["version"] == wrong["version"] + 1
     assert now.rates["*"].steps[0].per_minute == Decimal("0.25")
+
+
+def test_the_kept_ratings_are_bounded(world, monkeypatch):
+    """A process keeps at most MEMO_SIZE ratings (ids without a rate too):
+    full, it empties and fills again."""
+    prices.forget()
+    monkeypatch.setattr(prices, "MEMO_SIZE", 3)
+    for n in range(7):
+        world.run(lambda cur: prices.call_rating(cur, 1, 900000 + n, 1, "44"))
+        assert 1 <= len(prices._KEPT) <= 3
+    assert (1, 900006, 1) in prices._KEPT
