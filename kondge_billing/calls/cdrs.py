@@ -42,11 +42,9 @@ def account(cur, gateway_name=None, **values) -> dict:
     gateway's name is one of its facts)."""
     cur.execute(ACCOUNT, values)
     row = cur.fetchone()
-    row["rating"] = prices.call_rating(
-        cur, row.pop("rating_version_id"), row.pop("rating_plan_id"),
-        row.pop("rating_destination_id"), row.pop("rating_prefix"),
-        category=row["category"], access_number=row["access_number"],
-        caller=row.pop("rating_caller"), gateway=gateway_name)
+    row["rating"] = prices.from_row(cur, row, category=row["category"],
+                                    access_number=row["access_number"],
+                                    caller=row.pop("rating_caller"), gateway=gateway_name)
     return row
 
 

@@ -110,10 +110,9 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
     refusal, until = row.pop("refusal"), row.pop("refused_until")
     if refusal is not None:
         return CallRefused(refusal, until)
-    rating = prices.call_rating(
-        cur, row.pop("rating_version_id"), row.pop("rating_plan_id"),
-        row.pop("rating_destination_id"), row.pop("rating_prefix"), category=row["category"],
-        access_number=row["access_number"], caller=caller, gateway=gateway_name)
+    rating = prices.from_row(cur, row, category=row["category"],
+                             access_number=row["access_number"], caller=caller,
+                             gateway=gateway_name)
     return CallCard(rating=rating.context, price=rating.ids, **row)
 
 

@@ -66,6 +66,14 @@ def call_rating(cur, version_id, plan_id, destination_id, prefix, *, category=No
                                 "currency": context.currency})
 
 
+def from_row(cur, row: dict, **facts) -> CallRating:
+    """The rating a call-path function's answer names (its rating_version_id,
+    rating_plan_id, rating_destination_id and rating_prefix columns, taken
+    out of `row`), with the call's facts (call_rating's keywords)."""
+    return call_rating(cur, row.pop("rating_version_id"), row.pop("rating_plan_id"),
+                       row.pop("rating_destination_id"), row.pop("rating_prefix"), **facts)
+
+
 def forget():
     """Drop every kept rating: a new connection to the database does (a
     database restored from a backup, or a standby that took over, may have

@@ -112,7 +112,8 @@ BEGIN
     IF p_status = 'stop' AND v_prev.stop_digest = p_digest THEN
         RETURN QUERY SELECT 'duplicate'::text, NULL::text, v_leg, v_flags,
             NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-            NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
+            NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer,
+            NULL::integer, NULL::integer, NULL::text, NULL::text,
             NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -147,7 +148,8 @@ BEGIN
                 RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg, v_flags,
                     NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text,
                     NULL::text, NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz,
-                    NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz, NULL::bigint,
+                    NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
+                    NULL::timestamptz, NULL::timestamptz, NULL::bigint,
                     NULL::numeric;
                 RETURN;
             END IF;
@@ -164,14 +166,16 @@ BEGIN
                     RETURN QUERY SELECT 'recorded'::text, v_prev.call_key, v_leg, v_flags,
                         NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text,
                         NULL::text, NULL::text, NULL::integer, NULL::numeric,
-                        NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
+                        NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer,
+                        NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
                         NULL::bigint, NULL::numeric;
                     RETURN;
                 END IF;
                 RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg,
                     v_flags || ARRAY['differs-from-stored-record'], NULL::bigint,
                     NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-                    NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
+                    NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer,
+                    NULL::integer, NULL::integer, NULL::text, NULL::text,
                     NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
                 RETURN;
             END IF;
@@ -180,7 +184,8 @@ BEGIN
         ELSIF p_status = 'start' AND v_prev.start_received_at IS NOT NULL THEN
             RETURN QUERY SELECT 'duplicate'::text, v_prev.call_key, v_leg, v_flags,
                 NULL::bigint, NULL::bigint, NULL::text, NULL::char(3), NULL::text, NULL::text,
-                NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text,
+                NULL::text, NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer,
+                NULL::integer, NULL::integer, NULL::text, NULL::text,
                 NULL::timestamptz, NULL::timestamptz, NULL::bigint, NULL::numeric;
             RETURN;
         END IF;
@@ -318,7 +323,8 @@ BEGIN
         END IF;
         RETURN QUERY SELECT 'recorded'::text, v_key, v_leg, v_flags, v_hold.id,
             v_hold.card_id, NULL::text, NULL::char(3), NULL::text, NULL::text, NULL::text,
-            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
+            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer,
+            NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
             NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -342,7 +348,8 @@ BEGIN
         END IF;
         RETURN QUERY SELECT 'recorded'::text, v_key, v_leg, v_flags, v_hold.id,
             v_hold.card_id, NULL::text, NULL::char(3), NULL::text, NULL::text, NULL::text,
-            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
+            NULL::integer, NULL::numeric, NULL::timestamptz, NULL::integer, NULL::integer,
+            NULL::integer, NULL::text, NULL::text, NULL::timestamptz,
             NULL::timestamptz, NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
@@ -367,7 +374,8 @@ BEGIN
         RETURN QUERY SELECT CASE WHEN FOUND THEN 'recorded' ELSE 'duplicate' END, v_key,
             v_leg, v_flags, NULL::bigint, NULL::bigint, NULL::text, NULL::char(3),
             NULL::text, NULL::text, NULL::text, NULL::integer, NULL::numeric,
-            NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text, NULL::text, NULL::timestamptz, NULL::timestamptz,
+            NULL::timestamptz, NULL::integer, NULL::integer, NULL::integer, NULL::text,
+            NULL::text, NULL::timestamptz, NULL::timestamptz,
             NULL::bigint, NULL::numeric;
         RETURN;
     END IF;
