@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,12 @@ def stand_in():
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
                                  "pg_autoctl", "run"], start_new_session=True)
         started.append(proc)
+        # Popen returns once the exec is past its point of no return, which
+        # can be before the kernel shows the new command line in /proc
+        deadline = time.monotonic() + 10
+        while b"pg_autoctl" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in never showed its command line"
+            time.sleep(0.01)
         return proc
     yield start
     for proc in started:
