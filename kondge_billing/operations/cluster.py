@@ -168,9 +168,30 @@ def ensure_cluster(s: config.Settings):
 
 
 def pg_running(s: config.Settings) -> bool:
-    if not (s.pg_data / "PG_VERSION").exists():
+    """Whether the cluster's postmaster runs: what `pg_ctl status` decides
+    (postmaster.pid names a live process), read here, not by starting
+    pg_ctl (under runuser, as root): the supervisor asks five times a
+    second, and two processes started each time cost the machine about 2 %
+    of its CPU under load (docs/performance.md). A pid file left by a crash
+    whose pid another program took since is not taken for the postmaster."""
+    try:
+        pid = int((s.pg_data / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
         return False
-    return _pg_ctl(s, "status").returncode == 0
+    if pid <= 0:            # pg_ctl's sign of a single-user backend: not a server
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                # alive, another user's
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True         # no /proc to look in: alive is all pg_ctl knows
+    name, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:][:1]
+    return state != "Z" and name.startswith("postgres")
 
 
 # Settings of the private cluster for the call path, rewritten at every
