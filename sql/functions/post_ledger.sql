@@ -5,8 +5,17 @@
 -- each with its card's balance after it. The cards are locked (FOR UPDATE,
 -- in id order, so that two postings cannot deadlock) until the caller's
 -- transaction ends. A card may appear once in one posting.
+--
+-- p_first_used_at, p_expires_at (one card only: a call's charge): the card's
+-- first answered call starts its validity clock in the same UPDATE as its
+-- new balance, if it had not started: first_used_at, and expires_at when
+-- p_expires_at is given (an after-first-use card). One UPDATE, not two: a
+-- row updated a second time in its transaction has its foreign keys checked
+-- again (the card's category and tariff rows locked, the hottest rows
+-- there are), and leaves one more row version.
 CREATE OR REPLACE FUNCTION kondge.post_ledger(
-    p_cards bigint[], p_amounts numeric[], p_kind text, p_keys text[], p_note text DEFAULT ''
+    p_cards bigint[], p_amounts numeric[], p_kind text, p_keys text[], p_note text DEFAULT '',
+    p_first_used_at timestamptz DEFAULT NULL, p_expires_at timestamptz DEFAULT NULL
 ) RETURNS TABLE (card_id bigint, amount numeric, balance_after numeric)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -21,6 +30,10 @@ BEGIN
         RAISE EXCEPTION 'post_ledger: one card, one amount and one key for each movement'
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF (p_first_used_at IS NOT NULL OR p_expires_at IS NOT NULL) AND cardinality(p_cards) <> 1 THEN
+        RAISE EXCEPTION 'post_ledger: a first use is posted with one card only'
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF cardinality(p_cards) = 1 THEN
         -- one card (a call, a refill, an adjustment): the same, in plain statements
         SELECT c.balance + p_amounts[1] INTO v_after
@@ -32,7 +45,13 @@ BEGIN
         VALUES (p_cards[1], p_amounts[1], p_kind, p_keys[1], v_after, coalesce(p_note, ''))
         ON CONFLICT (key) DO NOTHING;
         IF FOUND THEN
-            UPDATE kondge.card c SET balance = v_after WHERE c.id = p_cards[1];
+            UPDATE kondge.card c
+               SET balance = v_after,
+                   first_used_at = coalesce(c.first_used_at, p_first_used_at),
+                   expires_at = CASE WHEN c.first_used_at IS NULL AND p_first_used_at IS NOT NULL
+                                          AND p_expires_at IS NOT NULL
+                                     THEN p_expires_at ELSE c.expires_at END
+             WHERE c.id = p_cards[1];
             RETURN QUERY SELECT p_cards[1], p_amounts[1], v_after;
         END IF;
         RETURN;

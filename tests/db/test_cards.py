@@ -5,6 +5,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import psycopg2
+import psycopg2.errors
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
@@ -147,12 +149,21 @@ def test_validity_fixed_and_after_issue_set_at_issue(shop, pin_key):
 
 def call(billing, piece, seconds, conf, dest="447911123456"):
     """An authorised call of `piece` (an issued card: number and PIN) that talked `seconds`."""
-    number = piece.number
-    grant = billing.authorize(billing.gateways.get("127.0.0.1"), access_request((
-        ("User-Name", number), ("User-Password", piece.pin),
+    grant = authorise(billing, piece, conf, dest)
+    assert grant.seconds >= seconds or seconds == 0
+    return stop(billing, piece, seconds, conf, dest)
+
+
+def authorise(billing, piece, conf, dest="447911123456"):
+    return billing.authorize(billing.gateways.get("127.0.0.1"), access_request((
+        ("User-Name", piece.number), ("User-Password", piece.pin),
         ("Called-Station-Id", dest), ("h323-conf-id", f"h323-conf-id={conf}"),
         ("Kondge-Gateway-Address", "127.0.0.1"))))
-    assert grant.seconds >= seconds or seconds == 0
+
+
+def stop(billing, piece, seconds, conf, dest="447911123456"):
+    """The billed leg's Stop of an authorised call."""
+    number = piece.number
     pairs = {"Acct-Status-Type": "Stop", "Acct-Session-Id": conf[-8:], "User-Name": number,
              "Calling-Station-Id": "15551234567", "Called-Station-Id": dest,
              "h323-conf-id": f"h323-conf-id={conf}", "h323-call-origin": "h323-call-origin=originate",
@@ -175,6 +186,58 @@ def test_first_use_starts_the_validity_clock(shop, pin_key, billing):
     again = one(shop, "SELECT expires_at FROM kondge.card WHERE number = %s", number)
     assert again["expires_at"] == card["expires_at"]          # only the first use counts
     assert mismatches(shop) == []
+
+
+def test_a_first_charged_call_updates_its_card_once(shop, pin_key, billing, dsn):
+    """The charge and the start of the validity clock are one UPDATE of the
+    card (post_ledger's first use). Two, in one transaction, had the card's
+    foreign keys checked again at the second: its category's row locked
+    (FOR KEY SHARE) by every first call, the hottest row there is. So a
+    first call's Stop does not wait for an operator's transaction that
+    holds the category's row."""
+    add_category(shop, "after-use", face_value="10", validity="after-first-use", valid_days=7)
+    piece = issue(shop, pin_key, "after-use", 1)["pieces"][0]
+    conf = "CCCC0001 0F4411D6 AB5591F0 CBF3D765"
+    assert authorise(billing, piece, conf).seconds >= 60
+    holder = psycopg2.connect(dsn)
+    try:
+        holder.cursor().execute("SELECT 1 FROM kondge.category WHERE name = 'after-use' "
+                                "FOR UPDATE")
+        done = {}
+
+        def settle():
+            try:
+                done["out"] = stop(billing, piece, 60, conf)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                done["error"] = exc
+        worker = threading.Thread(target=settle)
+        worker.start()
+        worker.join(15)
+        waited = worker.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+    worker.join(60)
+    assert not waited and "error" not in done, (
+        f"the first call's Stop waited for its card's category row: {done.get('error')!r}")
+    assert done["out"].outcome == "charged" and done["out"].charge > 0
+    card = one(shop, "SELECT balance, expires_at, first_used_at FROM kondge.card "
+                     "WHERE number = %s", piece.number)
+    assert card["expires_at"] - card["first_used_at"] == timedelta(days=7)
+    assert card["balance"] == Decimal("10") - done["out"].charge
+    assert mismatches(shop) == []
+
+
+def test_a_first_use_is_posted_with_one_card_only(shop, pin_key):
+    pieces = issue(shop, pin_key, "usd-10", 2)["pieces"]
+    ids = [one(shop, "SELECT id FROM kondge.card WHERE number = %s", p.number)["id"]
+           for p in pieces]
+    with pytest.raises(psycopg2.errors.InvalidParameterValue, match="one card only"):
+        tx(shop, lambda cur: cur.execute(
+            "SELECT * FROM kondge.post_ledger(%s, ARRAY[-1, -1]::numeric[], 'call', "
+            "ARRAY['x1', 'x2'], '', now())", (ids,)))
+    assert rows(shop, "SELECT 1 FROM kondge.card WHERE id = ANY (%s) AND first_used_at "
+                      "IS NOT NULL", ids) == []
 
 
 FREE_TARIFF = """
