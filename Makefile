@@ -83,7 +83,7 @@ bench-ha: setup
 
 # The floor alone (see bench/floor.py --help).
 bench-floor: setup
-	$(VENV)/bin/python bench/floor.py
+	$(VENV)/bin/python bench/floor.py $(FLOOR_ARGS)
 
 # Where a call's time goes: the call path called directly, one packet at a
 # time (per-packet timings, PostgreSQL function times, EXPLAIN ANALYZE,

@@ -29,6 +29,12 @@ failed or the floor's database did not get the records it acknowledged.
 
     .venv/bin/python bench/floor.py [--workers 4] [--steps 200,400,...]
         [--seconds 8] [--rounds 1] [--processes 4] [--no-service]
+        [--perf-rate 120 [--perf-seconds 6]]
+
+With --perf-rate, the step at that offered rate is also sampled by `perf`
+for each kind (bench/cpu_split.py): the CPU a complete call by component
+(FreeRADIUS, the Python in its workers, the kernel for each, PostgreSQL),
+and the service's excess over the floor, part by part.
 """
 
 import argparse
@@ -45,7 +51,7 @@ sys.path.insert(0, str(HOME))
 
 import psycopg2  # noqa: E402
 
-from bench import calls, ceilings, loadgen, minimal_radius  # noqa: E402
+from bench import calls, ceilings, cpu_split, loadgen, minimal_radius  # noqa: E402
 from kondge_billing.operations import cluster, radius_processes, supervisor  # noqa: E402
 from kondge_billing import config  # noqa: E402
 
@@ -78,10 +84,24 @@ def parse_args(argv):
     p.add_argument("--cards", type=int, default=100000)
     p.add_argument("--no-service", action="store_true",
                    help="the unlang and floor workers only")
+    p.add_argument("--perf-rate", type=float, default=None,
+                   help="sample the step at this offered rate with perf, for each kind "
+                        "(one of --steps; needs linux-perf and root)")
+    p.add_argument("--perf-seconds", type=float, default=6.0,
+                   help="how long perf samples, in the middle of the step (default 6)")
     p.add_argument("--out", default=str(calls.OUT / "floor"), help="output path without suffix")
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers: 1 or more")
+    if args.perf_rate is not None:
+        if args.perf_rate not in [float(r) for r in args.steps.split(",")]:
+            p.error(f"--perf-rate {args.perf_rate:g} is not one of --steps {args.steps}")
+        if not 0 < args.perf_seconds <= args.seconds - 2:
+            p.error(f"--perf-seconds must be above 0 and leave 2 s of the step "
+                    f"(--seconds {args.seconds:g}) around it")
+        why = cpu_split.unavailable()
+        if why:
+            p.error(f"--perf-rate: {why}")
     return args
 
 
@@ -170,6 +190,7 @@ def table(results: dict) -> str:
         f"{k} {v}" for k, v in results["ratios"].items()))
     if results.get("sizing"):
         lines += sizing_lines(results["sizing"])
+    lines += cpu_split.table(results.get("cpu_split", {}))
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
     check = results.get("billing_check")
@@ -251,7 +272,7 @@ def main(argv=None) -> int:
                "processes": args.processes, "step_seconds": args.seconds,
                "command": " ".join([".venv/bin/python", "bench/floor.py"]
                                    + (argv if argv is not None else sys.argv[1:])),
-               "runs": []}
+               "runs": [], "cpu_split": {}}
     started, s, service_env = [], None, None
     try:
         s = prepare_database(env, cards, gws, 100000)
@@ -289,8 +310,19 @@ def main(argv=None) -> int:
                     step_data = (gws, cards[start:] + cards[:start], data[2])
                     pg0 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
                     t0 = time.monotonic()
+                    sampling = (cpu_split.Recording(
+                        VAR / "perf" / f"{target.name}.data", args.perf_seconds,
+                        (args.seconds - args.perf_seconds) / 2)
+                        if rate == args.perf_rate and i == 0 else None)
                     run = ceilings.one_step(loadgen, "current", target.name, target, step_data,
                                             rate, args.seconds, args.processes)
+                    if sampling is not None:
+                        shares = sampling.shares()
+                        results["cpu_split"][target.name] = {
+                            "rate": rate, "calls_per_second": run["calls_per_second"],
+                            "shares_percent": shares,
+                            "ms_a_call": cpu_split.per_call(shares, os.cpu_count(),
+                                                            run["calls_per_second"])}
                     pg1 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
                     run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
                                                         / (time.monotonic() - t0))
