@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg2
 
 from .. import config
-from . import demo, privileges
+from . import demo, pids, privileges
 from ..store import migrate
 from ..calls import pin_guard
 from .console import say
@@ -174,24 +174,8 @@ def pg_running(s: config.Settings) -> bool:
     second, and two processes started each time cost the machine about 2 %
     of its CPU under load (docs/performance.md). A pid file left by a crash
     whose pid another program took since is not taken for the postmaster."""
-    try:
-        pid = int((s.pg_data / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (OSError, ValueError):
-        return False
-    if pid <= 0:            # pg_ctl's sign of a single-user backend: not a server
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass                # alive, another user's
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True         # no /proc to look in: alive is all pg_ctl knows
-    name, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:][:1]
-    return state != "Z" and name.startswith("postgres")
+    pid = pids.running_pid(s.pg_data / "postmaster.pid")
+    return pid is not None and pids.name(pid).startswith("postgres")
 
 
 # Settings of the private cluster for the call path, rewritten at every

@@ -33,6 +33,7 @@ import psycopg2
 import psycopg2.extras
 
 from . import backup, cluster, privileges
+from .pids import alive, running_pid
 from .. import config
 from .console import say
 from ..errors import StackError
@@ -246,25 +247,6 @@ def set_passwords(t: Topology, name: str, roles):
 
 def pid_file(t: Topology, name: str) -> Path:
     return t.root / f"{name}.pid"
-
-
-def running_pid(path: Path) -> int | None:
-    """The pid in `path` if that process runs (a zombie nobody reaped does not)."""
-    try:
-        return alive(int(path.read_text().split("\n", 1)[0]))
-    except (OSError, ValueError):
-        return None
-
-
-def alive(pid: int) -> int | None:
-    """`pid` if that process runs (not a zombie), else None."""
-    try:
-        os.kill(pid, 0)
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-        return pid
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def launch_keeper(t: Topology, name: str):
