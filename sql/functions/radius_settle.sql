@@ -45,6 +45,7 @@ DECLARE
     v_cdr_id bigint;
     v_after  numeric;
     v_first  boolean;           -- the card's first answered call
+    v_expiry timestamptz;       -- and the expiry it starts (an after-first-use card)
 BEGIN
     IF v_cost < 0 OR coalesce(p_duration, 0) < 0 OR p_price < 0 THEN
         RAISE EXCEPTION 'radius_settle: cost %, duration % and price % must not be negative',
@@ -142,24 +143,21 @@ BEGIN
     v_after := v_card.balance;
     v_first := v_card.id IS NOT NULL AND v_card.first_used_at IS NULL
                AND coalesce(p_duration, 0) > 0;
+    IF v_first AND v_card.validity = 'after-first-use' THEN
+        v_expiry := now() + make_interval(days => v_card.valid_days);
+    END IF;
     IF v_charge > 0 THEN
         -- the charge, and a first call's start of the validity clock, in one UPDATE
         SELECT l.balance_after INTO v_after
           FROM kondge.post_ledger(ARRAY[v_card.id], ARRAY[-v_charge], 'call',
                                   ARRAY['call:' || p_gateway_id || ':' || p_call_key],
                                   'cdr ' || v_cdr_id,
-                                  CASE WHEN v_first THEN now() END,
-                                  CASE WHEN v_first AND v_card.validity = 'after-first-use'
-                                       THEN now() + make_interval(days => v_card.valid_days)
-                                  END) l;
+                                  CASE WHEN v_first THEN now() END, v_expiry) l;
         v_first := v_first AND NOT FOUND;   -- posted: its clock started with it
     END IF;
     IF v_first THEN
         UPDATE kondge.card
-           SET first_used_at = now(),
-               expires_at = CASE WHEN v_card.validity = 'after-first-use'
-                                 THEN now() + make_interval(days => v_card.valid_days)
-                                 ELSE expires_at END
+           SET first_used_at = now(), expires_at = coalesce(v_expiry, expires_at)
          WHERE id = v_card.id;
     END IF;
     RETURN QUERY SELECT 'charged'::text, v_charge, v_after, v_cdr_id;
