@@ -316,17 +316,17 @@ def main(argv=None) -> int:
                         if rate == args.perf_rate and i == 0 else None)
                     run = ceilings.one_step(loadgen, "current", target.name, target, step_data,
                                             rate, args.seconds, args.processes)
-                    if sampling is not None:
+                    pg1 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
+                    run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
+                                                        / (time.monotonic() - t0))
+                    run["postgres_cpu_seconds"] = round(pg1 - pg0, 3)
+                    if sampling is not None:     # perf's report: outside the step's timing
                         shares = sampling.shares()
                         results["cpu_split"][target.name] = {
                             "rate": rate, "calls_per_second": run["calls_per_second"],
                             "shares_percent": shares,
                             "ms_a_call": cpu_split.per_call(shares, os.cpu_count(),
                                                             run["calls_per_second"])}
-                    pg1 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
-                    run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
-                                                        / (time.monotonic() - t0))
-                    run["postgres_cpu_seconds"] = round(pg1 - pg0, 3)
                     results["runs"].append(run)
                     if target.name == "floor":
                         answered += sum(run["latency"][k]["count"] for k in ("start", "stop"))
