@@ -142,7 +142,7 @@ def explain(dsn: str, gw_id: int, card: str, dest: str) -> str:
         params = {"number": card, "pin_hash": None, "caller_number": None, "called": dest,
                   "caller": loadgen.CALLER, "gateway_id": gw_id, "conf_id": "x",
                   "call_id": "x", "stage": "destination", "at": at}
-        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cards.CALL_LOOKUP, params)
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + cards.CALL_LOOKUP.text, params)
         out += ["== CALL_LOOKUP (stage 2)"] + [r[0] for r in cur.fetchall()]
     conn.close()
     return "\n".join(out)

@@ -10,16 +10,17 @@ Stop of a call the sweep closed). See sql/functions/radius_*.sql.
 import json
 
 from ..store import prices
+from ..store.prepared import Prepared
 
-ACCOUNT = """
+ACCOUNT = Prepared("kondge_radius_account", """
 SELECT * FROM kondge.radius_account(
     %(status)s, %(gateway_id)s, %(billed_leg)s, %(call_id)s, %(has_conf)s, %(origin)s,
     %(call_type)s, %(acct_session_id)s, %(user_name)s, %(card_number)s, %(caller_number)s,
     %(caller)s, %(called)s, %(setup)s, %(connect)s, %(disconnect)s, %(session_time)s,
     %(cause)s, %(flags)s, %(digest)s)
-"""
+""")
 
-SETTLE = """
+SETTLE = Prepared("kondge_radius_settle", """
 SELECT * FROM kondge.radius_settle(
     %(gateway_id)s, %(call_key)s, %(call_id)s, %(leg)s, %(acct_session_id)s, %(hold_id)s,
     %(card_id)s, %(charge)s, %(user_name)s, %(caller)s, %(called)s, %(setup)s, %(connect)s,
@@ -27,7 +28,7 @@ SELECT * FROM kondge.radius_settle(
     %(destination)s, %(access_number)s, %(category)s, %(version_id)s, %(plan_id)s,
     %(destination_id)s, %(rate_prefix)s, %(price)s, %(cost)s, %(currency)s, %(granted)s,
     %(authorised_at)s)
-"""
+""")
 
 CORRECT = """
 SELECT * FROM kondge.radius_correct(
@@ -40,7 +41,7 @@ def account(cur, gateway_name=None, **values) -> dict:
     """kondge.radius_account(): store the record, or say what its Stop needs:
     the row, with the call's rating as `rating` (a prices.CallRating; the
     gateway's name is one of its facts)."""
-    cur.execute(ACCOUNT, values)
+    ACCOUNT.run(cur, values)
     row = cur.fetchone()
     row["rating"] = prices.from_row(cur, row, category=row["category"],
                                     access_number=row["access_number"],
@@ -50,7 +51,7 @@ def account(cur, gateway_name=None, **values) -> dict:
 
 def settle(cur, **values) -> dict:
     """kondge.radius_settle(): the priced Stop: leg, CDR and charge at once."""
-    cur.execute(SETTLE, values)
+    SETTLE.run(cur, values)
     return cur.fetchone()
 
 

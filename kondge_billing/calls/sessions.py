@@ -10,6 +10,7 @@ closed by the sweep (service.Billing.sweep).
 import secrets
 
 from ..store import prices
+from ..store.prepared import Prepared
 from ..store.gateways import Gateway
 
 # The gateway of an overdue call, removed or not (its call is settled anyway).
@@ -30,18 +31,27 @@ def new_hold_id() -> str:
     return "auth:" + secrets.token_hex(12)
 
 
+HOLD = Prepared("kondge_radius_hold", """
+SELECT * FROM kondge.radius_hold(
+    %(card_id)s, %(gateway_id)s, %(call_id)s, %(caller)s, %(destination)s, %(access_number)s,
+    %(category)s, %(version_id)s, %(plan_id)s, %(destination_id)s, %(prefix)s, %(currency)s,
+    %(amount)s, %(seconds)s, %(hold_ttl)s)
+""")
+
+
 def hold(cur, card_id, gateway_id, call_id, caller, destination, access_number, category,
          price: dict, amount, seconds, hold_ttl) -> dict:
     """kondge.radius_hold(): reserve `amount` for the call as authorised, or say why not.
 
     `price` names what priced it: version_id, plan_id, destination_id,
     prefix and currency (store/prices.py: CallRating.ids)."""
-    cur.execute(
-        """SELECT * FROM kondge.radius_hold(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                                            %s, %s, %s)""",
-        (card_id, gateway_id, call_id, caller, destination, access_number, category,
-         price.get("version_id"), price.get("plan_id"), price.get("destination_id"),
-         price.get("prefix"), price.get("currency"), amount, seconds, hold_ttl))
+    HOLD.run(cur, {
+        "card_id": card_id, "gateway_id": gateway_id, "call_id": call_id, "caller": caller,
+        "destination": destination, "access_number": access_number, "category": category,
+        "version_id": price.get("version_id"), "plan_id": price.get("plan_id"),
+        "destination_id": price.get("destination_id"), "prefix": price.get("prefix"),
+        "currency": price.get("currency"), "amount": amount, "seconds": seconds,
+        "hold_ttl": hold_ttl})
     return cur.fetchone()
 
 

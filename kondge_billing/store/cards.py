@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from . import audit, card_tariffs, categories, prices
+from .prepared import Prepared
 from ..rating import currencies
 from ..rating.money import ZERO, Money, MoneyError, operator_amount
 from .pins import pin_hash
@@ -81,11 +82,11 @@ class CallRefused:
 # came in on and its policy, the card's bound callers, and at stage 2 which
 # price of the card's tariff the destination gets (its ids: the rating itself
 # is kept by the process, store/prices.py).
-CALL_LOOKUP = """
+CALL_LOOKUP = Prepared("kondge_radius_card", """
 SELECT * FROM kondge.radius_card(%(number)s, %(pin_hash)s, %(caller_number)s, %(called)s,
                                  %(caller)s, %(gateway_id)s, %(call_id)s, %(conf_id)s,
                                  %(stage)s, %(at)s)
-"""
+""")
 
 
 def for_call(cur, number: str | None, called: str | None, caller: str | None = None,
@@ -100,7 +101,7 @@ def for_call(cur, number: str | None, called: str | None, caller: str | None = N
     whose own earlier hold (a repeated authorisation) does not count against
     it; `stage` is the stage the gateway named (Service-Type), if it did;
     `gateway_name` is the gateway's name, a fact of the call's rating."""
-    cur.execute(CALL_LOOKUP, {
+    CALL_LOOKUP.run(cur, {
         "number": number, "pin_hash": pin_hash, "called": called or "", "caller": caller,
         "caller_number": caller_number, "gateway_id": gateway_id, "conf_id": conf_id,
         "call_id": call_id, "stage": stage, "at": at or datetime.now(timezone.utc)})
