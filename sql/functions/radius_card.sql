@@ -91,9 +91,11 @@ BEGIN
       INTO v_card
       FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
            LEFT JOIN kondge.access_number an ON an.number = p_called
-     WHERE (p_number IS NOT NULL AND c.number = p_number)
-        OR (p_number IS NULL
-            AND c.id = (SELECT b.card_id FROM kondge.caller b WHERE b.number = p_caller_number));
+     -- one index probe by number, with the plan kept for every call: the
+     -- caller's bound card is looked up only without a number
+     WHERE c.number = coalesce(p_number, (SELECT bc.number FROM kondge.caller b
+                                            JOIN kondge.card bc ON bc.id = b.card_id
+                                           WHERE b.number = p_caller_number));
     IF p_number IS NULL THEN
         IF v_card.id IS NULL THEN
             RETURN;

@@ -7,8 +7,11 @@ the call-path functions plan without sequential scans (enable_seqscan =
 off): this plays calls through one connection, and counts the sequential
 scans of the tables that grow with every call."""
 
+import psycopg2
+
 from kondge_billing.calls.service import Grant, Login
-from kondge_billing.operations import demo
+from kondge_billing.operations import demo, stack
+from kondge_billing.store.pins import pin_hash
 from tests.db.test_call_path import account, acct, auth, login
 from tests.support.waiting import wait_for
 
@@ -48,3 +51,39 @@ def test_the_call_path_never_scans_a_growing_table(db, billing, pin_key):
     after = scans(db)
     scanned = {t: after[t][0] - before[t][0] for t in GROWING}
     assert scanned == dict.fromkeys(GROWING, 0)
+
+
+def test_a_card_is_found_by_one_probe_of_its_number_in_the_plan_kept(dsn, cluster, db, pin_key):
+    """The card's look-up in radius_card, with the plan PostgreSQL keeps after
+    the fifth call: an index scan of the card's number (not a bitmap scan
+    that ORs the number with the caller's bound card, which cost twice as
+    much a call)."""
+    db.run(lambda cur: demo.load(cur, pin_key))
+    log = cluster.pg_data.parent / "postgres.log"
+    dbname = dsn.split("dbname=")[1].split()[0]
+    conn = psycopg2.connect(stack.superuser_dsn(cluster).replace("dbname=postgres",
+                                                                 f"dbname={dbname}"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("LOAD 'auto_explain'")
+            cur.execute("SET auto_explain.log_min_duration = 0")
+            cur.execute("SET auto_explain.log_nested_statements = on")
+            cur.execute("SELECT id FROM kondge.gateway WHERE name = 'demo-gw'")
+            gateway_id = cur.fetchone()[0]
+            offset = log.stat().st_size
+            for n in range(CALLS // 4):
+                cur.execute("SELECT refusal FROM kondge.radius_card(%s, %s, NULL, %s, NULL, %s, "
+                            "%s, %s, 'login', now())",
+                            ("1000000008", pin_hash(pin_key, "1000000008", "1234"),
+                             "18005550100", gateway_id, f"PLAN{n:04X}", f"PLAN{n:04X}"))
+                assert cur.fetchone()[0] is None
+    finally:
+        conn.close()
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    lookups = [block for block in text.split("LOG:  duration:")
+               if "FROM kondge.card c JOIN kondge.category cat" in block.split("CONTEXT:")[0]]
+    assert len(lookups) == CALLS // 4
+    kept = lookups[-1].split("CONTEXT:")[0]
+    assert "Index Scan using card_number_key on card c " in kept, kept
+    assert "BitmapOr" not in kept and "Bitmap Heap Scan on card c " not in kept, kept
