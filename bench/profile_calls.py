@@ -14,6 +14,11 @@ hands it) one packet at a time, and reports:
   - EXPLAIN ANALYZE of CALL_LOOKUP, and auto_explain of the statements
     inside the radius_* functions;
   - a cProfile of the Python side, top functions by own time;
+  - with --statements, pg_stat_statements (track = all, track_planning) over
+    the profiled calls: each statement, nested ones too, a call: how often
+    it ran, how often PostgreSQL planned it, and its planning and execution
+    time (a statement planned at every call shows plans = calls); it costs
+    the cluster a restart and some CPU a statement, so it is off by default;
   - with --rounds N, N more rounds of --round-calls calls each, on a
     connection held as the hook holds it, without the profiler: the
     Python CPU, the backend's CPU, the WAL and the wall time a call in
@@ -25,7 +30,7 @@ hands it) one packet at a time, and reports:
 Writes var/bench/profile.txt (and .json). Timings are floats, never money.
 
     .venv/bin/python bench/profile_calls.py [--calls 1000] [--cards 100000]
-        [--rounds 6 --round-calls 1000 [--alternate old/post_ledger.sql]]
+        [--statements] [--rounds 6 --round-calls 1000 [--alternate old/post_ledger.sql]]
 """
 
 import argparse
@@ -186,6 +191,63 @@ def auto_explained(s, gw, card, pin, dest) -> str:
         return f.read().decode(errors="replace")
 
 
+def track_statements(s, su_dsn: str):
+    """pg_stat_statements on the bench's cluster, nested statements and
+    planning included (a restart: shared_preload_libraries)."""
+    conn = psycopg2.connect(su_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    conn.close()
+    stack.stop_postgres(s)
+    stack.start_postgres(s)
+    conn = psycopg2.connect(su_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cur.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
+        cur.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        cur.execute("SELECT pg_reload_conf()")
+    conn.close()
+    time.sleep(0.5)
+
+
+def statements_read(su_dsn: str, reset: bool = False) -> list:
+    """pg_stat_statements' rows of the kondge database (or, reset, none: the
+    counts begun afresh): calls, plans, total plan and execution ms, text."""
+    conn = psycopg2.connect(su_dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            if reset:
+                cur.execute("SELECT pg_stat_statements_reset()")
+                return []
+            cur.execute("""SELECT s.calls, s.plans, s.total_plan_time, s.total_exec_time, s.query
+                             FROM pg_stat_statements s
+                             JOIN pg_database d ON d.oid = s.dbid AND d.datname = 'kondge'
+                            WHERE s.query NOT LIKE '%pg_stat_statements%'""")
+            return [{"calls": r[0], "plans": r[1], "plan_ms": r[2], "exec_ms": r[3],
+                     "query": r[4]} for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def statement_lines(rows: list, calls: int, top: int = 30) -> list:
+    """The statements by time a call (planning and execution), the costliest
+    first: runs, plans and µs a call, and the statement's first 100
+    characters on one line. Nested statements are inside their caller's
+    execution time too."""
+    lines = [f"{'runs':>6} {'plans':>6} {'plan us':>8} {'exec us':>8}  statement (a call; "
+             f"{calls} calls)"]
+    ranked = sorted(rows, key=lambda r: r["plan_ms"] + r["exec_ms"], reverse=True)
+    for r in ranked[:top]:
+        text = " ".join(r["query"].split())[:100]
+        lines.append(f"{r['calls'] / calls:>6.2f} {r['plans'] / calls:>6.2f} "
+                     f"{1000 * r['plan_ms'] / calls:>8.1f} {1000 * r['exec_ms'] / calls:>8.1f}"
+                     f"  {text}")
+    return lines
+
+
 def postgres_cpu(s, backend_pid: int) -> tuple[float, float]:
     """CPU seconds used so far by the cluster's processes, and by one backend."""
     return (sum(bench_calls.proc_cpu(p) for p in bench_calls.postgres_pids(s)),
@@ -315,6 +377,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=0,
                    help="rounds played after the profile, without it (default: none)")
     p.add_argument("--round-calls", type=int, default=1000, help="calls a round")
+    p.add_argument("--statements", action="store_true",
+                   help="pg_stat_statements over the profiled calls (restarts the bench's "
+                        "cluster with it; nested statements and planning counted)")
     p.add_argument("--alternate", default="",
                    help="SQL function files (comma-separated) applied before the odd rounds; "
                         "the tree's files of the same names before the even ones")
@@ -337,6 +402,8 @@ def main(argv=None) -> int:
     report = {}
     try:
         su_kondge = load(b)
+        if args.statements:
+            track_statements(s, su_kondge)
         conn = psycopg2.connect(su_kondge)
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -355,6 +422,8 @@ def main(argv=None) -> int:
             cur.execute("SELECT pg_stat_reset()")
         conn.close()
         time.sleep(0.6)                          # stats are flushed at most every 500 ms
+        if args.statements:
+            statements_read(su_kondge, reset=True)
         backend = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"), cur.fetchone())[1])
         timed.seconds, timed.count = 0.0, 0
         bench_calls.say(f"playing {args.calls} calls, one packet at a time, under cProfile")
@@ -366,6 +435,8 @@ def main(argv=None) -> int:
         prof.disable()
         wall = time.perf_counter() - t
         cpu = [1000.0 * (b - a) / args.calls for a, b in zip(cpu, postgres_cpu(s, backend["pg_backend_pid"]))]
+        if args.statements:
+            report["statements"] = statements_read(su_kondge)
         db.close()
         report["rounds"] = rounds(s, su_kondge, billing_db_dsn=s.dsn, gws=gws,
                                   card_list=card_list, dests=dests, count=args.rounds,
@@ -412,6 +483,9 @@ def main(argv=None) -> int:
     lines += ["", "PostgreSQL functions (track_functions): name, calls, total ms, self ms, "
               "ms per call"]
     lines += ["  " + "  ".join(str(c) for c in row) for row in report["functions"]]
+    if "statements" in report:
+        lines += ["", "== pg_stat_statements over the profiled calls (track = all, planning)"]
+        lines += statement_lines(report["statements"], args.calls)
     lines += ["", report["explain"], "", "== auto_explain of one call (nested statements)",
               report["auto_explain"], "", "== cProfile, top 25 by own time",
               report["cprofile_top"], "== cProfile, top 40 by cumulative time",
