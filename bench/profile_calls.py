@@ -169,23 +169,16 @@ def auto_explained(s, gw, card, pin, dest) -> str:
     """auto_explain of every statement (nested ones too) of one call, as PostgreSQL ran them."""
     log = s.pg_data.parent / "postgres.log"
     offset = log.stat().st_size
-    conn = psycopg2.connect(stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("ALTER DATABASE kondge SET session_preload_libraries = 'auto_explain'")
-        cur.execute("ALTER DATABASE kondge SET auto_explain.log_min_duration = 0")
-        cur.execute("ALTER DATABASE kondge SET auto_explain.log_analyze = on")
-        cur.execute("ALTER DATABASE kondge SET auto_explain.log_nested_statements = on")
+    su = stack.superuser_dsn(s).replace("dbname=postgres", "dbname=kondge")
+    settings = {"session_preload_libraries": "'auto_explain'", "auto_explain.log_min_duration": "0",
+                "auto_explain.log_analyze": "on", "auto_explain.log_nested_statements": "on"}
+    as_superuser(su, *[f"ALTER DATABASE kondge SET {k} = {v}" for k, v in settings.items()])
     db = Database(s.dsn)
     billing = make_billing(s, db)
     for _kind, how, pairs in call_pairs(gw, card, pin, dest, 999999):
         (handle_authorize if how == "auth" else handle_accounting)(billing, pairs, lambda *a: None)
     db.close()
-    with conn.cursor() as cur:
-        for name in ("session_preload_libraries", "auto_explain.log_min_duration",
-                     "auto_explain.log_analyze", "auto_explain.log_nested_statements"):
-            cur.execute(f"ALTER DATABASE kondge RESET {name}")
-    conn.close()
+    as_superuser(su, *[f"ALTER DATABASE kondge RESET {k}" for k in settings])
     with open(log, "rb") as f:
         f.seek(offset)
         return f.read().decode(errors="replace")
@@ -194,21 +187,13 @@ def auto_explained(s, gw, card, pin, dest) -> str:
 def track_statements(s, su_dsn: str):
     """pg_stat_statements on the bench's cluster, nested statements and
     planning included (a restart: shared_preload_libraries)."""
-    conn = psycopg2.connect(su_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-    conn.close()
+    as_superuser(su_dsn, "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
     stack.stop_postgres(s)
     stack.start_postgres(s)
-    conn = psycopg2.connect(su_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        cur.execute("ALTER SYSTEM SET pg_stat_statements.track = 'all'")
-        cur.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
-        cur.execute("SELECT pg_reload_conf()")
-    conn.close()
+    as_superuser(su_dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+                 "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
+                 "ALTER SYSTEM SET pg_stat_statements.track_planning = on",
+                 "SELECT pg_reload_conf()")
     time.sleep(0.5)
 
 
@@ -254,12 +239,21 @@ def postgres_cpu(s, backend_pid: int) -> tuple[float, float]:
             bench_calls.proc_cpu(backend_pid))
 
 
-def apply_sql(dsn: str, path: Path):
+def as_superuser(dsn: str, *statements: str):
+    """The statements in turn on a connection of their own, each on its own
+    (outside a transaction)."""
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(path.read_text())
-    conn.close()
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def apply_sql(dsn: str, path: Path):
+    as_superuser(dsn, path.read_text())
 
 
 class FileBarrier:
