@@ -56,8 +56,8 @@ def test_the_call_path_never_scans_a_growing_table(db, billing, pin_key):
 def test_a_card_is_found_by_one_probe_of_its_number_in_the_plan_kept(dsn, cluster, db, pin_key):
     """The card's look-up in radius_card, with the plan PostgreSQL keeps after
     the fifth call: an index scan of the card's number (not a bitmap scan
-    that ORs the number with the caller's bound card, which cost twice as
-    much a call)."""
+    that ORs the number with the caller's bound card: 86 against 54 µs a
+    look-up, docs/performance.md)."""
     db.run(lambda cur: demo.load(cur, pin_key))
     log = cluster.pg_data.parent / "postgres.log"
     dbname = dsn.split("dbname=")[1].split()[0]
