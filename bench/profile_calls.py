@@ -197,16 +197,13 @@ def track_statements(s, su_dsn: str):
     time.sleep(0.5)
 
 
-def statements_read(su_dsn: str, reset: bool = False) -> list:
-    """pg_stat_statements' rows of the kondge database (or, reset, none: the
-    counts begun afresh): calls, plans, total plan and execution ms, text."""
+def statements_read(su_dsn: str) -> list:
+    """pg_stat_statements' rows of the kondge database: calls, plans, total
+    plan and execution ms, text."""
     conn = psycopg2.connect(su_dsn)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            if reset:
-                cur.execute("SELECT pg_stat_statements_reset()")
-                return []
             cur.execute("""SELECT s.calls, s.plans, s.total_plan_time, s.total_exec_time, s.query
                              FROM pg_stat_statements s
                              JOIN pg_database d ON d.oid = s.dbid AND d.datname = 'kondge'
@@ -410,14 +407,9 @@ def main(argv=None) -> int:
         billing = make_billing(s, db)
         bench_calls.say("warming up (200 calls)")
         play(billing, timed, gws, card_list, dests, 200, offset=args.calls)
-        conn = psycopg2.connect(su_kondge)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_stat_reset()")
-        conn.close()
+        as_superuser(su_kondge, "SELECT pg_stat_reset()",
+                     *(["SELECT pg_stat_statements_reset()"] if args.statements else []))
         time.sleep(0.6)                          # stats are flushed at most every 500 ms
-        if args.statements:
-            statements_read(su_kondge, reset=True)
         backend = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"), cur.fetchone())[1])
         timed.seconds, timed.count = 0.0, 0
         bench_calls.say(f"playing {args.calls} calls, one packet at a time, under cProfile")
