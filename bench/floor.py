@@ -29,12 +29,19 @@ failed or the floor's database did not get the records it acknowledged.
 
     .venv/bin/python bench/floor.py [--workers 4] [--steps 200,400,...]
         [--seconds 8] [--rounds 1] [--processes 4] [--no-service]
-        [--perf-rate 120 [--perf-seconds 6]]
+        [--perf-rate 120 [--perf-seconds 6]] [--hook-cpu | --hook-profile]
 
 With --perf-rate, the step at that offered rate is also sampled by `perf`
 for each kind (bench/cpu_split.py): the CPU a complete call by component
 (FreeRADIUS, the Python in its workers, the kernel for each, PostgreSQL),
 and the service's excess over the floor, part by part.
+
+With --hook-cpu the service's hook adds up its own thread CPU by packet
+kind inside FreeRADIUS (kondge_billing/edge/hook_profile.py): each service
+step reports the µs of hook CPU an Access-Request, Start and Stop takes,
+and its system share. --hook-profile also runs the hook under cProfile
+(on the same clock, its own cost included) and reports the functions by
+their own CPU over the whole run.
 """
 
 import argparse
@@ -52,7 +59,9 @@ sys.path.insert(0, str(HOME))
 import psycopg2  # noqa: E402
 
 from bench import calls, ceilings, cpu_split, loadgen, minimal_radius  # noqa: E402
-from kondge_billing.operations import cluster, radius_processes, supervisor  # noqa: E402
+from kondge_billing.edge import hook_profile  # noqa: E402
+from kondge_billing.operations import (cluster, privileges, radius_processes,  # noqa: E402
+                                       supervisor)
 from kondge_billing import config  # noqa: E402
 
 VAR = HOME / "var" / "bench-floor"
@@ -89,6 +98,10 @@ def parse_args(argv):
                         "(one of --steps; needs linux-perf and root)")
     p.add_argument("--perf-seconds", type=float, default=6.0,
                    help="how long perf samples, in the middle of the step (default 6)")
+    p.add_argument("--hook-cpu", action="store_true",
+                   help="the service's hook CPU inside FreeRADIUS, by packet kind, each step")
+    p.add_argument("--hook-profile", action="store_true",
+                   help="as --hook-cpu, and the hook's functions by their own CPU (cProfile)")
     p.add_argument("--out", default=str(calls.OUT / "floor"), help="output path without suffix")
     args = p.parse_args(argv)
     if args.workers < 1:
@@ -148,9 +161,17 @@ def records_stored(s) -> int:
         conn.close()
 
 
-def start_service(env: dict, workers: int) -> tuple[ceilings.Target, dict]:
-    """The service on the bench cluster, as `kondge server start` starts it."""
-    env = dict(env, KONDGE_WORKERS=str(workers))
+def start_service(env: dict, workers: int, hook_env: dict | None = None
+                  ) -> tuple[ceilings.Target, dict]:
+    """The service on the bench cluster, as `kondge server start` starts it
+    (with hook_env: the hook's CPU counted, hook_profile.py)."""
+    env = dict(env, KONDGE_WORKERS=str(workers), **(hook_env or {}))
+    if hook_env:            # the workers write their counts there, as the radius account
+        folder = Path(hook_env["KONDGE_HOOK_CPU"]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        account = privileges.radius_account(config.load(env))
+        if account is not None:
+            os.chown(folder, account.uid, account.gid)
     started = subprocess.run(calls.KONDGE + ["server", "start"], env=env, cwd=HOME,
                              capture_output=True, text=True, timeout=180)
     if started.returncode != 0:
@@ -191,6 +212,7 @@ def table(results: dict) -> str:
     if results.get("sizing"):
         lines += sizing_lines(results["sizing"])
     lines += cpu_split.table(results.get("cpu_split", {}))
+    lines += hook_lines(results)
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
     check = results.get("billing_check")
@@ -201,6 +223,28 @@ def table(results: dict) -> str:
                      f"= balance change {check['balance_change']}"
                      + "".join(f"\n  PROBLEM: {p}" for p in check["problems"]))
     return "\n".join(lines) + "\n"
+
+
+def hook_lines(results: dict) -> list:
+    """The service's hook CPU inside FreeRADIUS, step by step (--hook-cpu)."""
+    steps = [r for r in results["runs"] if r.get("hook_cpu")]
+    if not steps:
+        return []
+    kinds = ("access", "start", "stop")
+    lines = ["", "the service's hook inside FreeRADIUS, thread CPU: us a packet (system share); "
+             "a call = 2 of each kind", f"  {'offered':>7} " + " ".join(
+                 f"{k:>14}" for k in kinds) + f" {'a call':>10}"]
+    for r in sorted(steps, key=lambda r: r["offered_calls_per_second"]):
+        cpu = r["hook_cpu"]
+        cells = [f"{cpu[k]['us_a_packet']:>7.0f} ({cpu[k]['system_share'] or 0:.2f})"
+                 if k in cpu else f"{'-':>14}" for k in kinds]
+        call = (f"{2 * sum(cpu[k]['us_a_packet'] for k in kinds):>7.0f} us"
+                if all(k in cpu for k in kinds) else f"{'-':>10}")
+        lines.append(f"  {r['offered_calls_per_second']:>7g} " + " ".join(cells) + f" {call}")
+    if results.get("hook_functions"):
+        lines += ["", "the hook's functions by their own thread CPU over the run "
+                  "(cProfile, its own cost included):", results["hook_functions"].rstrip()]
+    return lines
 
 
 def sizing(runs: list) -> dict:
@@ -274,6 +318,10 @@ def main(argv=None) -> int:
                                    + (argv if argv is not None else sys.argv[1:])),
                "runs": [], "cpu_split": {}}
     started, s, service_env = [], None, None
+    hook_prefix = str(VAR / "hook" / "cpu") if args.hook_cpu or args.hook_profile else None
+    hook_env = ({"KONDGE_HOOK_CPU": hook_prefix,
+                 "KONDGE_HOOK_FUNCTIONS": "1" if args.hook_profile else "0"}
+                if hook_prefix else None)
     try:
         s = prepare_database(env, cards, gws, 100000)
         os.environ["KONDGE_FLOOR_DSN"] = s.dsn
@@ -288,7 +336,7 @@ def main(argv=None) -> int:
                                            [pid for _w, _port, pid in workers], front.proc.pid))
         if not args.no_service:
             calls.say("starting the service (kondge server start)")
-            service, service_env = start_service(env, args.workers)
+            service, service_env = start_service(env, args.workers, hook_env)
             targets.append(service)
         service_runs = []       # the warm-up's calls are billed too
         for target in targets:  # warm-up: every worker thread opens its connection
@@ -309,6 +357,8 @@ def main(argv=None) -> int:
                     used += int(rate * args.seconds * 1.2) + 100
                     step_data = (gws, cards[start:] + cards[:start], data[2])
                     pg0 = sum(calls.proc_cpu(pid) for pid in calls.postgres_pids(s))
+                    hook0 = (hook_profile.read_totals(hook_prefix)
+                             if hook_prefix and target.name == "service" else None)
                     t0 = time.monotonic()
                     sampling = (cpu_split.Recording(
                         VAR / "perf" / f"{target.name}.data", args.perf_seconds,
@@ -320,6 +370,10 @@ def main(argv=None) -> int:
                     run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
                                                         / (time.monotonic() - t0))
                     run["postgres_cpu_seconds"] = round(pg1 - pg0, 3)
+                    if hook0 is not None:
+                        time.sleep(0.5)   # the workers write their totals every 200 packets
+                        run["hook_cpu"] = hook_profile.per_packet(
+                            hook0, hook_profile.read_totals(hook_prefix))
                     if sampling is not None:     # perf's report: outside the step's timing
                         shares = sampling.shares()
                         results["cpu_split"][target.name] = {
@@ -350,6 +404,8 @@ def main(argv=None) -> int:
                            capture_output=True, text=True, timeout=120)
         if s is not None:
             cluster.stop_postgres(s)
+    if args.hook_profile:
+        results["hook_functions"] = hook_profile.top_functions(hook_prefix)
     results["summary"] = ceilings.summary(results["runs"])
     results["ratios"] = ratios(results["summary"])
     results["sizing"] = sizing(results["runs"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import config
 from ..store import gateways
 from . import spool
+from .hook_profile import HookCpu, accounting_kind
 from ..store.db import Database
 from .overload import Overload
 from .radius_edge import handle_accounting, handle_authorize
@@ -21,10 +22,11 @@ from ..calls.service import Billing
 _billing: Billing | None = None
 _overload: Overload | None = None
 _spool: Path | None = None
+_cpu: HookCpu | None = None     # the benchmarks' CPU count (hook_profile.py), else None
 
 
 def start(log):
-    global _billing, _overload, _spool
+    global _billing, _overload, _spool, _cpu
     settings = config.load()
     # this process's own spool (each worker has a run directory of its own)
     _spool = Path(os.environ.get("KONDGE_RUN_DIR") or settings.radius_run_dir) / spool.SPOOL
@@ -35,6 +37,7 @@ def start(log):
     directory = gateways.FileDirectory(settings.gateway_directory)
     _billing = Billing.from_settings(settings, db, directory)
     _overload = Overload(settings.shed_after_us, settling=db.settling)
+    _cpu = HookCpu.from_env()       # the benchmarks only (bench/floor.py --hook-cpu)
     log("info", f"ready (database {settings.radius_dsn})")
 
 
@@ -44,10 +47,15 @@ def stop():
 
 
 def authorize(pairs, log):
+    if _cpu is not None:
+        return _cpu.run("access", lambda: handle_authorize(_billing, pairs, log, _overload))
     return handle_authorize(_billing, pairs, log, _overload)
 
 
 def accounting(pairs, log):
+    if _cpu is not None:
+        return _cpu.run(accounting_kind(pairs), lambda: handle_accounting(
+            _billing, pairs, log, _overload, keep=_keep))
     return handle_accounting(_billing, pairs, log, _overload, keep=_keep)
 
 

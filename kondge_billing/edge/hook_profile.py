@@ -1,0 +1,129 @@
+"""Where the hook's CPU goes inside FreeRADIUS, for the benchmarks.
+
+Off unless KONDGE_HOOK_CPU names a file prefix (bench/floor.py --hook-cpu):
+then each hook call's thread CPU (user and system, the time.thread_time
+clock: what this FreeRADIUS thread spent, not the time it waited) is added
+up by packet kind, and every EVERY packets the totals are written to
+<prefix>.<pid>.json. With KONDGE_HOOK_FUNCTIONS=1 as well (--hook-profile)
+the calls also run under one cProfile of the process, on the same clock,
+written to <prefix>.<pid>.prof (its own cost is then in the totals too).
+A count that cannot be written is skipped: it never costs a packet.
+
+Outside FreeRADIUS the call path can be profiled directly
+(bench/profile_calls.py); inside, the same code costs more, and this says
+how much, per packet kind. Timings are floats and integers: never money.
+"""
+
+import cProfile
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+EVERY = 200     # packets between two writes of the totals
+KINDS = ("access", "start", "interim", "stop", "other")
+_STATUS = {"Start": "start", "1": "start", "Stop": "stop", "2": "stop",
+           "Interim-Update": "interim", "Alive": "interim", "3": "interim"}
+
+
+def accounting_kind(pairs) -> str:
+    """The record's kind by its Acct-Status-Type, without parsing the rest."""
+    for item in pairs or ():
+        if isinstance(item, tuple) and len(item) >= 2 and item[0] == "Acct-Status-Type":
+            return _STATUS.get(str(item[-1]).strip(), "other")
+    return "other"
+
+
+class HookCpu:
+    """One process's totals: {kind: [packets, thread ns, user s, system s]}."""
+
+    def __init__(self, prefix: str, functions: bool = False, every: int = EVERY):
+        self.path = Path(f"{prefix}.{os.getpid()}.json")
+        self.prof_path = Path(f"{prefix}.{os.getpid()}.prof")
+        self.every = every
+        self.totals = {kind: [0, 0, 0.0, 0.0] for kind in KINDS}
+        self.count = 0
+        self.profile = cProfile.Profile(time.thread_time) if functions else None
+
+    @classmethod
+    def from_env(cls, environ=os.environ):
+        prefix = environ.get("KONDGE_HOOK_CPU")
+        if not prefix:
+            return None
+        return cls(prefix, functions=environ.get("KONDGE_HOOK_FUNCTIONS") == "1")
+
+    def run(self, kind: str, work):
+        """work() with its thread CPU added to `kind`'s totals."""
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
+        t0 = time.thread_time_ns()
+        if self.profile is not None:
+            self.profile.enable()
+        try:
+            return work()
+        finally:
+            if self.profile is not None:
+                self.profile.disable()
+            t1 = time.thread_time_ns()
+            r1 = resource.getrusage(resource.RUSAGE_THREAD)
+            total = self.totals.get(kind) or self.totals["other"]
+            total[0] += 1
+            total[1] += t1 - t0
+            total[2] += r1.ru_utime - r0.ru_utime
+            total[3] += r1.ru_stime - r0.ru_stime
+            self.count += 1
+            if self.count % self.every == 0:
+                self.write()
+
+    def write(self):
+        try:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "totals": self.totals}))
+            tmp.replace(self.path)
+            if self.profile is not None:
+                self.profile.dump_stats(str(self.prof_path))
+        except OSError:
+            pass                     # the bench reads fewer packets; the call is served
+
+
+def read_totals(prefix: str) -> dict:
+    """The totals of every process written under `prefix`, added up:
+    {kind: [packets, thread ns, user s, system s]}."""
+    out = {kind: [0, 0, 0.0, 0.0] for kind in KINDS}
+    base = Path(prefix)
+    for path in sorted(base.parent.glob(base.name + ".*.json")):
+        try:
+            totals = json.loads(path.read_text())["totals"]
+        except (OSError, ValueError, KeyError):
+            continue                 # being replaced this instant: the next read has it
+        for kind, values in totals.items():
+            if kind in out:
+                out[kind] = [a + b for a, b in zip(out[kind], values)]
+    return out
+
+
+def per_packet(before: dict, after: dict) -> dict:
+    """Between two read_totals: each kind's packets and µs of thread CPU a
+    packet, with the system share."""
+    out = {}
+    for kind in KINDS:
+        n, ns, user, system = (a - b for a, b in zip(after[kind], before[kind]))
+        if n > 0:
+            out[kind] = {"packets": n, "us_a_packet": round(ns / n / 1000, 1),
+                         "system_share": round(system / (user + system), 3)
+                         if user + system > 0 else None}
+    return out
+
+
+def top_functions(prefix: str, limit: int = 30) -> str:
+    """The processes' cProfiles merged: the functions by own thread CPU."""
+    import io
+    import pstats
+    base = Path(prefix)
+    files = sorted(str(p) for p in base.parent.glob(base.name + ".*.prof"))
+    if not files:
+        return ""
+    stream = io.StringIO()
+    stats = pstats.Stats(*files, stream=stream)
+    stats.strip_dirs().sort_stats("tottime").print_stats(limit)
+    return stream.getvalue()
