@@ -231,15 +231,17 @@ def hook_lines(results: dict) -> list:
     if not steps:
         return []
     kinds = ("access", "start", "stop")
-    lines = ["", "the service's hook inside FreeRADIUS, thread CPU: us a packet (system share); "
-             "a call = 2 of each kind", f"  {'offered':>7} " + " ".join(
-                 f"{k:>14}" for k in kinds) + f" {'a call':>10}"]
+    lines = ["", "the service's hook inside FreeRADIUS, us a packet: thread CPU (its system "
+             "share) / wall (the worker held: CPU and waits); a call = 2 of each kind",
+             f"  {'offered':>7} " + " ".join(f"{k:>20}" for k in kinds) + f" {'a call':>16}"]
     for r in sorted(steps, key=lambda r: r["offered_calls_per_second"]):
         cpu = r["hook_cpu"]
-        cells = [f"{cpu[k]['us_a_packet']:>7.0f} ({cpu[k]['system_share'] or 0:.2f})"
-                 if k in cpu else f"{'-':>14}" for k in kinds]
-        call = (f"{2 * sum(cpu[k]['us_a_packet'] for k in kinds):>7.0f} us"
-                if all(k in cpu for k in kinds) else f"{'-':>10}")
+        cells = [f"{cpu[k]['us_a_packet']:>6.0f} ({cpu[k]['system_share'] or 0:.2f}) / "
+                 f"{cpu[k]['wall_us_a_packet']:>5.0f}" if k in cpu else f"{'-':>20}"
+                 for k in kinds]
+        call = (f"{2 * sum(cpu[k]['us_a_packet'] for k in kinds):>6.0f} / "
+                f"{2 * sum(cpu[k]['wall_us_a_packet'] for k in kinds):>6.0f}"
+                if all(k in cpu for k in kinds) else f"{'-':>16}")
         lines.append(f"  {r['offered_calls_per_second']:>7g} " + " ".join(cells) + f" {call}")
     if results.get("hook_functions"):
         lines += ["", "the hook's functions by their own thread CPU over the run "

@@ -3,7 +3,8 @@
 Off unless KONDGE_HOOK_CPU names a file prefix (bench/floor.py --hook-cpu):
 then each hook call's thread CPU (user and system, the time.thread_time
 clock: what this FreeRADIUS thread spent, not the time it waited) is added
-up by packet kind, and every EVERY packets the totals are written to
+up by packet kind, with the call's wall time (what it waited for: the
+database, the WAL flush, the CPU), and every EVERY packets the totals are written to
 <prefix>.<pid>.json. With KONDGE_HOOK_FUNCTIONS=1 as well (--hook-profile)
 the calls also run under one cProfile of the process, on the same clock,
 written to <prefix>.<pid>.prof (its own cost is then in the totals too).
@@ -36,13 +37,13 @@ def accounting_kind(pairs) -> str:
 
 
 class HookCpu:
-    """One process's totals: {kind: [packets, thread ns, user s, system s]}."""
+    """One process's totals: {kind: [packets, thread ns, user s, system s, wall ns]}."""
 
     def __init__(self, prefix: str, functions: bool = False, every: int = EVERY):
         self.path = Path(f"{prefix}.{os.getpid()}.json")
         self.prof_path = Path(f"{prefix}.{os.getpid()}.prof")
         self.every = every
-        self.totals = {kind: [0, 0, 0.0, 0.0] for kind in KINDS}
+        self.totals = {kind: [0, 0, 0.0, 0.0, 0] for kind in KINDS}
         self.count = 0
         self.profile = cProfile.Profile(time.thread_time) if functions else None
 
@@ -57,6 +58,7 @@ class HookCpu:
         """work() with its thread CPU added to `kind`'s totals."""
         r0 = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = time.thread_time_ns()
+        w0 = time.monotonic_ns()
         if self.profile is not None:
             self.profile.enable()
         try:
@@ -65,12 +67,14 @@ class HookCpu:
             if self.profile is not None:
                 self.profile.disable()
             t1 = time.thread_time_ns()
+            w1 = time.monotonic_ns()
             r1 = resource.getrusage(resource.RUSAGE_THREAD)
             total = self.totals.get(kind) or self.totals["other"]
             total[0] += 1
             total[1] += t1 - t0
             total[2] += r1.ru_utime - r0.ru_utime
             total[3] += r1.ru_stime - r0.ru_stime
+            total[4] += w1 - w0
             self.count += 1
             if self.count % self.every == 0:
                 self.write()
@@ -88,8 +92,8 @@ class HookCpu:
 
 def read_totals(prefix: str) -> dict:
     """The totals of every process written under `prefix`, added up:
-    {kind: [packets, thread ns, user s, system s]}."""
-    out = {kind: [0, 0, 0.0, 0.0] for kind in KINDS}
+    {kind: [packets, thread ns, user s, system s, wall ns]}."""
+    out = {kind: [0, 0, 0.0, 0.0, 0] for kind in KINDS}
     base = Path(prefix)
     for path in sorted(base.parent.glob(base.name + ".*.json")):
         try:
@@ -97,21 +101,22 @@ def read_totals(prefix: str) -> dict:
         except (OSError, ValueError, KeyError):
             continue                 # being replaced this instant: the next read has it
         for kind, values in totals.items():
-            if kind in out:
+            if kind in out and len(values) == len(out[kind]):
                 out[kind] = [a + b for a, b in zip(out[kind], values)]
     return out
 
 
 def per_packet(before: dict, after: dict) -> dict:
-    """Between two read_totals: each kind's packets and µs of thread CPU a
-    packet, with the system share."""
+    """Between two read_totals: each kind's packets, µs of thread CPU a
+    packet, its system share, and the µs a packet held its worker (wall)."""
     out = {}
     for kind in KINDS:
-        n, ns, user, system = (a - b for a, b in zip(after[kind], before[kind]))
+        n, ns, user, system, wall = (a - b for a, b in zip(after[kind], before[kind]))
         if n > 0:
             out[kind] = {"packets": n, "us_a_packet": round(ns / n / 1000, 1),
                          "system_share": round(system / (user + system), 3)
-                         if user + system > 0 else None}
+                         if user + system > 0 else None,
+                         "wall_us_a_packet": round(wall / n / 1000, 1)}
     return out
 
 

@@ -49,6 +49,7 @@ def test_thread_cpu_is_added_to_its_kind_and_written_every_so_many_packets(tmp_p
     assert 4000 <= got["stop"]["us_a_packet"] < 40000
     assert 1000 <= got["access"]["us_a_packet"] < got["stop"]["us_a_packet"]
     assert 0 <= got["stop"]["system_share"] <= 1
+    assert got["stop"]["wall_us_a_packet"] >= got["stop"]["us_a_packet"]
     # a fifth packet is not written until the eighth
     cpu.run("stop", lambda: None)
     assert hook_profile.read_totals(prefix) == after
@@ -61,17 +62,29 @@ def test_a_count_that_cannot_be_written_costs_the_packet_nothing(tmp_path):
     assert cpu.totals["stop"][0] == 1
 
 
+def test_the_wall_time_counts_what_the_packet_waited_for(tmp_path):
+    (tmp_path / "hook").mkdir()
+    prefix = str(tmp_path / "hook" / "cpu")
+    cpu = hook_profile.HookCpu(prefix, every=1)
+    before = hook_profile.read_totals(prefix)
+    cpu.run("access", lambda: time.sleep(0.02))
+    got = hook_profile.per_packet(before, hook_profile.read_totals(prefix))["access"]
+    assert got["wall_us_a_packet"] >= 20000 and got["us_a_packet"] < 10000
+
+
 def test_the_totals_of_every_process_add_up_and_a_torn_file_is_skipped(tmp_path):
     prefix = tmp_path / "cpu"
     (tmp_path / "cpu.11.json").write_text(
-        '{"pid": 11, "totals": {"access": [3, 3000000, 0.002, 0.001]}}')
+        '{"pid": 11, "totals": {"access": [3, 3000000, 0.002, 0.001, 9000000]}}')
     (tmp_path / "cpu.12.json").write_text(
-        '{"pid": 12, "totals": {"access": [1, 1000000, 0.001, 0.0], "stop": [2, 4000000, 0, 0]}}')
+        '{"pid": 12, "totals": {"access": [1, 1000000, 0.001, 0.0, 3000000], '
+        '"stop": [2, 4000000, 0, 0, 5000000]}}')
     (tmp_path / "cpu.13.json").write_text('{"pid": 13, "tot')
     totals = hook_profile.read_totals(str(prefix))
-    assert totals["access"] == [4, 4000000, 0.003, 0.001]
+    assert totals["access"] == [4, 4000000, 0.003, 0.001, 12000000]
     got = hook_profile.per_packet(hook_profile.read_totals(str(tmp_path / "none")), totals)
-    assert got["access"] == {"packets": 4, "us_a_packet": 1000.0, "system_share": 0.25}
+    assert got["access"] == {"packets": 4, "us_a_packet": 1000.0, "system_share": 0.25,
+                             "wall_us_a_packet": 3000.0}
     assert got["stop"]["system_share"] is None and "start" not in got
 
 
@@ -104,11 +117,13 @@ def test_the_real_hook_counts_each_kind_when_asked(tmp_path, monkeypatch):
 
 def test_the_floor_report_gives_each_step_s_hook_cpu_a_packet_and_a_call():
     step = {"run": "service", "offered_calls_per_second": 140,
-            "hook_cpu": {"access": {"packets": 10, "us_a_packet": 600.0, "system_share": 0.2},
-                         "start": {"packets": 10, "us_a_packet": 400.0, "system_share": 0.1},
-                         "stop": {"packets": 10, "us_a_packet": 700.0, "system_share": 0.15}}}
+            "hook_cpu": {k: {"packets": 10, "us_a_packet": us, "system_share": share,
+                             "wall_us_a_packet": wall}
+                         for k, us, share, wall in (("access", 600.0, 0.2, 1500.0),
+                                                    ("start", 400.0, 0.1, 1000.0),
+                                                    ("stop", 700.0, 0.15, 2000.0))}}
     lines = floor.hook_lines({"runs": [{"run": "floor"}, step], "hook_functions": "fn table"})
-    assert any(line.split()[:1] == ["140"] and "600 (0.20)" in line and "3400 us" in line
-               for line in lines)
+    assert any(line.split()[:1] == ["140"] and "600 (0.20) /  1500" in line
+               and line.endswith("3400 /   9000") for line in lines)
     assert lines[-1] == "fn table"
     assert floor.hook_lines({"runs": [{"run": "service"}]}) == []
