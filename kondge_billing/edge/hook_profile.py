@@ -2,10 +2,10 @@
 
 Off unless KONDGE_HOOK_CPU names a file prefix (bench/floor.py --hook-cpu):
 then each hook call's thread CPU (user and system, the time.thread_time
-clock: what this FreeRADIUS thread spent, not the time it waited) is added
-up by packet kind, with the call's wall time (what it waited for: the
-database, the WAL flush, the CPU), and every EVERY packets the totals are written to
-<prefix>.<pid>.json. With KONDGE_HOOK_FUNCTIONS=1 as well (--hook-profile)
+clock: what this FreeRADIUS thread spent, not the time it waited) and its
+wall time (how long the packet held its worker, waits for the database,
+the WAL flush and a CPU included) are added up by packet kind, and every
+EVERY packets the totals are written to <prefix>.<pid>.json. With KONDGE_HOOK_FUNCTIONS=1 as well (--hook-profile)
 the calls also run under one cProfile of the process, on the same clock,
 written to <prefix>.<pid>.prof (its own cost is then in the totals too).
 A count that cannot be written is skipped: it never costs a packet.
@@ -55,7 +55,7 @@ class HookCpu:
         return cls(prefix, functions=environ.get("KONDGE_HOOK_FUNCTIONS") == "1")
 
     def run(self, kind: str, work):
-        """work() with its thread CPU added to `kind`'s totals."""
+        """work() with its thread CPU and wall time added to `kind`'s totals."""
         r0 = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = time.thread_time_ns()
         w0 = time.monotonic_ns()
