@@ -167,7 +167,7 @@ def start_service(env: dict, workers: int, hook_env: dict | None = None
     (with hook_env: the hook's CPU counted, hook_profile.py)."""
     env = dict(env, KONDGE_WORKERS=str(workers), **(hook_env or {}))
     if hook_env:            # the workers write their counts there, as the radius account
-        folder = Path(hook_env["KONDGE_HOOK_CPU"]).parent
+        folder = Path(hook_env["KONDGE_HOOK_CPU"].removesuffix(hook_profile.FUNCTIONS)).parent
         folder.mkdir(parents=True, exist_ok=True)
         account = privileges.radius_account(config.load(env))
         if account is not None:
@@ -321,8 +321,8 @@ def main(argv=None) -> int:
                "runs": [], "cpu_split": {}}
     started, s, service_env = [], None, None
     hook_prefix = str(VAR / "hook" / "cpu") if args.hook_cpu or args.hook_profile else None
-    hook_env = ({"KONDGE_HOOK_CPU": hook_prefix,
-                 "KONDGE_HOOK_FUNCTIONS": "1" if args.hook_profile else "0"}
+    hook_env = ({"KONDGE_HOOK_CPU": hook_prefix
+                 + (hook_profile.FUNCTIONS if args.hook_profile else "")}
                 if hook_prefix else None)
     try:
         s = prepare_database(env, cards, gws, 100000)

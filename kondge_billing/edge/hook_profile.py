@@ -5,9 +5,10 @@ then each hook call's thread CPU (user and system, the time.thread_time
 clock: what this FreeRADIUS thread spent, not the time it waited) and its
 wall time (how long the packet held its worker, waits for the database,
 the WAL flush and a CPU included) are added up by packet kind, and every
-EVERY packets the totals are written to <prefix>.<pid>.json. With KONDGE_HOOK_FUNCTIONS=1 as well (--hook-profile)
-the calls also run under one cProfile of the process, on the same clock,
-written to <prefix>.<pid>.prof (its own cost is then in the totals too).
+EVERY packets the totals are written to <prefix>.<pid>.json. With
+KONDGE_HOOK_CPU=<prefix>,functions (--hook-profile) the calls also run under
+one cProfile of the process, on the same clock, written to
+<prefix>.<pid>.prof (its own cost is then in the totals too).
 A count that cannot be written is skipped: it never costs a packet.
 
 Outside FreeRADIUS the call path can be profiled directly
@@ -22,17 +23,21 @@ import resource
 import time
 from pathlib import Path
 
+from . import attributes
+from .request import STATUS
+
 EVERY = 200     # packets between two writes of the totals
 KINDS = ("access", "start", "interim", "stop", "other")
-_STATUS = {"Start": "start", "1": "start", "Stop": "stop", "2": "stop",
-           "Interim-Update": "interim", "Alive": "interim", "3": "interim"}
+FUNCTIONS = ",functions"    # KONDGE_HOOK_CPU=<prefix>,functions: under cProfile too
 
 
 def accounting_kind(pairs) -> str:
     """The record's kind by its Acct-Status-Type, without parsing the rest."""
     for item in pairs or ():
-        if isinstance(item, tuple) and len(item) >= 2 and item[0] == "Acct-Status-Type":
-            return _STATUS.get(str(item[-1]).strip(), "other")
+        if (isinstance(item, tuple) and len(item) >= 2
+                and item[0] == attributes.ACCT_STATUS_TYPE):
+            kind = STATUS.get(str(item[-1]).strip())
+            return kind if kind in KINDS else "other"
     return "other"
 
 
@@ -40,6 +45,7 @@ class HookCpu:
     """One process's totals: {kind: [packets, thread ns, user s, system s, wall ns]}."""
 
     def __init__(self, prefix: str, functions: bool = False, every: int = EVERY):
+        self.setting = prefix + (FUNCTIONS if functions else "")   # KONDGE_HOOK_CPU
         self.path = Path(f"{prefix}.{os.getpid()}.json")
         self.prof_path = Path(f"{prefix}.{os.getpid()}.prof")
         self.every = every
@@ -49,10 +55,12 @@ class HookCpu:
 
     @classmethod
     def from_env(cls, environ=os.environ):
-        prefix = environ.get("KONDGE_HOOK_CPU")
-        if not prefix:
+        setting = environ.get("KONDGE_HOOK_CPU")
+        if not setting:
             return None
-        return cls(prefix, functions=environ.get("KONDGE_HOOK_FUNCTIONS") == "1")
+        if setting.endswith(FUNCTIONS):
+            return cls(setting[:-len(FUNCTIONS)], functions=True)
+        return cls(setting)
 
     def run(self, kind: str, work):
         """work() with its thread CPU and wall time added to `kind`'s totals."""

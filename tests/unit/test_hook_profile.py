@@ -22,6 +22,11 @@ def burn(seconds):
 def test_off_unless_the_environment_names_a_prefix():
     assert hook_profile.HookCpu.from_env({}) is None
     assert hook_profile.HookCpu.from_env({"KONDGE_HOOK_CPU": ""}) is None
+    counts = hook_profile.HookCpu.from_env({"KONDGE_HOOK_CPU": "/x/cpu"})
+    assert counts.profile is None and counts.path.name.startswith("cpu.")
+    profiled = hook_profile.HookCpu.from_env({"KONDGE_HOOK_CPU": "/x/cpu,functions"})
+    assert profiled.profile is not None and profiled.path.parent.name == "x"
+    assert profiled.path.name.startswith("cpu.") and profiled.setting == "/x/cpu,functions"
 
 
 def test_the_record_s_kind_is_read_from_its_status_alone():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from kondge_billing.edge import hook_profile
 from kondge_billing.store import audit
 from kondge_billing import config
 
@@ -38,12 +39,15 @@ DESCRIBED = {
     "KONDGE_OPERATOR": audit.login_user,
     "KONDGE_PG_BIN": lambda: "",          # "found": unset, cluster.pg_bin looks for it
     "KONDGE_OPERATOR_USERS": lambda: "",  # "none"
+    "KONDGE_HOOK_CPU": lambda: "",        # "none": off
 }
 
 # Settings read outside config.load(), each with a check that the reader
 # takes the variable and otherwise the documented default.
 READ_ELSEWHERE = {
     "KONDGE_OPERATOR": lambda env: audit.operator_name(None, env),
+    # the benchmarks' count of the hook's CPU, read when the hook starts
+    "KONDGE_HOOK_CPU": lambda env: getattr(hook_profile.HookCpu.from_env(env), "setting", ""),
 }
 
 
