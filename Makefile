@@ -43,12 +43,13 @@ bench-cards: setup
 # unlang and rlm_sql ceilings (var/bench-calls; results in
 # var/bench/calls.{json,txt,png}); the floor, the least work a per-packet
 # Python hook could do, beside the unlang workers and the service, each
-# behind the front end (var/bench-floor; var/bench/floor.{json,txt}); then
+# behind the front end, with the service's hook CPU and wall time a packet
+# inside its workers (var/bench-floor; var/bench/floor.{json,txt}); then
 # the tariff engine at scale (var/bench, decks of 1k and 1M prefixes;
 # results in var/bench/tariffs.{json,txt}).
 bench: setup
 	$(VENV)/bin/python bench/calls.py
-	$(VENV)/bin/python bench/floor.py
+	$(VENV)/bin/python bench/floor.py --hook-cpu
 	$(VENV)/bin/python bench/tariffs.py
 
 # Faults under load, the books checked after each (a service of its own
