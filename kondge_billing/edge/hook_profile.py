@@ -64,9 +64,11 @@ class HookCpu:
 
     def run(self, kind: str, work):
         """work() with its thread CPU and wall time added to `kind`'s totals."""
+        # the wall clock read first and last: its interval holds the CPU
+        # clock's, so a packet never counts more CPU than wall time
+        w0 = time.monotonic_ns()
         r0 = resource.getrusage(resource.RUSAGE_THREAD)
         t0 = time.thread_time_ns()
-        w0 = time.monotonic_ns()
         if self.profile is not None:
             self.profile.enable()
         try:
@@ -75,8 +77,8 @@ class HookCpu:
             if self.profile is not None:
                 self.profile.disable()
             t1 = time.thread_time_ns()
-            w1 = time.monotonic_ns()
             r1 = resource.getrusage(resource.RUSAGE_THREAD)
+            w1 = time.monotonic_ns()
             total = self.totals.get(kind) or self.totals["other"]
             total[0] += 1
             total[1] += t1 - t0
