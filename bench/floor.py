@@ -36,12 +36,13 @@ for each kind (bench/cpu_split.py): the CPU a complete call by component
 (FreeRADIUS, the Python in its workers, the kernel for each, PostgreSQL),
 and the service's excess over the floor, part by part.
 
-With --hook-cpu the service's hook adds up its own thread CPU by packet
-kind inside FreeRADIUS (kondge_billing/edge/hook_profile.py): each service
-step reports the µs of hook CPU an Access-Request, Start and Stop takes,
-and its system share. --hook-profile also runs the hook under cProfile
-(on the same clock, its own cost included) and reports the functions by
-their own CPU over the whole run.
+With --hook-cpu the service's hook adds up its own thread CPU and wall
+time by packet kind inside FreeRADIUS (kondge_billing/edge/hook_profile.py):
+each service step reports the µs of hook CPU an Access-Request, Start and
+Stop takes, its system share, and how long each held its worker.
+--hook-profile also runs the hook under cProfile (on the same clock, its
+own cost included) and reports the functions by their own CPU over the
+whole run.
 """
 
 import argparse
@@ -372,8 +373,7 @@ def main(argv=None) -> int:
                     run["postgres_cpu_percent"] = round(100 * (pg1 - pg0)
                                                         / (time.monotonic() - t0))
                     run["postgres_cpu_seconds"] = round(pg1 - pg0, 3)
-                    if hook0 is not None:
-                        time.sleep(0.5)   # the workers write their totals every 200 packets
+                    if hook0 is not None:   # each worker's totals as of its last 200th packet
                         run["hook_cpu"] = hook_profile.per_packet(
                             hook0, hook_profile.read_totals(hook_prefix))
                     if sampling is not None:     # perf's report: outside the step's timing
