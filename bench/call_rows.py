@@ -49,6 +49,8 @@ import psycopg2  # noqa: E402
 from bench import calls as bench_calls  # noqa: E402
 from bench import floor as bench_floor  # noqa: E402
 from bench import profile_calls  # noqa: E402
+from bench.rows_statements import (ROWS_BILLED_START, ROWS_BILLED_STOP, ROWS_STAGE1,  # noqa: E402
+                                   ROWS_STAGE2, ROWS_START, ROWS_STOP)
 from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.store.db import Database  # noqa: E402
 
@@ -67,61 +69,6 @@ FLOOR_SELECT = "SELECT balance FROM kondge.card WHERE number = %(number)s"
 FLOOR_INSERT = ("INSERT INTO bench_floor.record (call_id, leg, status) "
                 "VALUES (%(call)s, %(leg)s, %(status)s) ON CONFLICT DO NOTHING")
 
-ROWS_STAGE1 = """
-WITH c AS (SELECT c.id, c.balance, c.currency, c.status, c.expires_at, cat.billing
-             FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
-            WHERE c.number = %(number)s),
-     l AS (INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
-           SELECT %(gw)s, %(call)s, %(access)s, c.id FROM c
-           ON CONFLICT (gateway_id, call_id) DO NOTHING)
-SELECT * FROM c"""
-ROWS_STAGE2 = """
-WITH c AS (SELECT c.id, c.balance, c.currency, c.category FROM kondge.card c
-            WHERE c.number = %(number)s),
-     h AS (INSERT INTO kondge.reservation
-                  (card_id, gateway_id, call_id, call_key, caller, destination, access_number,
-                   category, currency, amount, granted_seconds, hold_expires_at)
-           SELECT c.id, %(gw)s, %(call)s, %(call)s, %(caller)s, %(dest)s, %(access)s,
-                  c.category, c.currency, 1.00, 600, now() + interval '60 s' FROM c
-           RETURNING id)
-SELECT c.balance, (SELECT id FROM h) AS hold_id FROM c"""
-ROWS_START = """
-INSERT INTO kondge.call_leg (gateway_id, call_id, call_key, leg, acct_session_id, user_name,
-                             caller, called, start_received_at)
-VALUES (%(gw)s, %(call)s, %(call)s, %(leg)s, %(sess)s, %(number)s, %(caller)s, %(called)s, now())
-ON CONFLICT DO NOTHING"""
-ROWS_BILLED_START = """
-WITH l AS (""" + ROWS_START + """),
-     h AS (UPDATE kondge.reservation SET state = 'live', acct_session_id = %(sess)s,
-                  started_at = now(), start_received_at = now()
-            WHERE gateway_id = %(gw)s AND call_key = %(call)s)
-SELECT 1"""
-ROWS_STOP = """
-UPDATE kondge.call_leg SET stop_received_at = now(), session_time = %(seconds)s,
-       disconnect_cause = '10', stop_digest = %(digest)s
- WHERE gateway_id = %(gw)s AND call_id = %(call)s AND leg = %(leg)s
-   AND acct_session_id = %(sess)s AND call_key = %(call)s"""
-ROWS_BILLED_STOP = """
-WITH l AS (""" + ROWS_STOP + """ RETURNING id),
-     h AS (DELETE FROM kondge.reservation WHERE gateway_id = %(gw)s AND call_key = %(call)s
-           RETURNING card_id, currency, destination, access_number, category, granted_seconds),
-     d AS (INSERT INTO kondge.cdr
-                  (gateway_id, call_id, call_key, leg, acct_session_id, card_id, card_number,
-                   caller, destination, access_number, category, duration, session_time,
-                   disconnect_cause, price_per_minute, cost, charge, uncollected, currency,
-                   granted_seconds)
-           SELECT %(gw)s, %(call)s, %(call)s, %(leg)s, %(sess)s, h.card_id, %(number)s,
-                  %(caller)s, h.destination, h.access_number, h.category, %(seconds)s,
-                  %(seconds)s, '10', 0.10, 0.10, 0.10, 0, h.currency, h.granted_seconds
-             FROM h
-           RETURNING id, card_id),
-     e AS (INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-           SELECT c.id, -0.10, 'call', 'call:' || %(gw)s || ':' || %(call)s, c.balance - 0.10,
-                  'cdr ' || d.id
-             FROM d JOIN kondge.card c ON c.id = d.card_id
-           RETURNING card_id, balance_after)
-UPDATE kondge.card c SET balance = e.balance_after FROM e WHERE c.id = e.card_id"""
-
 
 PACKETS = ("stage1", "stage2", "start answer", "start originate", "stop originate",
            "stop answer")
@@ -130,6 +77,8 @@ PACKETS = ("stage1", "stage2", "start answer", "start originate", "stop originat
 def rows_packets(cur, login_cur, values: dict) -> list:
     """One call of the rows kind: six statements, one a packet, in the order
     of PACKETS (each a function of no argument)."""
+    values = dict({"key": values["call"]}, **values)
+
     def one(c, sql, extra=None, fetch=False):
         def run():
             c.execute(sql, dict(values, **(extra or {})))

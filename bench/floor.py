@@ -13,22 +13,30 @@ a 100,000-prefix deck, 256 gateways), driven by the same load generator:
   floor    minimal_radius's floor workers (bench/floor_hook.py): one psycopg2
            SELECT by key per Access-Request, one committed INSERT per
            Accounting-Request, under rlm_python3's lock, one connection per
-           FreeRADIUS thread;
+           FreeRADIUS process;
+  rows     minimal_radius's rows workers (bench/rows_hook.py): as the floor,
+           but each packet's one statement writes the rows the service keeps
+           for a call (login, hold, legs, CDR, ledger entry, balance) in the
+           service's own tables, with no rule and constant prices: the
+           least any design keeping those rows could cost;
   service  the service itself (kondge server start), KONDGE_WORKERS workers.
 
 The service does strictly more per packet than the floor (it checks the PIN
 and the card's live calls, rates the destination, writes a hold at stage 2
 and, at the billed Stop, the CDR, the ledger entry and the balance), so its
 calls per second cannot exceed the floor's on the same machine: the floor
-says what a target asks of the hardware before any billing is written.
+says what a target asks of the hardware before any billing is written, the
+rows kind what writing the service's rows adds, and service/rows what the
+call path's rules and rating cost on top of its rows.
 
 Writes var/bench/floor.json, floor.txt and floor.png (throughput and p99
 against offered load, beside the 800 calls/s target); progress on stderr.
 Exits 0 when every step ran and the service's billing check passed, 1 if it
-failed or the floor's database did not get the records it acknowledged.
+failed, or the floor's database did not get the records it acknowledged,
+or the rows kind's the CDRs of the billed Stops it answered.
 
     .venv/bin/python bench/floor.py [--workers 4] [--steps 200,400,...]
-        [--seconds 8] [--rounds 1] [--processes 4] [--no-service]
+        [--seconds 8] [--rounds 1] [--processes 4] [--no-service] [--no-rows]
         [--perf-rate 120 [--perf-seconds 6]] [--hook-cpu | --hook-profile]
 
 With --perf-rate, the step at that offered rate is also sampled by `perf`
@@ -68,7 +76,7 @@ from kondge_billing import config  # noqa: E402
 VAR = HOME / "var" / "bench-floor"
 PG_PORT = 5494
 STEPS = (100, 200, 300, 400, 600, 800)
-KINDS = ("unlang", "floor", "service")
+KINDS = ("unlang", "floor", "rows", "service")
 
 FLOOR_TABLE = """
 CREATE SCHEMA bench_floor;
@@ -93,7 +101,9 @@ def parse_args(argv):
     p.add_argument("--processes", type=int, default=4, help="load generator processes")
     p.add_argument("--cards", type=int, default=100000)
     p.add_argument("--no-service", action="store_true",
-                   help="the unlang and floor workers only")
+                   help="the unlang and floor workers only (and rows, unless --no-rows)")
+    p.add_argument("--no-rows", action="store_true",
+                   help="without the rows workers (bench/rows_hook.py)")
     p.add_argument("--perf-rate", type=float, default=None,
                    help="sample the step at this offered rate with perf, for each kind "
                         "(one of --steps; needs linux-perf and root)")
@@ -153,10 +163,19 @@ def start_workers(kind: str, count: int, secret: str, started: list) -> list:
 
 
 def records_stored(s) -> int:
+    return _count(s, "SELECT count(*) FROM bench_floor.record")
+
+
+def rows_cdrs(s) -> int:
+    """The CDRs the rows kind wrote (its call keys are marked)."""
+    return _count(s, "SELECT count(*) FROM kondge.cdr WHERE call_key LIKE 'rows:%%'")
+
+
+def _count(s, sql: str) -> int:
     conn = psycopg2.connect(s.dsn)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM bench_floor.record")
+            cur.execute(sql)
             return cur.fetchone()[0]
     finally:
         conn.close()
@@ -216,6 +235,9 @@ def table(results: dict) -> str:
     lines += hook_lines(results)
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
+    if "rows_cdrs" in results:
+        lines.append(f"rows CDRs: {results['rows_cdrs']} written for "
+                     f"{results['rows_billed_stops_answered']} billed Stops answered")
     check = results.get("billing_check")
     if check:
         lines.append(f"service billing check: {'OK' if check['ok'] else 'FAILED'}: "
@@ -296,7 +318,8 @@ def sizing_lines(table_: dict) -> list:
 
 def ratios(summary: dict) -> dict:
     out = {}
-    for a, b in (("floor", "unlang"), ("service", "floor"), ("service", "unlang")):
+    for a, b in (("floor", "unlang"), ("rows", "floor"), ("service", "floor"),
+                 ("service", "rows"), ("service", "unlang")):
         for key in ("most", "clean"):
             top = summary.get(b, {}).get(f"{key}_calls_per_second")
             if a in summary and top:
@@ -329,7 +352,7 @@ def main(argv=None) -> int:
         s = prepare_database(env, cards, gws, 100000)
         os.environ["KONDGE_FLOOR_DSN"] = s.dsn
         targets = []
-        for kind in KINDS[:2]:
+        for kind in [k for k in KINDS[:3] if not (args.no_rows and k == "rows")]:
             secret = secrets.token_urlsafe(24)
             workers = start_workers(kind, args.workers, secret, started)
             front = ceilings.frontend(f"frontend-{kind}", [(w, port) for w, port, _p in workers],
@@ -341,12 +364,11 @@ def main(argv=None) -> int:
             calls.say("starting the service (kondge server start)")
             service, service_env = start_service(env, args.workers, hook_env)
             targets.append(service)
-        service_runs = []       # the warm-up's calls are billed too
+        billed = {"service": [], "rows": []}     # the warm-up's calls are billed too
         for target in targets:  # warm-up: every worker thread opens its connection
             warm = ceilings.one_step(loadgen, "current", target.name, target, data, 100, 4,
                                      args.processes)
-            if target.name == "service":
-                service_runs.append(warm)
+            billed.get(target.name, []).append(warm)
         before = records_stored(s)
         answered = 0
         # Each step starts on cards no earlier step used: a call the generator
@@ -386,18 +408,24 @@ def main(argv=None) -> int:
                     results["runs"].append(run)
                     if target.name == "floor":
                         answered += sum(run["latency"][k]["count"] for k in ("start", "stop"))
+                    billed.get(target.name, []).append(run)
                     if target.name == "service":
-                        service_runs.append(run)
                         calls.quiesce(s.dsn)    # its backlog must not fall on the next target
                     else:
                         time.sleep(1.0)
         results["floor_records"] = records_stored(s) - before
         results["floor_accounting_answered"] = answered
-        if service_runs:
+        rows = rows_cdrs(s)
+        if billed["rows"]:
+            results["rows_cdrs"] = rows
+            results["rows_billed_stops_answered"] = sum(r["billed_stops"] for r in billed["rows"])
+        if billed["service"]:
             calls.quiesce(s.dsn)
+            # the rows kind's calls are on the same cards' category: its CDRs
+            # count among the check's, each charged as its ledger entry says
             results["billing_check"] = calls.billing_check(
-                s.dsn, sum(r["billed_stops"] for r in service_runs),
-                sum(r["uncertain"] for r in service_runs))
+                s.dsn, sum(r["billed_stops"] for r in billed["service"]) + rows,
+                sum(r["uncertain"] for r in billed["service"]))
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -420,6 +448,9 @@ def main(argv=None) -> int:
     status = 0
     if results["floor_records"] < results["floor_accounting_answered"]:
         calls.say("the floor acknowledged records its database does not hold")
+        status = 1
+    if results.get("rows_cdrs", 0) < results.get("rows_billed_stops_answered", 0):
+        calls.say("the rows kind answered billed Stops whose CDRs its database does not hold")
         status = 1
     if results.get("billing_check") and not results["billing_check"]["ok"]:
         calls.say("BILLING CHECK FAILED: " + "; ".join(results["billing_check"]["problems"]))

@@ -10,6 +10,9 @@
   psycopg2 SELECT by key per Access-Request, one committed INSERT per
   Accounting-Request (the least a per-packet Python hook storing each
   record before answering could do; bench/floor.py).
+- "rows": the same, through bench/rows_hook.py: one statement a packet
+  writing the rows the service keeps for a call, in its own tables (the
+  least a design keeping those rows could do; bench/floor.py).
 
 Each is a raddb of its own written under `directory` (clients: the same
 gateways and secrets as the service), run in the foreground and stopped
@@ -130,11 +133,12 @@ SQL_LOOKUP = """\
 """
 
 
-# rlm_python3 with the floor hook; psycopg2 from the project's venv
+# rlm_python3 with the floor (or rows) hook; psycopg2 from the project's venv, the
+# rows hook's prepared statements from the project's package
 FLOOR_MODULE = """\
 	python3 {{
-		python_path = "{bench}:{site}"
-		module = floor_hook
+		python_path = "{bench}:{home}:{site}"
+		module = {module}
 		mod_instantiate = ${{.module}}
 		func_instantiate = instantiate
 		mod_authorize = ${{.module}}
@@ -149,8 +153,10 @@ FLOOR_LOOKUP = "\t\tpython3\n"
 def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port: int,
                 pg_socket_dir: Path | None = None, pg_port: int | None = None,
                 worker: bool = False) -> Path:
-    """The raddb of a `kind` ("unlang", "sql" or "floor") instance; returns its
-    directory. A floor instance finds its database in KONDGE_FLOOR_DSN.
+    """The raddb of a `kind` ("unlang", "sql", "floor" or "rows") instance; returns
+    its directory. A floor or rows instance finds its database in
+    KONDGE_FLOOR_DSN; a rows instance reads the service's dictionary (the
+    front end's Kondge-Gateway-Address names the gateway).
     A `worker` behind the front end listens as the service's workers do
     (radius_config.worker_ports from auth_port; acct_port is ignored):
     logins, calls and accounting, so that the floor and the service meet
@@ -166,9 +172,10 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
     if kind == "sql":
         modules = SQL_MODULE.format(socket_dir=pg_socket_dir, port=pg_port)
         lookup = SQL_LOOKUP
-    elif kind == "floor":
+    elif kind in ("floor", "rows"):
         here = Path(__file__).resolve().parent
-        modules = FLOOR_MODULE.format(bench=here, site=radius_processes.venv_site_packages(here.parent))
+        modules = FLOOR_MODULE.format(bench=here, module=f"{kind}_hook", home=here.parent,
+                                      site=radius_processes.venv_site_packages(here.parent))
         lookup = FLOOR_LOOKUP
     conf = RADIUSD_CONF.format(kind=kind, dir=directory, modules=modules, lookup=lookup,
                                auth_port=auth_port, acct_port=acct_port,
@@ -177,7 +184,11 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
     clients = "".join(
         f"client bench{i} {{\n\tipaddr = {address}\n\tsecret = \"{secret}\"\n"
         f"\tshortname = \"bench{i}\"\n{proto}}}\n" for i, (address, secret) in enumerate(gateways))
-    for name, text in (("radiusd.conf", conf), ("clients.conf", clients)):
+    files = [("radiusd.conf", conf), ("clients.conf", clients)]
+    if kind == "rows":
+        dictionary = Path(__file__).resolve().parent.parent / "freeradius" / "dictionary"
+        files.append(("dictionary", f"$INCLUDE {dictionary}\n"))
+    for name, text in files:
         path = directory / name
         path.write_text(text)
         path.chmod(0o600)

@@ -1,0 +1,121 @@
+"""The rows the service keeps for a call, written by a hook inside FreeRADIUS:
+bench/floor.py's "rows" workers.
+
+Loaded by rlm_python3 in minimal_radius's "rows" FreeRADIUS, under the same
+Python lock as the service's hook, with one psycopg2 connection per
+process, autocommit, like bench/floor_hook.py; but where the floor reads
+the card and inserts one record of its own, this hook writes what the
+service writes for a call, in the service's own tables, one statement a
+packet (bench/rows_statements.py, prepared once a connection as the
+service's statements are): the login at stage 1, the hold at
+stage 2, a leg at each Start (the billed one making the hold live), the
+leg stopped at each Stop, and at the billed Stop the CDR, the ledger entry
+and the card's balance. No PIN, no rating, no rule, constant prices: the
+least any design that keeps these rows could do, so the service's
+throughput against this kind's says what its rules and rating cost, and
+this kind's against the floor's what the rows cost.
+
+The gateway is the one the front end names (Kondge-Gateway-Address; the
+raddb includes the service's dictionary), its id read with the access
+numbers when the process connects: an Access-Request to an access number
+is a stage 1, any other a stage 2. Every call key is marked "rows:", so
+that the bench tells this kind's CDRs from the service's. The originating
+leg is the billed one (the bench's gateways are Cisco, billed_leg
+originate). The database is named by KONDGE_FLOOR_DSN.
+"""
+
+import os
+import types
+
+import psycopg2
+import radiusd
+
+import rows_statements
+from kondge_billing.store.prepared import Prepared
+
+# prepared once a connection, as the service's call-path statements are
+STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP = (
+    Prepared(f"bench_{name.lower()}", getattr(rows_statements, name))
+    for name in ("ROWS_STAGE1", "ROWS_STAGE2", "ROWS_START", "ROWS_BILLED_START", "ROWS_STOP",
+                 "ROWS_BILLED_STOP"))
+
+#: the process's one connection, the gateways' ids by address, the access numbers
+_held = types.SimpleNamespace(conn=None, gateways={}, access=frozenset(), first_access=None)
+KEY_MARK = "rows:"
+BILLED_LEG = "originate"
+ACCEPT = ((("h323-return-code", "h323-return-code=0"),
+           ("h323-credit-time", "h323-credit-time=3600")),
+          (("Auth-Type", ":=", "Accept"),))
+
+
+def _cursor():
+    conn = _held.conn
+    if conn is None or conn.closed:
+        conn = psycopg2.connect(os.environ["KONDGE_FLOOR_DSN"])
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT host(address), id FROM kondge.gateway WHERE removed_at IS NULL")
+            _held.gateways = dict(cur.fetchall())
+            cur.execute("SELECT number FROM kondge.access_number ORDER BY number")
+            numbers = [n for (n,) in cur.fetchall()]
+        _held.access = frozenset(numbers)
+        _held.first_access = numbers[0] if numbers else None
+        _held.conn = conn
+    return conn.cursor()
+
+
+def _values(pairs) -> dict:
+    """The packet's attributes by name (the first of each), Cisco's "name=value"
+    strings without their name."""
+    out = {}
+    for item in pairs:
+        name, value = item[0], item[-1]
+        if name in out:
+            continue
+        if name.startswith("h323-") and value.startswith(name + "="):
+            value = value[len(name) + 1:]
+        out[name] = value
+    return out
+
+
+def _call(v: dict) -> dict:
+    call = v.get("h323-conf-id") or v.get("Acct-Session-Id") or ""
+    return {"number": v.get("User-Name"), "gw": _held.gateways.get(v.get("Kondge-Gateway-Address")),
+            "call": call, "key": KEY_MARK + call, "sess": v.get("Acct-Session-Id", ""),
+            "caller": v.get("Calling-Station-Id"), "called": v.get("Called-Station-Id"),
+            "dest": v.get("Called-Station-Id"), "access": _held.first_access}
+
+
+def instantiate(_p):
+    return radiusd.RLM_MODULE_OK
+
+
+def authorize(p):
+    with _cursor() as cur:
+        v = _values(p)
+        values = _call(v)
+        if values["gw"] is None:
+            return radiusd.RLM_MODULE_REJECT
+        stage1 = values["called"] in _held.access
+        (STAGE1 if stage1 else STAGE2).run(cur, values)
+        if cur.fetchone() is None:
+            return radiusd.RLM_MODULE_REJECT
+    return (radiusd.RLM_MODULE_OK,) + ACCEPT
+
+
+def accounting(p):
+    with _cursor() as cur:
+        v = _values(p)
+        values = _call(v)
+        status, leg = v.get("Acct-Status-Type"), v.get("h323-call-origin")
+        if values["gw"] is None or status not in ("Start", "Stop"):
+            return radiusd.RLM_MODULE_OK
+        values["leg"] = leg
+        billed = leg == BILLED_LEG
+        if status == "Start":
+            (BILLED_START if billed else START).run(cur, values)
+        else:
+            values["seconds"] = int(v.get("Acct-Session-Time") or 0)
+            values["digest"] = values["call"] + (leg or "")
+            (BILLED_STOP if billed else STOP).run(cur, values)
+    return radiusd.RLM_MODULE_OK

@@ -1,0 +1,76 @@
+"""The rows the service keeps for a call, written with one plain statement a
+packet: the "rows" kind of bench/call_rows.py (one process, no FreeRADIUS)
+and of bench/floor.py (bench/rows_hook.py, inside FreeRADIUS workers).
+
+In the service's own tables, with their indexes and constraints: stage 1
+reads the card and keeps the call's login (call_login), committed without
+waiting for the flush as the service's is; stage 2 reads the card and
+places the hold (reservation); each Start inserts its leg (call_leg), the
+billed one making the hold live; the other leg's Stop stops its leg; the
+billed Stop stops its leg, removes the hold and writes the CDR, the ledger
+entry and the card's balance. No PIN, no rating, no flags, no repeats or
+reused ids, no lock on the card: the least any design on these tables
+writes for a call, not a call path (the prices are constants).
+
+Each statement takes its values by name: number (the card), gw (the
+gateway's id), call (the call's id), key (its call_key: the call id, or one
+marked as the bench's), sess, caller, dest, access, leg, called, seconds
+and digest.
+"""
+
+ROWS_STAGE1 = """
+WITH c AS (SELECT c.id, c.balance, c.currency, c.status, c.expires_at, cat.billing
+             FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category
+            WHERE c.number = %(number)s),
+     s AS (SELECT set_config('synchronous_commit', 'off', true)),
+     l AS (INSERT INTO kondge.call_login (gateway_id, call_id, access_number, card_id)
+           SELECT %(gw)s, %(call)s, %(access)s, c.id FROM c, s
+           ON CONFLICT (gateway_id, call_id) DO NOTHING)
+SELECT * FROM c"""
+ROWS_STAGE2 = """
+WITH c AS (SELECT c.id, c.balance, c.currency, c.category FROM kondge.card c
+            WHERE c.number = %(number)s),
+     h AS (INSERT INTO kondge.reservation
+                  (card_id, gateway_id, call_id, call_key, caller, destination, access_number,
+                   category, currency, amount, granted_seconds, hold_expires_at)
+           SELECT c.id, %(gw)s, %(call)s, %(key)s, %(caller)s, %(dest)s, %(access)s,
+                  c.category, c.currency, 1.00, 600, now() + interval '60 s' FROM c
+           ON CONFLICT DO NOTHING
+           RETURNING id)
+SELECT c.balance, (SELECT id FROM h) AS hold_id FROM c"""
+ROWS_START = """
+INSERT INTO kondge.call_leg (gateway_id, call_id, call_key, leg, acct_session_id, user_name,
+                             caller, called, start_received_at)
+VALUES (%(gw)s, %(call)s, %(key)s, %(leg)s, %(sess)s, %(number)s, %(caller)s, %(called)s, now())
+ON CONFLICT DO NOTHING"""
+ROWS_BILLED_START = """
+WITH l AS (""" + ROWS_START + """),
+     h AS (UPDATE kondge.reservation SET state = 'live', acct_session_id = %(sess)s,
+                  started_at = now(), start_received_at = now()
+            WHERE gateway_id = %(gw)s AND call_key = %(key)s)
+SELECT 1"""
+ROWS_STOP = """
+UPDATE kondge.call_leg SET stop_received_at = now(), session_time = %(seconds)s,
+       disconnect_cause = '10', stop_digest = %(digest)s
+ WHERE gateway_id = %(gw)s AND call_id = %(call)s AND leg = %(leg)s
+   AND acct_session_id = %(sess)s AND call_key = %(key)s"""
+ROWS_BILLED_STOP = """
+WITH l AS (""" + ROWS_STOP + """ RETURNING id),
+     h AS (DELETE FROM kondge.reservation WHERE gateway_id = %(gw)s AND call_key = %(key)s
+           RETURNING card_id, currency, destination, access_number, category, granted_seconds),
+     d AS (INSERT INTO kondge.cdr
+                  (gateway_id, call_id, call_key, leg, acct_session_id, card_id, card_number,
+                   caller, destination, access_number, category, duration, session_time,
+                   disconnect_cause, price_per_minute, cost, charge, uncollected, currency,
+                   granted_seconds)
+           SELECT %(gw)s, %(call)s, %(key)s, %(leg)s, %(sess)s, h.card_id, %(number)s,
+                  %(caller)s, h.destination, h.access_number, h.category, %(seconds)s,
+                  %(seconds)s, '10', 0.10, 0.10, 0.10, 0, h.currency, h.granted_seconds
+             FROM h
+           RETURNING id, card_id),
+     e AS (INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
+           SELECT c.id, -0.10, 'call', 'call:' || %(gw)s || ':' || %(key)s, c.balance - 0.10,
+                  'cdr ' || d.id
+             FROM d JOIN kondge.card c ON c.id = d.card_id
+           RETURNING card_id, balance_after)
+UPDATE kondge.card c SET balance = e.balance_after FROM e WHERE c.id = e.card_id"""
