@@ -17,7 +17,10 @@ by one process on one connection per kind, without FreeRADIUS:
   the hold and writes the CDR, the ledger entry and the card's balance.
   No PIN, no rating, no flags, no repeats or reused ids, no lock on the
   card: the least any design on these tables writes for a call, not a
-  call path (the prices are constants).
+  call path (the prices are constants). The statements are
+  bench/rows_statements.py's, prepared once a connection as the service's
+  are (before 2026-12-03 they were sent as text, and planned each time);
+  bench/floor.py's rows workers run the same ones inside FreeRADIUS.
 - service: the call path itself (kondge_billing.edge.radius_edge, as
   bench/profile_calls.py plays it).
 
@@ -49,8 +52,8 @@ import psycopg2  # noqa: E402
 from bench import calls as bench_calls  # noqa: E402
 from bench import floor as bench_floor  # noqa: E402
 from bench import profile_calls  # noqa: E402
-from bench.rows_statements import (ROWS_BILLED_START, ROWS_BILLED_STOP, ROWS_STAGE1,  # noqa: E402
-                                   ROWS_STAGE2, ROWS_START, ROWS_STOP)
+from bench.rows_statements import (BILLED_START, BILLED_STOP, STAGE1, STAGE2,  # noqa: E402
+                                   START, STOP)
 from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.store.db import Database  # noqa: E402
 
@@ -79,18 +82,18 @@ def rows_packets(cur, login_cur, values: dict) -> list:
     of PACKETS (each a function of no argument)."""
     values = dict({"key": values["call"]}, **values)
 
-    def one(c, sql, extra=None, fetch=False):
+    def one(c, statement, extra=None, fetch=False):
         def run():
-            c.execute(sql, dict(values, **(extra or {})))
+            statement.run(c, dict(values, **(extra or {})))
             if fetch:
                 c.fetchone()
         return run
-    return [one(login_cur, ROWS_STAGE1, fetch=True), one(cur, ROWS_STAGE2, fetch=True),
-            one(cur, ROWS_START, {"leg": "answer", "called": values["access"]}),
-            one(cur, ROWS_BILLED_START, {"leg": "originate", "called": values["dest"]}),
-            one(cur, ROWS_BILLED_STOP, {"leg": "originate", "seconds": 60,
+    return [one(login_cur, STAGE1, fetch=True), one(cur, STAGE2, fetch=True),
+            one(cur, START, {"leg": "answer", "called": values["access"]}),
+            one(cur, BILLED_START, {"leg": "originate", "called": values["dest"]}),
+            one(cur, BILLED_STOP, {"leg": "originate", "seconds": 60,
                                         "digest": values["call"] + "o"}),
-            one(cur, ROWS_STOP, {"leg": "answer", "seconds": 80,
+            one(cur, STOP, {"leg": "answer", "seconds": 80,
                                  "digest": values["call"] + "a"})]
 
 

@@ -30,14 +30,7 @@ import types
 import psycopg2
 import radiusd
 
-import rows_statements
-from kondge_billing.store.prepared import Prepared
-
-# prepared once a connection, as the service's call-path statements are
-STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP = (
-    Prepared(f"bench_{name.lower()}", getattr(rows_statements, name))
-    for name in ("ROWS_STAGE1", "ROWS_STAGE2", "ROWS_START", "ROWS_BILLED_START", "ROWS_STOP",
-                 "ROWS_BILLED_STOP"))
+from rows_statements import BILLED_START, BILLED_STOP, STAGE1, STAGE2, START, STOP
 
 #: the process's one connection, the gateways' ids by address, the access numbers
 _held = types.SimpleNamespace(conn=None, gateways={}, access=frozenset(), first_access=None)

@@ -15,8 +15,11 @@ writes for a call, not a call path (the prices are constants).
 Each statement takes its values by name: number (the card), gw (the
 gateway's id), call (the call's id), key (its call_key: the call id, or one
 marked as the bench's), sess, caller, dest, access, leg, called, seconds
-and digest.
+and digest. Both benches run them prepared once a connection (STAGE1, ...),
+as the service runs its call-path statements.
 """
+
+from kondge_billing.store.prepared import Prepared
 
 ROWS_STAGE1 = """
 WITH c AS (SELECT c.id, c.balance, c.currency, c.status, c.expires_at, cat.billing
@@ -74,3 +77,10 @@ WITH l AS (""" + ROWS_STOP + """ RETURNING id),
              FROM d JOIN kondge.card c ON c.id = d.card_id
            RETURNING card_id, balance_after)
 UPDATE kondge.card c SET balance = e.balance_after FROM e WHERE c.id = e.card_id"""
+
+
+STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP = (
+    Prepared(f"bench_rows_{name}", text) for name, text in (
+        ("stage1", ROWS_STAGE1), ("stage2", ROWS_STAGE2), ("start", ROWS_START),
+        ("billed_start", ROWS_BILLED_START), ("stop", ROWS_STOP),
+        ("billed_stop", ROWS_BILLED_STOP)))
