@@ -30,15 +30,14 @@ import types
 import psycopg2
 import radiusd
 
+# the floor's answer to an Access-Request, and its instantiate
+from floor_hook import ACCEPT, instantiate  # noqa: F401 - rlm_python3 calls instantiate
 from rows_statements import BILLED_START, BILLED_STOP, STAGE1, STAGE2, START, STOP
 
 #: the process's one connection, the gateways' ids by address, the access numbers
 _held = types.SimpleNamespace(conn=None, gateways={}, access=frozenset(), first_access=None)
 KEY_MARK = "rows:"
 BILLED_LEG = "originate"
-ACCEPT = ((("h323-return-code", "h323-return-code=0"),
-           ("h323-credit-time", "h323-credit-time=3600")),
-          (("Auth-Type", ":=", "Accept"),))
 
 
 def _cursor():
@@ -77,10 +76,6 @@ def _call(v: dict) -> dict:
             "call": call, "key": KEY_MARK + call, "sess": v.get("Acct-Session-Id", ""),
             "caller": v.get("Calling-Station-Id"), "called": v.get("Called-Station-Id"),
             "dest": v.get("Called-Station-Id"), "access": _held.first_access}
-
-
-def instantiate(_p):
-    return radiusd.RLM_MODULE_OK
 
 
 def authorize(p):
