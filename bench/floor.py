@@ -168,7 +168,7 @@ def records_stored(s) -> int:
 
 def rows_cdrs(s) -> int:
     """The CDRs the rows kind wrote (its call keys are marked)."""
-    return _scalar(s, "SELECT count(*) FROM kondge.cdr WHERE call_key LIKE 'rows:%%'")
+    return _scalar(s, "SELECT count(*) FROM kondge.cdr WHERE call_key LIKE 'rows:%'")
 
 
 def vacuum(s):
