@@ -43,7 +43,9 @@ bench-cards: setup
 # unlang and rlm_sql ceilings (var/bench-calls; results in
 # var/bench/calls.{json,txt,png}); the floor, the least work a per-packet
 # Python hook could do, beside the unlang workers, the rows workers (the
-# service's rows, one statement a packet, no rule) and the service, each
+# service's rows, one statement a packet, no rule), the priced workers (the
+# rows priced by the rating engine in the hook, two statements at stage 2
+# and at the billed Stop) and the service, each
 # behind the front end, with the service's hook CPU and wall time a packet
 # inside its workers (var/bench-floor; var/bench/floor.{json,txt}); then
 # the tariff engine at scale (var/bench, decks of 1k and 1M prefixes;

@@ -52,8 +52,8 @@ import psycopg2  # noqa: E402
 from bench import calls as bench_calls  # noqa: E402
 from bench import floor as bench_floor  # noqa: E402
 from bench import profile_calls  # noqa: E402
-from bench.rows_statements import (BILLED_START, BILLED_STOP, STAGE1, STAGE2,  # noqa: E402
-                                   START, STOP)
+from bench.rows_statements import (BILLED_START, BILLED_STOP, ROWS_CHARGE,  # noqa: E402
+                                   ROWS_PRICES, STAGE1, STAGE2, START, STOP)
 from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.store.db import Database  # noqa: E402
 
@@ -88,11 +88,11 @@ def rows_packets(cur, login_cur, values: dict) -> list:
             if fetch:
                 c.fetchone()
         return run
-    return [one(login_cur, STAGE1, fetch=True), one(cur, STAGE2, fetch=True),
+    return [one(login_cur, STAGE1, fetch=True), one(cur, STAGE2, ROWS_PRICES, fetch=True),
             one(cur, START, {"leg": "answer", "called": values["access"]}),
             one(cur, BILLED_START, {"leg": "originate", "called": values["dest"]}),
-            one(cur, BILLED_STOP, {"leg": "originate", "seconds": 60,
-                                        "digest": values["call"] + "o"}),
+            one(cur, BILLED_STOP, dict(ROWS_CHARGE, leg="originate", seconds=60,
+                                       digest=values["call"] + "o")),
             one(cur, STOP, {"leg": "answer", "seconds": 80,
                                  "digest": values["call"] + "a"})]
 

@@ -111,7 +111,7 @@ class Recording:
 
 def table(split: dict) -> list:
     """Lines: CPU-ms a call by component for each kind, and the service's excess over the floor."""
-    kinds = [k for k in ("unlang", "floor", "rows", "service") if k in split]
+    kinds = [k for k in ("unlang", "floor", "rows", "priced", "service") if k in split]
     if not kinds:
         return []
     lines = ["", f"CPU a complete call by component (perf, ms; {split[kinds[0]]['rate']:g} calls/s "

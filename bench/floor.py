@@ -19,6 +19,11 @@ a 100,000-prefix deck, 256 gateways), driven by the same load generator:
            for a call (login, hold, legs, CDR, ledger entry, balance) in the
            service's own tables, with no rule and constant prices: the
            least any design keeping those rows could cost;
+  priced   minimal_radius's priced workers (bench/priced_hook.py): the rows,
+           priced as the service's architecture prices them: the rate deck
+           in PostgreSQL, the rating engine in the hook's Python, so two
+           statements at stage 2 and at the billed Stop with the engine
+           between them; still no rule: the least that architecture costs;
   service  the service itself (kondge server start), KONDGE_WORKERS workers.
 
 The service does strictly more per packet than the floor (it checks the PIN
@@ -26,17 +31,19 @@ and the card's live calls, rates the destination, writes a hold at stage 2
 and, at the billed Stop, the CDR, the ledger entry and the balance), so its
 calls per second cannot exceed the floor's on the same machine: the floor
 says what a target asks of the hardware before any billing is written, the
-rows kind what writing the service's rows adds, and service/rows what the
-call path's rules and rating cost on top of its rows.
+rows kind what writing the service's rows adds, priced/rows what pricing in
+the hook's Python between two statements adds, and service/priced what the
+call path's rules cost on top.
 
 Writes var/bench/floor.json, floor.txt and floor.png (throughput and p99
 against offered load, beside the 800 calls/s target); progress on stderr.
 Exits 0 when every step ran and the service's billing check passed, 1 if it
 failed, or the floor's database did not get the records it acknowledged,
-or the rows kind's the CDRs of the billed Stops it answered.
+or the rows or priced kind's the CDRs of the billed Stops it answered.
 
     .venv/bin/python bench/floor.py [--workers 4] [--steps 200,400,...]
         [--seconds 8] [--rounds 1] [--processes 4] [--no-service] [--no-rows]
+        [--no-priced]
         [--perf-rate 120 [--perf-seconds 6]] [--hook-cpu | --hook-profile]
 
 With --perf-rate, the step at that offered rate is also sampled by `perf`
@@ -76,7 +83,9 @@ from kondge_billing import config  # noqa: E402
 VAR = HOME / "var" / "bench-floor"
 PG_PORT = 5494
 STEPS = (100, 200, 300, 400, 600, 800)
-KINDS = ("unlang", "floor", "rows", "service")
+KINDS = ("unlang", "floor", "rows", "priced", "service")
+#: the kinds whose call keys are marked, and their marks (bench/rows_hook.py)
+MARKED = {"rows": "rows:", "priced": "priced:"}
 
 FLOOR_TABLE = """
 CREATE SCHEMA bench_floor;
@@ -101,9 +110,11 @@ def parse_args(argv):
     p.add_argument("--processes", type=int, default=4, help="load generator processes")
     p.add_argument("--cards", type=int, default=100000)
     p.add_argument("--no-service", action="store_true",
-                   help="the unlang and floor workers only (and rows, unless --no-rows)")
+                   help="the minimal workers only (unlang, floor, rows, priced)")
     p.add_argument("--no-rows", action="store_true",
                    help="without the rows workers (bench/rows_hook.py)")
+    p.add_argument("--no-priced", action="store_true",
+                   help="without the priced workers (bench/priced_hook.py)")
     p.add_argument("--perf-rate", type=float, default=None,
                    help="sample the step at this offered rate with perf, for each kind "
                         "(one of --steps; needs linux-perf and root)")
@@ -166,9 +177,9 @@ def records_stored(s) -> int:
     return _scalar(s, "SELECT count(*) FROM bench_floor.record")
 
 
-def rows_cdrs(s) -> int:
-    """The CDRs the rows kind wrote (its call keys are marked)."""
-    return _scalar(s, "SELECT count(*) FROM kondge.cdr WHERE call_key LIKE 'rows:%'")
+def marked_cdrs(s, kind: str) -> int:
+    """The CDRs the rows or priced kind wrote (their call keys are marked)."""
+    return _scalar(s, f"SELECT count(*) FROM kondge.cdr WHERE call_key LIKE '{MARKED[kind]}%'")
 
 
 def vacuum(s):
@@ -242,9 +253,10 @@ def table(results: dict) -> str:
     lines += hook_lines(results)
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
-    if "rows_cdrs" in results:
-        lines.append(f"rows CDRs: {results['rows_cdrs']} written for "
-                     f"{results['rows_billed_stops_answered']} billed Stops answered")
+    for kind in MARKED:
+        if f"{kind}_cdrs" in results:
+            lines.append(f"{kind} CDRs: {results[f'{kind}_cdrs']} written for "
+                         f"{results[f'{kind}_billed_stops_answered']} billed Stops answered")
     check = results.get("billing_check")
     if check:
         lines.append(f"service billing check: {'OK' if check['ok'] else 'FAILED'}: "
@@ -325,8 +337,9 @@ def sizing_lines(table_: dict) -> list:
 
 def ratios(summary: dict) -> dict:
     out = {}
-    for a, b in (("floor", "unlang"), ("rows", "floor"), ("service", "floor"),
-                 ("service", "rows"), ("service", "unlang")):
+    for a, b in (("floor", "unlang"), ("rows", "floor"), ("priced", "floor"),
+                 ("priced", "rows"), ("service", "floor"), ("service", "rows"),
+                 ("service", "priced"), ("service", "unlang")):
         for key in ("most", "clean"):
             top = summary.get(b, {}).get(f"{key}_calls_per_second")
             if a in summary and top:
@@ -359,7 +372,8 @@ def main(argv=None) -> int:
         s = prepare_database(env, cards, gws, 100000)
         os.environ["KONDGE_FLOOR_DSN"] = s.dsn
         targets = []
-        for kind in [k for k in KINDS[:3] if not (args.no_rows and k == "rows")]:
+        left_out = {"rows": args.no_rows, "priced": args.no_priced}
+        for kind in [k for k in KINDS[:-1] if not left_out.get(k)]:
             secret = secrets.token_urlsafe(24)
             workers = start_workers(kind, args.workers, secret, started)
             front = ceilings.frontend(f"frontend-{kind}", [(w, port) for w, port, _p in workers],
@@ -371,7 +385,7 @@ def main(argv=None) -> int:
             calls.say("starting the service (kondge server start)")
             service, service_env = start_service(env, args.workers, hook_env)
             targets.append(service)
-        billed = {"service": [], "rows": []}     # the warm-up's calls are billed too
+        billed = {"service": [], "rows": [], "priced": []}  # the warm-up's are billed too
         for target in targets:  # warm-up: every worker thread opens its connection
             warm = ceilings.one_step(loadgen, "current", target.name, target, data, 100, 4,
                                      args.processes)
@@ -426,16 +440,18 @@ def main(argv=None) -> int:
                         time.sleep(1.0)
         results["floor_records"] = records_stored(s) - before
         results["floor_accounting_answered"] = answered
-        rows = rows_cdrs(s)
-        if billed["rows"]:
-            results["rows_cdrs"] = rows
-            results["rows_billed_stops_answered"] = sum(r["billed_stops"] for r in billed["rows"])
+        marked = {kind: marked_cdrs(s, kind) for kind in MARKED}
+        for kind in MARKED:
+            if billed[kind]:
+                results[f"{kind}_cdrs"] = marked[kind]
+                results[f"{kind}_billed_stops_answered"] = sum(r["billed_stops"]
+                                                               for r in billed[kind])
         if billed["service"]:
             calls.quiesce(s.dsn)
-            # the rows kind's calls are on the same cards' category: its CDRs
-            # count among the check's, each charged as its ledger entry says
+            # the rows and priced kinds' calls are on the same cards' category: their
+            # CDRs count among the check's, each charged as its ledger entry says
             results["billing_check"] = calls.billing_check(
-                s.dsn, sum(r["billed_stops"] for r in billed["service"]) + rows,
+                s.dsn, sum(r["billed_stops"] for r in billed["service"]) + sum(marked.values()),
                 sum(r["uncertain"] for r in billed["service"]))
     finally:
         for proc in reversed(started):
@@ -460,9 +476,11 @@ def main(argv=None) -> int:
     if results["floor_records"] < results["floor_accounting_answered"]:
         calls.say("the floor acknowledged records its database does not hold")
         status = 1
-    if results.get("rows_cdrs", 0) < results.get("rows_billed_stops_answered", 0):
-        calls.say("the rows kind answered billed Stops whose CDRs its database does not hold")
-        status = 1
+    for kind in MARKED:
+        if results.get(f"{kind}_cdrs", 0) < results.get(f"{kind}_billed_stops_answered", 0):
+            calls.say(f"the {kind} kind answered billed Stops whose CDRs its database does "
+                      f"not hold")
+            status = 1
     if results.get("billing_check") and not results["billing_check"]["ok"]:
         calls.say("BILLING CHECK FAILED: " + "; ".join(results["billing_check"]["problems"]))
         status = 1

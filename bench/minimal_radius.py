@@ -13,6 +13,9 @@
 - "rows": the same, through bench/rows_hook.py: one statement a packet
   writing the rows the service keeps for a call, in its own tables (the
   least a design keeping those rows could do; bench/floor.py).
+- "priced": the rows, priced by the service's rating engine in the hook's
+  Python (bench/priced_hook.py): two statements at stage 2 and at the
+  billed Stop, one at every other packet.
 
 Each is a raddb of its own written under `directory` (clients: the same
 gateways and secrets as the service), run in the foreground and stopped
@@ -153,10 +156,11 @@ FLOOR_LOOKUP = "\t\tpython3\n"
 def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port: int,
                 pg_socket_dir: Path | None = None, pg_port: int | None = None,
                 worker: bool = False) -> Path:
-    """The raddb of a `kind` ("unlang", "sql", "floor" or "rows") instance; returns
-    its directory. A floor or rows instance finds its database in
-    KONDGE_FLOOR_DSN; a rows instance reads the service's dictionary (the
-    front end's Kondge-Gateway-Address names the gateway).
+    """The raddb of a `kind` ("unlang", "sql", "floor", "rows" or "priced")
+    instance; returns its directory. A floor, rows or priced instance finds
+    its database in KONDGE_FLOOR_DSN; a rows or priced instance reads the
+    service's dictionary (the front end's Kondge-Gateway-Address names the
+    gateway).
     A `worker` behind the front end listens as the service's workers do
     (radius_config.worker_ports from auth_port; acct_port is ignored):
     logins, calls and accounting, so that the floor and the service meet
@@ -172,7 +176,7 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
     if kind == "sql":
         modules = SQL_MODULE.format(socket_dir=pg_socket_dir, port=pg_port)
         lookup = SQL_LOOKUP
-    elif kind in ("floor", "rows"):
+    elif kind in ("floor", "rows", "priced"):
         here = Path(__file__).resolve().parent
         modules = FLOOR_MODULE.format(bench=here, module=f"{kind}_hook", home=here.parent,
                                       site=radius_processes.venv_site_packages(here.parent))
@@ -185,7 +189,7 @@ def write_raddb(directory: Path, kind: str, gateways, auth_port: int, acct_port:
         f"client bench{i} {{\n\tipaddr = {address}\n\tsecret = \"{secret}\"\n"
         f"\tshortname = \"bench{i}\"\n{proto}}}\n" for i, (address, secret) in enumerate(gateways))
     files = [("radiusd.conf", conf), ("clients.conf", clients)]
-    if kind == "rows":
+    if kind in ("rows", "priced"):
         dictionary = Path(__file__).resolve().parent.parent / "freeradius" / "dictionary"
         files.append(("dictionary", f"$INCLUDE {dictionary}\n"))
     for name, text in files:

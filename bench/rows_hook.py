@@ -32,7 +32,8 @@ import radiusd
 
 # the floor's answer to an Access-Request, and its instantiate
 from floor_hook import ACCEPT, instantiate  # noqa: F401 - rlm_python3 calls instantiate
-from rows_statements import BILLED_START, BILLED_STOP, STAGE1, STAGE2, START, STOP
+from rows_statements import (BILLED_START, BILLED_STOP, ROWS_CHARGE, ROWS_PRICES, STAGE1,
+                             STAGE2, START, STOP)
 
 #: the process's one connection, the gateways' ids by address, the access numbers
 _held = types.SimpleNamespace(conn=None, gateways={}, access=frozenset(), first_access=None)
@@ -70,31 +71,50 @@ def _values(pairs) -> dict:
     return out
 
 
-def _call(v: dict) -> dict:
+def _call(v: dict, mark: str = KEY_MARK) -> dict:
     call = v.get("h323-conf-id") or v.get("Acct-Session-Id") or ""
     return {"number": v.get("User-Name"), "gw": _held.gateways.get(v.get("Kondge-Gateway-Address")),
-            "call": call, "key": KEY_MARK + call, "sess": v.get("Acct-Session-Id", ""),
+            "call": call, "key": mark + call, "sess": v.get("Acct-Session-Id", ""),
             "caller": v.get("Calling-Station-Id"), "called": v.get("Called-Station-Id"),
             "dest": v.get("Called-Station-Id"), "access": _held.first_access}
 
 
-def authorize(p):
+def _stage2(cur, values: dict):
+    """The hold, at the rows kind's constant amount and seconds: the floor's
+    answer (None: no such card)."""
+    STAGE2.run(cur, dict(values, **ROWS_PRICES))
+    return ACCEPT if cur.fetchone() is not None else None
+
+
+def _billed_stop(cur, values: dict):
+    """The billed leg stopped, the hold removed, the CDR, ledger entry and
+    balance at the rows kind's constant charge."""
+    BILLED_STOP.run(cur, dict(values, **ROWS_CHARGE))
+
+
+def serve_access(p, mark: str = KEY_MARK, stage2=_stage2):
+    """An Access-Request: stage 1 by its access number (the floor's answer),
+    else stage2(cursor, values): its (reply, control) pairs, None to reject."""
     with _cursor() as cur:
-        v = _values(p)
-        values = _call(v)
+        values = _call(_values(p), mark)
         if values["gw"] is None:
             return radiusd.RLM_MODULE_REJECT
-        stage1 = values["called"] in _held.access
-        (STAGE1 if stage1 else STAGE2).run(cur, values)
-        if cur.fetchone() is None:
+        if values["called"] in _held.access:
+            STAGE1.run(cur, values)
+            answer = ACCEPT if cur.fetchone() is not None else None
+        else:
+            answer = stage2(cur, values)
+        if answer is None:
             return radiusd.RLM_MODULE_REJECT
-    return (radiusd.RLM_MODULE_OK,) + ACCEPT
+    return (radiusd.RLM_MODULE_OK,) + answer
 
 
-def accounting(p):
+def serve_accounting(p, mark: str = KEY_MARK, billed_stop=_billed_stop):
+    """An Accounting-Request: each Start inserts its leg, each Stop stops it,
+    the billed one through billed_stop(cursor, values)."""
     with _cursor() as cur:
         v = _values(p)
-        values = _call(v)
+        values = _call(v, mark)
         status, leg = v.get("Acct-Status-Type"), v.get("h323-call-origin")
         if values["gw"] is None or status not in ("Start", "Stop"):
             return radiusd.RLM_MODULE_OK
@@ -105,5 +125,16 @@ def accounting(p):
         else:
             values["seconds"] = int(v.get("Acct-Session-Time") or 0)
             values["digest"] = values["call"] + (leg or "")
-            (BILLED_STOP if billed else STOP).run(cur, values)
+            if billed:
+                billed_stop(cur, values)
+            else:
+                STOP.run(cur, values)
     return radiusd.RLM_MODULE_OK
+
+
+def authorize(p):
+    return serve_access(p)
+
+
+def accounting(p):
+    return serve_accounting(p)

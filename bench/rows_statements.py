@@ -15,9 +15,14 @@ writes for a call, not a call path (the prices are constants).
 Each statement takes its values by name: number (the card), gw (the
 gateway's id), call (the call's id), key (its call_key: the call id, or one
 marked as the bench's), sess, caller, dest, access, leg, called, seconds
-and digest. Both benches run them prepared once a connection (STAGE1, ...),
-as the service runs its call-path statements.
+(granted at stage 2, talked at a Stop) and digest; the hold's amount and
+its price's ids (version_id, plan_id, destination_id, prefix), and the
+billed Stop's cost and price a minute (ROWS_PRICES and ROWS_CHARGE: the
+rows kind's constants). Both benches run them prepared once a connection
+(STAGE1, ...), as the service runs its call-path statements.
 """
+
+from decimal import Decimal
 
 from kondge_billing.store.prepared import Prepared
 
@@ -35,9 +40,12 @@ WITH c AS (SELECT c.id, c.balance, c.currency, c.category FROM kondge.card c
             WHERE c.number = %(number)s),
      h AS (INSERT INTO kondge.reservation
                   (card_id, gateway_id, call_id, call_key, caller, destination, access_number,
-                   category, currency, amount, granted_seconds, hold_expires_at)
+                   category, currency, amount, granted_seconds, hold_expires_at,
+                   tariff_version_id, plan_id, destination_id, rate_prefix)
            SELECT c.id, %(gw)s, %(call)s, %(key)s, %(caller)s, %(dest)s, %(access)s,
-                  c.category, c.currency, 1.00, 600, now() + interval '60 s' FROM c
+                  c.category, c.currency, %(amount)s::numeric, %(seconds)s::integer,
+                  now() + interval '60 s', %(version_id)s::integer, %(plan_id)s::integer,
+                  %(destination_id)s::integer, %(prefix)s::text FROM c
            ON CONFLICT DO NOTHING
            RETURNING id)
 SELECT c.balance, (SELECT id FROM h) AS hold_id FROM c"""
@@ -68,19 +76,46 @@ WITH l AS (""" + ROWS_STOP + """ RETURNING id),
                    granted_seconds)
            SELECT %(gw)s, %(call)s, %(key)s, %(leg)s, %(sess)s, h.card_id, %(number)s,
                   %(caller)s, h.destination, h.access_number, h.category, %(seconds)s,
-                  %(seconds)s, '10', 0.10, 0.10, 0.10, 0, h.currency, h.granted_seconds
+                  %(seconds)s, '10', %(price)s::numeric, %(cost)s::numeric, %(cost)s::numeric,
+                  0, h.currency, h.granted_seconds
              FROM h
-           RETURNING id, card_id),
+           RETURNING id, card_id, charge),
      e AS (INSERT INTO kondge.ledger_entry (card_id, amount, kind, key, balance_after, note)
-           SELECT c.id, -0.10, 'call', 'call:' || %(gw)s || ':' || %(key)s, c.balance - 0.10,
-                  'cdr ' || d.id
+           SELECT c.id, -d.charge, 'call', 'call:' || %(gw)s || ':' || %(key)s,
+                  c.balance - d.charge, 'cdr ' || d.id
              FROM d JOIN kondge.card c ON c.id = d.card_id
+            WHERE d.charge > 0
            RETURNING card_id, balance_after)
 UPDATE kondge.card c SET balance = e.balance_after FROM e WHERE c.id = e.card_id"""
 
+# The "priced" kind (bench/priced_hook.py) keeps the rows above but prices in
+# Python, as the service's architecture does: at stage 2 a first statement
+# reads the card and the ids of the price its tariff gives the destination
+# (kondge.rating_choice, the service's own choice), the engine works out the
+# seconds and the amount, and STAGE2 holds them; at the billed Stop a first
+# statement reads the hold, the engine prices the call, and BILLED_STOP
+# charges it.
+PRICED_CHOICE = """
+SELECT c.id, c.balance, c.category, r.version_id, r.plan_id, r.destination_id, r.prefix
+  FROM kondge.card c JOIN kondge.category cat ON cat.name = c.category,
+       kondge.rating_choice(c.category, %(dest)s, %(caller)s, %(access)s, %(gw)s, now(),
+                            coalesce(c.tariff_id, cat.tariff_id)) r
+ WHERE c.number = %(number)s"""
+PRICED_HOLD = """
+SELECT r.granted_seconds, r.amount, coalesce(r.started_at, r.created_at), r.tariff_version_id,
+       r.plan_id, r.destination_id, r.rate_prefix, r.category, r.access_number, r.caller
+  FROM kondge.reservation r
+ WHERE r.gateway_id = %(gw)s AND r.call_key = %(key)s"""
 
-STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP = (
+
+STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP, CHOICE, HOLD = (
     Prepared(f"bench_rows_{name}", text) for name, text in (
         ("stage1", ROWS_STAGE1), ("stage2", ROWS_STAGE2), ("start", ROWS_START),
         ("billed_start", ROWS_BILLED_START), ("stop", ROWS_STOP),
-        ("billed_stop", ROWS_BILLED_STOP)))
+        ("billed_stop", ROWS_BILLED_STOP), ("priced_choice", PRICED_CHOICE),
+        ("priced_hold", PRICED_HOLD)))
+
+#: what the rows kind holds and charges a call: constants, no rating
+ROWS_PRICES = {"amount": Decimal("1.00"), "seconds": 600, "version_id": None, "plan_id": None,
+               "destination_id": None, "prefix": None}
+ROWS_CHARGE = {"cost": Decimal("0.10"), "price": Decimal("0.10")}

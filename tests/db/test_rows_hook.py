@@ -1,8 +1,9 @@
-"""bench/rows_hook.py, the hook of bench/floor.py's "rows" workers, given a
-call's packets as rlm_python3 hands them over (with a stand-in `radiusd`)
-on a real database: it writes the rows the service writes for a call, its
-call keys marked as the bench's, and a repeated packet or a packet from no
-known gateway moves no money."""
+"""bench/rows_hook.py and bench/priced_hook.py, the hooks of bench/floor.py's
+"rows" and "priced" workers, given a call's packets as rlm_python3 hands
+them over (with a stand-in `radiusd`) on a real database: they write the
+rows the service writes for a call, their call keys marked as the bench's;
+the priced kind grants and charges what the service does; a repeated
+packet or a packet from no known gateway moves no money."""
 
 import importlib
 import sys
@@ -113,3 +114,69 @@ def test_repeats_and_unknown_gateways_move_no_money(hook, db):
     assert module.authorize(stranger[1][1]) == radiusd.RLM_MODULE_REJECT
     assert module.accounting(stranger[4][1]) == radiusd.RLM_MODULE_OK
     assert counts(db) == after
+
+
+@pytest.fixture
+def priced(hook):
+    """bench/priced_hook.py, on the rows hook just loaded (its connection)."""
+    module, radiusd = hook
+    return importlib.reload(importlib.import_module("priced_hook")), radiusd
+
+
+def cdr_charges(db, call_id):
+    def read(cur):
+        cur.execute("SELECT call_key, duration, cost, charge FROM kondge.cdr WHERE call_id = %s",
+                    (call_id,))
+        return cur.fetchall()
+    return db.run(read)
+
+
+def test_the_priced_hook_grants_and_charges_what_the_service_does(priced, db, billing):
+    """The priced kind rates as the service does: the same seconds granted for
+    the same balance, the same charge for the same talk time (100 s to a UK
+    mobile, 0.15 a minute in the demo tariff: its first block of 60 s and
+    seven increments of 6 s, 102 s)."""
+    from tests.db.test_call_path import account, acct, auth, login
+    module, radiusd = priced
+    service_conf = "h323-conf-id=5E000001 0F4411D6 AB5591F0 CBF3D765"
+    grant = auth(billing, login(CARD, "1234", DEST, conf=service_conf))
+    before = counts(db)
+
+    call = packets()
+    for _how, pairs in call[:1]:
+        assert module.authorize(pairs)[0] == radiusd.RLM_MODULE_OK
+    answer = module.authorize(call[1][1])
+    assert answer[0] == radiusd.RLM_MODULE_OK
+    assert ("h323-credit-time", f"h323-credit-time={grant.seconds}") in answer[1]
+    stop = tuple(p for p in call[4][1] if p[0] != "Acct-Session-Time") + (
+        ("Acct-Session-Time", "100"),)
+    for pairs in (call[2][1], call[3][1], stop, call[5][1]):
+        assert module.accounting(pairs) == radiusd.RLM_MODULE_OK
+    priced_cdr, = cdr_charges(db, CONF)
+    assert priced_cdr["call_key"] == "priced:" + CONF and priced_cdr["duration"] == 100
+    after = counts(db)
+    assert after["balance"] == before["balance"] - priced_cdr["charge"]
+
+    # the service's call of the same talk time, on the hold it granted above
+    for rec in (acct("Start", "answer", conf=service_conf),
+                acct("Start", "originate", conf=service_conf),
+                acct("Stop", "originate", 100, conf=service_conf),
+                acct("Stop", "answer", 100, conf=service_conf)):
+        assert account(billing, rec).outcome in ("recorded", "charged")
+    service_cdr, = cdr_charges(db, service_conf.split("=", 1)[1])
+    assert priced_cdr["charge"] == service_cdr["charge"] == Decimal("0.255")
+
+
+def test_the_priced_hook_charges_a_repeated_stop_once(priced, db):
+    module, radiusd = priced
+    before = counts(db)
+    call = packets()
+    for how, pairs in call[:2] + [call[1]] + call[2:5] + [call[4]] + call[5:]:
+        answer = module.authorize(pairs) if how == "auth" else module.accounting(pairs)
+        assert (answer[0] if how == "auth" else answer) == radiusd.RLM_MODULE_OK
+    after = counts(db)
+    assert {t: after[t] - before[t] for t in TABLES} == {
+        "call_login": 1, "reservation": 0, "call_leg": 2, "cdr": 1, "ledger_entry": 1}
+    cdr, = cdr_charges(db, CONF)
+    assert cdr["charge"] == Decimal("0.15")         # 60 s: the first block
+    assert after["balance"] == before["balance"] - Decimal("0.15")

@@ -77,10 +77,11 @@ def test_without_perf_the_reason_is_given(monkeypatch):
     assert "apt-get install linux-perf" in cpu_split.unavailable()
 
 
-def test_the_rows_kind_has_its_column_between_the_floor_and_the_service():
+def test_the_rows_and_priced_kinds_have_their_columns_between_the_floor_and_the_service():
     split = {kind: {"rate": 140.0, "ms_a_call": {"postgres": pg}}
-             for kind, pg in (("service", 4.0), ("rows", 2.0), ("floor", 1.0))}
+             for kind, pg in (("service", 4.0), ("priced", 3.0), ("rows", 2.0), ("floor", 1.0))}
     lines = cpu_split.table(split)
-    assert lines[2].split() == ["component", "floor", "rows", "service", "service-floor"]
+    assert lines[2].split() == ["component", "floor", "rows", "priced", "service",
+                                "service-floor"]
     postgres = next(line for line in lines if line.split()[:1] == ["postgres"])
-    assert postgres.split()[1:] == ["1.000", "2.000", "4.000", "3.000"]
+    assert postgres.split()[1:] == ["1.000", "2.000", "3.000", "4.000", "3.000"]

@@ -35,14 +35,20 @@ def test_steps_that_lost_calls_count_only_when_every_step_did():
     assert "(every step lost calls)" in lines[-1]
 
 
-def test_the_ratios_set_the_service_against_the_floor_and_against_its_rows():
+def test_the_ratios_set_the_service_against_the_floor_its_rows_and_their_pricing():
     summary = {kind: {"most_calls_per_second": most, "clean_calls_per_second": clean}
                for kind, most, clean in (("unlang", 800.0, 800.0), ("floor", 400.0, 300.0),
-                                         ("rows", 250.0, 200.0), ("service", 150.0, 100.0))}
+                                         ("rows", 250.0, 200.0), ("priced", 200.0, 160.0),
+                                         ("service", 150.0, 100.0))}
     r = floor.ratios(summary)
     assert r["rows/floor clean"] == 0.667 and r["rows/floor most"] == 0.625
+    assert r["priced/floor clean"] == 0.533 and r["priced/rows most"] == 0.8
+    assert r["service/priced clean"] == 0.625 and r["service/priced most"] == 0.75
     assert r["service/rows clean"] == 0.5 and r["service/rows most"] == 0.6
     assert r["service/floor clean"] == 0.333
-    # a run without the rows workers (--no-rows) has no ratio of theirs
+    # a run without the rows or priced workers (--no-rows, --no-priced) has no ratio of theirs
     del summary["rows"]
     assert not [k for k in floor.ratios(summary) if "rows" in k]
+    assert "service/priced clean" in floor.ratios(summary)
+    del summary["priced"]
+    assert not [k for k in floor.ratios(summary) if "priced" in k]
