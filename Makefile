@@ -96,8 +96,9 @@ bench-profile: setup
 	$(VENV)/bin/python bench/profile_calls.py
 
 # The least the call path's tables cost: the floor, the service's rows
-# written with one plain statement a packet, and the service, played in
-# turn on one database (var/bench-rows); var/bench/call_rows.{txt,json}.
+# written with one plain statement a packet, the same rows priced by the
+# rating engine in the hook (bench/priced_hook.py), and the service, played
+# in turn on one database (var/bench-rows); var/bench/call_rows.{txt,json}.
 bench-rows: setup
 	$(VENV)/bin/python bench/call_rows.py
 

@@ -21,6 +21,11 @@ by one process on one connection per kind, without FreeRADIUS:
   bench/rows_statements.py's, prepared once a connection as the service's
   are (before 2026-12-03 they were sent as text, and planned each time);
   bench/floor.py's rows workers run the same ones inside FreeRADIUS.
+- priced: the rows priced as the service's architecture prices them, by
+  bench/floor.py's priced hook (bench/priced_hook.py, called here with a
+  stand-in `radiusd` and the service's pairs): two statements at stage 2
+  and at the billed Stop with the rating engine between them, on the
+  hook's own connection.
 - service: the call path itself (kondge_billing.edge.radius_edge, as
   bench/profile_calls.py plays it).
 
@@ -38,6 +43,8 @@ set (bench/calls.py's loader). Writes var/bench/call_rows.txt (and .json). Timin
 """
 
 import argparse
+import importlib
+import os
 import statistics
 import sys
 import time
@@ -60,7 +67,7 @@ from kondge_billing.store.db import Database  # noqa: E402
 VAR = HOME / "var" / "bench-rows"
 OUT = HOME / "var" / "bench"
 PG_PORT = 5491
-KINDS = ("floor", "rows", "service")
+KINDS = ("floor", "rows", "priced", "service")
 #: the tables a call writes, whose row changes a call are counted
 TABLES = ("card", "call_login", "reservation", "call_leg", "cdr", "ledger_entry", "record")
 
@@ -122,6 +129,33 @@ def service_packets(billing, gw, card, pin, dest, n) -> list:
             in profile_calls.call_pairs(gw, card, pin, dest, n)]
 
 
+def priced_hook(dsn: str):
+    """bench/priced_hook.py, loaded as rlm_python3 would load it, on `dsn`,
+    with a stand-in `radiusd` (the codes the hook returns)."""
+    radiusd = types.ModuleType("radiusd")
+    radiusd.RLM_MODULE_REJECT, radiusd.RLM_MODULE_FAIL, radiusd.RLM_MODULE_OK = 0, 1, 2
+    sys.modules.setdefault("radiusd", radiusd)
+    sys.path.insert(0, str(HOME / "bench"))
+    os.environ["KONDGE_FLOOR_DSN"] = dsn
+    return importlib.import_module("priced_hook")
+
+
+def priced_packets(hook, gw, card, pin, dest, n) -> list:
+    def packet(how, pairs):
+        def run():
+            answer = hook.authorize(pairs) if how == "auth" else hook.accounting(pairs)
+            if (answer[0] if isinstance(answer, tuple) else answer) != 2:
+                raise SystemExit(f"the priced hook refused a packet of card {card}")
+        return run
+    return [packet(how, pairs) for _kind, how, pairs
+            in profile_calls.call_pairs(gw, card, pin, dest, n)]
+
+
+def _on(conn, sql: str):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+
+
 def backend_pid(conn) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
@@ -162,6 +196,7 @@ def main(argv=None) -> int:
         db = Database(s.dsn, s.db_timeout_ms, deadline_ms=s.db_timeout_ms + 500,
                       one_connection=True)
         billing = profile_calls.make_billing(s, db)
+        priced = priced_hook(su)
         untimed = types.SimpleNamespace(seconds=0.0, count=0)
         service_pid = db.run(lambda cur: (cur.execute("SELECT pg_backend_pid()"),
                                           cur.fetchone())[1])["pg_backend_pid"]
@@ -178,6 +213,9 @@ def main(argv=None) -> int:
                 if kind == "service":
                     made.append(service_packets(billing, gw, card, pin, dest, i))
                     continue
+                if kind == "priced":
+                    made.append(priced_packets(priced, gw, card, pin, dest, i))
+                    continue
                 conf = f"{kind[0].upper()}{i:07X} 0F4411D6 AB5591F0 CBF3D765"
                 values = {"number": card, "gw": gw_ids[gw], "call": conf, "sess": conf[-8:],
                           "caller": "15550001111", "dest": dest, "access": "18005550100"}
@@ -187,6 +225,7 @@ def main(argv=None) -> int:
 
         flushes = {"floor": lambda sql: plain_cur.execute(sql),
                    "rows": lambda sql: (plain_cur.execute(sql), login_cur.execute(sql)),
+                   "priced": lambda sql: _on(priced.rows_hook._held.conn, sql),
                    "service": lambda sql: db.run(lambda cur: cur.execute(sql))}
 
         def row_changes(kind: str) -> dict:
@@ -212,11 +251,12 @@ def main(argv=None) -> int:
                 for run in packets:
                     run()
             offset += 200
+        pids["priced"] = [backend_pid(priced.rows_hook._held.conn)]
         # each packet type of a round's calls is played in turn (all the
         # stage 1s, then all the stage 2s, ...: each call's packets keep
         # their order), so that the CPU of each type is read on its own
         for n in range(args.rounds):
-            order = KINDS[n % 3:] + KINDS[:n % 3]
+            order = KINDS[n % len(KINDS):] + KINDS[:n % len(KINDS)]
             for kind in order:
                 per_packet = {}
                 changes = row_changes(kind)

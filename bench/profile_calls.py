@@ -445,6 +445,9 @@ def main(argv=None) -> int:
         stream = io.StringIO()
         pstats.Stats(prof, stream=stream).sort_stats("cumulative").print_stats(40)
         report["cprofile_cumulative"] = stream.getvalue()
+        stream = io.StringIO()
+        pstats.Stats(prof, stream=stream).sort_stats("ncalls").print_stats(40)
+        report["cprofile_calls"] = stream.getvalue()
         report["explain"] = explain(s.dsn, gw_id, card_list[5][0], dests[5])
         report["auto_explain"] = auto_explained(s, gws[1][0], card_list[7][0], card_list[7][1],
                                                 dests[7])
@@ -475,7 +478,8 @@ def main(argv=None) -> int:
     lines += ["", report["explain"], "", "== auto_explain of one call (nested statements)",
               report["auto_explain"], "", "== cProfile, top 25 by own time",
               report["cprofile_top"], "== cProfile, top 40 by cumulative time",
-              report["cprofile_cumulative"]]
+              report["cprofile_cumulative"], "== cProfile, top 40 by calls",
+              report["cprofile_calls"]]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile.txt").write_text("\n".join(lines) + "\n")
     (args.out / "profile.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

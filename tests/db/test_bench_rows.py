@@ -1,7 +1,10 @@
 """bench/call_rows.py's rows kind writes, a call, the rows the service writes
 (so that what it measures is the least the service's tables cost), and its
-statements still fit the schema: a call of each, counted table by table."""
+statements still fit the schema: a call of each, counted table by table;
+its priced kind plays a call through bench/priced_hook.py."""
 
+import sys
+import types
 from decimal import Decimal
 
 import psycopg2
@@ -72,3 +75,25 @@ def test_the_rows_kind_writes_what_the_service_writes_for_a_call(world, db, dsn,
     finally:
         conn.close()
 
+
+
+def test_the_priced_kind_plays_a_call_through_the_priced_hook(world, db, dsn, monkeypatch):
+    """call_rows's priced kind: the service's pairs through bench/priced_hook.py,
+    one call, its CDR charged by the rating engine (60 s to a UK mobile in
+    the demo tariff: 0.15) and its ledger entry the same."""
+    radiusd = types.ModuleType("radiusd")
+    radiusd.RLM_MODULE_REJECT, radiusd.RLM_MODULE_FAIL, radiusd.RLM_MODULE_OK = 0, 1, 2
+    monkeypatch.setitem(sys.modules, "radiusd", radiusd)
+    monkeypatch.setenv("KONDGE_FLOOR_DSN", dsn)
+    monkeypatch.syspath_prepend(str(call_rows.HOME / "bench"))
+    hook = call_rows.priced_hook(dsn)
+    before = counts(db)
+    for packet in call_rows.priced_packets(hook, "127.0.0.1", CARD, "1234", "447911123456", 7):
+        packet()
+    after = counts(db)
+    assert {t: after[t] - before[t] for t in TABLES} == {
+        "call_login": 1, "reservation": 0, "call_leg": 2, "cdr": 1, "ledger_entry": 1}
+    cdr = db.run(lambda cur: (cur.execute("SELECT call_key, charge FROM kondge.cdr "
+                                          "WHERE call_key LIKE 'priced:%%'"), cur.fetchone())[1])
+    assert cdr["charge"] == Decimal("0.15") == before["balance"] - after["balance"]
+    hook.rows_hook._held.conn.close()
