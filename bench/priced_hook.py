@@ -41,7 +41,9 @@ CONTROL = (("Auth-Type", ":=", "Accept"),)
 
 
 def _rating(cur, version_id, plan_id, destination_id, prefix, **facts):
-    """The kept rating of these ids (read on a dict cursor the first time)."""
+    """The rating of these ids as the service keeps it (prices.call_rating:
+    read with radius_price only the first time, on a dict cursor as the
+    service reads it)."""
     with cur.connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as dict_cur:
         return prices.call_rating(dict_cur, version_id, plan_id, destination_id, prefix,
                                   **facts).context
