@@ -34,33 +34,6 @@ PACKETS = ("stage1", "stage2", "start answer", "start originate", "stop originat
            "stop answer")
 
 
-def timed_statements(db: Database, inside: list):
-    """db.run with every statement's execute and fetchone timed into inside[0]."""
-    inner = db.run
-
-    def run(work):
-        def timed(cur):
-            execute, fetchone = cur.execute, cur.fetchone
-
-            def ex(*a, **k):
-                t = time.thread_time()
-                try:
-                    return execute(*a, **k)
-                finally:
-                    inside[0] += time.thread_time() - t
-
-            def fetch():
-                t = time.thread_time()
-                try:
-                    return fetchone()
-                finally:
-                    inside[0] += time.thread_time() - t
-            cur.execute, cur.fetchone = ex, fetch
-            return work(cur)
-        return inner(timed)
-    db.run = run
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=3000, help="calls a round (default 3000)")
@@ -79,8 +52,7 @@ def main(argv=None) -> int:
         db = Database(s.dsn, s.db_timeout_ms, deadline_ms=s.db_timeout_ms + 500,
                       one_connection=True)
         billing = profile_calls.make_billing(s, db)
-        inside = [0.0]
-        timed_statements(db, inside)
+        inside = profile_calls.Timed(db, clock=time.thread_time, fetch=True)
         log = lambda *_a: None  # noqa: E731
         for n in range(args.rounds):
             total = dict.fromkeys(PACKETS, 0.0)
@@ -90,13 +62,13 @@ def main(argv=None) -> int:
                 pairs = profile_calls.call_pairs(b.gws[i % len(b.gws)][0], card, pin,
                                                  b.dests[i % len(b.dests)], i)
                 for name, (_kind, how, packet) in zip(PACKETS, pairs):
-                    inside[0] = 0.0
+                    before = inside.seconds
                     t = time.thread_time()
                     result = (profile_calls.handle_authorize(billing, packet, log)[0]
                               if how == "auth"
                               else profile_calls.handle_accounting(billing, packet, log))
                     total[name] += time.thread_time() - t
-                    executing[name] += inside[0]
+                    executing[name] += inside.seconds - before
                     if result != "ok":
                         raise SystemExit(f"the service answered {result} for {name} of "
                                          f"card {card}")

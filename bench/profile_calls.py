@@ -67,24 +67,29 @@ PG_PORT = 5495
 
 
 class Timed:
-    """Counts and times every statement a cursor runs (wraps Database.run)."""
+    """Counts and times every statement a cursor runs (wraps Database.run):
+    its execute, and with `fetch` its fetchone too, on `clock` (wall time by
+    default; time.thread_time for the thread's CPU)."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, clock=time.perf_counter, fetch: bool = False):
         self.db, self.count, self.seconds = db, 0, 0.0
         inner = db.run
 
+        def timing(method, counted):
+            def wrapped(*a, **k):
+                t = clock()
+                try:
+                    return method(*a, **k)
+                finally:
+                    self.seconds += clock() - t
+                    self.count += counted
+            return wrapped
+
         def run(work):
             def timed(cur):
-                execute = cur.execute
-
-                def wrapped(*a, **k):
-                    t = time.perf_counter()
-                    try:
-                        return execute(*a, **k)
-                    finally:
-                        self.seconds += time.perf_counter() - t
-                        self.count += 1
-                cur.execute = wrapped
+                cur.execute = timing(cur.execute, 1)
+                if fetch:
+                    cur.fetchone = timing(cur.fetchone, 0)
                 return work(cur)
             return inner(timed)
         db.run = run
