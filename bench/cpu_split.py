@@ -109,9 +109,10 @@ class Recording:
         return classify(report.stdout)
 
 
-def table(split: dict) -> list:
-    """Lines: CPU-ms a call by component for each kind, and the service's excess over the floor."""
-    kinds = [k for k in ("unlang", "floor", "rows", "priced", "service") if k in split]
+def table(split: dict, order) -> list:
+    """Lines: CPU-ms a call by component for each kind, in `order` (bench/floor.py's
+    KINDS), and the service's excess over the floor."""
+    kinds = [k for k in order if k in split]
     if not kinds:
         return []
     lines = ["", f"CPU a complete call by component (perf, ms; {split[kinds[0]]['rate']:g} calls/s "

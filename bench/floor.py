@@ -75,6 +75,7 @@ sys.path.insert(0, str(HOME))
 import psycopg2  # noqa: E402
 
 from bench import calls, ceilings, cpu_split, loadgen, minimal_radius  # noqa: E402
+from bench.rows_statements import MARKS  # noqa: E402
 from kondge_billing.edge import hook_profile  # noqa: E402
 from kondge_billing.operations import (cluster, privileges, radius_processes,  # noqa: E402
                                        supervisor)
@@ -84,8 +85,6 @@ VAR = HOME / "var" / "bench-floor"
 PG_PORT = 5494
 STEPS = (100, 200, 300, 400, 600, 800)
 KINDS = ("unlang", "floor", "rows", "priced", "service")
-#: the kinds whose call keys are marked, and their marks (bench/rows_hook.py)
-MARKED = {"rows": "rows:", "priced": "priced:"}
 
 FLOOR_TABLE = """
 CREATE SCHEMA bench_floor;
@@ -179,7 +178,7 @@ def records_stored(s) -> int:
 
 def marked_cdrs(s, kind: str) -> int:
     """The CDRs the rows or priced kind wrote (their call keys are marked)."""
-    return _scalar(s, f"SELECT count(*) FROM kondge.cdr WHERE call_key LIKE '{MARKED[kind]}%'")
+    return _scalar(s, f"SELECT count(*) FROM kondge.cdr WHERE call_key LIKE '{MARKS[kind]}%'")
 
 
 def vacuum(s):
@@ -249,11 +248,11 @@ def table(results: dict) -> str:
         f"{k} {v}" for k, v in results["ratios"].items()))
     if results.get("sizing"):
         lines += sizing_lines(results["sizing"])
-    lines += cpu_split.table(results.get("cpu_split", {}))
+    lines += cpu_split.table(results.get("cpu_split", {}), KINDS)
     lines += hook_lines(results)
     lines.append(f"floor records: {results['floor_records']} stored for "
                  f"{results['floor_accounting_answered']} Accounting-Requests answered")
-    for kind in MARKED:
+    for kind in MARKS:
         if f"{kind}_cdrs" in results:
             lines.append(f"{kind} CDRs: {results[f'{kind}_cdrs']} written for "
                          f"{results[f'{kind}_billed_stops_answered']} billed Stops answered")
@@ -440,8 +439,8 @@ def main(argv=None) -> int:
                         time.sleep(1.0)
         results["floor_records"] = records_stored(s) - before
         results["floor_accounting_answered"] = answered
-        marked = {kind: marked_cdrs(s, kind) for kind in MARKED}
-        for kind in MARKED:
+        marked = {kind: marked_cdrs(s, kind) for kind in MARKS}
+        for kind in MARKS:
             if billed[kind]:
                 results[f"{kind}_cdrs"] = marked[kind]
                 results[f"{kind}_billed_stops_answered"] = sum(r["billed_stops"]
@@ -476,7 +475,7 @@ def main(argv=None) -> int:
     if results["floor_records"] < results["floor_accounting_answered"]:
         calls.say("the floor acknowledged records its database does not hold")
         status = 1
-    for kind in MARKED:
+    for kind in MARKS:
         if results.get(f"{kind}_cdrs", 0) < results.get(f"{kind}_billed_stops_answered", 0):
             calls.say(f"the {kind} kind answered billed Stops whose CDRs its database does "
                       f"not hold")

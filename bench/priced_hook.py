@@ -32,9 +32,9 @@ import rows_hook
 from floor_hook import instantiate  # noqa: F401 - rlm_python3 calls instantiate
 from kondge_billing.rating.engine import allowed_seconds, call_cost, rate_call
 from kondge_billing.store import prices
-from rows_statements import BILLED_STOP, CHOICE, HOLD, STAGE2
+from rows_statements import BILLED_STOP, CHOICE, HOLD, MARKS, STAGE2
 
-KEY_MARK = "priced:"
+KEY_MARK = MARKS["priced"]
 #: the longest call granted (the service's KONDGE_MAX_CREDIT_TIME default)
 CAP = 86400
 CONTROL = (("Auth-Type", ":=", "Accept"),)

@@ -32,12 +32,12 @@ import radiusd
 
 # the floor's answer to an Access-Request, and its instantiate
 from floor_hook import ACCEPT, instantiate  # noqa: F401 - rlm_python3 calls instantiate
-from rows_statements import (BILLED_START, BILLED_STOP, ROWS_CHARGE, ROWS_PRICES, STAGE1,
-                             STAGE2, START, STOP)
+from rows_statements import (BILLED_START, BILLED_STOP, MARKS, ROWS_CHARGE, ROWS_PRICES,
+                             STAGE1, STAGE2, START, STOP)
 
 #: the process's one connection, the gateways' ids by address, the access numbers
 _held = types.SimpleNamespace(conn=None, gateways={}, access=frozenset(), first_access=None)
-KEY_MARK = "rows:"
+KEY_MARK = MARKS["rows"]
 BILLED_LEG = "originate"
 
 

@@ -115,6 +115,8 @@ STAGE1, STAGE2, START, BILLED_START, STOP, BILLED_STOP, CHOICE, HOLD = (
         ("billed_stop", ROWS_BILLED_STOP), ("priced_choice", PRICED_CHOICE),
         ("priced_hold", PRICED_HOLD)))
 
+#: each kind's mark on its call keys, so that bench/floor.py counts its CDRs apart
+MARKS = {"rows": "rows:", "priced": "priced:"}
 #: what the rows kind holds and charges a call: constants, no rating
 ROWS_PRICES = {"amount": Decimal("1.00"), "seconds": 600, "version_id": None, "plan_id": None,
                "destination_id": None, "prefix": None}

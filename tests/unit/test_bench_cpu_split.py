@@ -49,7 +49,7 @@ def test_a_components_cpu_a_call_is_its_share_of_the_machine_over_the_calls():
 def test_the_table_gives_the_services_excess_over_the_floor_part_by_part():
     split = {"floor": {"rate": 120.0, "ms_a_call": {"postgres": 1.0, "python": 0.5}},
              "service": {"rate": 120.0, "ms_a_call": {"postgres": 3.5, "python": 2.0}}}
-    lines = cpu_split.table(split)
+    lines = cpu_split.table(split, floor.KINDS)
     assert "120 calls/s offered" in lines[1]
     assert lines[2].split() == ["component", "floor", "service", "service-floor"]
     row = {line[2:20].strip(): line[20:].split() for line in lines[3:]}
@@ -58,7 +58,7 @@ def test_the_table_gives_the_services_excess_over_the_floor_part_by_part():
     assert row["postgres"] == ["1.000", "3.500", "2.500"]
     assert row["python"] == ["0.500", "2.000", "1.500"]
     assert row["total"] == ["1.500", "5.500", "4.000"]
-    assert cpu_split.table({}) == []
+    assert cpu_split.table({}, floor.KINDS) == []
 
 
 def test_floor_refuses_a_perf_rate_it_does_not_run(capsys):
@@ -80,7 +80,7 @@ def test_without_perf_the_reason_is_given(monkeypatch):
 def test_the_rows_and_priced_kinds_have_their_columns_between_the_floor_and_the_service():
     split = {kind: {"rate": 140.0, "ms_a_call": {"postgres": pg}}
              for kind, pg in (("service", 4.0), ("priced", 3.0), ("rows", 2.0), ("floor", 1.0))}
-    lines = cpu_split.table(split)
+    lines = cpu_split.table(split, floor.KINDS)
     assert lines[2].split() == ["component", "floor", "rows", "priced", "service",
                                 "service-floor"]
     postgres = next(line for line in lines if line.split()[:1] == ["postgres"])
