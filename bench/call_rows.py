@@ -115,40 +115,49 @@ def floor_packets(cur, values: dict) -> list:
             insert("originate", "Stop"), insert("answer", "Stop")]
 
 
-def service_packets(billing, gw, card, pin, dest, n) -> list:
-    log = lambda *_a: None  # noqa: E731
-
+def played(who: str, serve, gw, card, pin, dest, n) -> list:
+    """One call's packets as the service gets them (profile_calls.call_pairs),
+    each a function of no argument that has serve(how, pairs) answer it, and
+    stops the bench unless the answer is "ok"."""
     def packet(how, pairs):
         def run():
-            result = (profile_calls.handle_authorize(billing, pairs, log)[0] if how == "auth"
-                      else profile_calls.handle_accounting(billing, pairs, log))
+            result = serve(how, pairs)
             if result != "ok":
-                raise SystemExit(f"the service answered {result} for card {card}")
+                raise SystemExit(f"the {who} answered {result} for card {card}")
         return run
     return [packet(how, pairs) for _kind, how, pairs
             in profile_calls.call_pairs(gw, card, pin, dest, n)]
 
 
-def priced_hook(dsn: str):
-    """bench/priced_hook.py, loaded as rlm_python3 would load it, on `dsn`,
-    with a stand-in `radiusd` (the codes the hook returns)."""
+def service_packets(billing, gw, card, pin, dest, n) -> list:
+    log = lambda *_a: None  # noqa: E731
+    return played("service", lambda how, pairs: (
+        profile_calls.handle_authorize(billing, pairs, log)[0] if how == "auth"
+        else profile_calls.handle_accounting(billing, pairs, log)), gw, card, pin, dest, n)
+
+
+def stand_in_radiusd() -> types.ModuleType:
+    """A stand-in for FreeRADIUS's `radiusd` module: the codes a bench hook returns."""
     radiusd = types.ModuleType("radiusd")
     radiusd.RLM_MODULE_REJECT, radiusd.RLM_MODULE_FAIL, radiusd.RLM_MODULE_OK = 0, 1, 2
-    sys.modules.setdefault("radiusd", radiusd)
+    return radiusd
+
+
+def priced_hook(dsn: str):
+    """bench/priced_hook.py, loaded as rlm_python3 would load it, on `dsn`,
+    with a stand-in `radiusd` (unless one is loaded already)."""
+    sys.modules.setdefault("radiusd", stand_in_radiusd())
     sys.path.insert(0, str(HOME / "bench"))
     os.environ["KONDGE_FLOOR_DSN"] = dsn
     return importlib.import_module("priced_hook")
 
 
 def priced_packets(hook, gw, card, pin, dest, n) -> list:
-    def packet(how, pairs):
-        def run():
-            answer = hook.authorize(pairs) if how == "auth" else hook.accounting(pairs)
-            if (answer[0] if isinstance(answer, tuple) else answer) != 2:
-                raise SystemExit(f"the priced hook refused a packet of card {card}")
-        return run
-    return [packet(how, pairs) for _kind, how, pairs
-            in profile_calls.call_pairs(gw, card, pin, dest, n)]
+    def serve(how, pairs):
+        answer = hook.authorize(pairs) if how == "auth" else hook.accounting(pairs)
+        code = answer[0] if isinstance(answer, tuple) else answer
+        return "ok" if code == hook.radiusd.RLM_MODULE_OK else f"code {code}"
+    return played("priced hook", serve, gw, card, pin, dest, n)
 
 
 def _on(conn, sql: str):

@@ -4,7 +4,6 @@ statements still fit the schema: a call of each, counted table by table;
 its priced kind plays a call through bench/priced_hook.py."""
 
 import sys
-import types
 from decimal import Decimal
 
 import psycopg2
@@ -81,8 +80,7 @@ def test_the_priced_kind_plays_a_call_through_the_priced_hook(world, db, dsn, mo
     """call_rows's priced kind: the service's pairs through bench/priced_hook.py,
     one call, its CDR charged by the rating engine (60 s to a UK mobile in
     the demo tariff: 0.15) and its ledger entry the same."""
-    radiusd = types.ModuleType("radiusd")
-    radiusd.RLM_MODULE_REJECT, radiusd.RLM_MODULE_FAIL, radiusd.RLM_MODULE_OK = 0, 1, 2
+    radiusd = call_rows.stand_in_radiusd()
     monkeypatch.setitem(sys.modules, "radiusd", radiusd)
     monkeypatch.setenv("KONDGE_FLOOR_DSN", dsn)
     monkeypatch.syspath_prepend(str(call_rows.HOME / "bench"))

@@ -7,12 +7,12 @@ packet or a packet from no known gateway moves no money."""
 
 import importlib
 import sys
-import types
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from bench import call_rows
 from kondge_billing.operations import demo
 from tests.db.test_bench_rows import CARD, TABLES, counts
 from tests.db.test_call_path_plans import call as service_call
@@ -25,8 +25,7 @@ ACCESS, DEST, CALLER = "18005550100", "447911123456", "15550001111"
 @pytest.fixture
 def hook(db, dsn, pin_key, monkeypatch):
     db.run(lambda cur: demo.load(cur, pin_key))
-    radiusd = types.ModuleType("radiusd")
-    radiusd.RLM_MODULE_REJECT, radiusd.RLM_MODULE_FAIL, radiusd.RLM_MODULE_OK = 0, 1, 2
+    radiusd = call_rows.stand_in_radiusd()
     monkeypatch.setitem(sys.modules, "radiusd", radiusd)
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.setenv("KONDGE_FLOOR_DSN", dsn)
