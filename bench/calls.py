@@ -384,7 +384,8 @@ def chart(results: dict, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    styles = {"service": "o-", "unlang": "s--", "sql": "^--", "floor": "d--", "rows": "v--"}
+    styles = {"service": "o-", "unlang": "s--", "sql": "^--", "floor": "d--", "rows": "v--",
+              "priced": "P--"}
     for name, runs in results["runs"].items():
         if not runs:
             continue
