@@ -89,9 +89,13 @@ BEGIN
     ELSIF p_called IS NOT NULL THEN
         SELECT l.access_number INTO v_login FROM kondge.call_login l
          WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id;
-        IF p_called = v_login
-           OR EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN
+        -- two tests, not one OR (the query alone is planned once: see step 3)
+        IF p_called = v_login THEN
             v_billed := false;
+        ELSIF EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN
+            v_billed := false;
+        END IF;
+        IF v_billed IS FALSE THEN
             v_flags := v_flags || ARRAY['leg-from-called-number'];
         END IF;
     END IF;
@@ -225,8 +229,11 @@ BEGIN
                    AND r.acct_session_id IS NULL
                 RETURNING * INTO v_hold;
                 v_live := v_hold.id IS NOT NULL AND p_status = 'start';
-                EXIT WHEN v_hold.id IS NOT NULL
-                       OR NOT EXISTS (SELECT 1 FROM kondge.reservation h
+                -- two tests, not one OR: a condition whose first half the
+                -- planner can fold (a constant per call) is planned anew at
+                -- every call (the custom plan looks cheaper than the generic)
+                EXIT WHEN v_hold.id IS NOT NULL;
+                EXIT WHEN NOT EXISTS (SELECT 1 FROM kondge.reservation h
                                        WHERE h.gateway_id = p_gateway_id
                                          AND h.call_id = p_call_id
                                          AND h.acct_session_id IS NULL);

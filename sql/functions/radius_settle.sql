@@ -51,11 +51,15 @@ BEGIN
         RAISE EXCEPTION 'radius_settle: cost %, duration % and price % must not be negative',
                         p_cost, p_duration, p_price USING ERRCODE = 'check_violation';
     END IF;
-    IF p_charge AND p_hold_id IS NULL
-       AND NOT EXISTS (SELECT 1 FROM kondge.call_policy WHERE unauthorised_calls = 'charge') THEN
-        RAISE EXCEPTION 'radius_settle: call % of gateway % has no hold: a call nobody '
-                        'authorised is charged only with KONDGE_UNAUTHORISED_CALLS=charge',
-                        p_call_key, p_gateway_id USING ERRCODE = 'insufficient_privilege';
+    -- nested, not one AND: the policy's query alone is planned once (with
+    -- the parameters beside it the planner folds them and plans it anew at
+    -- every call)
+    IF p_charge AND p_hold_id IS NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM kondge.call_policy WHERE unauthorised_calls = 'charge') THEN
+            RAISE EXCEPTION 'radius_settle: call % of gateway % has no hold: a call nobody '
+                            'authorised is charged only with KONDGE_UNAUTHORISED_CALLS=charge',
+                            p_call_key, p_gateway_id USING ERRCODE = 'insufficient_privilege';
+        END IF;
     END IF;
     -- the card that pays (a call nobody authorised, not charged, touches no card)
     SELECT c.id, c.balance, c.currency, c.first_used_at, cat.billing, cat.credit_limit,

@@ -87,3 +87,53 @@ def test_a_card_is_found_by_one_probe_of_its_number_in_the_plan_kept(dsn, cluste
     kept = lookups[-1].split("CONTEXT:")[0]
     assert "Index Scan using card_number_key on card c " in kept, kept
     assert "BitmapOr" not in kept and "Bitmap Heap Scan on card c " not in kept, kept
+
+
+def planned_in_functions(text: str) -> list[str]:
+    """The statements of kondge's functions that the log says were planned
+    (log_planner_stats: one PLANNER STATISTICS entry a planning, with the
+    function's line as its CONTEXT), as 'context: statement' lines."""
+    found = []
+    for entry in text.split("LOG:  PLANNER STATISTICS")[1:]:
+        entry = entry.split(" LOG:  ")[0]
+        if "CONTEXT:" not in entry:
+            continue        # a statement sent as it is, planned each time by design
+        context = entry.split("CONTEXT:", 1)[1].split("STATEMENT:")[0]
+        if "PL/pgSQL function" in context:
+            found.append(" ".join(context.split())[:300])
+    return found
+
+
+def test_past_the_first_calls_the_call_path_plans_nothing_anew(dsn, cluster, db, billing,
+                                                                pin_key):
+    """A statement a function runs is planned for its first five runs on a
+    connection, and its generic plan is kept from then on, unless the plan
+    made for each call's values looks cheaper every time. A condition that
+    puts a value the planner can fold beside a query (`v_hold.id IS NOT NULL
+    OR NOT EXISTS (...)`) is such a one: planned anew at every call, 10-25 µs
+    each (docs/performance.md). With the planner's statistics logged for
+    this database, the call path's connection plans no statement of the
+    call-path functions again once each has run a few times."""
+    db.run(lambda cur: demo.load(cur, pin_key))
+    name = dsn.split("dbname=")[1].split()[0]
+    conn = psycopg2.connect(stack.superuser_dsn(cluster))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"ALTER DATABASE {name} SET log_planner_stats = on")
+    finally:
+        conn.close()
+    db.drop()                           # the next connection has it
+    for n in range(10):                 # each statement run more than five times
+        call(billing, n)
+    log = cluster.pg_data.parent / "postgres.log"
+    offset = log.stat().st_size
+    for n in range(10, 20):
+        call(billing, n)
+    # a statement sent as it is, planned (and logged) last: the log is read up to it
+    db.run(lambda cur: cur.execute("SELECT 'planned last'"))
+    wait_for("the planning of the last statement in the log",
+             lambda: "SELECT 'planned last'" in log.read_bytes()[offset:].decode(
+                 errors="replace"), timeout=15)
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    assert planned_in_functions(text) == []
