@@ -288,6 +288,7 @@ def main(argv=None) -> int:
                      "wall_ms": round(1000 * d[4] / args.calls, 3),
                      "row_changes": rows,
                      "per_packet": {k: {"cluster_cpu_ms": round(1000 * v[0] / args.calls, 3),
+                                        "backend_cpu_ms": round(1000 * v[1] / args.calls, 3),
                                         "client_cpu_ms": round(1000 * v[3] / args.calls, 3),
                                         "wal_bytes": round(v[2] / args.calls)}
                                     for k, v in per_packet.items()}}
@@ -328,18 +329,20 @@ def main(argv=None) -> int:
                      f" both {med['total_cpu_ms']} ms "
                      f"(x{med['total_cpu_ms'] / floor['total_cpu_ms']:.2f}), WAL {med['wal_bytes']} B "
                      f"(x{med['wal_bytes'] / max(floor['wal_bytes'], 1):.2f})")
-    lines += ["", "a packet's CPU, client and cluster (ms), and WAL (B), medians of the rounds:",
-              "  packet           " + "".join(f"{k:>24}" for k in KINDS)]
+    lines += ["", "a packet's CPU, client and cluster (in parentheses: the kind's own backends, "
+              "of the cluster's) (ms), and WAL (B), medians of the rounds:",
+              "  packet           " + "".join(f"{k:>32}" for k in KINDS)]
     for name in PACKETS:
         cells = []
         for kind in KINDS:
             mine = [r["per_packet"][name] for r in results if r["kind"] == kind]
             med = {k: statistics.median_high(m[k] for m in mine)
-                   for k in ("cluster_cpu_ms", "client_cpu_ms", "wal_bytes")}
+                   for k in ("cluster_cpu_ms", "backend_cpu_ms", "client_cpu_ms", "wal_bytes")}
             report.setdefault("per_packet_median", {}).setdefault(kind, {})[name] = med
-            cells.append(f"{med['client_cpu_ms']:.3f} + {med['cluster_cpu_ms']:.3f}, "
+            cells.append(f"{med['client_cpu_ms']:.3f} + {med['cluster_cpu_ms']:.3f} "
+                         f"({med['backend_cpu_ms']:.3f}), "
                          f"{med['wal_bytes']:>5}")
-        lines.append(f"  {name:<16} " + "".join(f"{c:>24}" for c in cells))
+        lines.append(f"  {name:<16} " + "".join(f"{c:>32}" for c in cells))
     lines += ["", "row changes a call (the last round of each kind): table inserted/updated"
               "(of which HOT)/deleted"]
     for kind in KINDS:
