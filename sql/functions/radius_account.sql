@@ -89,13 +89,9 @@ BEGIN
     ELSIF p_called IS NOT NULL THEN
         SELECT l.access_number INTO v_login FROM kondge.call_login l
          WHERE l.gateway_id = p_gateway_id AND l.call_id = p_call_id;
-        -- two tests, not one OR (the query alone is planned once: see step 3)
-        IF p_called = v_login THEN
+        IF p_called = v_login
+           OR EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN
             v_billed := false;
-        ELSIF EXISTS (SELECT 1 FROM kondge.access_number a WHERE a.number = p_called) THEN
-            v_billed := false;
-        END IF;
-        IF v_billed IS FALSE THEN
             v_flags := v_flags || ARRAY['leg-from-called-number'];
         END IF;
     END IF;
