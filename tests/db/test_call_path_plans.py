@@ -9,8 +9,13 @@ scans of the tables that grow with every call."""
 
 import psycopg2
 
+from datetime import datetime, timezone
+
 from kondge_billing.calls.service import Grant, Login
+from kondge_billing.edge.request import access_request, accounting_record
+from kondge_billing.errors import Refusal
 from kondge_billing.operations import demo, stack
+from kondge_billing.store import gateways
 from kondge_billing.store.pins import pin_hash
 from tests.db.test_call_path import account, acct, auth, login
 from tests.support.waiting import wait_for
@@ -104,6 +109,32 @@ def planned_in_functions(text: str) -> list[str]:
     return found
 
 
+def other_paths(billing, n):
+    """A login refused (a wrong PIN, then the locks it leads to: through the
+    second gateway, from a caller of its own), the caller's leg of call n
+    told by the number called (its Start without call origin or type: the
+    access number its login kept) and a call of a generic gateway."""
+    try:
+        auth(billing, access_request((
+            ("User-Name", "1000000008"), ("User-Password", "9999"),
+            ("Calling-Station-Id", f"1666{n:07d}"), ("Called-Station-Id", "18005550100"),
+            ("Kondge-Gateway-Address", "127.0.0.2"))))
+        raise AssertionError("a wrong PIN was accepted")
+    except Refusal:
+        pass
+    assert account(billing, accounting_record((
+        ("Acct-Status-Type", "Start"), ("Acct-Session-Id", f"in-{n}"),
+        ("h323-conf-id", f"h323-conf-id={n:08X} 0F4411D6 AB5591F0 CBF3D765"),
+        ("Called-Station-Id", "18005550100"), ("Kondge-Gateway-Address", "127.0.0.1")),
+        datetime.now(timezone.utc))).outcome == "recorded"
+    for status in ("Start", "Stop"):
+        assert account(billing, accounting_record((
+            ("Acct-Status-Type", status), ("Acct-Session-Id", f"generic-{n}"),
+            ("Acct-Session-Time", "61"), ("User-Name", "1000000008"),
+            ("Called-Station-Id", "15551230000"), ("Kondge-Gateway-Address", "127.0.0.3")),
+            datetime.now(timezone.utc))).outcome in ("recorded", "charged")
+
+
 def test_past_the_first_calls_the_call_path_plans_nothing_anew(dsn, cluster, db, billing,
                                                                 pin_key):
     """A statement a function runs is planned for its first five runs on a
@@ -111,10 +142,16 @@ def test_past_the_first_calls_the_call_path_plans_nothing_anew(dsn, cluster, db,
     made for each call's values looks cheaper every time. A condition that
     puts a value the planner can fold beside a query (`v_hold.id IS NOT NULL
     OR NOT EXISTS (...)`) is such a one: planned anew at every call, 10-25 µs
-    each (docs/performance.md). With the planner's statistics logged for
-    this database, the call path's connection plans no statement of the
-    call-path functions again once each has run a few times."""
-    db.run(lambda cur: demo.load(cur, pin_key))
+    each (docs/performance.md), as is a SQL function's body. With the
+    planner's statistics logged for this database, the call path's
+    connection plans no statement of the call-path functions again once
+    each has run a few times: complete calls, refused logins and a generic
+    gateway's records."""
+    def setup(cur):
+        demo.load(cur, pin_key)
+        gateways.add(cur, "quintum-1", "127.0.0.2", "q-secret", "quintum")
+        gateways.add(cur, "generic-1", "127.0.0.3", "g-secret", "generic")
+    db.run(setup)
     name = dsn.split("dbname=")[1].split()[0]
     conn = psycopg2.connect(stack.superuser_dsn(cluster))
     conn.autocommit = True
@@ -126,10 +163,12 @@ def test_past_the_first_calls_the_call_path_plans_nothing_anew(dsn, cluster, db,
     db.drop()                           # the next connection has it
     for n in range(10):                 # each statement run more than five times
         call(billing, n)
+        other_paths(billing, n)
     log = cluster.pg_data.parent / "postgres.log"
     offset = log.stat().st_size
     for n in range(10, 20):
         call(billing, n)
+        other_paths(billing, n)
     # a statement sent as it is, planned (and logged) last: the log is read up to it
     db.run(lambda cur: cur.execute("SELECT 'planned last'"))
     wait_for("the planning of the last statement in the log",
