@@ -30,13 +30,15 @@ import radiusd
 
 import rows_hook
 from floor_hook import instantiate  # noqa: F401 - rlm_python3 calls instantiate
+from kondge_billing import config
 from kondge_billing.rating.engine import allowed_seconds, call_cost, rate_call
 from kondge_billing.store import prices
 from rows_statements import BILLED_STOP, CHOICE, HOLD, MARKS, STAGE2
 
 KEY_MARK = MARKS["priced"]
-#: the longest call granted (the service's KONDGE_MAX_CREDIT_TIME default)
-CAP = 86400
+#: the longest call granted: the service's setting (KONDGE_MAX_CREDIT_TIME), read
+#: as the service reads it
+CAP = config.load().max_credit_time
 CONTROL = (("Auth-Type", ":=", "Accept"),)
 
 
