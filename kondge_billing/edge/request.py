@@ -120,7 +120,7 @@ def access_request(pairs) -> AccessRequest:
 _H323_TIME = re.compile(
     r"^(?P<sync>[*.])?(?P<h>\d{1,2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<ms>\d{1,3}))?"
     r"\s+(?P<tz>[A-Za-z]{1,5})\s+(?:[A-Za-z]{3}\s+)?(?P<mon>[A-Za-z]{3})\s+(?P<day>\d{1,2})"
-    r"\s+(?P<year>\d{4})$")
+    r"\s+(?P<year>\d{4})$", re.ASCII)     # \d: ASCII digits, not "١٤"
 _MONTHS = {m: i for i, m in enumerate(
     "jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
 # Abbreviations the gateways use; hours east of UTC.
@@ -186,7 +186,8 @@ def accounting_record(pairs, received_at: datetime) -> AccountingRecord:
     flags: list[str] = [f for f in values.get(attributes.FLAG, ())
                         if re.fullmatch(r"[a-z][a-z-]{0,31}", f)]
     stamp = (_first(values, attributes.TIMESTAMP) or "").strip()
-    if stamp.isdigit() and len(stamp) <= 11:
+    # ASCII digits only: str.isdigit() takes "¹" too, which int() refuses
+    if stamp.isascii() and stamp.isdigit() and len(stamp) <= 11:
         received_at = datetime.fromtimestamp(int(stamp), timezone.utc)
 
     raw_time = _first(values, attributes.ACCT_SESSION_TIME)

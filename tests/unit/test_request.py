@@ -33,6 +33,7 @@ def test_h323_time_zone_and_sync_marks():
     ("14:30:25.429 XYZ Wed Jan 23 2002", "time-zone-unknown"),
     ("25:30:25.429 GMT Wed Jan 23 2002", "time-unparsed"),
     ("14:30:25.429 GMT Wed Foo 23 2002", "time-unparsed"),
+    ("\u0661\u0664:30:25.429 GMT Wed Jan 23 2002", "time-unparsed"),   # other digits
 ])
 def test_h323_time_unparseable_is_flagged(raw, flag):
     parsed = h323_time(raw)
@@ -142,6 +143,18 @@ def test_a_value_ends_at_its_first_nul_as_rlm_python3_hands_it_over():
     assert whole == seen
     req = access_request((("User-Name", "1000000008\x00x"), ("User-Password", "1234\x00")))
     assert req.user_name == "1000000008" and req.pin == "1234"
+
+
+@pytest.mark.parametrize("stamp", ["\u00b9", "\u0663\u0660", "12a", " ", "123456789012"])
+def test_a_timestamp_that_is_no_ascii_count_of_seconds_leaves_the_time_received(stamp):
+    """"¹" passes str.isdigit() and int() refuses it; "٣٠" int() reads as 30."""
+    rec = accounting_record(stop_pairs(Timestamp=stamp), NOW)
+    assert rec.received_at == NOW and rec.status == "stop"
+
+
+def test_a_timestamp_of_seconds_is_the_time_first_received():
+    rec = accounting_record(stop_pairs(Timestamp="1764590400"), NOW)
+    assert rec.received_at == datetime(2025, 12, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def test_odd_values_are_flagged_not_raised():

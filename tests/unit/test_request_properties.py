@@ -232,6 +232,7 @@ def test_the_hook_answers_exact_codes_and_string_pairs_whatever_the_pairs(pairs,
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pair_lists())
+@example((("Timestamp", "\u00b9"),))       # found by CI: "¹".isdigit(), int("¹") raised
 def test_accounting_through_the_hook_is_answered_or_left_for_a_retry(pairs):
     billing = Capture("accept")
     hook, radiusd, _ = load_hook(billing)
