@@ -408,6 +408,6 @@ def _selection(args) -> batches.Selection:
 
 def _range(text, kind):
     first, sep, last = (text or "").partition("-")
-    if not sep or not first.isdigit() or not last.isdigit():
+    if not sep or not all(x.isascii() and x.isdigit() for x in (first, last)):
         raise CommandError(f"{kind}: FIRST-LAST, e.g. 100001-100500")
     return first, last

@@ -34,7 +34,7 @@ def _filters(p):
 
 
 def _digits(text):
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not digits (a destination prefix)")
     return text
 

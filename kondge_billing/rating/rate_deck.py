@@ -67,7 +67,8 @@ def _row_rate(row, cols, path, line, problems):
         return None
     for key in OPTIONAL_SECONDS:
         raw = row[cols[key]].strip() if key in cols and cols[key] < len(row) else ""
-        if raw and not (raw.isdigit() and (int(raw) > 0 or key == "initial")):
+        # ASCII digits only: int() refuses "¹" and reads "٣٠" as 30
+        if raw and not (raw.isascii() and raw.isdigit() and (int(raw) > 0 or key == "initial")):
             problems.append(f"{path}:{line}: {key}: {raw!r} is not a positive whole number "
                             "of seconds")
             return None

@@ -128,3 +128,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
         text=True, cwd=Path(__file__).resolve().parents[2])
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stdout.split() == ["141"], result.stdout
+
+
+@pytest.mark.parametrize("digits", ["\u00b9-5", "1-\u0665"])
+def test_a_range_in_other_digits_is_refused_before_the_database(capsys, digits):
+    """"¹" passes str.isdigit() and int() refuses it: a refusal that says the
+    form, not a traceback (and nothing is asked of the database)."""
+    status = cli.main(["cards", "suspend", "--serials", digits])
+    assert (status, capsys.readouterr().err) == (
+        cli.outcome(CommandError("x"))[0], "kondge: --serials: FIRST-LAST, e.g. 100001-100500\n")
+
+
+def test_a_destination_prefix_in_other_digits_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["cdrs", "list", "--destination", "\u0664\u0664"])
+    assert exited.value.code == 2 and "is not digits" in capsys.readouterr().err

@@ -150,6 +150,17 @@ def test_csv_deck_problems_carry_their_line(tmp_path):
     assert [p.split(": ")[0] for p in problems] == [f"{deck}:3", f"{deck}:4", f"{deck}:5"]
 
 
+@pytest.mark.parametrize("seconds", ["\u00b9", "\u0663\u0660"])
+def test_csv_deck_seconds_in_other_digits_are_a_problem_not_a_crash(tmp_path, seconds):
+    """"¹" passes str.isdigit() and int() refuses it; "٣٠" int() reads as 30."""
+    deck = tmp_path / "deck.csv"
+    deck.write_text(f"prefix,destination,rate,increment\n44,UK,0.05,{seconds}\n",
+                    encoding="utf-8")
+    _, problems = rate_deck.read_deck(deck)
+    assert problems == [f"{deck}:2: increment: {seconds!r} is not a positive whole number "
+                        "of seconds"]
+
+
 # --- limits: values the engine cannot price exactly are refused, all at once ---------
 
 LIMITS = dedent("""\
