@@ -46,7 +46,7 @@ import psycopg2.extras  # noqa: E402
 from bench import loadgen, minimal_radius, tariffs as tariff_bench  # noqa: E402
 from kondge_billing import config  # noqa: E402
 from kondge_billing.store import gateways  # noqa: E402
-from kondge_billing.operations import cluster, stack  # noqa: E402
+from kondge_billing.operations import stack  # noqa: E402
 from kondge_billing.store.issuance import luhn_digit  # noqa: E402
 from kondge_billing.store.pins import load_key, pin_hash  # noqa: E402
 from kondge_billing.identifiers import luhn_valid  # noqa: E402
@@ -163,7 +163,7 @@ def load_dataset(s, env: dict, cards: list, gws: list, prefixes: int) -> dict:
     # and written out now (a superuser's statement): a million cards' pages
     # left to the checkpointer are written during the first steps, whose p99
     # then measures the load, not the calls (docs/performance.md)
-    conn = psycopg2.connect(cluster.superuser_dsn(s))
+    conn = psycopg2.connect(stack.superuser_dsn(s))
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
